@@ -1,0 +1,474 @@
+"""Budgets: the per-run meter and the tenant's monthly ledger.
+
+Limits are plain values (``Budget`` in the context, the plan's monthly allowance);
+the agent loop calls the named checks at fixed points: ``before_model_call``,
+``after_model_call``, ``before_tool_call``, ``after_tool_call``. A failed check raises
+``BudgetExceeded`` naming the ceiling, its limit and what was used.
+
+The monthly allowance is shared by every concurrent run of a tenant, in any process,
+so it is enforced by the database: one conditional ``UPDATE`` per reservation that
+only succeeds while the allowance still covers it. Ledger rows are keyed
+``(run_id, step_id)``; a replayed step finds its row instead of charging again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.context import MonthlyRemaining, TenantContext
+from core.db.engine import Database
+from core.db.schema import monthly_usage, usage_ledger
+from core.errors import BudgetExceeded
+from core.prices import ModelPrice
+from core.tenants import Plan
+
+StepKind = Literal["model", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """The usage of one model request, as the provider reported it."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every token the request consumed, cached or not."""
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A worst-case amount held against the run and the month until it is settled."""
+
+    run_id: str
+    step_id: str
+    tenant_id: str
+    period: str
+    kind: StepKind
+    tokens: int
+    cost_microcents: int
+    tool_calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One step's line in the usage ledger."""
+
+    step_id: str
+    status: str
+    retried: bool
+    tokens: int
+    cost_microcents: int
+    tool_calls: int
+    reserved_tokens: int
+    reserved_cost_microcents: int
+    reserved_tool_calls: int
+    response: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSummary:
+    """Totals of a run's ledger, telling done work from retried work."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tokens: int = 0
+    tool_calls: int = 0
+    cost_microcents: int = 0
+    retried_tokens: int = 0
+    retried_tool_calls: int = 0
+    retried_cost_microcents: int = 0
+
+
+class MonthlyLedger:
+    """The tenant's month-to-date usage, shared by all of its runs."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def remaining(self, tenant_id: str, plan: Plan, period: str) -> MonthlyRemaining:
+        """What is left of the tenant's allowance this period (reservations included)."""
+        async with self.db.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(monthly_usage).where(
+                        monthly_usage.c.tenant_id == tenant_id, monthly_usage.c.period == period
+                    )
+                )
+            ).first()
+        used_tokens = int(row.tokens) if row else 0
+        used_cost = int(row.cost_microcents) if row else 0
+        used_calls = int(row.tool_calls) if row else 0
+        return MonthlyRemaining(
+            tokens=plan.monthly_tokens - used_tokens,
+            tool_calls=plan.monthly_tool_calls - used_calls,
+            cost_microcents=plan.monthly_cost_microcents - used_cost,
+        )
+
+    async def used(self, tenant_id: str, period: str) -> tuple[int, int, int]:
+        """Tokens, cost and tool calls charged this period (reservations included)."""
+        async with self.db.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(monthly_usage).where(
+                        monthly_usage.c.tenant_id == tenant_id, monthly_usage.c.period == period
+                    )
+                )
+            ).first()
+        if row is None:
+            return 0, 0, 0
+        return int(row.tokens), int(row.cost_microcents), int(row.tool_calls)
+
+    async def steps(self, run_id: str, base_step: str) -> list[LedgerRow]:
+        """Every attempt recorded for one step of a run, oldest first."""
+        async with self.db.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(usage_ledger)
+                    .where(
+                        usage_ledger.c.run_id == run_id,
+                        (usage_ledger.c.step_id == base_step)
+                        | usage_ledger.c.step_id.like(base_step + "#%"),
+                    )
+                    .order_by(usage_ledger.c.created_at, usage_ledger.c.step_id)
+                )
+            ).all()
+        return [
+            LedgerRow(
+                step_id=r.step_id,
+                status=r.status,
+                retried=bool(r.retried),
+                tokens=int(r.input_tokens + r.output_tokens + r.cache_read_tokens
+                           + r.cache_write_tokens),
+                cost_microcents=int(r.cost_microcents),
+                tool_calls=int(r.tool_calls),
+                reserved_tokens=int(r.reserved_tokens),
+                reserved_cost_microcents=int(r.reserved_cost_microcents),
+                reserved_tool_calls=int(r.reserved_tool_calls),
+                response=r.response,
+            )
+            for r in rows
+        ]
+
+    async def reserve(
+        self,
+        ctx: TenantContext,
+        *,
+        plan: Plan,
+        period: str,
+        step_id: str,
+        kind: StepKind,
+        tokens: int,
+        cost_microcents: int,
+        tool_calls: int,
+        price: ModelPrice | None = None,
+    ) -> Reservation:
+        """Hold a worst case against the month, atomically, and open the step's ledger row.
+
+        Raises:
+            BudgetExceeded: with a ``monthly_*`` ceiling when the allowance cannot cover it.
+        """
+        now = datetime.now(UTC)
+        async with self.db.begin() as conn:
+            await conn.execute(
+                self.db.insert(monthly_usage)
+                .values(tenant_id=ctx.tenant_id, period=period, tokens=0, cost_microcents=0,
+                        tool_calls=0)
+                .on_conflict_do_nothing()
+            )
+            result = await conn.execute(
+                update(monthly_usage)
+                .where(
+                    monthly_usage.c.tenant_id == ctx.tenant_id,
+                    monthly_usage.c.period == period,
+                    monthly_usage.c.tokens + tokens <= plan.monthly_tokens,
+                    monthly_usage.c.cost_microcents + cost_microcents
+                    <= plan.monthly_cost_microcents,
+                    monthly_usage.c.tool_calls + tool_calls <= plan.monthly_tool_calls,
+                )
+                .values(
+                    tokens=monthly_usage.c.tokens + tokens,
+                    cost_microcents=monthly_usage.c.cost_microcents + cost_microcents,
+                    tool_calls=monthly_usage.c.tool_calls + tool_calls,
+                )
+                .returning(monthly_usage.c.tokens)
+            )
+            if result.first() is None:
+                refusal = await self._monthly_refusal(conn, ctx.tenant_id, period, plan,
+                                                      tokens, cost_microcents, tool_calls)
+                raise refusal
+            await conn.execute(
+                usage_ledger.insert().values(
+                    run_id=ctx.run_id,
+                    step_id=step_id,
+                    tenant_id=ctx.tenant_id,
+                    period=period,
+                    kind=kind,
+                    status="reserved",
+                    retried=False,
+                    model=price.model if price else None,
+                    price_version=price.version if price else None,
+                    reserved_tokens=tokens,
+                    reserved_cost_microcents=cost_microcents,
+                    reserved_tool_calls=tool_calls,
+                    input_tokens=0,
+                    output_tokens=0,
+                    cache_read_tokens=0,
+                    cache_write_tokens=0,
+                    tool_calls=0,
+                    cost_microcents=0,
+                    created_at=now,
+                )
+            )
+        return Reservation(
+            run_id=ctx.run_id,
+            step_id=step_id,
+            tenant_id=ctx.tenant_id,
+            period=period,
+            kind=kind,
+            tokens=tokens,
+            cost_microcents=cost_microcents,
+            tool_calls=tool_calls,
+        )
+
+    async def _monthly_refusal(
+        self, conn: AsyncConnection, tenant_id: str, period: str, plan: Plan,
+        tokens: int, cost: int, calls: int,
+    ) -> BudgetExceeded:
+        row = (
+            await conn.execute(
+                select(monthly_usage).where(
+                    monthly_usage.c.tenant_id == tenant_id, monthly_usage.c.period == period
+                )
+            )
+        ).one()
+        if row.tokens + tokens > plan.monthly_tokens:
+            return BudgetExceeded("monthly_tokens", plan.monthly_tokens, int(row.tokens))
+        if row.cost_microcents + cost > plan.monthly_cost_microcents:
+            return BudgetExceeded(
+                "monthly_cost_microcents", plan.monthly_cost_microcents, int(row.cost_microcents)
+            )
+        return BudgetExceeded("monthly_tool_calls", plan.monthly_tool_calls, int(row.tool_calls))
+
+    async def settle_on(
+        self,
+        conn: AsyncConnection,
+        reservation: Reservation,
+        *,
+        usage: TokenUsage,
+        cost_microcents: int,
+        tool_calls: int,
+        response: str | None = None,
+        retried: bool = False,
+    ) -> bool:
+        """Settle a reservation inside the caller's transaction.
+
+        The month moves from the reserved worst case to the actual amounts. The ledger
+        row changes only while it is still ``reserved``, so a second settle of the same
+        step is a no-op and returns ``False``.
+        """
+        result = await conn.execute(
+            update(usage_ledger)
+            .where(
+                usage_ledger.c.run_id == reservation.run_id,
+                usage_ledger.c.step_id == reservation.step_id,
+                usage_ledger.c.status == "reserved",
+            )
+            .values(
+                status="settled",
+                retried=retried,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                tool_calls=tool_calls,
+                cost_microcents=cost_microcents,
+                response=response,
+                settled_at=datetime.now(UTC),
+            )
+        )
+        if result.rowcount == 0:
+            return False
+        await conn.execute(
+            update(monthly_usage)
+            .where(
+                monthly_usage.c.tenant_id == reservation.tenant_id,
+                monthly_usage.c.period == reservation.period,
+            )
+            .values(
+                tokens=monthly_usage.c.tokens + (usage.total - reservation.tokens),
+                cost_microcents=monthly_usage.c.cost_microcents
+                + (cost_microcents - reservation.cost_microcents),
+                tool_calls=monthly_usage.c.tool_calls + (tool_calls - reservation.tool_calls),
+            )
+        )
+        return True
+
+    async def settle(
+        self,
+        reservation: Reservation,
+        *,
+        usage: TokenUsage,
+        cost_microcents: int,
+        tool_calls: int,
+        response: str | None = None,
+        retried: bool = False,
+    ) -> bool:
+        """Settle a reservation in a transaction of its own."""
+        async with self.db.begin() as conn:
+            return await self.settle_on(
+                conn, reservation, usage=usage, cost_microcents=cost_microcents,
+                tool_calls=tool_calls, response=response, retried=retried,
+            )
+
+    async def abandon(self, run_id: str, row: LedgerRow, tenant_id: str, period: str) -> None:
+        """Close a reservation orphaned by a crash as retried work.
+
+        Nobody knows what the lost call used, so it is charged at its reserved worst
+        case: the ledger must never undercount what the provider may bill.
+        """
+        reservation = Reservation(
+            run_id=run_id, step_id=row.step_id, tenant_id=tenant_id, period=period,
+            kind="model", tokens=row.reserved_tokens,
+            cost_microcents=row.reserved_cost_microcents, tool_calls=row.reserved_tool_calls,
+        )
+        await self.settle(
+            reservation,
+            usage=TokenUsage(input_tokens=row.reserved_tokens),
+            cost_microcents=row.reserved_cost_microcents,
+            tool_calls=row.reserved_tool_calls,
+            retried=True,
+        )
+
+    async def summary(self, ctx: TenantContext, run_id: str) -> UsageSummary:
+        """The run's totals from its ledger: done work apart from retried work."""
+        async with self.db.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(usage_ledger).where(
+                        usage_ledger.c.tenant_id == ctx.tenant_id, usage_ledger.c.run_id == run_id
+                    )
+                )
+            ).all()
+        done = [r for r in rows if not r.retried]
+        again = [r for r in rows if r.retried]
+
+        def tokens(rs: list[Any]) -> int:
+            return sum(
+                int(r.input_tokens + r.output_tokens + r.cache_read_tokens + r.cache_write_tokens)
+                for r in rs
+            )
+
+        return UsageSummary(
+            input_tokens=sum(int(r.input_tokens + r.cache_read_tokens + r.cache_write_tokens)
+                             for r in done),
+            output_tokens=sum(int(r.output_tokens) for r in done),
+            tokens=tokens(done),
+            tool_calls=sum(int(r.tool_calls) for r in done),
+            cost_microcents=sum(int(r.cost_microcents) for r in done),
+            retried_tokens=tokens(again),
+            retried_tool_calls=sum(int(r.tool_calls) for r in again),
+            retried_cost_microcents=sum(int(r.cost_microcents) for r in again),
+        )
+
+
+class RunMeter:
+    """Enforces one run's four ceilings, from the context's budget.
+
+    The meter holds what this allocation of the run has settled plus what is
+    reserved in flight; a resumed run gets a fresh meter from a fresh context.
+    """
+
+    def __init__(
+        self, ctx: TenantContext, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.budget = ctx.budget
+        self._clock = clock
+        self.started = clock()
+        self.tokens = 0
+        self.cost_microcents = 0
+        self.tool_calls = 0
+
+    @property
+    def deadline(self) -> float:
+        """The monotonic time by which every call of this allocation must be done."""
+        return float(self.started + self.budget.walltime_ceiling_ms / 1000)
+
+    def remaining_s(self) -> float:
+        """Seconds left before the walltime ceiling; never negative."""
+        return max(0.0, self.deadline - self._clock())
+
+    def elapsed_ms(self) -> int:
+        """Milliseconds since this allocation started."""
+        return int((self._clock() - self.started) * 1000)
+
+    def check_walltime(self) -> None:
+        """Refuse to start anything once the walltime ceiling has passed."""
+        elapsed = self.elapsed_ms()
+        if elapsed >= self.budget.walltime_ceiling_ms:
+            raise BudgetExceeded("walltime_ms", self.budget.walltime_ceiling_ms, elapsed)
+
+    def before_model_call(self, estimated_input: int, wanted_max_tokens: int,
+                          price: ModelPrice) -> int:
+        """The ``max_tokens`` the budget still allows for the next model request.
+
+        Raises:
+            BudgetExceeded: when not even one output token fits the token or cost ceiling.
+        """
+        self.check_walltime()
+        token_room = self.budget.token_ceiling - self.tokens - estimated_input
+        if token_room < 1:
+            raise BudgetExceeded(
+                "tokens", self.budget.token_ceiling, self.tokens + max(0, estimated_input)
+            )
+        cost_room = self.budget.cost_ceiling_microcents - self.cost_microcents
+        input_cost = price.cost(input_tokens=estimated_input, output_tokens=0)
+        by_cost = (
+            (cost_room - input_cost) * 1_000_000 // price.output if price.output else token_room
+        )
+        if by_cost < 1:
+            raise BudgetExceeded(
+                "cost_microcents",
+                self.budget.cost_ceiling_microcents,
+                self.cost_microcents + input_cost,
+            )
+        return int(min(wanted_max_tokens, token_room, by_cost))
+
+    def after_model_call(self, usage: TokenUsage, cost_microcents: int) -> None:
+        """Record a settled request; an overrun (provider miscount) halts the next check."""
+        self.tokens += usage.total
+        self.cost_microcents += cost_microcents
+
+    def before_tool_call(self, declared_cost_microcents: int) -> None:
+        """Refuse a tool call beyond the tool-call, cost or walltime ceiling."""
+        self.check_walltime()
+        if self.tool_calls + 1 > self.budget.tool_call_ceiling:
+            raise BudgetExceeded("tool_calls", self.budget.tool_call_ceiling, self.tool_calls)
+        if self.cost_microcents + declared_cost_microcents > self.budget.cost_ceiling_microcents:
+            raise BudgetExceeded(
+                "cost_microcents",
+                self.budget.cost_ceiling_microcents,
+                self.cost_microcents + declared_cost_microcents,
+            )
+        self.tool_calls += 1
+        self.cost_microcents += declared_cost_microcents
+
+    def after_tool_call(self, refunded_cost_microcents: int = 0) -> None:
+        """Give back a tool's declared cost that was not spent (a replayed effect)."""
+        self.cost_microcents -= refunded_cost_microcents

@@ -1,0 +1,1 @@
+"""The app database: one SQLAlchemy Core schema, SQLite or PostgreSQL, Alembic migrations."""

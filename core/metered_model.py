@@ -1,0 +1,166 @@
+"""The budget wrapper around the model: reserve, call under a deadline, settle.
+
+Every model request of a run goes through ``MeteredModel.request``:
+
+1. the step id is derived from the history (``model:<n>`` for the n-th response), so
+   a replayed request finds the response it already paid for and returns it;
+2. the worst case (estimated input + ``max_tokens``) is checked against the run's
+   ceilings, ``max_tokens`` is lowered to what is left, and the same worst case is
+   reserved against the tenant's month;
+3. the provider is called under the run's walltime deadline;
+4. the reservation is settled to the reported usage, and the response stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
+from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.models.wrapper import WrapperModel
+from pydantic_ai.settings import ModelSettings
+
+from core.budget import MonthlyLedger, Reservation, RunMeter, TokenUsage
+from core.context import TenantContext
+from core.errors import BudgetExceeded, ModelFailed
+from core.prices import ModelPrice
+from core.tenants import Plan
+
+CHARS_PER_TOKEN = 3
+"""A deliberately low ratio: over-estimating input only makes a reservation safer."""
+
+
+def estimate_input_tokens(
+    messages: list[ModelMessage], parameters: ModelRequestParameters
+) -> int:
+    """A conservative token estimate of a request, without calling the provider."""
+    size = len(ModelMessagesTypeAdapter.dump_json(messages))
+    for tool in parameters.function_tools:
+        size += len(tool.name) + len(tool.description or "") + len(str(tool.parameters_json_schema))
+    return size // CHARS_PER_TOKEN + 16
+
+
+def usage_of(response: ModelResponse) -> TokenUsage:
+    """The provider's usage, with cached tokens taken out of ``input_tokens``.
+
+    pydantic-ai counts cache reads and writes inside ``input_tokens``; they are priced
+    differently, so the ledger keeps them apart.
+    """
+    u = response.usage
+    return TokenUsage(
+        input_tokens=max(0, u.input_tokens - u.cache_read_tokens - u.cache_write_tokens),
+        output_tokens=u.output_tokens,
+        cache_read_tokens=u.cache_read_tokens,
+        cache_write_tokens=u.cache_write_tokens,
+    )
+
+
+def model_step_id(messages: list[ModelMessage]) -> str:
+    """``model:<n>``: the n-th model response of the run, stable across a resume."""
+    return f"model:{sum(isinstance(m, ModelResponse) for m in messages)}"
+
+
+@dataclass
+class RunAccount:
+    """What the wrappers of one run share: its context, meter, ledger and plan."""
+
+    ctx: TenantContext
+    meter: RunMeter
+    ledger: MonthlyLedger
+    plan: Plan
+    period: str
+    price: ModelPrice
+    default_max_tokens: int
+    on_settled: Callable[[TokenUsage, int], Awaitable[None]] | None = None
+
+
+class MeteredModel(WrapperModel):
+    """Wraps the provider model with the run's budget checks."""
+
+    def __init__(self, wrapped: Model, account: RunAccount) -> None:
+        super().__init__(wrapped)
+        self.account = account
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        """Reserve, call under the deadline, settle; replay a response already paid for."""
+        acc = self.account
+        base_step = model_step_id(messages)
+        attempts = await acc.ledger.steps(acc.ctx.run_id, base_step)
+        for row in attempts:
+            if row.status == "settled" and not row.retried and row.response is not None:
+                return _stored_response(row.response)
+        for row in attempts:
+            if row.status == "reserved":
+                await acc.ledger.abandon(acc.ctx.run_id, row, acc.ctx.tenant_id, acc.period)
+        step_id = base_step if not attempts else f"{base_step}#{len(attempts) + 1}"
+
+        wanted = int((model_settings or {}).get("max_tokens") or acc.default_max_tokens)
+        estimate = estimate_input_tokens(messages, model_request_parameters)
+        max_tokens = acc.meter.before_model_call(estimate, wanted, acc.price)
+        reservation = await acc.ledger.reserve(
+            acc.ctx,
+            plan=acc.plan,
+            period=acc.period,
+            step_id=step_id,
+            kind="model",
+            tokens=estimate + max_tokens,
+            cost_microcents=acc.price.cost(input_tokens=estimate, output_tokens=max_tokens),
+            tool_calls=0,
+            price=acc.price,
+        )
+        settings: ModelSettings = {**(model_settings or {}), "max_tokens": max_tokens}
+        try:
+            async with asyncio.timeout(acc.meter.remaining_s()):
+                response = await self.wrapped.request(
+                    messages, settings, model_request_parameters
+                )
+        except TimeoutError:
+            await self._charge_abandoned(reservation, estimate)
+            raise BudgetExceeded(
+                "walltime_ms", acc.meter.budget.walltime_ceiling_ms, acc.meter.elapsed_ms()
+            ) from None
+        except Exception as exc:
+            await self._charge_abandoned(reservation, 0)
+            raise ModelFailed(f"model request failed: {type(exc).__name__}: {exc}") from exc
+        usage = usage_of(response)
+        cost = acc.price.cost(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+        )
+        stored = ModelMessagesTypeAdapter.dump_json([response]).decode()
+        await acc.ledger.settle(
+            reservation, usage=usage, cost_microcents=cost, tool_calls=0, response=stored
+        )
+        acc.meter.after_model_call(usage, cost)
+        if acc.on_settled is not None:
+            await acc.on_settled(usage, cost)
+        return response
+
+    async def _charge_abandoned(self, reservation: Reservation, input_tokens: int) -> None:
+        """Close the step of a call that never answered.
+
+        The input was sent, so its estimate is charged; the output reservation is
+        released. The step is marked retried: a resume redoes it.
+        """
+        acc = self.account
+        usage = TokenUsage(input_tokens=input_tokens)
+        cost = acc.price.cost(input_tokens=input_tokens, output_tokens=0)
+        await acc.ledger.settle(
+            reservation, usage=usage, cost_microcents=cost, tool_calls=0, retried=True
+        )
+        acc.meter.after_model_call(usage, cost)
+
+
+def _stored_response(text: str) -> ModelResponse:
+    messages = ModelMessagesTypeAdapter.validate_json(text)
+    response = messages[0]
+    assert isinstance(response, ModelResponse)
+    return response

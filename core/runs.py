@@ -1,0 +1,286 @@
+"""Run records, checkpoints and the tool-effect ledger.
+
+A run's durable state is its row in ``runs`` (status, outcome), its latest
+checkpoint (messages, usage, step index), and one effect row per tool call keyed
+``(run_id, step_id)``. Every read is filtered by the caller's tenant, so a run id
+from another tenant is simply not found, and a checkpoint is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.context import TenantContext
+from core.db.engine import Database
+from core.db.schema import checkpoints, runs, tool_effects
+from core.errors import CheckpointError, NotFound
+
+RunStatus = Literal["queued", "running", "halted", "completed", "failed", "refused"]
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "refused"})
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as stored."""
+
+    id: str
+    tenant_id: str
+    principal_id: str
+    principal_kind: str
+    initiator: str
+    correlation_id: str | None
+    conversation_id: str | None
+    model: str
+    prompt: str
+    status: str
+    answer: str | None
+    detail: dict[str, Any]
+    input_tokens: int
+    output_tokens: int
+    tool_calls: int
+    cost_microcents: int
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The state a run resumes from."""
+
+    run_id: str
+    tenant_id: str
+    step_index: int
+    messages: bytes
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+def _record(row: Any) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        principal_id=row.principal_id,
+        principal_kind=row.principal_kind,
+        initiator=row.initiator,
+        correlation_id=row.correlation_id,
+        conversation_id=row.conversation_id,
+        model=row.model,
+        prompt=row.prompt,
+        status=row.status,
+        answer=row.answer,
+        detail=dict(row.detail or {}),
+        input_tokens=int(row.input_tokens),
+        output_tokens=int(row.output_tokens),
+        tool_calls=int(row.tool_calls),
+        cost_microcents=int(row.cost_microcents),
+        attempts=int(row.attempts),
+        created_at=row.created_at,
+    )
+
+
+class RunStore:
+    """Persistence of runs, their checkpoints and their tool effects."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self,
+        ctx: TenantContext,
+        *,
+        prompt: str,
+        model: str,
+        status: RunStatus = "running",
+        conversation_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        """Record a new run of the context's tenant."""
+        now = datetime.now(UTC)
+        async with self.db.begin() as conn:
+            await conn.execute(
+                runs.insert().values(
+                    id=ctx.run_id,
+                    tenant_id=ctx.tenant_id,
+                    principal_id=ctx.principal_id,
+                    principal_kind=ctx.principal_kind,
+                    initiator=ctx.audit.initiator,
+                    correlation_id=ctx.audit.correlation_id,
+                    conversation_id=conversation_id,
+                    model=model,
+                    prompt=prompt,
+                    status=status,
+                    detail=detail or {},
+                    input_tokens=0,
+                    output_tokens=0,
+                    tool_calls=0,
+                    cost_microcents=0,
+                    attempts=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return await self.get(ctx.tenant_id, ctx.run_id)
+
+    async def get(self, tenant_id: str, run_id: str) -> RunRecord:
+        """The run ``run_id`` of ``tenant_id``; another tenant's run is not found."""
+        async with self.db.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(runs).where(runs.c.tenant_id == tenant_id, runs.c.id == run_id)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"no run {run_id!r} in tenant {tenant_id!r}")
+        return _record(row)
+
+    async def find_tenant(self, run_id: str) -> str:
+        """Which tenant owns ``run_id``: for operators resuming by id from the CLI."""
+        async with self.db.begin() as conn:
+            row = (await conn.execute(select(runs.c.tenant_id).where(runs.c.id == run_id))).first()
+        if row is None:
+            raise NotFound(f"no run {run_id!r}")
+        return str(row[0])
+
+    async def recent(self, tenant_id: str, limit: int = 20,
+                     principal_id: str | None = None) -> list[RunRecord]:
+        """The tenant's newest runs, optionally of one principal."""
+        query = select(runs).where(runs.c.tenant_id == tenant_id)
+        if principal_id is not None:
+            query = query.where(runs.c.principal_id == principal_id)
+        async with self.db.begin() as conn:
+            rows = (await conn.execute(query.order_by(runs.c.id.desc()).limit(limit))).all()
+        return [_record(row) for row in rows]
+
+    async def unfinished(self, tenant_id: str | None = None) -> list[RunRecord]:
+        """Runs left ``queued`` or ``running``: a crash interrupted them."""
+        query = select(runs).where(runs.c.status.in_(("queued", "running")))
+        if tenant_id is not None:
+            query = query.where(runs.c.tenant_id == tenant_id)
+        async with self.db.begin() as conn:
+            rows = (await conn.execute(query.order_by(runs.c.id))).all()
+        return [_record(row) for row in rows]
+
+    async def update(
+        self,
+        ctx: TenantContext,
+        *,
+        status: RunStatus,
+        answer: str | None = None,
+        detail: dict[str, Any] | None = None,
+        totals: dict[str, int] | None = None,
+        new_attempt: bool = False,
+        conn: AsyncConnection | None = None,
+    ) -> None:
+        """Move the run to ``status`` with its outcome."""
+        values: dict[str, Any] = {"status": status, "updated_at": datetime.now(UTC)}
+        if answer is not None:
+            values["answer"] = answer
+        if detail is not None:
+            values["detail"] = detail
+        if totals:
+            values.update(totals)
+        if new_attempt:
+            values["attempts"] = runs.c.attempts + 1
+        statement = (
+            update(runs)
+            .where(runs.c.tenant_id == ctx.tenant_id, runs.c.id == ctx.run_id)
+            .values(**values)
+        )
+        if conn is not None:
+            await conn.execute(statement)
+            return
+        async with self.db.begin() as own:
+            await own.execute(statement)
+
+    async def save_checkpoint(
+        self, ctx: TenantContext, *, step_index: int, messages: bytes, usage: dict[str, int]
+    ) -> None:
+        """Replace the run's checkpoint; the digest lets a later load detect corruption."""
+        digest = hashlib.sha256(messages).hexdigest()
+        text = messages.decode()
+        values = {
+            "tenant_id": ctx.tenant_id,
+            "step_index": step_index,
+            "messages": text,
+            "usage": usage,
+            "digest": digest,
+            "updated_at": datetime.now(UTC),
+        }
+        async with self.db.begin() as conn:
+            await conn.execute(
+                self.db.insert(checkpoints)
+                .values(run_id=ctx.run_id, **values)
+                .on_conflict_do_update(
+                    index_elements=["run_id"],
+                    set_=values,
+                    where=checkpoints.c.tenant_id == ctx.tenant_id,
+                )
+            )
+
+    async def load_checkpoint(self, ctx: TenantContext, run_id: str) -> Checkpoint | None:
+        """The run's checkpoint, or ``None`` if it never reached one.
+
+        Raises:
+            CheckpointError: the checkpoint belongs to another tenant, or is corrupt.
+        """
+        async with self.db.begin() as conn:
+            row = (
+                await conn.execute(select(checkpoints).where(checkpoints.c.run_id == run_id))
+            ).first()
+        if row is None:
+            return None
+        if row.tenant_id != ctx.tenant_id:
+            raise CheckpointError(
+                f"checkpoint of run {run_id!r} belongs to another tenant; refused"
+            )
+        data = str(row.messages).encode()
+        if hashlib.sha256(data).hexdigest() != row.digest:
+            raise CheckpointError(f"checkpoint of run {run_id!r} is corrupt (digest mismatch)")
+        try:
+            json.loads(data)
+        except ValueError:
+            raise CheckpointError(f"checkpoint of run {run_id!r} is corrupt (not JSON)") from None
+        usage = row.usage if isinstance(row.usage, dict) else {}
+        return Checkpoint(
+            run_id=run_id,
+            tenant_id=row.tenant_id,
+            step_index=int(row.step_index),
+            messages=data,
+            usage={k: int(v) for k, v in usage.items()},
+        )
+
+    async def effect(self, ctx: TenantContext, step_id: str) -> str | None:
+        """The stored result of a tool call already made in this run, if any."""
+        async with self.db.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(tool_effects.c.result).where(
+                        tool_effects.c.tenant_id == ctx.tenant_id,
+                        tool_effects.c.run_id == ctx.run_id,
+                        tool_effects.c.step_id == step_id,
+                    )
+                )
+            ).first()
+        return None if row is None else str(row[0])
+
+    async def record_effect(
+        self, conn: AsyncConnection, ctx: TenantContext, *, step_id: str, capability: str,
+        result: str,
+    ) -> None:
+        """Record a tool call's result inside the caller's transaction."""
+        await conn.execute(
+            tool_effects.insert().values(
+                run_id=ctx.run_id,
+                step_id=step_id,
+                tenant_id=ctx.tenant_id,
+                capability=capability,
+                result=result,
+                created_at=datetime.now(UTC),
+            )
+        )

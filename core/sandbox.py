@@ -1,0 +1,98 @@
+"""The offline sandbox model: deterministic replies, no LLM, labelled in every answer.
+
+It exists so that ``make demo`` and the CLI can show the whole platform (tools,
+budgets, halts, resumes, audit) on a machine without credentials. It is never
+chosen silently: a run uses it only when asked for by name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.tools import ToolDefinition
+
+LABEL = "[sandbox model: offline, deterministic]"
+_WORD = re.compile(r"[\w.]+")
+
+
+def _last_prompt(messages: list[ModelMessage]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, ModelRequest):
+            for part in message.parts:
+                if isinstance(part, UserPromptPart) and isinstance(part.content, str):
+                    return part.content
+    return ""
+
+
+def _wanted_tools(prompt: str, tools: list[ToolDefinition]) -> list[ToolDefinition]:
+    """Tools the prompt names (``budget.status``), and search for questions."""
+    words = {w.lower().rstrip(".") for w in _WORD.findall(prompt)}
+    wanted = []
+    for tool in tools:
+        capability = tool.name.replace("__", ".")
+        named = capability in words or tool.name in words
+        searches = capability.endswith(".search") and prompt.rstrip().endswith("?")
+        if named or searches:
+            wanted.append(tool)
+    return wanted
+
+
+def _arguments(tool: ToolDefinition, prompt: str) -> dict[str, object]:
+    schema = tool.parameters_json_schema
+    args: dict[str, object] = {}
+    for name in schema.get("required", []):
+        kind = schema.get("properties", {}).get(name, {}).get("type")
+        args[name] = 5 if kind == "integer" else prompt
+    return args
+
+
+def _summarise(parts: list[ToolReturnPart]) -> str:
+    lines = []
+    for part in parts:
+        content = part.content if isinstance(part.content, str) else json.dumps(
+            part.content, default=str
+        )
+        name = part.tool_name.replace("__", ".")
+        lines.append(f"- {name}: {content[:600]}")
+    return "\n".join(lines)
+
+
+def sandbox_reply(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    """One deterministic turn: call the tools the prompt asks for, then answer."""
+    last = messages[-1] if messages else None
+    returns = (
+        [p for p in last.parts if isinstance(p, ToolReturnPart)]
+        if isinstance(last, ModelRequest)
+        else []
+    )
+    prompt = _last_prompt(messages)
+    if returns:
+        return ModelResponse(
+            parts=[TextPart(f"{LABEL}\nHere is what the tools returned:\n{_summarise(returns)}")]
+        )
+    turn = sum(isinstance(m, ModelResponse) for m in messages)
+    calls = [
+        ToolCallPart(tool.name, _arguments(tool, prompt), tool_call_id=f"sbx_{turn}_{i}")
+        for i, tool in enumerate(_wanted_tools(prompt, info.function_tools))
+    ]
+    if calls:
+        return ModelResponse(parts=calls)
+    return ModelResponse(
+        parts=[TextPart(f"{LABEL}\nYou asked: {prompt.strip()[:500]}\nNo tool was needed.")]
+    )
+
+
+def sandbox_model() -> FunctionModel:
+    """The sandbox model, named ``sandbox`` in usage and prices."""
+    return FunctionModel(sandbox_reply, model_name="sandbox")

@@ -1,0 +1,53 @@
+"""Process-wide configuration, read once from ``TENANTRY_*`` variables and ``.env``.
+
+Settings describe the deployment, never a tenant: tenancy travels in the
+``TenantContext``. Secrets are ``SecretStr`` so that a settings object printed in a
+log or a traceback shows ``**********`` instead of the value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "anthropic:claude-sonnet-4-5"
+SANDBOX_MODEL = "sandbox"
+
+
+class Settings(BaseSettings):
+    """Deployment settings.
+
+    Attributes:
+        database_url: SQLAlchemy URL. The embedded default is a SQLite file in the
+            working directory; ``postgresql+psycopg://...`` selects PostgreSQL.
+        data_dir: Where the embedded default keeps files it creates (signing key).
+        model: The model id used when a run does not name one.
+        anthropic_api_key: Key for the Anthropic API; without it only the sandbox
+            model can run, and only when asked for by name.
+        anthropic_base_url: Override of the Anthropic endpoint (gateways, emulators).
+        default_max_tokens: ``max_tokens`` asked of the model when the budget allows it.
+        log_level: Minimum level of the JSON logs.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TENANTRY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = "sqlite+aiosqlite:///tenantry.db"
+    data_dir: Path = Path(".tenantry")
+    model: str = DEFAULT_MODEL
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TENANTRY_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = None
+    anthropic_max_retries: int = Field(default=2, ge=0, le=10)
+    default_max_tokens: int = Field(default=4096, gt=0)
+    history_window: int = Field(default=20, gt=0)
+    log_level: str = "INFO"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the app database is the embedded SQLite file."""
+        return self.database_url.startswith("sqlite")

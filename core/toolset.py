@@ -1,0 +1,141 @@
+"""The one wrapper around every tool call of a run.
+
+``GuardedToolset`` wraps the toolset built from the run's resolved bindings. For each
+call, in order: the budget's tool check (ceiling, declared cost, monthly allowance),
+the effect ledger (a call already made in this run returns its stored result),
+execution under the run's deadline, then the effect, the settled cost and the audit
+entry in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_ai import RunContext
+from pydantic_ai.tools import Tool
+from pydantic_ai.toolsets import FunctionToolset, WrapperToolset
+from pydantic_ai.toolsets.abstract import ToolsetTool
+from pydantic_core import to_json
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.budget import TokenUsage
+from core.context import TenantContext
+from core.errors import BudgetExceeded, ToolFailed
+from core.metered_model import RunAccount
+from core.runs import RunStore
+from core.tools import ToolBinding
+
+ToolHook = Callable[[AsyncConnection, TenantContext, "ToolCallRecord"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRecord:
+    """What one finished tool call leaves behind, for audit and reporting."""
+
+    capability: str
+    step_id: str
+    arguments: dict[str, Any]
+    result: str
+    cost_microcents: int
+    latency_ms: int
+    replayed: bool
+
+
+def tool_step_id(tool_call_id: str | None) -> str:
+    """``tool:<call id>``: the model's id for the call, stable once the response is saved."""
+    return f"tool:{tool_call_id or 'unknown'}"
+
+
+def build_toolset(bindings: Sequence[ToolBinding]) -> FunctionToolset[TenantContext]:
+    """A pydantic-ai toolset exposing exactly the resolved bindings."""
+    return FunctionToolset(
+        [
+            Tool(b.function, takes_ctx=False, name=b.name, description=b.description)
+            for b in bindings
+        ]
+    )
+
+
+@dataclass
+class GuardedToolset(WrapperToolset[TenantContext]):
+    """Budget, idempotency, cost and audit around every binding of one run."""
+
+    account: RunAccount | None = None
+    runs: RunStore | None = None
+    bindings: dict[str, ToolBinding] = field(default_factory=dict)
+    on_call: ToolHook | None = None
+
+    async def call_tool(
+        self,
+        name: str,
+        tool_args: dict[str, Any],
+        ctx: RunContext[TenantContext],
+        tool: ToolsetTool[TenantContext],
+    ) -> Any:
+        """Run one tool call at most once per ``(run_id, step_id)``."""
+        assert self.account is not None and self.runs is not None
+        acc = self.account
+        binding = self.bindings[name]
+        step_id = tool_step_id(ctx.tool_call_id)
+        stored = await self.runs.effect(acc.ctx, step_id)
+        if stored is not None:
+            return json.loads(stored)
+        attempts = await acc.ledger.steps(acc.ctx.run_id, step_id)
+        for row in attempts:
+            if row.status == "reserved":
+                await acc.ledger.abandon(acc.ctx.run_id, row, acc.ctx.tenant_id, acc.period)
+        attempt_id = step_id if not attempts else f"{step_id}#{len(attempts) + 1}"
+        acc.meter.before_tool_call(binding.cost_microcents)
+        reservation = await acc.ledger.reserve(
+            acc.ctx,
+            plan=acc.plan,
+            period=acc.period,
+            step_id=attempt_id,
+            kind="tool",
+            tokens=0,
+            cost_microcents=binding.cost_microcents,
+            tool_calls=1,
+        )
+        started = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(acc.meter.remaining_s()):
+                result = await super().call_tool(name, tool_args, ctx, tool)
+        except TimeoutError:
+            await acc.ledger.settle(
+                reservation, usage=TokenUsage(), cost_microcents=binding.cost_microcents,
+                tool_calls=1, retried=True,
+            )
+            raise BudgetExceeded(
+                "walltime_ms", acc.meter.budget.walltime_ceiling_ms, acc.meter.elapsed_ms()
+            ) from None
+        except (BudgetExceeded, ToolFailed):
+            raise
+        latency_ms = int((asyncio.get_running_loop().time() - started) * 1000)
+        encoded = to_json(result).decode()
+        async with acc.ledger.db.begin() as conn:
+            await self.runs.record_effect(
+                conn, acc.ctx, step_id=step_id, capability=binding.capability, result=encoded
+            )
+            await acc.ledger.settle_on(
+                conn, reservation, usage=TokenUsage(),
+                cost_microcents=binding.cost_microcents, tool_calls=1,
+            )
+            if self.on_call is not None:
+                await self.on_call(
+                    conn,
+                    acc.ctx,
+                    ToolCallRecord(
+                        capability=binding.capability,
+                        step_id=step_id,
+                        arguments=tool_args,
+                        result=encoded,
+                        cost_microcents=binding.cost_microcents,
+                        latency_ms=latency_ms,
+                        replayed=False,
+                    ),
+                )
+        return result

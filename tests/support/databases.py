@@ -1,0 +1,93 @@
+"""Throwaway databases for tests: a migrated SQLite file or PostgreSQL database each.
+
+Migrations run once per session into a template; each test gets a copy (a file copy
+for SQLite, ``CREATE DATABASE ... TEMPLATE`` for PostgreSQL), so tests never share
+rows and never pay for the migrations again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from core.db.engine import Database
+from core.db.migrate import upgrade
+
+PG_ENV = "TENANTRY_TEST_DATABASE_URL"
+
+
+def pg_server_url() -> str | None:
+    """The PostgreSQL server the tests may use, from the environment."""
+    return os.environ.get(PG_ENV) or None
+
+
+def _libpq(url: str, database: str) -> str:
+    parsed = make_url(url).set(drivername="postgresql", database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+def _async_url(url: str, database: str) -> str:
+    return make_url(url).set(drivername="postgresql+psycopg", database=database).render_as_string(
+        hide_password=False
+    )
+
+
+async def _migrate(url: str) -> None:
+    db = Database(url)
+    try:
+        await upgrade(db)
+    finally:
+        await db.dispose()
+
+
+class SqliteTemplates:
+    """Migrated SQLite files to copy from."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.template = root / "template.db"
+        asyncio.run(_migrate(f"sqlite+aiosqlite:///{self.template}"))
+
+    def fresh(self) -> str:
+        """The URL of a new, migrated database file."""
+        path = self.root / f"{uuid.uuid4().hex}.db"
+        shutil.copyfile(self.template, path)
+        return f"sqlite+aiosqlite:///{path}"
+
+
+class PostgresTemplates:
+    """A migrated template database on the test server, and copies of it."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.admin = _libpq(server_url, make_url(server_url).database or "postgres")
+        self.template = f"tenantry_tmpl_{uuid.uuid4().hex[:10]}"
+        self.created: list[str] = []
+        self._execute(f'CREATE DATABASE "{self.template}"')
+        asyncio.run(_migrate(_async_url(server_url, self.template)))
+
+    def _execute(self, sql: str) -> None:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.encode())
+
+    def fresh(self) -> str:
+        """The URL of a new database cloned from the template."""
+        name = f"tenantry_t_{uuid.uuid4().hex[:12]}"
+        self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        self.created.append(name)
+        return _async_url(self.server_url, name)
+
+    def drop(self, url: str) -> None:
+        """Drop one test database, disconnecting whoever still holds it."""
+        name = make_url(url).database
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        """Drop the template."""
+        self._execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
