@@ -35,7 +35,7 @@ from core.logs import bound, log
 from core.metered_model import MeteredModel, RunAccount
 from core.models import ModelFactory
 from core.prices import price_for
-from core.runs import FINAL_STATUSES, RunRecord, RunStore
+from core.runs import FINAL_STATUSES, RunRecord, RunStatus, RunStore
 from core.settings import Settings
 from core.tools import CapabilityRegistry
 from core.toolset import GuardedToolset, ToolHook, build_toolset
@@ -75,12 +75,13 @@ class AgentService:
         registry: CapabilityRegistry | None = None,
         *,
         on_tool_call: ToolHook | None = None,
+        runs: RunStore | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.models = models
         self.registry = registry or CapabilityRegistry()
-        self.runs = RunStore(db)
+        self.runs = runs or RunStore(db)
         self.ledger = MonthlyLedger(db)
         self.on_tool_call = on_tool_call
         self._agent: Agent[TenantContext, str] = Agent(
@@ -204,7 +205,7 @@ class AgentService:
         self,
         ctx: TenantContext,
         model_id: str,
-        status: str,
+        status: RunStatus,
         *,
         answer: str | None = None,
         halt: dict[str, Any] | None = None,
@@ -218,7 +219,7 @@ class AgentService:
             detail["error"] = error
         await self.runs.update(
             ctx,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             answer=answer,
             detail=detail,
             totals={

@@ -31,6 +31,9 @@ from core.tenants import Plan
 
 StepKind = Literal["model", "tool"]
 
+MIN_OUTPUT_TOKENS = 64
+"""A model call that could not write even this much is halted instead of truncated."""
+
 
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
@@ -429,11 +432,13 @@ class RunMeter:
         """The ``max_tokens`` the budget still allows for the next model request.
 
         Raises:
-            BudgetExceeded: when not even one output token fits the token or cost ceiling.
+            BudgetExceeded: when not even ``MIN_OUTPUT_TOKENS`` of output fit the token
+                or cost ceiling: a halted run can resume, a truncated answer cannot.
         """
         self.check_walltime()
+        floor = min(MIN_OUTPUT_TOKENS, wanted_max_tokens)
         token_room = self.budget.token_ceiling - self.tokens - estimated_input
-        if token_room < 1:
+        if token_room < floor:
             raise BudgetExceeded(
                 "tokens", self.budget.token_ceiling, self.tokens + max(0, estimated_input)
             )
@@ -442,7 +447,7 @@ class RunMeter:
         by_cost = (
             (cost_room - input_cost) * 1_000_000 // price.output if price.output else token_room
         )
-        if by_cost < 1:
+        if by_cost < floor:
             raise BudgetExceeded(
                 "cost_microcents",
                 self.budget.cost_ceiling_microcents,

@@ -19,6 +19,7 @@ from core.context import TenantContext
 def configure(level: str = "INFO") -> None:
     """Send structlog and stdlib logging to stderr as one JSON object per line."""
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -130,7 +130,7 @@ class CompactRange:
         Raises:
             ValueError: ``leaf_hash`` is not 32 bytes long.
         """
-        _require_hashes("leaf hash", [leaf_hash])
+        _require_hash("leaf hash", leaf_hash)
         merged = leaf_hash
         size = self._size
         while size & 1:
@@ -392,5 +392,9 @@ def _require_leaf_hashes(hashes: Sequence[bytes]) -> None:
 
 def _require_hashes(what: str, hashes: Sequence[bytes]) -> None:
     for position, value in enumerate(hashes):
-        if len(value) != HASH_SIZE:
-            raise ValueError(f"{what} {position} has {len(value)} bytes, want {HASH_SIZE}")
+        _require_hash(f"{what} {position}", value)
+
+
+def _require_hash(what: str, value: bytes) -> None:
+    if len(value) != HASH_SIZE:
+        raise ValueError(f"{what} has {len(value)} bytes, want {HASH_SIZE}")

@@ -16,14 +16,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
+
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelMessagesTypeAdapter,
+    ModelRequest,
+    ModelResponse,
+    ToolCallPart,
+)
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
+from pydantic_core import to_json
 
 from core.budget import MonthlyLedger, Reservation, RunMeter, TokenUsage
 from core.context import TenantContext
 from core.errors import BudgetExceeded, ModelFailed
+from core.logs import log
 from core.prices import ModelPrice
 from core.tenants import Plan
 
@@ -34,11 +43,29 @@ CHARS_PER_TOKEN = 3
 def estimate_input_tokens(
     messages: list[ModelMessage], parameters: ModelRequestParameters
 ) -> int:
-    """A conservative token estimate of a request, without calling the provider."""
-    size = len(ModelMessagesTypeAdapter.dump_json(messages))
+    """A conservative token estimate of a request, without calling the provider.
+
+    Counts the characters the provider will tokenise (texts, tool arguments and
+    results, instructions, tool schemas) at ``CHARS_PER_TOKEN``, plus a per-part
+    framing allowance. Over-estimating only makes a reservation safer; settling
+    corrects it to the provider's count.
+    """
+    chars = 0
+    parts = 0
+    for message in messages:
+        if isinstance(message, ModelRequest) and message.instructions:
+            chars += len(message.instructions)
+        for part in message.parts:
+            parts += 1
+            if isinstance(part, ToolCallPart):
+                chars += len(part.tool_name) + len(part.args_as_json_str())
+                continue
+            content = getattr(part, "content", "")
+            chars += len(content) if isinstance(content, str) else len(to_json(content))
     for tool in parameters.function_tools:
-        size += len(tool.name) + len(tool.description or "") + len(str(tool.parameters_json_schema))
-    return size // CHARS_PER_TOKEN + 16
+        chars += len(tool.name) + len(tool.description or "")
+        chars += len(to_json(tool.parameters_json_schema))
+    return chars // CHARS_PER_TOKEN + 8 * parts + 16
 
 
 def usage_of(response: ModelResponse) -> TokenUsage:
@@ -103,6 +130,7 @@ class MeteredModel(WrapperModel):
         wanted = int((model_settings or {}).get("max_tokens") or acc.default_max_tokens)
         estimate = estimate_input_tokens(messages, model_request_parameters)
         max_tokens = acc.meter.before_model_call(estimate, wanted, acc.price)
+        log.debug("model call", step_id=step_id, estimate=estimate, max_tokens=max_tokens)
         reservation = await acc.ledger.reserve(
             acc.ctx,
             plan=acc.plan,

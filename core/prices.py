@@ -97,3 +97,11 @@ def price_for(model: str) -> ModelPrice:
     except KeyError:
         known = ", ".join(sorted(PRICES))
         raise ConfigurationError(f"unknown model id {model!r}; known models: {known}") from None
+
+
+def format_microcents(amount: int) -> str:
+    """A human-readable dollar amount, exact to the microcent when small."""
+    dollars_value = amount / MICROCENTS_PER_DOLLAR
+    if amount and abs(dollars_value) < 0.01:
+        return f"${dollars_value:.8f}".rstrip("0")
+    return f"${dollars_value:,.4f}"

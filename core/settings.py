@@ -29,6 +29,13 @@ class Settings(BaseSettings):
         anthropic_base_url: Override of the Anthropic endpoint (gateways, emulators).
         default_max_tokens: ``max_tokens`` asked of the model when the budget allows it.
         log_level: Minimum level of the JSON logs.
+        audit_signing_key: Ed25519 signer key (``PRIVATE+KEY+name+hash+data``) that signs
+            audit checkpoints. Without it the embedded default creates one in
+            ``data_dir`` on first start (file mode 0600).
+        audit_origin: Host-like prefix of every tenant's checkpoint origin
+            (``<audit_origin>/tenants/<tenant_id>``).
+        encryption_keys: Comma-separated Fernet keys for secrets at rest, newest first;
+            the older ones only decrypt, so a key can be rotated.
     """
 
     model_config = SettingsConfigDict(
@@ -39,13 +46,18 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".tenantry")
     model: str = DEFAULT_MODEL
     anthropic_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("TENANTRY_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
+        default=None, validation_alias=AliasChoices(
+            "TENANTRY_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"
+        ),
     )
     anthropic_base_url: str | None = None
     anthropic_max_retries: int = Field(default=2, ge=0, le=10)
     default_max_tokens: int = Field(default=4096, gt=0)
     history_window: int = Field(default=20, gt=0)
     log_level: str = "INFO"
+    audit_signing_key: SecretStr | None = None
+    audit_origin: str = "tenantry.local"
+    encryption_keys: SecretStr | None = None
 
     @property
     def is_sqlite(self) -> bool:

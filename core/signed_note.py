@@ -15,7 +15,6 @@ auditor pins.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,9 @@ _PRIVATE_KEY_PREFIX = "PRIVATE+KEY+"
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _KEY_HASH = re.compile(r"[0-9a-fA-F]{8}")
 _TREE_SIZE = re.compile(r"0|[1-9][0-9]*")
+# Standard, padded base64 with padding only at the very end, as Go's
+# base64.StdEncoding demands; Python's decoder tolerates surplus padding.
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 
 class NoteError(ValueError):
@@ -244,9 +246,7 @@ def verify_note(note: str, verifiers: Iterable[Verifier]) -> str:
     return text
 
 
-def format_checkpoint(
-    origin: str, size: int, root: bytes, extensions: Sequence[str] = ()
-) -> str:
+def format_checkpoint(origin: str, size: int, root: bytes, extensions: Sequence[str] = ()) -> str:
     """Return the C2SP checkpoint text (the note body) for a tree.
 
     Raises:
@@ -351,10 +351,9 @@ def _encode_note_text(text: str, what: str) -> bytes:
 
 
 def _decode_base64(value: str, what: str) -> bytes:
-    try:
-        return binascii.a2b_base64(value, strict_mode=True)
-    except ValueError as error:
-        raise NoteError(f"{what} is not valid base64") from error
+    if not _BASE64.fullmatch(value):
+        raise NoteError(f"{what} is not valid padded base64")
+    return base64.b64decode(value)
 
 
 def _parse_signature_line(line: str) -> tuple[str, int, bytes]:

@@ -29,7 +29,7 @@ from core.merkle import (
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 VECTORS = SHARED / "testdata" / "merkle"
-SHARED_MISSING = f"shared test data not found at {SHARED} (a clone outside the workspace)"
+SHARED_MISSING = f"shared test data not found at {SHARED.resolve()}: a clone outside the workspace?"
 
 # The 8-leaf reference tree of RFC 6962 test suites, as listed in shared/NOTICE.md.
 REFERENCE_LEAVES = [

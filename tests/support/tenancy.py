@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from core.context import TenantContext
@@ -30,10 +31,8 @@ async def tenant_on(db: Database, tenant_id: str, the_plan: Plan) -> None:
     """Create the plan (once) and a tenant on it."""
     from core.errors import Conflict
 
-    try:
+    with contextlib.suppress(Conflict):
         await create_plan(db, the_plan)
-    except Conflict:
-        pass
     await create_tenant(db, tenant_id=tenant_id, name=tenant_id.title(), plan_id=the_plan.id)
 
 

@@ -1,7 +1,7 @@
 """tenants, plans, usage, runs
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28 10:22:19.215599
 """
 

@@ -1,0 +1,381 @@
+"""The ``tenantry`` command line: operators' tools and the offline demo.
+
+The outermost layer: it parses arguments, opens a runtime, calls ``core`` and prints.
+Errors from the ``TenantryError`` tree become one clear line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from bots.runtime import Runtime, open_runtime
+from core.builder import build_context
+from core.context import PrincipalKind
+from core.db.engine import Database
+from core.db.migrate import current_revision, head_revision, upgrade
+from core.errors import TenantryError
+from core.logs import configure
+from core.prices import format_microcents
+from core.runs import RunStore
+from core.settings import Settings
+from core.tenants import (
+    PLAN_LIMITS,
+    Plan,
+    create_plan,
+    create_tenant,
+    get_plan,
+    get_tenant,
+    list_plans,
+    list_tenants,
+    set_status,
+    update_plan,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings the root command put in the click context."""
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Run an async command body, turning Tenantry errors into one clear line."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return asyncio.run(func(*args, **kwargs))
+        except TenantryError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+async def with_runtime(fn: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Open the runtime of the current command's settings around ``fn``."""
+    async with open_runtime(settings_of(click.get_current_context())) as runtime:
+        return await fn(runtime)
+
+
+@click.group()
+@click.option("--database-url", envvar="TENANTRY_DATABASE_URL", default=None,
+              help="SQLAlchemy URL of the app database (default: ./tenantry.db).")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """Tenantry: a multi-tenant agent platform for Slack and Microsoft Teams."""
+    settings = Settings() if database_url is None else Settings(database_url=database_url)
+    configure(settings.log_level)
+    ctx.obj = settings
+
+
+@cli.group()
+def db() -> None:
+    """Manage the app database schema."""
+
+
+@db.command("upgrade")
+@run_async
+async def db_upgrade() -> None:
+    """Apply every migration up to the newest."""
+    database = Database(settings_of(click.get_current_context()).database_url)
+    try:
+        await upgrade(database)
+        click.echo(f"database at revision {await current_revision(database)}")
+    finally:
+        await database.dispose()
+
+
+@db.command("status")
+@run_async
+async def db_status() -> None:
+    """Show the database's revision and the newest one shipped."""
+    database = Database(settings_of(click.get_current_context()).database_url)
+    try:
+        click.echo(f"current: {await current_revision(database)}  head: {head_revision()}")
+    finally:
+        await database.dispose()
+
+
+def _plan_lines(plan: Plan) -> list[str]:
+    return [
+        f"plan {plan.id}",
+        f"  monthly: {plan.monthly_tokens} tokens, "
+        f"{format_microcents(plan.monthly_cost_microcents)}, {plan.monthly_tool_calls} tool calls",
+        f"  per run: {plan.run_tokens} tokens, {plan.run_tool_calls} tool calls, "
+        f"{plan.run_walltime_ms} ms, {format_microcents(plan.run_cost_microcents)}",
+        f"  capabilities: {', '.join(sorted(plan.capabilities)) or '(none)'}",
+    ]
+
+
+@cli.group()
+def plans() -> None:
+    """Create and change plans: monthly allowances, per-run ceilings, capabilities."""
+
+
+_LIMIT_HELP = {
+    "monthly_tokens": "Tokens a tenant may use per month.",
+    "monthly_cost_microcents": "Model and tool cost per month, in microcents (1e-6 cent).",
+    "monthly_tool_calls": "Tool calls per month.",
+    "run_tokens": "Token ceiling of one run.",
+    "run_tool_calls": "Tool-call ceiling of one run.",
+    "run_walltime_ms": "Walltime ceiling of one run, in milliseconds.",
+    "run_cost_microcents": "Cost ceiling of one run, in microcents.",
+}
+
+
+def _limit_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(PLAN_LIMITS):
+            func = click.option(
+                "--" + name.replace("_", "-"), name, type=click.IntRange(min=0),
+                required=required, help=_LIMIT_HELP[name],
+            )(func)
+        return func
+
+    return decorate
+
+
+@plans.command("create")
+@click.argument("plan_id")
+@_limit_options(required=True)
+@click.option("--capability", "capabilities", multiple=True,
+              help="A licensed capability (repeatable), e.g. knowledge.search.")
+@run_async
+async def plans_create(plan_id: str, capabilities: tuple[str, ...], **limits: int) -> None:
+    """Create plan PLAN_ID."""
+
+    async def go(rt: Runtime) -> None:
+        plan = await create_plan(
+            rt.db, Plan(id=plan_id, capabilities=frozenset(capabilities), **limits)
+        )
+        click.echo("\n".join(_plan_lines(plan)))
+
+    await with_runtime(go)
+
+
+@plans.command("list")
+@run_async
+async def plans_list() -> None:
+    """List every plan."""
+
+    async def go(rt: Runtime) -> None:
+        for plan in await list_plans(rt.db):
+            click.echo("\n".join(_plan_lines(plan)))
+
+    await with_runtime(go)
+
+
+@plans.command("show")
+@click.argument("plan_id")
+@run_async
+async def plans_show(plan_id: str) -> None:
+    """Show plan PLAN_ID."""
+
+    async def go(rt: Runtime) -> None:
+        click.echo("\n".join(_plan_lines(await get_plan(rt.db, plan_id))))
+
+    await with_runtime(go)
+
+
+@plans.command("set")
+@click.argument("plan_id")
+@_limit_options(required=False)
+@click.option("--capability", "capabilities", multiple=True,
+              help="Replace the licensed capabilities with these (repeatable).")
+@run_async
+async def plans_set(plan_id: str, capabilities: tuple[str, ...], **limits: int | None) -> None:
+    """Change limits or capabilities of plan PLAN_ID; runs started later see the change."""
+
+    async def go(rt: Runtime) -> None:
+        plan = await update_plan(
+            rt.db,
+            plan_id,
+            limits={k: v for k, v in limits.items() if v is not None},
+            capabilities=list(capabilities) if capabilities else None,
+        )
+        click.echo("\n".join(_plan_lines(plan)))
+
+    await with_runtime(go)
+
+
+@cli.group()
+def tenants() -> None:
+    """Create, inspect, suspend and resume tenants."""
+
+
+@tenants.command("create")
+@click.argument("tenant_id")
+@click.option("--name", required=True, help="The customer's display name.")
+@click.option("--plan", "plan_id", required=True, help="The plan the tenant is on.")
+@click.option("--time-zone", default="UTC", show_default=True,
+              help="IANA time zone: billing months and digests follow it.")
+@run_async
+async def tenants_create(tenant_id: str, name: str, plan_id: str, time_zone: str) -> None:
+    """Create tenant TENANT_ID on a plan."""
+
+    async def go(rt: Runtime) -> None:
+        tenant = await create_tenant(
+            rt.db, tenant_id=tenant_id, name=name, plan_id=plan_id, time_zone=time_zone
+        )
+        click.echo(f"tenant {tenant.id} ({tenant.name}) on plan {tenant.plan_id}: active")
+
+    await with_runtime(go)
+
+
+@tenants.command("list")
+@run_async
+async def tenants_list() -> None:
+    """List every tenant with its plan and status."""
+
+    async def go(rt: Runtime) -> None:
+        for t in await list_tenants(rt.db):
+            click.echo(f"{t.id}\t{t.name}\t{t.plan_id}\t{t.status}\t{t.time_zone}")
+
+    await with_runtime(go)
+
+
+@tenants.command("show")
+@click.argument("tenant_id")
+@run_async
+async def tenants_show(tenant_id: str) -> None:
+    """Show a tenant and its usage this month."""
+
+    async def go(rt: Runtime) -> None:
+        from core.budget import MonthlyLedger
+        from core.tenants import billing_period
+
+        t = await get_tenant(rt.db, tenant_id)
+        plan = await get_plan(rt.db, t.plan_id)
+        period = billing_period(t)
+        tokens, cost, calls = await MonthlyLedger(rt.db).used(t.id, period)
+        click.echo(f"tenant {t.id} ({t.name}), plan {t.plan_id}, {t.status}, {t.time_zone}")
+        click.echo(
+            f"  {period}: {tokens}/{plan.monthly_tokens} tokens, "
+            f"{format_microcents(cost)}/{format_microcents(plan.monthly_cost_microcents)}, "
+            f"{calls}/{plan.monthly_tool_calls} tool calls"
+        )
+
+    await with_runtime(go)
+
+
+def _status_command(name: str, status: str, doc: str) -> None:
+    @tenants.command(name, help=doc)
+    @click.argument("tenant_id")
+    @run_async
+    async def command(tenant_id: str) -> None:
+        async def go(rt: Runtime) -> None:
+            t = await set_status(rt.db, tenant_id, status)  # type: ignore[arg-type]
+            click.echo(f"tenant {t.id}: {t.status}")
+
+        await with_runtime(go)
+
+
+_status_command("suspend", "suspended", "Suspend TENANT_ID: its new runs are refused.")
+_status_command("resume", "active", "Resume TENANT_ID after a suspension.")
+
+
+def _print_outcome(outcome: Any) -> None:
+    click.echo(f"run {outcome.run_id} ({outcome.tenant_id}, model {outcome.model}): "
+               f"{outcome.status}")
+    if outcome.answer:
+        click.echo(outcome.answer)
+    if outcome.halt:
+        h = outcome.halt
+        click.echo(f"halted: ceiling {h['ceiling']} (limit {h['limit']}, used {h['used']}); "
+                   f"resume with: tenantry runs resume {outcome.run_id}")
+    if outcome.error:
+        click.echo(f"error: {outcome.error}")
+    u = outcome.usage
+    click.echo(f"usage: {u.input_tokens} in / {u.output_tokens} out tokens, "
+               f"{u.tool_calls} tool calls, {format_microcents(u.cost_microcents)}"
+               + (f" (retried work: {u.retried_tokens} tokens, "
+                  f"{format_microcents(u.retried_cost_microcents)})"
+                  if u.retried_tokens or u.retried_tool_calls else ""))
+
+
+@cli.command("run")
+@click.option("--tenant", "tenant_id", required=True, help="The tenant the run is for.")
+@click.option("--principal", "principal_id", required=True,
+              help="Who the run acts on behalf of.")
+@click.option("--principal-kind", type=click.Choice(["user", "service", "agent"]),
+              default="service", show_default=True)
+@click.option("--model", default=None,
+              help="Model id; 'sandbox' is the offline deterministic model.")
+@click.argument("prompt")
+@run_async
+async def run_command(tenant_id: str, principal_id: str, principal_kind: PrincipalKind,
+                      model: str | None, prompt: str) -> None:
+    """Run one agent run and print its outcome, usage and cost."""
+
+    async def go(rt: Runtime) -> None:
+        rt.models.check(model or rt.settings.model)
+        grant = await build_context(rt.db, tenant_id=tenant_id, principal_id=principal_id,
+                                    principal_kind=principal_kind, initiator="user")
+        _print_outcome(await rt.agent.start(grant, prompt, model=model))
+
+    await with_runtime(go)
+
+
+@cli.group()
+def runs() -> None:
+    """Inspect and resume runs."""
+
+
+@runs.command("resume")
+@click.argument("run_id")
+@run_async
+async def runs_resume(run_id: str) -> None:
+    """Resume a halted or interrupted run from its checkpoint, with a fresh budget."""
+
+    async def go(rt: Runtime) -> None:
+        store = RunStore(rt.db)
+        tenant_id = await store.find_tenant(run_id)
+        record = await store.get(tenant_id, run_id)
+        grant = await build_context(
+            rt.db, tenant_id=tenant_id, principal_id=record.principal_id,
+            principal_kind=record.principal_kind,  # type: ignore[arg-type]
+            initiator="user", run_id=run_id, correlation_id=record.correlation_id,
+        )
+        _print_outcome(await rt.agent.resume(grant))
+
+    await with_runtime(go)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@run_async
+async def runs_show(run_id: str) -> None:
+    """Show a run's status, outcome and usage."""
+
+    async def go(rt: Runtime) -> None:
+        store = RunStore(rt.db)
+        r = await store.get(await store.find_tenant(run_id), run_id)
+        click.echo(f"run {r.id} ({r.tenant_id}, {r.principal_id}, model {r.model}): {r.status}")
+        click.echo(f"  {r.input_tokens} in / {r.output_tokens} out tokens, {r.tool_calls} tool "
+                   f"calls, {format_microcents(r.cost_microcents)}, attempts {r.attempts}")
+        if r.detail:
+            click.echo(f"  {r.detail}")
+
+    await with_runtime(go)
+
+
+@cli.command("demo")
+def demo() -> None:
+    """Run the offline demo: two tenants, the sandbox model, a halt and a resume."""
+    from bots.demo import main as demo_main
+
+    raise SystemExit(demo_main())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,149 @@
+"""The offline demo: the whole agent core on the embedded defaults, no credentials.
+
+Two tenants on different plans run prompts with the sandbox model; one run hits its
+per-run token ceiling, halts, and is resumed with a fresh allocation. Every figure
+printed comes from the ledgers; the isolation checks at the end decide the exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from bots.runtime import Runtime, open_runtime
+from core.agent import RunOutcome
+from core.budget import MonthlyLedger
+from core.builder import build_context
+from core.errors import RunRefused
+from core.logs import configure
+from core.prices import format_microcents
+from core.settings import Settings
+from core.tenants import Plan, billing_period, create_plan, create_tenant, get_tenant, set_status
+
+PLANS = (
+    Plan(
+        id="business",
+        monthly_tokens=5_000_000, monthly_cost_microcents=50 * 100 * 1_000_000,
+        monthly_tool_calls=10_000, run_tokens=100_000, run_tool_calls=10,
+        run_walltime_ms=60_000, run_cost_microcents=100 * 1_000_000,
+        capabilities=frozenset({"budget.status"}),
+    ),
+    Plan(
+        id="starter",
+        monthly_tokens=200_000, monthly_cost_microcents=5 * 100 * 1_000_000,
+        monthly_tool_calls=500, run_tokens=400, run_tool_calls=3,
+        run_walltime_ms=30_000, run_cost_microcents=20 * 1_000_000,
+        capabilities=frozenset({"budget.status"}),
+    ),
+)
+
+
+@dataclass
+class Transcript:
+    """What the demo printed per tenant, and the checks it made."""
+
+    lines: dict[str, list[str]] = field(default_factory=dict)
+    checks: list[tuple[str, bool]] = field(default_factory=list)
+
+    def say(self, tenant: str, text: str) -> None:
+        self.lines.setdefault(tenant, []).append(text)
+        click.echo(f"[{tenant}] {text}")
+
+    def check(self, name: str, ok: bool) -> None:
+        self.checks.append((name, ok))
+        click.echo(f"  check: {name}: {'ok' if ok else 'FAILED'}")
+
+
+def _describe(outcome: RunOutcome) -> str:
+    u = outcome.usage
+    text = (f"run {outcome.run_id[:8]}: {outcome.status}; {u.input_tokens} in / "
+            f"{u.output_tokens} out tokens, {u.tool_calls} tool calls, "
+            f"{format_microcents(u.cost_microcents)}")
+    if outcome.halt:
+        h = outcome.halt
+        text += f"; halted at {h['ceiling']} (limit {h['limit']}, used {h['used']})"
+    return text
+
+
+async def _ask(rt: Runtime, t: Transcript, tenant: str, principal: str, prompt: str,
+               ) -> RunOutcome:
+    grant = await build_context(rt.db, tenant_id=tenant, principal_id=principal)
+    t.say(tenant, f"{principal} asks: {prompt}")
+    outcome = await rt.agent.start(grant, prompt, model="sandbox")
+    if outcome.answer:
+        for line in outcome.answer.splitlines():
+            t.say(tenant, f"  > {line}")
+    t.say(tenant, "  " + _describe(outcome))
+    return outcome
+
+
+async def _demo(rt: Runtime) -> Transcript:
+    t = Transcript()
+    for plan in PLANS:
+        await create_plan(rt.db, plan)
+    await create_tenant(rt.db, tenant_id="acme", name="Acme Corp", plan_id="business")
+    await create_tenant(rt.db, tenant_id="globex", name="Globex", plan_id="starter",
+                        time_zone="Europe/Berlin")
+
+    acme = await _ask(rt, t, "acme", "alice", "How much have we used? Check budget.status")
+    t.check("acme run completed", acme.status == "completed")
+
+    globex = await _ask(rt, t, "globex", "bob",
+                        "Please check budget.status and summarise our usage for the team "
+                        "in one short paragraph with the figures")
+    t.check("globex run halted at its per-run token ceiling",
+            globex.status == "halted" and (globex.halt or {}).get("ceiling") == "tokens")
+    grant = await build_context(rt.db, tenant_id="globex", principal_id="bob",
+                                run_id=globex.run_id)
+    resumed = await rt.agent.resume(grant)
+    t.say("globex", "  resumed with a fresh allocation: " + _describe(resumed))
+    for line in (resumed.answer or "").splitlines():
+        t.say("globex", f"  > {line}")
+    t.check("globex run completed after resume", resumed.status == "completed")
+    t.check("resume repeated no tool call", resumed.usage.tool_calls == 1)
+
+    await set_status(rt.db, "globex", "suspended")
+    try:
+        await build_context(rt.db, tenant_id="globex", principal_id="bob")
+        t.check("suspended tenant refused", False)
+    except RunRefused as exc:
+        t.say("globex", f"suspended: a new run is refused: {exc}")
+        t.check("suspended tenant refused", exc.reason == "tenant_suspended")
+    await set_status(rt.db, "globex", "active")
+
+    ledger = MonthlyLedger(rt.db)
+    for tenant_id, outcomes in (("acme", [acme]), ("globex", [resumed])):
+        tenant = await get_tenant(rt.db, tenant_id)
+        tokens, cost, calls = await ledger.used(tenant_id, billing_period(tenant))
+        expected = sum(o.usage.tokens + o.usage.retried_tokens for o in outcomes)
+        t.say(tenant_id, f"month to date: {tokens} tokens, {format_microcents(cost)}, "
+                         f"{calls} tool calls")
+        t.check(f"{tenant_id}'s month holds exactly its own runs", tokens == expected)
+    return t
+
+
+async def run_demo(database_url: str) -> Transcript:
+    """Run the demo against a fresh database at ``database_url``."""
+    settings = Settings(database_url=database_url, model="sandbox")
+    async with open_runtime(settings, migrate=True) as rt:
+        return await _demo(rt)
+
+
+def main() -> int:
+    """Run the demo in a scratch SQLite file; exit status 1 if any check failed."""
+    configure("WARNING")
+    click.echo("Tenantry offline demo (sandbox model: deterministic, no LLM, no network)\n")
+    with tempfile.TemporaryDirectory(prefix="tenantry-demo-") as scratch:
+        transcript = asyncio.run(run_demo(f"sqlite+aiosqlite:///{Path(scratch) / 'demo.db'}"))
+    failed = [name for name, ok in transcript.checks if not ok]
+    click.echo("\nSummary")
+    for tenant, lines in transcript.lines.items():
+        click.echo(f"  {tenant}: {len(lines)} transcript lines")
+    click.echo(f"  checks: {len(transcript.checks) - len(failed)} passed, {len(failed)} failed")
+    for name in failed:
+        click.echo(f"  FAILED: {name}")
+    return 1 if failed else 0

@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from core.agent import AgentService, RunOutcome
+from core.builder import build_context
+from core.db.engine import Database
+from core.db.schema import checkpoints, usage_ledger
+from core.errors import CheckpointError, ConfigurationError, NotFound, RunRefused
+from core.models import ModelFactory
+from core.settings import Settings
+from core.tenants import set_status
+from core.tools import CapabilityRegistry
+from tests.support.scripted import (
+    Crash,
+    CrashingModel,
+    CrashingRuns,
+    CrashPoints,
+    ScriptedModels,
+    two_bumps,
+)
+from tests.support.tenancy import CounterCapability, plan, tenant_on
+
+
+def service(db: Database, settings: Settings, counter: CounterCapability,
+            points: CrashPoints | None = None) -> AgentService:
+    points = points or CrashPoints()
+    models = ScriptedModels(settings, two_bumps, wrap=lambda m: CrashingModel(m, points))
+    return AgentService(db, settings, models, CapabilityRegistry([counter]),
+                        runs=CrashingRuns(db, points))
+
+
+async def start(svc: AgentService, db: Database, tenant: str = "acme") -> RunOutcome:
+    grant = await build_context(db, tenant_id=tenant, principal_id="alice")
+    return await svc.start(grant, "bump it", model="sandbox")
+
+
+async def ledger_rows(db: Database, run_id: str) -> list[Any]:
+    async with db.begin() as conn:
+        return list((await conn.execute(
+            select(usage_ledger).where(usage_ledger.c.run_id == run_id)
+            .order_by(usage_ledger.c.step_id))).all())
+
+
+async def test_a_run_calls_its_tools_and_completes_with_metered_usage(
+        db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan())
+    counter = CounterCapability()
+    outcome = await start(service(db, settings, counter), db)
+    assert outcome.status == "completed"
+    assert outcome.answer == "bumped twice"
+    assert counter.executions == {"acme": 11}
+    assert outcome.usage.tool_calls == 2
+    rows = await ledger_rows(db, outcome.run_id)
+    assert [r.step_id for r in rows] == ["model:0", "model:1", "model:2", "tool:c1", "tool:c2"]
+    assert all(r.status == "settled" and not r.retried for r in rows)
+    assert outcome.usage.cost_microcents == sum(r.cost_microcents for r in rows)
+    record = await svc_get(db, settings, outcome.run_id)
+    assert record.status == "completed" and record.cost_microcents == outcome.usage.cost_microcents
+
+
+async def svc_get(db: Database, settings: Settings, run_id: str) -> Any:
+    from core.runs import RunStore
+
+    return await RunStore(db).get("acme", run_id)
+
+
+CRASH_POINTS = [
+    "model1:before", "model1:answered", "checkpoint1:before", "checkpoint1:after",
+    "model2:before", "model2:answered", "checkpoint2:before", "checkpoint2:after",
+    "model3:before", "model3:answered",
+]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+async def test_a_crash_between_any_two_steps_resumes_without_repeating_work(
+        db: Database, settings: Settings, point: str) -> None:
+    await tenant_on(db, "acme", plan())
+    clean_counter = CounterCapability()
+    await tenant_on(db, "clean", plan())
+    clean = await start(service(db, settings, clean_counter), db, tenant="clean")
+
+    counter = CounterCapability()
+    points = CrashPoints(at=point)
+    svc = service(db, settings, counter, points)
+    grant = await build_context(db, tenant_id="acme", principal_id="alice")
+    with pytest.raises((Crash, BaseExceptionGroup)):
+        await svc.start(grant, "bump it", model="sandbox")
+    assert point in points.seen
+
+    again = await build_context(db, tenant_id="acme", principal_id="alice",
+                                run_id=grant.ctx.run_id)
+    outcome = await svc.resume(again)
+
+    assert outcome.status == "completed"
+    assert counter.executions == {"acme": 11}, "a recorded tool effect ran twice"
+    rows = await ledger_rows(db, outcome.run_id)
+    done = [r for r in rows if not r.retried]
+    assert sorted(r.step_id.split("#")[0] for r in done) == [
+        "model:0", "model:1", "model:2", "tool:c1", "tool:c2"]
+    assert outcome.usage.tokens == clean.usage.tokens
+    assert outcome.usage.cost_microcents == clean.usage.cost_microcents
+    assert outcome.usage.tool_calls == 2
+    retried = [r for r in rows if r.retried]
+    if point.startswith("model"):
+        # The call was in flight when the process died: nobody knows what it used, so
+        # its reservation is charged in full and shown as retried work.
+        assert len(retried) == 1 and retried[0].step_id.startswith("model:")
+        assert outcome.usage.retried_tokens == retried[0].reserved_tokens > 0
+    else:
+        assert retried == [] and outcome.usage.retried_tokens == 0
+
+
+async def test_a_token_ceiling_halts_the_run_and_resume_continues_with_a_fresh_budget(
+        db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan(run_tokens=400))
+    counter = CounterCapability()
+    svc = service(db, settings, counter)
+    halted = await start(svc, db)
+    assert halted.status == "halted"
+    assert halted.halt is not None and halted.halt["ceiling"] == "tokens"
+    assert halted.halt["limit"] == 400 and halted.halt["used"] > 0
+    assert "tokens" in halted.halt["message"] and "400" in halted.halt["message"]
+
+    outcome = halted
+    for _ in range(5):
+        if outcome.status != "halted":
+            break
+        grant = await build_context(db, tenant_id="acme", principal_id="alice",
+                                    run_id=halted.run_id)
+        outcome = await svc.resume(grant)
+    assert outcome.status == "completed"
+    assert counter.executions == {"acme": 11}
+
+
+async def test_the_tool_call_ceiling_halts_before_the_call(
+        db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan(run_tool_calls=1))
+    counter = CounterCapability()
+    outcome = await start(service(db, settings, counter), db)
+    assert outcome.status == "halted"
+    assert outcome.halt == {"ceiling": "tool_calls", "limit": 1, "used": 1,
+                            "message": "budget ceiling tool_calls reached: limit 1, used 1"}
+    assert counter.executions == {"acme": 1}
+
+
+async def test_a_checkpoint_cannot_be_resumed_under_another_tenant(
+        db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan(run_tokens=400))
+    await tenant_on(db, "evil", plan())
+    svc = service(db, settings, CounterCapability())
+    halted = await start(svc, db)
+    assert halted.status == "halted"
+    foreign = await build_context(db, tenant_id="evil", principal_id="mallory",
+                                  run_id=halted.run_id)
+    with pytest.raises(NotFound):
+        await svc.resume(foreign)
+    with pytest.raises(CheckpointError, match="another tenant"):
+        await svc.runs.load_checkpoint(foreign.ctx, halted.run_id)
+
+
+async def test_a_corrupted_checkpoint_is_a_clear_error_and_changes_nothing(
+        db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan(run_tokens=400))
+    svc = service(db, settings, CounterCapability())
+    halted = await start(svc, db)
+    async with db.begin() as conn:
+        await conn.execute(update(checkpoints).where(checkpoints.c.run_id == halted.run_id)
+                           .values(messages='[{"kind": "garbage"'))
+    grant = await build_context(db, tenant_id="acme", principal_id="alice", run_id=halted.run_id)
+    before = await ledger_rows(db, halted.run_id)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        await svc.resume(grant)
+    assert await ledger_rows(db, halted.run_id) == before
+
+
+async def test_refusals_before_a_run(db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan())
+    with pytest.raises(NotFound):
+        await build_context(db, tenant_id="nobody", principal_id="alice")
+    await set_status(db, "acme", "suspended")
+    with pytest.raises(RunRefused) as refused:
+        await build_context(db, tenant_id="acme", principal_id="alice")
+    assert refused.value.reason == "tenant_suspended"
+    await set_status(db, "acme", "active")
+    await tenant_on(db, "broke", plan("tiny", monthly_tokens=0))
+    with pytest.raises(RunRefused) as spent:
+        await build_context(db, tenant_id="broke", principal_id="alice")
+    assert spent.value.reason == "allowance_exhausted"
+
+
+async def test_unknown_models_and_missing_credentials_are_configuration_errors(
+        settings: Settings) -> None:
+    models = ModelFactory(settings)
+    with pytest.raises(ConfigurationError, match="unknown model id"):
+        models.check("openai:gpt-nonexistent")
+    with pytest.raises(ConfigurationError, match="--model sandbox"):
+        models.check("anthropic:claude-sonnet-4-5")
+    assert models.check("sandbox") == "sandbox"
