@@ -49,6 +49,15 @@ def no_real_network(monkeypatch: pytest.MonkeyPatch) -> None:
             raise RealNetworkAttempt(f"test tried to reach the real network: {address!r}")
         return real_connect_ex(self, address)
 
+    real_getaddrinfo = socket.getaddrinfo
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and not _is_local((name, 0)):
+            raise RealNetworkAttempt(f"test tried to resolve a real host: {name!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
     for name in ("ANTHROPIC_API_KEY", "TENANTRY_ANTHROPIC_API_KEY", "PINECONE_API_KEY"):
