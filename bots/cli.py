@@ -6,19 +6,20 @@ Errors from the ``TenantryError`` tree become one clear line and exit status 1.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import click
 
+from bots.cli_audit import audit
+from bots.cli_credentials import credentials
+from bots.cli_keys import keys
+from bots.cli_roles import roles
+from bots.cli_support import run_async
 from bots.runtime import Runtime, open_runtime
-from core.builder import build_context
 from core.context import PrincipalKind
 from core.db.engine import Database
 from core.db.migrate import current_revision, head_revision, upgrade
-from core.errors import TenantryError
 from core.logs import configure
 from core.prices import format_microcents
 from core.runs import RunStore
@@ -36,7 +37,6 @@ from core.tenants import (
     update_plan,
 )
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -45,19 +45,6 @@ def settings_of(ctx: click.Context) -> Settings:
     settings = ctx.find_root().obj
     assert isinstance(settings, Settings)
     return settings
-
-
-def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
-    """Run an async command body, turning Tenantry errors into one clear line."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return asyncio.run(func(*args, **kwargs))
-        except TenantryError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
 
 
 async def with_runtime(fn: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -310,16 +297,21 @@ def _print_outcome(outcome: Any) -> None:
               default="service", show_default=True)
 @click.option("--model", default=None,
               help="Model id; 'sandbox' is the offline deterministic model.")
+@click.option("--role", "roles_", multiple=True,
+              type=click.Choice(["owner", "admin", "member", "guest"]),
+              help="A role the operator vouches for in this run only (repeatable); "
+                   "otherwise the principal's granted roles apply.")
 @click.argument("prompt")
 @run_async
 async def run_command(tenant_id: str, principal_id: str, principal_kind: PrincipalKind,
-                      model: str | None, prompt: str) -> None:
+                      model: str | None, roles_: tuple[str, ...], prompt: str) -> None:
     """Run one agent run and print its outcome, usage and cost."""
 
     async def go(rt: Runtime) -> None:
         rt.models.check(model or rt.settings.model)
-        grant = await build_context(rt.db, tenant_id=tenant_id, principal_id=principal_id,
-                                    principal_kind=principal_kind, initiator="user")
+        grant = await rt.agent.open(tenant_id=tenant_id, principal_id=principal_id,
+                                    principal_kind=principal_kind, initiator="user",
+                                    extra_roles=roles_)
         _print_outcome(await rt.agent.start(grant, prompt, model=model))
 
     await with_runtime(go)
@@ -340,8 +332,8 @@ async def runs_resume(run_id: str) -> None:
         store = RunStore(rt.db)
         tenant_id = await store.find_tenant(run_id)
         record = await store.get(tenant_id, run_id)
-        grant = await build_context(
-            rt.db, tenant_id=tenant_id, principal_id=record.principal_id,
+        grant = await rt.agent.open(
+            tenant_id=tenant_id, principal_id=record.principal_id,
             principal_kind=record.principal_kind,  # type: ignore[arg-type]
             initiator="user", run_id=run_id, correlation_id=record.correlation_id,
         )
@@ -374,6 +366,10 @@ def demo() -> None:
     from bots.demo import main as demo_main
 
     raise SystemExit(demo_main())
+
+
+for group in (audit, credentials, keys, roles):
+    cli.add_command(group)
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import click
 
 from bots.runtime import Runtime, open_runtime
 from core.agent import RunOutcome
+from core.authz import grant as grant_role
 from core.budget import MonthlyLedger
-from core.builder import build_context
 from core.errors import RunRefused
 from core.logs import configure
 from core.prices import format_microcents
@@ -71,7 +71,7 @@ def _describe(outcome: RunOutcome) -> str:
 
 async def _ask(rt: Runtime, t: Transcript, tenant: str, principal: str, prompt: str,
                ) -> RunOutcome:
-    grant = await build_context(rt.db, tenant_id=tenant, principal_id=principal)
+    grant = await rt.agent.open(tenant_id=tenant, principal_id=principal)
     t.say(tenant, f"{principal} asks: {prompt}")
     outcome = await rt.agent.start(grant, prompt, model="sandbox")
     if outcome.answer:
@@ -88,6 +88,8 @@ async def _demo(rt: Runtime) -> Transcript:
     await create_tenant(rt.db, tenant_id="acme", name="Acme Corp", plan_id="business")
     await create_tenant(rt.db, tenant_id="globex", name="Globex", plan_id="starter",
                         time_zone="Europe/Berlin")
+    await grant_role(rt.db, "acme", "alice", "admin")
+    await grant_role(rt.db, "globex", "bob", "member")
 
     acme = await _ask(rt, t, "acme", "alice", "How much have we used? Check budget.status")
     t.check("acme run completed", acme.status == "completed")
@@ -97,7 +99,7 @@ async def _demo(rt: Runtime) -> Transcript:
                         "in one short paragraph with the figures")
     t.check("globex run halted at its per-run token ceiling",
             globex.status == "halted" and (globex.halt or {}).get("ceiling") == "tokens")
-    grant = await build_context(rt.db, tenant_id="globex", principal_id="bob",
+    grant = await rt.agent.open(tenant_id="globex", principal_id="bob",
                                 run_id=globex.run_id)
     resumed = await rt.agent.resume(grant)
     t.say("globex", "  resumed with a fresh allocation: " + _describe(resumed))
@@ -108,7 +110,7 @@ async def _demo(rt: Runtime) -> Transcript:
 
     await set_status(rt.db, "globex", "suspended")
     try:
-        await build_context(rt.db, tenant_id="globex", principal_id="bob")
+        await rt.agent.open(tenant_id="globex", principal_id="bob")
         t.check("suspended tenant refused", False)
     except RunRefused as exc:
         t.say("globex", f"suspended: a new run is refused: {exc}")

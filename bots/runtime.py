@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from core.agent import AgentService
-from core.builtins import BudgetStatus
+from core.audit import AuditLog, load_signer
+from core.builtins import AuditRecent, BudgetStatus, RunStatusCapability
 from core.db.engine import Database
 from core.db.migrate import upgrade
 from core.models import ModelFactory
@@ -23,6 +24,7 @@ class Runtime:
     db: Database
     models: ModelFactory
     registry: CapabilityRegistry
+    audit: AuditLog
     agent: AgentService
 
 
@@ -42,9 +44,13 @@ async def open_runtime(
     try:
         if migrate if migrate is not None else db.is_sqlite:
             await upgrade(db)
-        registry = CapabilityRegistry([BudgetStatus(db)])
-        agent = AgentService(db, settings, models, registry)
-        yield Runtime(settings=settings, db=db, models=models, registry=registry, agent=agent)
+        audit = AuditLog(db, load_signer(settings), origin_prefix=settings.audit_origin)
+        registry = CapabilityRegistry(
+            [BudgetStatus(db), AuditRecent(audit), RunStatusCapability(db)]
+        )
+        agent = AgentService(db, settings, models, audit, registry)
+        yield Runtime(settings=settings, db=db, models=models, registry=registry, audit=audit,
+                      agent=agent)
     finally:
         await models.aclose()
         await db.dispose()

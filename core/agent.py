@@ -1,5 +1,6 @@
-"""The agent loop: one run of the model with its tools, metered, checkpointed, resumable.
+"""The agent loop: one run of the model with its tools, metered, audited, resumable.
 
+``AgentService.open`` derives a run's context (or refuses it, audited);
 ``AgentService.start`` and ``AgentService.resume`` are the only ways a run executes.
 The loop steps through pydantic-ai's graph with ``agent.iter`` so that the budget is
 checked before every model request (``MeteredModel``) and tool call
@@ -11,17 +12,23 @@ instead of doing them again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_ai import Agent
-from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ToolCallPart
 from pydantic_core import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core import audit as events
+from core.audit import AuditLog
+from core.authz import Authorizer
 from core.budget import MonthlyLedger, RunMeter, UsageSummary
-from core.builder import RunGrant
-from core.context import TenantContext
+from core.builder import RunGrant, build_context
+from core.context import Initiator, PrincipalKind, TenantContext
 from core.db.engine import Database
 from core.errors import (
     BudgetExceeded,
@@ -29,16 +36,19 @@ from core.errors import (
     Conflict,
     ModelFailed,
     RunError,
+    RunRefused,
     ToolError,
+    ToolRefused,
 )
 from core.logs import bound, log
 from core.metered_model import MeteredModel, RunAccount
 from core.models import ModelFactory
 from core.prices import price_for
+from core.resources import ResourceLocator
 from core.runs import FINAL_STATUSES, RunRecord, RunStatus, RunStore
 from core.settings import Settings
-from core.tools import CapabilityRegistry
-from core.toolset import GuardedToolset, ToolHook, build_toolset
+from core.tools import CapabilityRegistry, tool_name
+from core.toolset import GuardedToolset, ToolCallRecord, build_toolset
 
 INSTRUCTIONS = (
     "You are Tenantry, an assistant working inside a customer's workspace. Use only the "
@@ -58,6 +68,7 @@ class RunOutcome:
     halt: dict[str, Any] | None = None
     error: str | None = None
     usage: UsageSummary = field(default_factory=UsageSummary)
+    refused_tools: tuple[tuple[str, str], ...] = ()
 
 
 def _halt_detail(exc: BudgetExceeded) -> dict[str, Any]:
@@ -65,28 +76,70 @@ def _halt_detail(exc: BudgetExceeded) -> dict[str, Any]:
 
 
 class AgentService:
-    """Executes runs for any transport: build a context, then ``start`` or ``resume``."""
+    """Executes runs for any transport: ``open`` a context, then ``start`` or ``resume``."""
 
     def __init__(
         self,
         db: Database,
         settings: Settings,
         models: ModelFactory,
+        audit: AuditLog,
         registry: CapabilityRegistry | None = None,
         *,
-        on_tool_call: ToolHook | None = None,
         runs: RunStore | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.models = models
+        self.audit = audit
         self.registry = registry or CapabilityRegistry()
         self.runs = runs or RunStore(db)
         self.ledger = MonthlyLedger(db)
-        self.on_tool_call = on_tool_call
+        self.locator = ResourceLocator(db)
         self._agent: Agent[TenantContext, str] = Agent(
-            None, deps_type=TenantContext, output_type=str, instructions=INSTRUCTIONS
+            None, deps_type=TenantContext, output_type=str, instructions=INSTRUCTIONS,
+            retries=3,
         )
+
+    async def open(
+        self,
+        *,
+        tenant_id: str,
+        principal_id: str,
+        principal_kind: PrincipalKind = "user",
+        initiator: Initiator = "user",
+        correlation_id: str | None = None,
+        extra_roles: Iterable[str] = (),
+        run_id: str | None = None,
+    ) -> RunGrant:
+        """Derive a run's context with its scope narrowed to the principal's roles.
+
+        Args:
+            extra_roles: Roles vouched for by the platform for this run only.
+            run_id: Given to resume an existing run with a fresh allocation.
+
+        Raises:
+            NotFound: unknown tenant.
+            RunRefused: suspended tenant or spent allowance; audited in the tenant's log.
+        """
+        try:
+            grant = await build_context(
+                self.db, tenant_id=tenant_id, principal_id=principal_id,
+                principal_kind=principal_kind, initiator=initiator,
+                correlation_id=correlation_id, run_id=run_id,
+            )
+        except RunRefused as refused:
+            await self.audit.record(tenant_id, events.RUN_REFUSED, {
+                "principal": principal_id, "reason": refused.reason,
+                "correlation_id": correlation_id,
+            })
+            raise
+        roles = frozenset(extra_roles)
+        authorizer = await Authorizer.for_run(self.db, grant.ctx, roles)
+        ctx = dataclasses.replace(
+            grant.ctx, scope=authorizer.permitted_capabilities(grant.ctx.scope)
+        )
+        return dataclasses.replace(grant, ctx=ctx, extra_roles=roles)
 
     async def start(
         self,
@@ -99,9 +152,17 @@ class AgentService:
     ) -> RunOutcome:
         """Record and execute a new run under ``grant``."""
         model_id = self.models.check(model or self.settings.model)
-        await self.runs.create(
-            grant.ctx, prompt=prompt, model=model_id, conversation_id=conversation_id
-        )
+        ctx = grant.ctx
+        await self.runs.create(ctx, prompt=prompt, model=model_id, conversation_id=conversation_id)
+        await self.audit.record(ctx.tenant_id, events.RUN_STARTED, {
+            "principal": ctx.principal_id,
+            "principal_kind": ctx.principal_kind,
+            "initiator": ctx.audit.initiator,
+            "correlation_id": ctx.audit.correlation_id,
+            "prompt_digest": await self.audit.digest(None, ctx.tenant_id, prompt),
+            "model": model_id,
+            "scope": sorted(ctx.scope),
+        }, run_id=ctx.run_id)
         return await self._execute(grant, model_id, prompt, list(history))
 
     async def resume(self, grant: RunGrant) -> RunOutcome:
@@ -117,13 +178,24 @@ class AgentService:
         if record.status in FINAL_STATUSES:
             raise Conflict(f"run {ctx.run_id} is {record.status}; only unfinished runs resume")
         checkpoint = await self.runs.load_checkpoint(ctx, ctx.run_id)
+        messages: list[ModelMessage] = []
+        if checkpoint is not None:
+            try:
+                messages = ModelMessagesTypeAdapter.validate_json(checkpoint.messages)
+            except ValidationError:
+                raise CheckpointError(f"checkpoint of run {ctx.run_id} is corrupt") from None
         await self.runs.update(ctx, status="running", new_attempt=True)
+        await self.audit.record(ctx.tenant_id, events.RUN_STARTED, {
+            "principal": ctx.principal_id,
+            "principal_kind": ctx.principal_kind,
+            "initiator": ctx.audit.initiator,
+            "correlation_id": ctx.audit.correlation_id,
+            "resumed": True,
+            "attempt": record.attempts + 1,
+            "model": record.model,
+        }, run_id=ctx.run_id)
         if checkpoint is None:
             return await self._execute(grant, record.model, record.prompt, [])
-        try:
-            messages = ModelMessagesTypeAdapter.validate_json(checkpoint.messages)
-        except ValidationError:
-            raise CheckpointError(f"checkpoint of run {ctx.run_id} is corrupt") from None
         return await self._execute(grant, record.model, None, messages)
 
     async def _execute(
@@ -134,6 +206,7 @@ class AgentService:
         history: list[ModelMessage],
     ) -> RunOutcome:
         ctx = grant.ctx
+        started = time.monotonic()
         with bound(ctx):
             account = RunAccount(
                 ctx=ctx,
@@ -145,37 +218,52 @@ class AgentService:
                 default_max_tokens=self.settings.default_max_tokens,
             )
             bindings = self.registry.resolve(ctx)
+            refused: list[tuple[str, str]] = []
+
+            async def on_refused(
+                ctx: TenantContext, refusal: ToolRefused, arguments: dict[str, Any]
+            ) -> None:
+                refused.append((refusal.capability, refusal.reason))
+                await self._audit_refusal(ctx, refusal, arguments)
+
             toolset = GuardedToolset(
                 build_toolset(bindings),
                 account=account,
                 runs=self.runs,
                 bindings={b.name: b for b in bindings},
-                on_call=self.on_tool_call,
+                on_call=self._audit_tool_call,
+                authorizer=await Authorizer.for_run(self.db, ctx, grant.extra_roles),
+                locator=self.locator,
+                on_refused=on_refused,
             )
             model = MeteredModel(self.models.get(model_id), account)
             try:
-                answer = await self._loop(ctx, model, toolset, prompt, history)
+                answer = await self._loop(grant, model, toolset, prompt, history, refused)
             except BudgetExceeded as exc:
                 log.info("run halted", ceiling=exc.ceiling, limit=exc.limit, used=exc.used)
-                return await self._finish(ctx, model_id, "halted", halt=_halt_detail(exc))
+                return await self._finish(ctx, model_id, "halted", started, refused,
+                                          halt=_halt_detail(exc))
             except (ModelFailed, ToolError, RunError) as exc:
                 log.warning("run failed", error=str(exc))
-                return await self._finish(ctx, model_id, "failed", error=str(exc))
+                return await self._finish(ctx, model_id, "failed", started, refused,
+                                          error=str(exc))
             except Exception as exc:
                 log.exception("run failed unexpectedly")
-                return await self._finish(
-                    ctx, model_id, "failed", error=f"{type(exc).__name__}: {exc}"
-                )
-            return await self._finish(ctx, model_id, "completed", answer=answer)
+                return await self._finish(ctx, model_id, "failed", started, refused,
+                                          error=f"{type(exc).__name__}: {exc}")
+            return await self._finish(ctx, model_id, "completed", started, refused,
+                                      answer=answer)
 
     async def _loop(
         self,
-        ctx: TenantContext,
+        grant: RunGrant,
         model: MeteredModel,
         toolset: GuardedToolset,
         prompt: str | None,
         history: list[ModelMessage],
+        refused: list[tuple[str, str]],
     ) -> str:
+        ctx = grant.ctx
         step = 0
         async with self._agent.iter(
             prompt,
@@ -186,58 +274,122 @@ class AgentService:
             model_settings={"max_tokens": self.settings.default_max_tokens},
         ) as run:
             async for node in run:
-                if Agent.is_call_tools_node(node):
-                    step += 1
-                    await self.runs.save_checkpoint(
-                        ctx,
-                        step_index=step,
-                        messages=ModelMessagesTypeAdapter.dump_json(run.all_messages()),
-                        usage={
-                            "tokens": model.account.meter.tokens,
-                            "tool_calls": model.account.meter.tool_calls,
-                            "cost_microcents": model.account.meter.cost_microcents,
-                        },
-                    )
+                if not Agent.is_call_tools_node(node):
+                    continue
+                step += 1
+                await self.runs.save_checkpoint(
+                    ctx,
+                    step_index=step,
+                    messages=ModelMessagesTypeAdapter.dump_json(run.all_messages()),
+                    usage={
+                        "tokens": model.account.meter.tokens,
+                        "tool_calls": model.account.meter.tool_calls,
+                        "cost_microcents": model.account.meter.cost_microcents,
+                    },
+                )
+                for part in node.model_response.parts:
+                    if isinstance(part, ToolCallPart) and part.tool_name not in toolset.bindings:
+                        refused.append(await self._refuse_unresolved(grant, part))
             assert run.result is not None
             return run.result.output
+
+    async def _refuse_unresolved(self, grant: RunGrant, part: ToolCallPart) -> tuple[str, str]:
+        """A call to a tool this run never offered: audit it, and say why it was not offered.
+
+        pydantic-ai answers the model itself ("unknown tool"), and the run goes on.
+        """
+        capability = part.tool_name.replace("__", ".")
+        ctx = grant.ctx
+        if capability not in self.registry:
+            reason = "not_resolved"
+        elif capability not in grant.plan.capabilities:
+            reason = "not_licensed"
+        elif capability not in ctx.scope:
+            reason = "forbidden"
+        else:
+            reason = "not_resolved"
+        refusal = ToolRefused(capability, reason, f"{capability!r} was not offered to this run")
+        await self._audit_refusal(ctx, refusal, part.args_as_dict())
+        return capability, reason
+
+    async def _audit_refusal(
+        self, ctx: TenantContext, refusal: ToolRefused, arguments: dict[str, Any]
+    ) -> None:
+        log.info("tool refused", capability=refusal.capability, reason=refusal.reason)
+        await self.audit.record(ctx.tenant_id, events.TOOL_REFUSED, {
+            "capability": refusal.capability,
+            "tool": tool_name(refusal.capability),
+            "principal": ctx.principal_id,
+            "reason": refusal.reason,
+            "arguments": self.audit.redact(arguments),
+        }, run_id=ctx.run_id)
+
+    async def _audit_tool_call(
+        self, conn: AsyncConnection, ctx: TenantContext, call: ToolCallRecord
+    ) -> None:
+        await self.audit.append(conn, ctx.tenant_id, events.TOOL_INVOKED, {
+            "capability": call.capability,
+            "step_id": call.step_id,
+            "principal": ctx.principal_id,
+            "arguments": self.audit.redact(call.arguments),
+            "result_digest": await self.audit.digest(conn, ctx.tenant_id, call.result),
+            "latency_ms": call.latency_ms,
+            "cost_microcents": call.cost_microcents,
+        }, run_id=ctx.run_id)
 
     async def _finish(
         self,
         ctx: TenantContext,
         model_id: str,
         status: RunStatus,
+        started: float,
+        refused: list[tuple[str, str]],
         *,
         answer: str | None = None,
         halt: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> RunOutcome:
         usage = await self.ledger.summary(ctx, ctx.run_id)
+        walltime_ms = int((time.monotonic() - started) * 1000)
         detail: dict[str, Any] = {}
         if halt:
             detail["halt"] = halt
         if error:
             detail["error"] = error
-        await self.runs.update(
-            ctx,
-            status=status,
-            answer=answer,
-            detail=detail,
-            totals={
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
+        if refused:
+            detail["refused_tools"] = [list(pair) for pair in refused]
+        async with self.db.begin() as conn:
+            await self.runs.update(
+                ctx, status=status, answer=answer, detail=detail, conn=conn,
+                totals={
+                    "input_tokens": usage.input_tokens,
+                    "output_tokens": usage.output_tokens,
+                    "tool_calls": usage.tool_calls,
+                    "cost_microcents": usage.cost_microcents,
+                },
+            )
+            fields: dict[str, Any] = {
+                "outcome": status,
+                "tokens_in": usage.input_tokens,
+                "tokens_out": usage.output_tokens,
                 "tool_calls": usage.tool_calls,
+                "tools_refused": len(refused),
+                "walltime_ms": walltime_ms,
                 "cost_microcents": usage.cost_microcents,
-            },
-        )
+                "retried_cost_microcents": usage.retried_cost_microcents,
+            }
+            if answer is not None:
+                fields["answer_digest"] = await self.audit.digest(conn, ctx.tenant_id, answer)
+            if halt:
+                await self.audit.append(conn, ctx.tenant_id, events.RUN_HALTED, {
+                    "ceiling": halt["ceiling"], "limit": halt["limit"], "used": halt["used"],
+                }, run_id=ctx.run_id)
+            else:
+                await self.audit.append(conn, ctx.tenant_id, events.RUN_COMPLETED, fields,
+                                        run_id=ctx.run_id)
         return RunOutcome(
-            run_id=ctx.run_id,
-            tenant_id=ctx.tenant_id,
-            status=status,
-            model=model_id,
-            answer=answer,
-            halt=halt,
-            error=error,
-            usage=usage,
+            run_id=ctx.run_id, tenant_id=ctx.tenant_id, status=status, model=model_id,
+            answer=answer, halt=halt, error=error, usage=usage, refused_tools=tuple(refused),
         )
 
     async def get(self, ctx: TenantContext, run_id: str) -> RunRecord:

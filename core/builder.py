@@ -20,6 +20,7 @@ class RunGrant:
     tenant: Tenant
     plan: Plan
     period: str
+    extra_roles: frozenset[str] = frozenset()
 
 
 async def build_context(

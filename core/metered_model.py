@@ -100,6 +100,7 @@ class RunAccount:
     price: ModelPrice
     default_max_tokens: int
     on_settled: Callable[[TokenUsage, int], Awaitable[None]] | None = None
+    refused_tools: int = 0
 
 
 class MeteredModel(WrapperModel):

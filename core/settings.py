@@ -36,6 +36,15 @@ class Settings(BaseSettings):
             (``<audit_origin>/tenants/<tenant_id>``).
         encryption_keys: Comma-separated Fernet keys for secrets at rest, newest first;
             the older ones only decrypt, so a key can be rotated.
+        capability_modules: Extra ``module:factory`` paths that contribute tool
+            capabilities, besides the ``tenantry.capabilities`` entry points.
+        public_url: The deployment's public base URL (install links, manifests).
+        host, port: Where ``tenantry serve`` listens.
+        runs_per_tenant: Runs of one tenant executing at once in this process.
+        slack_signing_secret, slack_client_id, slack_client_secret: The Slack app's
+            credentials; all three or none (Slack disabled).
+        slack_api_url: Base URL of Slack's Web API (a gateway or a local stand-in).
+        slack_command: The slash command Tenantry answers.
     """
 
     model_config = SettingsConfigDict(
@@ -58,6 +67,25 @@ class Settings(BaseSettings):
     audit_signing_key: SecretStr | None = None
     audit_origin: str = "tenantry.local"
     encryption_keys: SecretStr | None = None
+    capability_modules: list[str] = Field(default_factory=list)
+    public_url: str = "http://127.0.0.1:3000"
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=0, le=65535)
+    runs_per_tenant: int = Field(default=4, gt=0)
+    slack_signing_secret: SecretStr | None = None
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    slack_api_url: str | None = None
+    slack_command: str = "/ask"
+
+    def slack_missing(self) -> list[str]:
+        """Which Slack settings are missing: all three means Slack is simply off."""
+        names = {
+            "TENANTRY_SLACK_SIGNING_SECRET": self.slack_signing_secret,
+            "TENANTRY_SLACK_CLIENT_ID": self.slack_client_id,
+            "TENANTRY_SLACK_CLIENT_SECRET": self.slack_client_secret,
+        }
+        return [name for name, value in names.items() if not value]
 
     @property
     def is_sqlite(self) -> bool:

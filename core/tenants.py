@@ -224,6 +224,11 @@ async def create_tenant(
             )
     except IntegrityError:
         raise Conflict(f"tenant {tenant_id!r} exists already") from None
+    # Imported here because authorisation builds on tenants: every new tenant starts
+    # with the default roles' permissions.
+    from core.authz import seed_tenant
+
+    await seed_tenant(db, tenant_id)
     return tenant
 
 

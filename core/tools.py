@@ -34,7 +34,8 @@ class ToolBinding:
         description: What the model is told the tool does.
         function: The async function; its type hints are the argument schema.
         cost_microcents: The declared cost of one call, reserved before it runs.
-        resource_kind: The kind of resource a call touches, for authorisation.
+        resource_kind: The kind of resource a call touches (``run``), for authorisation.
+        resource_arg: The argument holding that resource's id.
     """
 
     capability: str
@@ -42,6 +43,7 @@ class ToolBinding:
     function: Callable[..., Awaitable[Any]]
     cost_microcents: int = 0
     resource_kind: str | None = None
+    resource_arg: str | None = None
 
     @property
     def name(self) -> str:
@@ -78,6 +80,9 @@ class CapabilityRegistry:
         if capability.name in self._capabilities:
             raise ConfigurationError(f"capability {capability.name!r} is registered twice")
         self._capabilities[capability.name] = capability
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._capabilities
 
     def names(self) -> list[str]:
         """Every registered capability name, sorted."""

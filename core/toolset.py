@@ -22,14 +22,17 @@ from pydantic_ai.toolsets.abstract import ToolsetTool
 from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.authz import Authorizer
 from core.budget import TokenUsage
 from core.context import TenantContext
-from core.errors import BudgetExceeded, ToolFailed
+from core.errors import BudgetExceeded, ToolFailed, ToolRefused
 from core.metered_model import RunAccount
+from core.resources import ResourceLocator
 from core.runs import RunStore
 from core.tools import ToolBinding
 
 ToolHook = Callable[[AsyncConnection, TenantContext, "ToolCallRecord"], Awaitable[None]]
+RefusalHook = Callable[[TenantContext, ToolRefused, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,9 @@ class GuardedToolset(WrapperToolset[TenantContext]):
     runs: RunStore | None = None
     bindings: dict[str, ToolBinding] = field(default_factory=dict)
     on_call: ToolHook | None = None
+    authorizer: Authorizer | None = None
+    locator: ResourceLocator | None = None
+    on_refused: RefusalHook | None = None
 
     async def call_tool(
         self,
@@ -81,6 +87,13 @@ class GuardedToolset(WrapperToolset[TenantContext]):
         acc = self.account
         binding = self.bindings[name]
         step_id = tool_step_id(ctx.tool_call_id)
+        try:
+            await self._authorise(binding, tool_args)
+        except ToolRefused as refused:
+            acc.refused_tools += 1
+            if self.on_refused is not None:
+                await self.on_refused(acc.ctx, refused, tool_args)
+            return {"error": "refused", "reason": refused.reason, "message": str(refused)}
         stored = await self.runs.effect(acc.ctx, step_id)
         if stored is not None:
             return json.loads(stored)
@@ -112,8 +125,18 @@ class GuardedToolset(WrapperToolset[TenantContext]):
             raise BudgetExceeded(
                 "walltime_ms", acc.meter.budget.walltime_ceiling_ms, acc.meter.elapsed_ms()
             ) from None
-        except (BudgetExceeded, ToolFailed):
-            raise
+        except (ToolFailed, ToolRefused) as exc:
+            # The model hears what went wrong and may try something else; the failed call
+            # is recorded like any other, so a resume does not repeat it.
+            result = {"error": type(exc).__name__, "message": str(exc)}
+        except Exception as exc:
+            await acc.ledger.settle(
+                reservation, usage=TokenUsage(), cost_microcents=binding.cost_microcents,
+                tool_calls=1, retried=True,
+            )
+            raise ToolFailed(
+                f"tool {binding.capability} failed unexpectedly ({type(exc).__name__})"
+            ) from exc
         latency_ms = int((asyncio.get_running_loop().time() - started) * 1000)
         encoded = to_json(result).decode()
         async with acc.ledger.db.begin() as conn:
@@ -139,3 +162,13 @@ class GuardedToolset(WrapperToolset[TenantContext]):
                     ),
                 )
         return result
+
+    async def _authorise(self, binding: ToolBinding, arguments: dict[str, Any]) -> None:
+        """First thing in every call: the principal's right, then the resource's owner."""
+        if self.authorizer is None:
+            raise ToolRefused(binding.capability, "forbidden", "no authoriser for this run")
+        self.authorizer.require(binding.capability)
+        if binding.resource_kind and binding.resource_arg and self.locator is not None:
+            resource_id = str(arguments.get(binding.resource_arg, ""))
+            owner = await self.locator.owner(binding.resource_kind, resource_id)
+            self.authorizer.require_resource(binding.capability, owner or "", resource_id)

@@ -53,7 +53,7 @@ def test_an_operator_creates_a_tenant_runs_halts_and_resumes(tenantry: CliRunner
     assert "acme\tAcme\tteam\tactive" in invoke(tenantry, "tenants", "list").output
 
     result = invoke(tenantry, "run", "--tenant", "acme", "--principal", "ops", "--model",
-                    "sandbox", "Please check budget.status and summarise our usage for the "
+                    "sandbox", "--role", "member", "Please check budget.status and summarise our usage for the "
                     "team in one short paragraph with the figures")
     assert result.exit_code == 0, result.output
     assert "halted: ceiling tokens (limit 400" in result.output

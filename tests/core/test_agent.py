@@ -22,6 +22,7 @@ from tests.support.scripted import (
     ScriptedModels,
     two_bumps,
 )
+from tests.support.auditing import audit_log
 from tests.support.tenancy import CounterCapability, plan, tenant_on
 
 
@@ -29,12 +30,12 @@ def service(db: Database, settings: Settings, counter: CounterCapability,
             points: CrashPoints | None = None) -> AgentService:
     points = points or CrashPoints()
     models = ScriptedModels(settings, two_bumps, wrap=lambda m: CrashingModel(m, points))
-    return AgentService(db, settings, models, CapabilityRegistry([counter]),
+    return AgentService(db, settings, models, audit_log(db), CapabilityRegistry([counter]),
                         runs=CrashingRuns(db, points))
 
 
 async def start(svc: AgentService, db: Database, tenant: str = "acme") -> RunOutcome:
-    grant = await build_context(db, tenant_id=tenant, principal_id="alice")
+    grant = await svc.open(tenant_id=tenant, principal_id="alice", extra_roles={"member"})
     return await svc.start(grant, "bump it", model="sandbox")
 
 
@@ -86,13 +87,13 @@ async def test_a_crash_between_any_two_steps_resumes_without_repeating_work(
     counter = CounterCapability()
     points = CrashPoints(at=point)
     svc = service(db, settings, counter, points)
-    grant = await build_context(db, tenant_id="acme", principal_id="alice")
+    grant = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"})
     with pytest.raises((Crash, BaseExceptionGroup)):
         await svc.start(grant, "bump it", model="sandbox")
     assert point in points.seen
 
-    again = await build_context(db, tenant_id="acme", principal_id="alice",
-                                run_id=grant.ctx.run_id)
+    again = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"},
+                           run_id=grant.ctx.run_id)
     outcome = await svc.resume(again)
 
     assert outcome.status == "completed"
@@ -129,8 +130,8 @@ async def test_a_token_ceiling_halts_the_run_and_resume_continues_with_a_fresh_b
     for _ in range(5):
         if outcome.status != "halted":
             break
-        grant = await build_context(db, tenant_id="acme", principal_id="alice",
-                                    run_id=halted.run_id)
+        grant = await svc.open(tenant_id="acme", principal_id="alice",
+                               extra_roles={"member"}, run_id=halted.run_id)
         outcome = await svc.resume(grant)
     assert outcome.status == "completed"
     assert counter.executions == {"acme": 11}
@@ -154,8 +155,7 @@ async def test_a_checkpoint_cannot_be_resumed_under_another_tenant(
     svc = service(db, settings, CounterCapability())
     halted = await start(svc, db)
     assert halted.status == "halted"
-    foreign = await build_context(db, tenant_id="evil", principal_id="mallory",
-                                  run_id=halted.run_id)
+    foreign = await svc.open(tenant_id="evil", principal_id="mallory", run_id=halted.run_id)
     with pytest.raises(NotFound):
         await svc.resume(foreign)
     with pytest.raises(CheckpointError, match="another tenant"):
@@ -170,7 +170,7 @@ async def test_a_corrupted_checkpoint_is_a_clear_error_and_changes_nothing(
     async with db.begin() as conn:
         await conn.execute(update(checkpoints).where(checkpoints.c.run_id == halted.run_id)
                            .values(messages='[{"kind": "garbage"'))
-    grant = await build_context(db, tenant_id="acme", principal_id="alice", run_id=halted.run_id)
+    grant = await svc.open(tenant_id="acme", principal_id="alice", run_id=halted.run_id)
     before = await ledger_rows(db, halted.run_id)
     with pytest.raises(CheckpointError, match="corrupt"):
         await svc.resume(grant)

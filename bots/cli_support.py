@@ -1,0 +1,37 @@
+"""What every ``tenantry`` command shares: the settings and the async runner."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from core.errors import TenantryError
+from core.settings import Settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def root_settings() -> Settings:
+    """The settings the root ``tenantry`` command put in the click context."""
+    settings = click.get_current_context().find_root().obj
+    if not isinstance(settings, Settings):
+        raise click.UsageError("this command runs under `tenantry`, which supplies settings")
+    return settings
+
+
+def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Run an async command body; a Tenantry error becomes one line and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return asyncio.run(func(*args, **kwargs))
+        except TenantryError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper

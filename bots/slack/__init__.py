@@ -1,0 +1,1 @@
+"""The Slack transport: Bolt mounted in our aiohttp app, answering runs in threads."""

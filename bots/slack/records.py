@@ -1,0 +1,127 @@
+"""What the Slack transport remembers: events seen, and where each run is answered.
+
+Slack retries an event it thinks was not acknowledged in time (``X-Slack-Retry-Num``)
+and sometimes delivers one twice; Bolt does not deduplicate. The first delivery of an
+event id wins a row in ``slack_events``; any later one is acknowledged and dropped.
+``slack_run_messages`` ties a run to its thread and to the message that carries its
+answer, so a resumed run edits that message instead of posting a second one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Column, DateTime, String, Table, delete, select, update
+
+from core.db.engine import Database
+from core.db.schema import metadata
+
+slack_events = Table(
+    "slack_events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("team_id", String(32), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+slack_run_messages = Table(
+    "slack_run_messages",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("enterprise_id", String(32), nullable=False),
+    Column("team_id", String(32), nullable=False),
+    Column("user_id", String(32), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("thread_ts", String(32)),
+    Column("answer_ts", String(32)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunMessage:
+    """Where a run's answer goes."""
+
+    run_id: str
+    tenant_id: str
+    enterprise_id: str
+    team_id: str
+    user_id: str
+    channel: str
+    thread_ts: str | None
+    answer_ts: str | None
+
+
+async def first_delivery(db: Database, event_id: str, team_id: str) -> bool:
+    """Claim an event id; ``False`` when it was seen before (a retry or a duplicate)."""
+    async with db.begin() as conn:
+        result = await conn.execute(
+            db.insert(slack_events)
+            .values(event_id=event_id, team_id=team_id, received_at=datetime.now(UTC))
+            .on_conflict_do_nothing()
+        )
+    return result.rowcount == 1
+
+
+async def forget_events_before(db: Database, age: timedelta) -> int:
+    """Drop event ids older than ``age``: Slack stops retrying after minutes."""
+    async with db.begin() as conn:
+        result = await conn.execute(
+            delete(slack_events).where(slack_events.c.received_at < datetime.now(UTC) - age)
+        )
+    return result.rowcount
+
+
+async def remember_run(db: Database, message: RunMessage) -> None:
+    """Record where a run is answered (once; a second call keeps the first)."""
+    async with db.begin() as conn:
+        await conn.execute(
+            db.insert(slack_run_messages)
+            .values(
+                run_id=message.run_id, tenant_id=message.tenant_id,
+                enterprise_id=message.enterprise_id, team_id=message.team_id,
+                user_id=message.user_id, channel=message.channel,
+                thread_ts=message.thread_ts, answer_ts=message.answer_ts,
+                created_at=datetime.now(UTC),
+            )
+            .on_conflict_do_nothing()
+        )
+
+
+async def run_message(db: Database, tenant_id: str, run_id: str) -> RunMessage | None:
+    """Where run ``run_id`` of ``tenant_id`` is answered."""
+    async with db.begin() as conn:
+        row = (await conn.execute(
+            select(slack_run_messages).where(
+                slack_run_messages.c.tenant_id == tenant_id,
+                slack_run_messages.c.run_id == run_id,
+            )
+        )).first()
+    if row is None:
+        return None
+    return RunMessage(
+        run_id=row.run_id, tenant_id=row.tenant_id, enterprise_id=row.enterprise_id,
+        team_id=row.team_id, user_id=row.user_id, channel=row.channel,
+        thread_ts=row.thread_ts, answer_ts=row.answer_ts,
+    )
+
+
+async def set_answer_ts(db: Database, tenant_id: str, run_id: str, ts: str) -> None:
+    """Remember the message that carries the run's answer."""
+    async with db.begin() as conn:
+        await conn.execute(
+            update(slack_run_messages)
+            .where(slack_run_messages.c.tenant_id == tenant_id,
+                   slack_run_messages.c.run_id == run_id)
+            .values(answer_ts=ts)
+        )
+
+
+async def purge_tenant(db: Database, tenant_id: str) -> None:
+    """Forget where a purged tenant's runs were answered."""
+    async with db.begin() as conn:
+        await conn.execute(
+            delete(slack_run_messages).where(slack_run_messages.c.tenant_id == tenant_id)
+        )

@@ -1,0 +1,73 @@
+"""The aiohttp application of ``tenantry serve``: transports mounted on one server.
+
+The app owns the runtime and the executor through a cleanup context, so clients are
+created at startup, never at import, and in-flight runs drain at shutdown. Runs left
+unfinished by a crash are resumed at the next start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from bots.executor import Executor
+from bots.runtime import Runtime, open_runtime
+from core.errors import TenantryError
+from core.logs import log
+from core.settings import Settings
+
+RUNTIME = web.AppKey("runtime", Runtime)
+EXECUTOR = web.AppKey("executor", Executor)
+
+Mount = Callable[[web.Application, Runtime, Executor], Awaitable[None]]
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness and a glance at the executor."""
+    executor = request.app[EXECUTOR]
+    return web.json_response({"ok": True, "runs_in_flight": executor.in_flight})
+
+
+async def resume_unfinished(runtime: Runtime, executor: Executor) -> int:
+    """Hand every run a crash left ``queued`` or ``running`` back to the executor."""
+    count = 0
+    for record in await runtime.agent.runs.unfinished():
+        async def job(record_id: str = record.id, tenant_id: str = record.tenant_id,
+                      principal: str = record.principal_id,
+                      kind: str = record.principal_kind) -> None:
+            try:
+                grant = await runtime.agent.open(
+                    tenant_id=tenant_id, principal_id=principal,
+                    principal_kind=kind,  # type: ignore[arg-type]
+                    run_id=record_id,
+                )
+                await runtime.agent.resume(grant)
+            except TenantryError as exc:
+                log.warning("unfinished run not resumed", run_id=record_id, error=str(exc))
+
+        if executor.submit(record.tenant_id, record.id, job):
+            count += 1
+    return count
+
+
+def create_app(settings: Settings, mounts: list[Mount] | None = None) -> web.Application:
+    """The web application; ``mounts`` add transports (Slack, Teams) at startup."""
+    app = web.Application()
+
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        async with open_runtime(settings) as runtime:
+            executor = Executor(per_tenant=settings.runs_per_tenant)
+            app[RUNTIME] = runtime
+            app[EXECUTOR] = executor
+            for mount in mounts or []:
+                await mount(app, runtime, executor)
+            resumed = await resume_unfinished(runtime, executor)
+            if resumed:
+                log.info("resuming unfinished runs", count=resumed)
+            yield
+            await executor.shutdown()
+
+    app.cleanup_ctx.append(lifespan)
+    app.router.add_get("/healthz", healthz)
+    return app
