@@ -1,0 +1,102 @@
+"""A tenant's knowledge: documents chunked, embedded and searched in its own partition.
+
+The service every caller goes through (the ``knowledge.search`` tool, the
+``tenantry memory`` commands, a transport's file upload): it pairs an embedder with a
+vector store and writes the audit entry of every deletion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from core import audit as events
+from core.audit import AuditLog
+from core.context import TenantContext
+from core.errors import InvalidInput
+from core.tools import ToolBinding
+from core.vectors import Embedder, Match, VectorItem, VectorStore, chunk_text
+
+MAX_DOCUMENT_CHARS = 2_000_000
+MAX_QUERY_CHARS = 2_000
+
+
+class Knowledge:
+    """Add, search and delete a tenant's documents."""
+
+    def __init__(self, store: VectorStore, embedder: Embedder, audit: AuditLog) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.audit = audit
+
+    async def add(self, ctx: TenantContext, source: str, text: str,
+                  progress: Callable[[int], None] | None = None) -> int:
+        """Chunk, embed and store one document; re-adding a source replaces its chunks.
+
+        Returns:
+            The number of chunks stored.
+        """
+        if len(text) > MAX_DOCUMENT_CHARS:
+            raise InvalidInput(f"document {source!r} is larger than {MAX_DOCUMENT_CHARS} chars")
+        chunks = chunk_text(text)
+        if not chunks:
+            return 0
+        await self.store.delete_source(ctx, source)
+        stored = 0
+        for start in range(0, len(chunks), 64):
+            batch = chunks[start:start + 64]
+            vectors = await self.embedder.embed(batch)
+            items = [VectorItem(source=source, chunk=start + i, text=chunk, vector=vectors[i])
+                     for i, chunk in enumerate(batch)]
+            stored += await self.store.upsert(ctx, items)
+            if progress is not None:
+                progress(len(batch))
+        return stored
+
+    async def search(self, ctx: TenantContext, query: str, top_k: int = 5) -> list[Match]:
+        """The tenant's chunks closest to ``query``, best first."""
+        query = query.strip()
+        if not query:
+            raise InvalidInput("a search needs a query")
+        vectors = await self.embedder.embed([query[:MAX_QUERY_CHARS]])
+        return await self.store.query(ctx, vectors[0], max(1, min(top_k, 20)))
+
+    async def delete(self, ctx: TenantContext, source: str) -> int:
+        """Delete every chunk of ``source`` for good, and audit it."""
+        removed = await self.store.delete_source(ctx, source)
+        await self.audit.record(ctx.tenant_id, events.MEMORY_DELETED, {
+            "principal": ctx.principal_id,
+            "source_digest": await self.audit.digest(None, ctx.tenant_id, source),
+            "chunks": removed,
+        }, run_id=None)
+        return removed
+
+
+@dataclass
+class KnowledgeSearch:
+    """``knowledge.search``: search this tenant's documents."""
+
+    knowledge: Knowledge
+    name: str = "knowledge.search"
+    description: str = (
+        "Search this workspace's own documents and return the most relevant passages with "
+        "their source."
+    )
+
+    def resolve(self, ctx: TenantContext) -> ToolBinding:
+        """Bound to the run's context, so it can only search the run's tenant."""
+
+        async def knowledge_search(query: str, top_k: int = 5) -> list[dict[str, Any]]:
+            """Passages of this workspace's documents that match the query.
+
+            Args:
+                query: What to look for.
+                top_k: How many passages, 1 to 20.
+            """
+            matches = await self.knowledge.search(ctx, query, top_k)
+            return [{"source": m.source, "score": round(m.score, 3), "text": m.text[:800]}
+                    for m in matches]
+
+        return ToolBinding(capability=self.name, description=self.description,
+                           function=knowledge_search)

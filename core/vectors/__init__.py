@@ -1,0 +1,46 @@
+"""Tenant memory as vectors: chunks of a tenant's documents, searchable in its partition only.
+
+``base`` holds the contract (``VectorStore``, ``VectorItem``, ``Match``) and how a
+tenant's partition is named and vetted; ``embedded`` keeps vectors in the app database,
+``pinecone_store`` in a Pinecone namespace per tenant; ``embeddings`` turns text into
+vectors and ``chunking`` cuts documents into chunks; ``tables`` holds the schema.
+The Pinecone adapter is not imported here, so the embedded default never loads its SDK.
+"""
+
+from __future__ import annotations
+
+from core.vectors.base import (
+    BadPartition,
+    Match,
+    MetadataValue,
+    NoTenant,
+    PartitionResolver,
+    TenantPartitions,
+    VectorItem,
+    VectorStore,
+    check_resolver,
+    chunk_id,
+    resolve_partition,
+)
+from core.vectors.chunking import chunk_text
+from core.vectors.embedded import EmbeddedVectorStore
+from core.vectors.embeddings import Embedder, HashingEmbedder, WordLlamaEmbedder
+
+__all__ = [
+    "BadPartition",
+    "EmbeddedVectorStore",
+    "Embedder",
+    "HashingEmbedder",
+    "Match",
+    "MetadataValue",
+    "NoTenant",
+    "PartitionResolver",
+    "TenantPartitions",
+    "VectorItem",
+    "VectorStore",
+    "WordLlamaEmbedder",
+    "check_resolver",
+    "chunk_id",
+    "chunk_text",
+    "resolve_partition",
+]

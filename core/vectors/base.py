@@ -1,0 +1,279 @@
+"""The vector store contract: chunks partitioned per tenant, and how a partition is named.
+
+Every store method takes the ``TenantContext`` first and derives the tenant's
+partition from it through a ``PartitionResolver``; nothing falls back to a default
+partition (no default collection, ever). ``resolve_partition`` checks the tenant and
+the resolver's answer on every call; ``check_resolver`` vets a resolver once, at
+service start, for the mistakes that would merge tenants.
+
+A chunk's id is derived from its source and chunk index (``chunk_id``): the source is
+percent-encoded so that ``<source>#`` is a prefix no other source's ids share. That is
+what lets a store delete a document by id prefix, and what makes re-adding a document
+replace its chunks instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, Protocol
+from urllib.parse import quote
+
+import numpy as np
+import numpy.typing as npt
+
+from core.context import TenantContext
+from core.errors import ConfigurationError, InvalidInput
+
+MetadataValue = str | int | float | bool | list[str]
+Vector = npt.NDArray[np.float32]
+
+RESERVED_METADATA: Final = frozenset({"source", "chunk", "text"})
+MAX_ID_LENGTH: Final = 512
+MAX_PARTITION_LENGTH: Final = 200
+MAX_TOP_K: Final = 1000
+DEFAULT_PARTITIONS: Final = frozenset({"", "__default__", "default", "none", "null"})
+PROBE_TENANTS: Final = (
+    "acme", "acme-", "acme_", "acme.", "acme-corp", "acme_corp", "acme.corp", "acmecorp",
+    "Acme", "ACME", "0", "00", "a", "b", "tenant-acme", "default", "x" * 64, "x" * 63 + "y",
+)
+
+
+class NoTenant(InvalidInput):
+    """Memory was asked for without a tenant: refused, never defaulted."""
+
+
+class BadPartition(ConfigurationError):
+    """The partition resolver gave no usable, tenant-specific partition."""
+
+
+def chunk_id(source: str, chunk: int) -> str:
+    """The id of chunk ``chunk`` of ``source``: ASCII, unique per (source, chunk)."""
+    return f"{source_prefix(source)}{chunk}"
+
+
+def source_prefix(source: str) -> str:
+    """The id prefix shared by every chunk of ``source`` and by no other source's."""
+    return quote(source, safe="") + "#"
+
+
+def unit_vector(values: npt.ArrayLike, *, what: str = "vector") -> Vector:
+    """``values`` as a finite, non-zero float32 vector of length one.
+
+    Stores keep unit vectors so that cosine similarity is a dot product; a zero
+    vector has no direction, so it is refused rather than matched arbitrarily.
+    """
+    array = np.asarray(values, dtype=np.float32)
+    if array.ndim != 1 or array.size == 0:
+        raise InvalidInput(f"{what} must be a non-empty 1-D array, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise InvalidInput(f"{what} must hold finite numbers only")
+    norm = float(np.linalg.norm(array))
+    if norm == 0.0 or not math.isfinite(norm):
+        raise InvalidInput(f"{what} must not be the zero vector")
+    return np.ascontiguousarray(array / norm, dtype=np.float32)
+
+
+def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, MetadataValue]:
+    checked: dict[str, MetadataValue] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or key in RESERVED_METADATA:
+            raise InvalidInput(
+                f"metadata key {key!r} is empty or reserved ({sorted(RESERVED_METADATA)})"
+            )
+        if isinstance(value, list):
+            if not all(isinstance(v, str) for v in value):
+                raise InvalidInput(f"metadata {key!r}: lists may hold strings only")
+            checked[key] = list(value)
+        elif isinstance(value, str | int | float | bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidInput(f"metadata {key!r} must be finite")
+            checked[key] = value
+        else:
+            raise InvalidInput(
+                f"metadata {key!r} must be a string, number, boolean or list of strings"
+            )
+    return checked
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class VectorItem:
+    """One chunk to store: where it comes from, its text, its embedding, extra metadata.
+
+    Attributes:
+        source: The document it was cut from (a path or name); deletions go by it.
+        chunk: The chunk's index within the source, from 0.
+        text: The chunk's text, returned with every match.
+        vector: Its embedding; stored normalised to unit length.
+        metadata: Extra scalar fields (``source``, ``chunk`` and ``text`` are reserved).
+    """
+
+    source: str
+    chunk: int
+    text: str
+    vector: Vector
+    metadata: Mapping[str, MetadataValue] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise InvalidInput("a chunk's source must be a non-empty string")
+        if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 0:
+            raise InvalidInput(f"chunk index must be a non-negative integer, got {self.chunk!r}")
+        if len(chunk_id(self.source, self.chunk)) > MAX_ID_LENGTH:
+            raise InvalidInput(f"source name too long for a chunk id: {self.source[:80]!r}...")
+        if not isinstance(self.text, str):
+            raise InvalidInput("a chunk's text must be a string")
+        object.__setattr__(self, "vector", unit_vector(self.vector))
+        object.__setattr__(self, "metadata", MappingProxyType(_check_metadata(self.metadata)))
+
+    @property
+    def id(self) -> str:
+        """The chunk's id, ``chunk_id(source, chunk)``: upserts replace on it."""
+        return chunk_id(self.source, self.chunk)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A stored chunk found by a search, with its cosine similarity to the query."""
+
+    id: str
+    source: str
+    chunk: int
+    text: str
+    score: float
+    metadata: Mapping[str, MetadataValue]
+
+
+class PartitionResolver(Protocol):
+    """Names the partition (table partition, Pinecone namespace) of a tenant.
+
+    It must be deterministic, injective (two tenants never share a partition) and
+    raise for an empty tenant; ``check_resolver`` probes for all three.
+    """
+
+    def partition(self, tenant_id: str) -> str:
+        """The partition of ``tenant_id``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TenantPartitions:
+    """The default resolver: ``<prefix><tenant_id>``, injective for a fixed prefix."""
+
+    prefix: str = "tenant-"
+
+    def partition(self, tenant_id: str) -> str:
+        """``tenant-<tenant_id>``; an empty or padded tenant id is refused."""
+        if not isinstance(tenant_id, str) or not tenant_id or tenant_id != tenant_id.strip():
+            raise NoTenant(f"no partition without a tenant id, got {tenant_id!r}")
+        return self.prefix + tenant_id
+
+
+def _tenant_of(subject: TenantContext | str | None) -> str:
+    tenant_id = subject.tenant_id if isinstance(subject, TenantContext) else subject
+    if not isinstance(tenant_id, str) or not tenant_id.strip():
+        raise NoTenant("memory needs a tenant: no tenant in the context, and no default")
+    return tenant_id
+
+
+def _check_partition(tenant_id: str, partition: object) -> str:
+    if not isinstance(partition, str) or not partition.strip():
+        raise BadPartition(f"the partition resolver gave no partition for tenant {tenant_id!r}")
+    if partition.strip().lower() in DEFAULT_PARTITIONS:
+        raise BadPartition(
+            f"the partition resolver gave a default partition ({partition!r}) for tenant "
+            f"{tenant_id!r}: there is no default partition"
+        )
+    if len(partition) > MAX_PARTITION_LENGTH or not partition.isascii() or "\x00" in partition:
+        raise BadPartition(
+            f"partition {partition[:40]!r} of tenant {tenant_id!r} must be ASCII, without NUL, "
+            f"at most {MAX_PARTITION_LENGTH} characters"
+        )
+    return partition
+
+
+def resolve_partition(
+    resolver: PartitionResolver, subject: TenantContext | str | None
+) -> tuple[str, str]:
+    """The tenant id and partition of a context (or of a bare tenant id, for purges).
+
+    Raises:
+        NoTenant: There is no tenant to resolve.
+        BadPartition: The resolver answered with nothing, or with a default partition.
+    """
+    tenant_id = _tenant_of(subject)
+    return tenant_id, _check_partition(tenant_id, resolver.partition(tenant_id))
+
+
+def check_resolver(resolver: PartitionResolver, tenant_ids: Iterable[str] = ()) -> None:
+    """Refuse, at service start, a resolver that could merge tenants or default them.
+
+    Injectivity cannot be proven by probing, so this probes the ids that lossy
+    mappings (case folding, punctuation stripping, truncation) tend to merge, plus
+    the deployment's real ``tenant_ids``.
+
+    Raises:
+        ConfigurationError: Two probed tenants share a partition; a partition is
+            empty, a default, or not stable across calls; or the resolver answers
+            for an empty tenant instead of raising.
+    """
+    for blank in ("", " "):
+        try:
+            answer = resolver.partition(blank)
+        except (InvalidInput, ConfigurationError):
+            continue
+        raise ConfigurationError(
+            f"the partition resolver gave {answer!r} for an empty tenant; it must refuse"
+        )
+    owners: dict[str, str] = {}
+    for tenant_id in dict.fromkeys([*PROBE_TENANTS, *tenant_ids]):
+        _, partition = resolve_partition(resolver, tenant_id)
+        if resolver.partition(tenant_id) != partition:
+            raise ConfigurationError(f"the partition of tenant {tenant_id!r} is not stable")
+        other = owners.setdefault(partition, tenant_id)
+        if other != tenant_id:
+            raise ConfigurationError(
+                f"tenants {other!r} and {tenant_id!r} share partition {partition!r}"
+            )
+
+
+class VectorStore(Protocol):
+    """Chunks and their embeddings, kept in one partition per tenant.
+
+    Every method resolves the tenant's partition first and refuses (``NoTenant``,
+    ``BadPartition``) before any I/O when it cannot.
+    """
+
+    async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
+        """Store chunks in the tenant's partition, replacing any with the same id."""
+        ...
+
+    async def query(self, ctx: TenantContext, vector: npt.ArrayLike, top_k: int) -> list[Match]:
+        """The ``top_k`` chunks of the tenant's partition closest to ``vector``, best first."""
+        ...
+
+    async def delete_source(self, ctx: TenantContext, source: str) -> int:
+        """Delete every chunk of ``source`` in the tenant's partition; how many went."""
+        ...
+
+    async def purge(self, subject: TenantContext | str) -> None:
+        """Delete everything the tenant (a context, or a tenant id) has stored."""
+        ...
+
+
+def check_top_k(top_k: int) -> int:
+    """``top_k`` if it is a sensible result count (1 to ``MAX_TOP_K``)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidInput(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
+    return top_k
+
+
+def check_source(source: str) -> str:
+    """``source`` if it names a document (a non-empty string)."""
+    if not isinstance(source, str) or not source.strip():
+        raise InvalidInput("a source must be a non-empty string")
+    return source

@@ -1,0 +1,209 @@
+"""The Pinecone vector store: one namespace per tenant, through the SDK's asyncio client.
+
+Pinecone's namespaces are its tenancy unit: every request names the tenant's
+namespace (the resolver's partition) and never the default one, which is refused
+here before anything is sent. A chunk is one record: id ``chunk_id(source, chunk)``,
+the unit vector, and metadata holding ``source``, ``chunk`` and ``text`` beside the
+item's own fields.
+
+Deleting a source lists the ids under its prefix and deletes them by id (that count
+is what ``delete_source`` returns), then sweeps with a metadata-filter delete on
+``source`` so a record the eventually consistent listing has not caught up with
+goes too. Purging a tenant deletes its namespace.
+
+The SDK (10.x) defaults to data-plane API version 2026-07; this adapter pins
+``2026-04``, the version whose OpenAPI spec the test fake is checked against, through
+the SDK's documented header override.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Final, Self
+
+import numpy.typing as npt
+from pinecone import AsyncIndex, AsyncPinecone, ForbiddenError, NotFoundError, UnauthorizedError
+
+from core.context import TenantContext
+from core.errors import ConfigurationError, InvalidInput
+from core.vectors.base import (
+    RESERVED_METADATA,
+    BadPartition,
+    Match,
+    MetadataValue,
+    PartitionResolver,
+    TenantPartitions,
+    VectorItem,
+    check_source,
+    check_top_k,
+    resolve_partition,
+    source_prefix,
+    unit_vector,
+)
+
+DATA_PLANE_API_VERSION: Final = "2026-04"
+API_VERSION_HEADER: Final = "X-Pinecone-Api-Version"
+UPSERT_BATCH: Final = 100
+DELETE_BATCH: Final = 1000
+LIST_PAGE: Final = 100
+_DEFAULT_NAMESPACE: Final = "__default__"
+
+
+class PineconeVectorStore:
+    """A ``VectorStore`` on one Pinecone index (dense, cosine), a namespace per tenant.
+
+    Open it with ``await PineconeVectorStore.connect(...)`` in the app's startup and
+    ``await store.close()`` (or ``async with``) at shutdown.
+    """
+
+    def __init__(self, index: AsyncIndex, resolver: PartitionResolver | None = None) -> None:
+        self.index = index
+        self.resolver: PartitionResolver = resolver or TenantPartitions()
+
+    @classmethod
+    async def connect(
+        cls,
+        *,
+        api_key: str,
+        host: str,
+        resolver: PartitionResolver | None = None,
+        request_timeout_s: float = 30.0,
+    ) -> PineconeVectorStore:
+        """A store on the index at ``host`` (no control-plane lookup is made).
+
+        Args:
+            api_key: The Pinecone API key; sent as a header, never logged.
+            host: The index's data-plane host, as the console or ``describe_index``
+                gives it (``http://127.0.0.1:PORT`` for the test fake).
+            resolver: Names each tenant's namespace; ``tenant-<id>`` by default.
+            request_timeout_s: Seconds per request attempt.
+        """
+        client = AsyncPinecone(
+            api_key=api_key,
+            additional_headers={API_VERSION_HEADER: DATA_PLANE_API_VERSION},
+            timeout=request_timeout_s,
+        )
+        try:
+            index = await client.index(host=host)
+        finally:
+            await client.close()
+        return cls(index, resolver)
+
+    async def close(self) -> None:
+        """Release the index client's connections."""
+        await self.index.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _namespace(self, subject: TenantContext | str) -> str:
+        _, namespace = resolve_partition(self.resolver, subject)
+        if namespace == _DEFAULT_NAMESPACE:
+            raise BadPartition("the Pinecone default namespace is never a tenant's namespace")
+        return namespace
+
+    async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
+        """Write chunks to the tenant's namespace; a record with the same id is replaced.
+
+        Returns:
+            How many distinct chunks were written (later duplicates in ``items`` win).
+        """
+        namespace = self._namespace(ctx)
+        records = {item.id: _record(item) for item in items}
+        batch = list(records.values())
+        written = 0
+        for start in range(0, len(batch), UPSERT_BATCH):
+            with _credentials_checked():
+                response = await self.index.upsert(
+                    vectors=batch[start : start + UPSERT_BATCH], namespace=namespace
+                )
+            written += response.upserted_count
+        return written
+
+    async def query(self, ctx: TenantContext, vector: npt.ArrayLike, top_k: int) -> list[Match]:
+        """The ``top_k`` chunks of the tenant's namespace most similar to ``vector``."""
+        namespace = self._namespace(ctx)
+        check_top_k(top_k)
+        values = unit_vector(vector, what="query vector").tolist()
+        with _credentials_checked():
+            response = await self.index.query(
+                top_k=top_k, vector=values, namespace=namespace, include_metadata=True
+            )
+        return [_match(m.id, float(m.score), m.metadata or {}) for m in response.matches]
+
+    async def delete_source(self, ctx: TenantContext, source: str) -> int:
+        """Delete every chunk of ``source`` in the tenant's namespace.
+
+        Returns:
+            How many chunk ids the listing found and deleted; the filter sweep that
+            follows may remove records not listed yet, uncounted.
+        """
+        namespace = self._namespace(ctx)
+        check_source(source)
+        ids: list[str] = []
+        with _credentials_checked():
+            async for page in self.index.list(
+                prefix=source_prefix(source), limit=LIST_PAGE, namespace=namespace
+            ):
+                ids.extend(item.id for item in page.vectors if item.id is not None)
+            for start in range(0, len(ids), DELETE_BATCH):
+                await self.index.delete(ids=ids[start : start + DELETE_BATCH], namespace=namespace)
+            await self.index.delete(filter={"source": {"$eq": source}}, namespace=namespace)
+        return len(ids)
+
+    async def purge(self, subject: TenantContext | str) -> None:
+        """Delete the tenant's namespace and everything in it; a missing one is fine."""
+        namespace = self._namespace(subject)
+        with _credentials_checked():
+            try:
+                await self.index.delete_namespace(name=namespace)
+            except NotFoundError:
+                return
+
+
+@contextmanager
+def _credentials_checked() -> Iterator[None]:
+    """Turn Pinecone's refusal of the API key into a ``ConfigurationError``.
+
+    A wrong or revoked key is a deployment problem no request can fix; every other
+    SDK error (rate limits, outages) propagates unchanged for the caller's retries.
+    """
+    try:
+        yield
+    except (UnauthorizedError, ForbiddenError) as exc:
+        raise ConfigurationError(
+            f"Pinecone refused the API key (HTTP {exc.status_code}): check the deployment's "
+            "Pinecone credentials and the index host"
+        ) from exc
+
+
+def _record(item: VectorItem) -> dict[str, Any]:
+    metadata: dict[str, Any] = dict(item.metadata)
+    metadata.update(source=item.source, chunk=item.chunk, text=item.text)
+    return {"id": item.id, "values": item.vector.tolist(), "metadata": metadata}
+
+
+def _match(record_id: str, score: float, metadata: Mapping[str, Any]) -> Match:
+    try:
+        source, chunk, text = metadata["source"], metadata["chunk"], metadata["text"]
+    except KeyError as exc:
+        raise InvalidInput(
+            f"Pinecone record {record_id!r} lacks the {exc.args[0]!r} metadata Tenantry writes"
+        ) from exc
+    extra: dict[str, MetadataValue] = {
+        key: value for key, value in metadata.items() if key not in RESERVED_METADATA
+    }
+    return Match(
+        id=record_id, source=str(source), chunk=int(chunk), text=str(text), score=score,
+        metadata=extra,
+    )
