@@ -1,0 +1,151 @@
+"""``tenantry audit``: verify, prove, checkpoint, export and read tenants' audit logs.
+
+``verify`` exits with status 1 and names the first bad sequence number when a log
+or a bundle does not hold, so it can gate a script or a cron job; ``verify --bundle``
+needs no database, only the file (and, ideally, the published verifier key).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from bots.cli_support import root_settings, run_async
+from core.audit import AuditLog, VerifyReport, load_signer, verify_bundle
+from core.db.engine import Database
+from core.errors import TenantryError
+from core.merkle import ProofError
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def open_log() -> AsyncIterator[AuditLog]:
+    """The deployment's audit log, its database disposed of afterwards."""
+    settings = root_settings()
+    signer = load_signer(settings)
+    db = Database(settings.database_url)
+    try:
+        yield AuditLog(db, signer, origin_prefix=settings.audit_origin)
+    finally:
+        await db.dispose()
+
+
+async def with_log(fn: Callable[[AuditLog], Awaitable[T]]) -> T:
+    """Run ``fn`` against the deployment's audit log."""
+    async with open_log() as log:
+        return await fn(log)
+
+
+def _report(report: VerifyReport, source: str) -> None:
+    if report.ok:
+        click.echo(f"ok: {source}: {report.size} events, root {report.root}, "
+                   f"{report.checkpoints_checked} signed checkpoints hold")
+        return
+    where = "" if report.first_bad_seq is None else f" first bad seq {report.first_bad_seq}:"
+    click.echo(f"FAILED: {source}:{where} {report.reason} "
+               f"({report.size} events checked, {report.checkpoints_checked} checkpoints held)",
+               err=True)
+    raise click.exceptions.Exit(1)
+
+
+@click.group()
+def audit() -> None:
+    """Check and export tenants' tamper-evident audit logs."""
+
+
+@audit.command("verify")
+@click.option("--tenant", "tenant_id", help="Verify this tenant's log in the database.")
+@click.option("--bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Verify an exported bundle offline instead.")
+@click.option("--key", "verifier_key", help="With --bundle: the published verifier key to "
+                                            "trust instead of the one inside the bundle.")
+def audit_verify(tenant_id: str | None, bundle: Path | None, verifier_key: str | None) -> None:
+    """Rebuild a log's Merkle tree and check every event, checkpoint and the head."""
+    if (tenant_id is None) == (bundle is None):
+        raise click.UsageError("give exactly one of --tenant and --bundle")
+    if bundle is not None:
+        try:
+            report = verify_bundle(bundle, verifier_key=verifier_key)
+        except TenantryError as exc:
+            raise click.ClickException(str(exc)) from None
+        _report(report, str(bundle))
+        return
+    assert tenant_id is not None
+    _report(run_async(_verify_tenant)(tenant_id), f"tenant {tenant_id}")
+
+
+async def _verify_tenant(tenant_id: str) -> VerifyReport:
+    return await with_log(lambda log: log.verify(tenant_id))
+
+
+@audit.command("export")
+@click.option("--tenant", "tenant_id", required=True, help="Whose log to export.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The bundle file to write (JSON).")
+@run_async
+async def audit_export(tenant_id: str, out: Path) -> None:
+    """Write a self-contained bundle: events, signed checkpoints, verifier key."""
+    async def go(log: AuditLog) -> None:
+        await log.export(tenant_id, out)
+        click.echo(f"exported the audit log of {tenant_id} to {out}; check it with "
+                   f"`tenantry audit verify --bundle {out} --key '{log.verifier_key}'`")
+
+    await with_log(go)
+
+
+@audit.command("proof")
+@click.option("--tenant", "tenant_id", required=True, help="Whose log.")
+@click.option("--seq", type=click.IntRange(min=1), required=True, help="The event to prove.")
+@run_async
+async def audit_proof(tenant_id: str, seq: int) -> None:
+    """Print the inclusion proof of one event and check it."""
+    async def go(log: AuditLog) -> None:
+        proof = await log.inclusion_proof(tenant_id, seq)
+        click.echo(json.dumps({
+            "tenant_id": tenant_id, "seq": seq, "event": proof.event.event,
+            "leaf_hash": proof.leaf_hash, "index": proof.index, "tree_size": proof.tree_size,
+            "root": proof.root, "proof": list(proof.proof), "checkpoint": proof.checkpoint,
+        }, indent=2))
+        try:
+            proof.verify(log.verifiers[0] if proof.checkpoint else None)
+        except ProofError as error:
+            click.echo(f"FAILED: the proof does not verify: {error}", err=True)
+            raise click.exceptions.Exit(1) from None
+        signed = "the signed checkpoint" if proof.checkpoint else "the current (unsigned) head"
+        click.echo(f"verified: event {seq} is in the tree of {proof.tree_size} events "
+                   f"({signed})")
+
+    await with_log(go)
+
+
+@audit.command("checkpoint")
+@click.option("--tenant", "tenant_id", required=True, help="Whose log.")
+@run_async
+async def audit_checkpoint(tenant_id: str) -> None:
+    """Sign the log's current tree head now, and print the signed checkpoint."""
+    async def go(log: AuditLog) -> None:
+        stored = await log.sign_checkpoint(tenant_id)
+        click.echo(stored.note, nl=False)
+
+    await with_log(go)
+
+
+@audit.command("recent")
+@click.option("--tenant", "tenant_id", required=True, help="Whose log.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--event", "events", multiple=True, help="Only this event type (repeatable).")
+@run_async
+async def audit_recent(tenant_id: str, limit: int, events: tuple[str, ...]) -> None:
+    """Print the newest events, newest first."""
+    async def go(log: AuditLog) -> None:
+        for item in await log.recent(tenant_id, limit, events or None):
+            fields = json.dumps(item.fields, sort_keys=True, ensure_ascii=False)
+            click.echo(f"{item.seq}\t{item.time}\t{item.event}\t{item.run_id or '-'}\t{fields}")
+
+    await with_log(go)

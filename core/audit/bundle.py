@@ -1,0 +1,150 @@
+"""Export of a tenant's log as one JSON file, and its verification offline.
+
+A bundle holds every event up to the head, every signed checkpoint and the
+verifier key, so an auditor can check it without the database or Tenantry's
+good faith. The key inside the bundle only proves the bundle is self-consistent;
+an auditor who wants to know it came from this deployment pins the key it
+published (``verify_bundle(path, verifier_key=...)``).
+
+Layout (keys in this order; ``events`` last, so it can be streamed)::
+
+    {"format": "tenantry.audit.bundle/1", "tenant_id": ..., "origin": ...,
+     "verifier_key": ..., "exported_at": ..., "head": {"size": n, "root": hex},
+     "checkpoints": [{"size", "root", "note", "created_at"}, ...],
+     "events": [{"seq", "run_id", "event", "time", "fields", "leaf_hash"}, ...]}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from core.audit.events import AuditError, canonical_json, utc_now
+from core.audit.store import event_batches, read_checkpoints, read_head
+from core.audit.verify import EventRow, LogChecker, StoredCheckpoint, VerifyReport
+from core.db.engine import Database
+from core.merkle import CompactRange
+from core.signed_note import NoteError, parse_verifier_key
+
+FORMAT = "tenantry.audit.bundle/1"
+
+
+async def write_bundle(
+    db: Database, tenant_id: str, origin: str, verifier_key: str, path: Path
+) -> None:
+    """Write the tenant's log up to its current head to ``path``, atomically.
+
+    Events appended during the export are left out: the bundle is the log as of
+    the head read first, which is what its ``head`` claims.
+    """
+    async with db.begin() as conn:
+        head = await read_head(conn, tenant_id) or CompactRange()
+        checkpoints = await read_checkpoints(conn, tenant_id)
+    header = {
+        "format": FORMAT,
+        "tenant_id": tenant_id,
+        "origin": origin,
+        "verifier_key": verifier_key,
+        "exported_at": utc_now(),
+        "head": {"size": head.size, "root": head.root().hex()},
+        "checkpoints": [
+            {"size": c.size, "root": c.root, "note": c.note, "created_at": c.created_at}
+            for c in checkpoints
+        ],
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(header, ensure_ascii=False)[:-1] + ',"events":[')
+            first = True
+            async for batch in event_batches(db, tenant_id, upto=head.size):
+                await asyncio.to_thread(_write_events, handle, batch, first)
+                first = False
+            handle.write("]}\n")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _write_events(handle: IO[str], batch: list[EventRow], first: bool) -> None:
+    parts = []
+    for seq, run_id, event, time, fields_json, stored_leaf in batch:
+        try:
+            fields: Any = json.loads(fields_json)
+        except ValueError:
+            fields = fields_json
+        parts.append(json.dumps(
+            {"seq": seq, "run_id": run_id, "event": event, "time": time, "fields": fields,
+             "leaf_hash": stored_leaf},
+            ensure_ascii=False,
+        ))
+    handle.write(("" if first else ",") + ",".join(parts))
+
+
+def verify_bundle(path: Path, *, verifier_key: str | None = None) -> VerifyReport:
+    """Check an exported bundle offline, exactly as ``AuditLog.verify`` checks a live log.
+
+    Args:
+        path: The bundle file.
+        verifier_key: The deployment's published verifier key; when given, only
+            checkpoints signed by it count, whatever key the bundle names.
+
+    Raises:
+        AuditError: The file cannot be read or is not a bundle, or the key is invalid.
+    """
+    try:
+        pinned = None if verifier_key is None else parse_verifier_key(verifier_key)
+    except NoteError as error:
+        raise AuditError(f"invalid verifier key: {error}") from None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise AuditError(f"cannot read audit bundle {path}: {error}") from None
+    try:
+        if data["format"] != FORMAT:
+            raise AuditError(f"{path} is not a {FORMAT} bundle (format {data['format']!r})")
+        tenant_id = _str(data["tenant_id"])
+        origin = _str(data["origin"])
+        if not origin.endswith(f"/tenants/{tenant_id}"):
+            raise AuditError(f"bundle origin {origin!r} is not tenant {tenant_id!r}'s log")
+        verifier = pinned or parse_verifier_key(_str(data["verifier_key"]))
+        checkpoints = [
+            StoredCheckpoint(tenant_id, _int(c["size"]), _str(c["root"]), _str(c["note"]),
+                             _str(c.get("created_at", "")))
+            for c in data["checkpoints"]
+        ]
+        rows: list[EventRow] = [
+            (_int(e["seq"]), _optional_str(e["run_id"]), _str(e["event"]), _str(e["time"]),
+             canonical_json(e["fields"]) if isinstance(e["fields"], dict) else str(e["fields"]),
+             _str(e["leaf_hash"]))
+            for e in data["events"]
+        ]
+        head_size = _int(data["head"]["size"])
+        head_root = bytes.fromhex(_str(data["head"]["root"]))
+    except (KeyError, TypeError, ValueError, NoteError) as error:
+        raise AuditError(f"malformed audit bundle {path}: {error!r}") from None
+    checker = LogChecker(tenant_id, origin, [verifier], checkpoints)
+    checker.feed(rows)
+    return checker.finish(head_size, head_root)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else _str(value)

@@ -1,0 +1,301 @@
+"""``AuditLog``: the per-tenant, append-only, verifiable log of what agent runs did.
+
+Each tenant has its own RFC 6962 Merkle tree. An append takes the tenant's head row
+(see ``core.audit.append``), so concurrent appends, in any number of processes, get
+gap-free sequence numbers and extend the tree one leaf at a time. With ``append`` the
+head and the event are written in the caller's transaction: an event exists exactly
+when the work it records was committed. Checkpoints, verification, proofs and
+export read the log back (``verify``, ``bundle``, ``store``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.audit.append import GroupCommit, prepare, require_id, write
+from core.audit.bundle import write_bundle
+from core.audit.events import AuditError, AuditEvent, origin_of
+from core.audit.redact import Redactor, default_redactor
+from core.audit.store import (
+    checkpoint_of,
+    decode_range,
+    encode_range,
+    event_batches,
+    feed_batches,
+    read_checkpoints,
+    read_head,
+    read_latest_checkpoint,
+    stored_leaves,
+)
+from core.audit.tables import audit_checkpoints, audit_events, audit_salts
+from core.audit.verify import InclusionProof, LogChecker, StoredCheckpoint, VerifyReport
+from core.db.engine import Database
+from core.errors import NotFound
+from core.merkle import CompactRange, inclusion_proof, root_from_leaf_hashes
+from core.signed_note import (
+    NoteError,
+    Signer,
+    Verifier,
+    format_checkpoint,
+    format_verifier_key,
+    parse_checkpoint,
+    sign_note,
+    verify_note,
+)
+
+
+class AuditLog:
+    """The audit log of every tenant, written by the agent loop, read by operators.
+
+    Args:
+        db: The app database (migration 0003 or later).
+        signer: Signs checkpoints (see ``load_signer``).
+        origin_prefix: Host-like prefix of each tenant's checkpoint origin.
+        redactor: Turns tool arguments into what may be logged; ``default_redactor``
+            unless given.
+        verifiers: Retired signing keys whose checkpoints must still verify.
+    """
+
+    def __init__(
+        self, db: Database, signer: Signer, *, origin_prefix: str = "tenantry.local",
+        redactor: Redactor | None = None, verifiers: Sequence[Verifier] = (),
+    ) -> None:
+        self.db = db
+        self._signer = signer
+        self.origin_prefix = origin_prefix
+        self._redactor: Redactor = redactor or default_redactor
+        self.verifiers = (signer.verifier, *verifiers)
+        self._group = GroupCommit(db)
+
+    @property
+    def verifier_key(self) -> str:
+        """The public key auditors pin to check this deployment's checkpoints."""
+        return format_verifier_key(self._signer.verifier)
+
+    def origin(self, tenant_id: str) -> str:
+        """The checkpoint origin of a tenant's log."""
+        return origin_of(self.origin_prefix, tenant_id)
+
+    async def append(
+        self, conn: AsyncConnection, tenant_id: str, event: str, fields: Mapping[str, Any],
+        *, run_id: str | None = None,
+    ) -> int:
+        """Append an event in the caller's transaction and return its sequence number.
+
+        The tenant's head stays locked until that transaction ends, so keep it short
+        and append near its end.
+
+        Raises:
+            AuditError: An id is malformed, or ``fields`` holds a long string or a
+                value that is not JSON.
+        """
+        entry = prepare(tenant_id, event, fields, run_id)
+        return (await write(self.db, conn, tenant_id, [entry]))[0]
+
+    async def record(
+        self, tenant_id: str, event: str, fields: Mapping[str, Any], *, run_id: str | None = None
+    ) -> int:
+        """Append an event in a transaction of its own; return its sequence number.
+
+        Concurrent calls for one tenant share a transaction (see
+        ``core.audit.append.GroupCommit``): each event still commits exactly once,
+        and a failed transaction fails every call in it.
+        """
+        return await self._group.record(tenant_id, prepare(tenant_id, event, fields, run_id))
+
+    async def digest(self, conn: AsyncConnection | None, tenant_id: str, content: str) -> str:
+        """A salted HMAC-SHA256 (hex) of tenant content, the only form content is logged in.
+
+        The salt is the tenant's own and is created on first use; ``shred`` deletes
+        it, after which no digest can be matched to a guessed content any more.
+        Pass the open ``conn`` when inside a transaction (SQLite has one writer).
+        """
+        require_id("tenant_id", tenant_id)
+        if conn is None:
+            async with self.db.begin() as own:
+                salt = await self._salt(own, tenant_id)
+        else:
+            salt = await self._salt(conn, tenant_id)
+        return hmac.new(salt, content.encode("utf-8"), sha256).hexdigest()
+
+    async def _salt(self, conn: AsyncConnection, tenant_id: str) -> bytes:
+        query = select(audit_salts.c.salt).where(audit_salts.c.tenant_id == tenant_id)
+        salt = await conn.scalar(query)
+        if salt is None:
+            await conn.execute(
+                self.db.insert(audit_salts)
+                .values(tenant_id=tenant_id, salt=secrets.token_hex(32),
+                        created_at=datetime.now(UTC))
+                .on_conflict_do_nothing()
+            )
+            salt = await conn.scalar(query)
+        if salt is None:
+            raise AuditError(f"the audit salt of tenant {tenant_id!r} vanished while created")
+        return bytes.fromhex(salt)
+
+    def redact(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Tool arguments as the audit log may keep them (see ``core.audit.redact``)."""
+        return self._redactor(arguments)
+
+    async def shred(self, conn: AsyncConnection, tenant_id: str) -> None:
+        """Delete the tenant's salt, in the caller's transaction (part of a purge).
+
+        Events stay, so the log still verifies, but their digests no longer link
+        to any content. Append a ``tenant.purged`` event in the same transaction.
+        """
+        await conn.execute(delete(audit_salts).where(audit_salts.c.tenant_id == tenant_id))
+
+    async def sign_checkpoint(self, tenant_id: str) -> StoredCheckpoint:
+        """Sign the tenant's current tree head and store it.
+
+        The events since the previous checkpoint are first rebuilt onto the tree it
+        signed, so a checkpoint is never signed over a head that does not extend the
+        last signed one or does not match its events.
+
+        Raises:
+            AuditError: The events since the last checkpoint do not match the head.
+        """
+        async with self.db.begin() as conn:
+            head = await read_head(conn, tenant_id) or CompactRange()
+            latest = await read_latest_checkpoint(conn, tenant_id)
+        start = self._signed_range(latest)
+        checker = LogChecker(tenant_id, self.origin(tenant_id), self.verifiers, (), start)
+        await feed_batches(
+            checker, event_batches(self.db, tenant_id, after=start.size, upto=head.size)
+        )
+        report = checker.finish(head.size, head.root())
+        if not report.ok:
+            raise AuditError(f"refusing to sign the head of {tenant_id!r}: {report.reason}")
+        note = sign_note(format_checkpoint(self.origin(tenant_id), head.size, head.root()),
+                         self._signer)
+        async with self.db.begin() as conn:
+            await conn.execute(
+                self.db.insert(audit_checkpoints)
+                .values(tenant_id=tenant_id, size=head.size, root=head.root().hex(), note=note,
+                        compact_range=encode_range(head), created_at=datetime.now(UTC))
+                .on_conflict_do_nothing()
+            )
+            row = (
+                await conn.execute(
+                    select(audit_checkpoints.c.size, audit_checkpoints.c.root,
+                           audit_checkpoints.c.note, audit_checkpoints.c.created_at)
+                    .where(audit_checkpoints.c.tenant_id == tenant_id,
+                           audit_checkpoints.c.size == head.size)
+                )
+            ).one()
+        return checkpoint_of(tenant_id, row)
+
+    def _signed_range(self, latest: tuple[StoredCheckpoint, str] | None) -> CompactRange:
+        """The tree state of the latest checkpoint, once its signature and root hold."""
+        if latest is None:
+            return CompactRange()
+        stored, state = latest
+        tree = decode_range(stored.size, state)
+        try:
+            signed = parse_checkpoint(verify_note(stored.note, self.verifiers))
+        except NoteError as error:
+            raise AuditError(f"checkpoint at size {stored.size} does not verify: {error}") from None
+        if signed.size != stored.size or signed.root != tree.root():
+            raise AuditError(f"checkpoint at size {stored.size} does not match its tree state")
+        return tree
+
+    async def latest_checkpoint(self, tenant_id: str) -> StoredCheckpoint | None:
+        """The newest signed checkpoint of the tenant's log, if any."""
+        async with self.db.begin() as conn:
+            latest = await read_latest_checkpoint(conn, tenant_id)
+        return None if latest is None else latest[0]
+
+    async def recent(
+        self, tenant_id: str, limit: int = 20, events: Collection[str] | None = None
+    ) -> list[AuditEvent]:
+        """The tenant's newest events, newest first, optionally of some types only."""
+        query = (
+            select(audit_events)
+            .where(audit_events.c.tenant_id == tenant_id)
+            .order_by(audit_events.c.seq.desc())
+            .limit(limit)
+        )
+        if events is not None:
+            query = query.where(audit_events.c.event.in_(list(events)))
+        async with self.db.begin() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            AuditEvent(row.tenant_id, int(row.seq), row.run_id, row.event, row.time,
+                       json.loads(row.fields), row.leaf_hash)
+            for row in rows
+        ]
+
+    async def verify(self, tenant_id: str) -> VerifyReport:
+        """Rebuild the tenant's tree from its events and check every checkpoint and the head.
+
+        Events appended while this runs are checked too: the head is read after the
+        events ran out, and reading goes on until it has caught up with the head.
+        """
+        async with self.db.begin() as conn:
+            checkpoints = await read_checkpoints(conn, tenant_id)
+        checker = LogChecker(tenant_id, self.origin(tenant_id), self.verifiers, checkpoints)
+        while True:
+            before = checker.size
+            fed = await feed_batches(checker, event_batches(self.db, tenant_id, after=before))
+            async with self.db.begin() as conn:
+                head = await read_head(conn, tenant_id)
+            if not fed or head is None or head.size <= checker.size or checker.size == before:
+                break
+        if head is None:
+            return checker.finish(None, None)
+        return checker.finish(head.size, head.root())
+
+    async def inclusion_proof(self, tenant_id: str, seq: int) -> InclusionProof:
+        """Prove that event ``seq`` is in the tenant's tree.
+
+        The proof is against the newest signed checkpoint when that covers the event
+        (so it carries the signed note), else against the current, unsigned head. It
+        reads every leaf hash up to that size, so it costs time linear in the log.
+
+        Raises:
+            NotFound: The tenant's log has no event ``seq``.
+            AuditError: The stored leaf hashes do not lead to the tree's root.
+        """
+        async with self.db.begin() as conn:
+            head = await read_head(conn, tenant_id)
+            latest = await read_latest_checkpoint(conn, tenant_id)
+            row = (
+                await conn.execute(
+                    select(audit_events).where(
+                        audit_events.c.tenant_id == tenant_id, audit_events.c.seq == seq
+                    )
+                )
+            ).first()
+        if head is None or row is None or not 1 <= seq <= head.size:
+            raise NotFound(f"tenant {tenant_id!r} has no audit event {seq}")
+        checkpoint = latest[0] if latest is not None and latest[0].size >= seq else None
+        size = head.size if checkpoint is None else checkpoint.size
+        root = head.root() if checkpoint is None else bytes.fromhex(checkpoint.root)
+        leaves = await stored_leaves(self.db, tenant_id, size)
+        path = await asyncio.to_thread(_audit_path, leaves, seq - 1, size, root)
+        event = AuditEvent(tenant_id, seq, row.run_id, row.event, row.time,
+                           json.loads(row.fields), row.leaf_hash)
+        return InclusionProof(event, row.leaf_hash, seq - 1, size, path, root.hex(),
+                              None if checkpoint is None else checkpoint.note)
+
+    async def export(self, tenant_id: str, path: Path) -> None:
+        """Write the tenant's log as a self-contained bundle (see ``verify_bundle``)."""
+        await write_bundle(self.db, tenant_id, self.origin(tenant_id), self.verifier_key, path)
+
+
+def _audit_path(leaves: list[bytes], index: int, size: int, root: bytes) -> tuple[str, ...]:
+    if len(leaves) != size or root_from_leaf_hashes(leaves) != root:
+        raise AuditError(f"the stored leaf hashes do not lead to the root of the tree of size "
+                         f"{size}; run `tenantry audit verify` to find the changed event")
+    return tuple(item.hex() for item in inclusion_proof(leaves, index))

@@ -1,0 +1,192 @@
+"""Reading the audit tables: heads, checkpoints, and events in batches.
+
+Events are read in keyset batches, each in its own short transaction, so that
+checking a long log never holds SQLite's write lock (every transaction there is
+``BEGIN IMMEDIATE``) for more than a moment. That is safe because an event never
+changes once its head is committed: batches read at different times still agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.audit.events import AuditError
+from core.audit.tables import audit_checkpoints, audit_events, audit_heads
+from core.audit.verify import EventRow, LogChecker, StoredCheckpoint
+from core.db.engine import Database
+from core.merkle import CompactRange
+
+BATCH_SIZE = 50_000
+
+_EVENT_COLUMNS = (
+    audit_events.c.seq,
+    audit_events.c.run_id,
+    audit_events.c.event,
+    audit_events.c.time,
+    audit_events.c.fields,
+    audit_events.c.leaf_hash,
+)
+
+
+def encode_range(tree: CompactRange) -> str:
+    """The stored form of a compact range: a JSON list of hex hashes."""
+    return json.dumps([item.hex() for item in tree.hashes])
+
+
+def decode_range(size: int, text: str) -> CompactRange:
+    """Resume a compact range from its stored form.
+
+    Raises:
+        AuditError: The stored state is not a valid range of ``size`` leaves.
+    """
+    try:
+        hashes = [bytes.fromhex(item) for item in json.loads(text)]
+        return CompactRange(size, hashes)
+    except (ValueError, TypeError) as error:
+        raise AuditError(f"stored tree state of size {size} is corrupt: {error}") from None
+
+
+def iso(moment: datetime | str) -> str:
+    """A stored timestamp as ISO-8601 in UTC (SQLite hands back naive datetimes)."""
+    if isinstance(moment, str):
+        return moment
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def read_head(conn: AsyncConnection, tenant_id: str) -> CompactRange | None:
+    """The tenant's current tree state, or ``None`` before its first event."""
+    row = (
+        await conn.execute(
+            select(audit_heads.c.size, audit_heads.c.compact_range).where(
+                audit_heads.c.tenant_id == tenant_id
+            )
+        )
+    ).first()
+    return None if row is None else decode_range(int(row.size), row.compact_range)
+
+
+def checkpoint_of(tenant_id: str, row: Sequence[Any]) -> StoredCheckpoint:
+    """A ``(size, root, note, created_at)`` row as a ``StoredCheckpoint``."""
+    return StoredCheckpoint(tenant_id, int(row[0]), str(row[1]), str(row[2]), iso(row[3]))
+
+
+_CHECKPOINT_COLUMNS = (
+    audit_checkpoints.c.size,
+    audit_checkpoints.c.root,
+    audit_checkpoints.c.note,
+    audit_checkpoints.c.created_at,
+)
+
+
+async def read_checkpoints(conn: AsyncConnection, tenant_id: str) -> list[StoredCheckpoint]:
+    """Every stored checkpoint of the tenant, smallest first."""
+    rows = await conn.execute(
+        select(*_CHECKPOINT_COLUMNS)
+        .where(audit_checkpoints.c.tenant_id == tenant_id)
+        .order_by(audit_checkpoints.c.size)
+    )
+    return [checkpoint_of(tenant_id, row) for row in rows]
+
+
+async def read_latest_checkpoint(
+    conn: AsyncConnection, tenant_id: str
+) -> tuple[StoredCheckpoint, str] | None:
+    """The newest checkpoint and the stored tree state it signed."""
+    row = (
+        await conn.execute(
+            select(*_CHECKPOINT_COLUMNS, audit_checkpoints.c.compact_range)
+            .where(audit_checkpoints.c.tenant_id == tenant_id)
+            .order_by(audit_checkpoints.c.size.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    return checkpoint_of(tenant_id, row), str(row.compact_range)
+
+
+async def event_batches(
+    db: Database, tenant_id: str, *, after: int = 0, upto: int | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> AsyncGenerator[list[EventRow], None]:
+    """Yield the tenant's events with ``after < seq (<= upto)`` in order, in batches."""
+    async for rows in _windows(db, tenant_id, _EVENT_COLUMNS, after, upto, batch_size):
+        yield [(seq, run_id, event, time, fields, leaf)
+               for seq, run_id, event, time, fields, leaf in rows]
+
+
+async def _windows(
+    db: Database, tenant_id: str, columns: Sequence[Any], after: int, upto: int | None,
+    batch_size: int,
+) -> AsyncGenerator[Sequence[Any], None]:
+    """Yield rows in windows of ``batch_size`` sequence numbers, skipping over gaps.
+
+    A window bounded on both sides is read from the primary key alone, whatever
+    the planner believes about the table; ``seq > x ORDER BY seq LIMIT n`` can be
+    planned as a sort of every later row (it is, on PostgreSQL, right after a bulk
+    load), which makes reading a long log quadratic. Sequence numbers are dense,
+    so a window is full unless events are missing, and only then is the next
+    stored one looked up.
+    """
+    seq = audit_events.c.seq
+    last = after
+    while upto is None or last < upto:
+        high = last + batch_size if upto is None else min(last + batch_size, upto)
+        window = (audit_events.c.tenant_id == tenant_id, seq > last, seq <= high)
+        async with db.begin() as conn:
+            rows = (await conn.execute(select(*columns).where(*window).order_by(seq))).all()
+            following = None
+            if len(rows) < high - last:
+                beyond = select(func.min(seq)).where(audit_events.c.tenant_id == tenant_id,
+                                                     seq > high)
+                if upto is not None:
+                    beyond = beyond.where(seq <= upto)
+                following = await conn.scalar(beyond)
+        if rows:
+            yield rows
+        if len(rows) < high - last:
+            if following is None:
+                return
+            last = int(following) - 1
+        else:
+            last = high
+
+
+async def feed_batches(
+    checker: LogChecker, batches: AsyncGenerator[list[EventRow], None]
+) -> bool:
+    """Feed every batch to ``checker``, hashing one in a thread while the next is read.
+
+    Returns False as soon as the checker found a problem.
+    """
+    pending: asyncio.Future[bool] | None = None
+    async with aclosing(batches):
+        try:
+            async for batch in batches:
+                if pending is not None and not await pending:
+                    return False
+                pending = asyncio.ensure_future(asyncio.to_thread(checker.feed, batch))
+            return True if pending is None else await pending
+        finally:
+            if pending is not None and not pending.done():
+                await asyncio.wait([pending])
+
+
+async def stored_leaves(db: Database, tenant_id: str, size: int) -> list[bytes]:
+    """The stored leaf hashes of events ``1..size`` in order, as stored (not recomputed)."""
+    columns = (audit_events.c.leaf_hash,)
+    return [
+        bytes.fromhex(row.leaf_hash)
+        async for rows in _windows(db, tenant_id, columns, 0, size, BATCH_SIZE * 4)
+        for row in rows
+    ]
