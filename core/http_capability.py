@@ -152,7 +152,6 @@ class HttpApiCapability:
                 url,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             ) as response:
-                response.cookies.clear()
                 status = response.status_code
                 if status >= 300:
                     raise ToolFailed(self._status_message(status))
@@ -170,6 +169,8 @@ class HttpApiCapability:
                 f"{self.name}: could not reach the API ({type(exc).__name__})"
             ) from None
         finally:
+            if self._session is not None:
+                self._session.cookies.clear()
             log.info("http tool call", capability=self.name, host=httpx.URL(self.base_url).host,
                      latency_ms=int((asyncio.get_running_loop().time() - started) * 1000))
         return self._decode(body, token)
