@@ -14,12 +14,15 @@ import click
 from bots.cli_audit import audit
 from bots.cli_credentials import credentials
 from bots.cli_keys import keys
+from bots.cli_memory import memory
 from bots.cli_roles import roles
+from bots.cli_slack import slack
 from bots.cli_support import run_async
 from bots.runtime import Runtime, open_runtime
 from core.context import PrincipalKind
 from core.db.engine import Database
 from core.db.migrate import current_revision, head_revision, upgrade
+from core.errors import TenantryError
 from core.logs import configure
 from core.prices import format_microcents
 from core.runs import RunStore
@@ -360,6 +363,24 @@ async def runs_show(run_id: str) -> None:
     await with_runtime(go)
 
 
+@cli.command("serve")
+@click.option("--host", default=None, help="Interface to listen on (TENANTRY_HOST).")
+@click.option("--port", type=int, default=None, help="Port to listen on (TENANTRY_PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the transports (Slack, health check) and run the in-process executor."""
+    from aiohttp import web
+
+    from bots.web import create_app
+
+    settings = settings_of(click.get_current_context())
+    try:
+        app = create_app(settings)
+    except TenantryError as exc:
+        raise click.ClickException(str(exc)) from None
+    web.run_app(app, host=host or settings.host, port=port or settings.port,
+                print=lambda text: click.echo(text))
+
+
 @cli.command("demo")
 def demo() -> None:
     """Run the offline demo: two tenants, the sandbox model, a halt and a resume."""
@@ -368,7 +389,29 @@ def demo() -> None:
     raise SystemExit(demo_main())
 
 
-for group in (audit, credentials, keys, roles):
+@tenants.command("purge")
+@click.argument("tenant_id")
+@click.option("--yes", is_flag=True, help="Confirm: this cannot be undone.")
+@run_async
+async def tenants_purge(tenant_id: str, yes: bool) -> None:
+    """Delete everything TENANT_ID owns except its audit log, which records the purge."""
+    if not yes:
+        raise click.UsageError("purging cannot be undone; add --yes to confirm")
+
+    async def go(rt: Runtime) -> None:
+        from bots.slack.records import purge_tenant as purge_slack_records
+        from core.purge import purge_tenant
+
+        counts = await purge_tenant(rt.db, rt.audit, rt.knowledge.store, tenant_id,
+                                    operator="cli")
+        await purge_slack_records(rt.db, tenant_id)
+        click.echo(f"tenant {tenant_id} purged and suspended: "
+                   + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+    await with_runtime(go)
+
+
+for group in (audit, credentials, keys, memory, roles, slack):
     cli.add_command(group)
 
 

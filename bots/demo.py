@@ -30,16 +30,25 @@ PLANS = (
         monthly_tokens=5_000_000, monthly_cost_microcents=50 * 100 * 1_000_000,
         monthly_tool_calls=10_000, run_tokens=100_000, run_tool_calls=10,
         run_walltime_ms=60_000, run_cost_microcents=100 * 1_000_000,
-        capabilities=frozenset({"budget.status"}),
+        capabilities=frozenset({"budget.status", "knowledge.search", "audit.recent"}),
     ),
     Plan(
         id="starter",
         monthly_tokens=200_000, monthly_cost_microcents=5 * 100 * 1_000_000,
-        monthly_tool_calls=500, run_tokens=400, run_tool_calls=3,
+        monthly_tool_calls=500, run_tokens=20_000, run_tool_calls=1,
         run_walltime_ms=30_000, run_cost_microcents=20 * 1_000_000,
-        capabilities=frozenset({"budget.status"}),
+        capabilities=frozenset({"budget.status", "knowledge.search"}),
     ),
 )
+
+DOCUMENTS = {
+    "acme": ("acme-handbook.md",
+             "Acme's refund policy: customers may return rockets within 30 days.\n\n"
+             "Acme's support line is open weekdays from 8 to 18 Pacific time."),
+    "globex": ("globex-runbook.md",
+               "Globex deploys the doomsday device only on Tuesdays after the change review.\n\n"
+               "Globex on-call engineers rotate every Monday at noon Berlin time."),
+}
 
 
 @dataclass
@@ -91,14 +100,31 @@ async def _demo(rt: Runtime) -> Transcript:
     await grant_role(rt.db, "acme", "alice", "admin")
     await grant_role(rt.db, "globex", "bob", "member")
 
+    for tenant_id, (source, text) in DOCUMENTS.items():
+        grant = await rt.agent.open(tenant_id=tenant_id, principal_id="operator",
+                                    principal_kind="service")
+        chunks = await rt.knowledge.add(grant.ctx, source, text)
+        t.say(tenant_id, f"ingested {source}: {chunks} chunks")
+
     acme = await _ask(rt, t, "acme", "alice", "How much have we used? Check budget.status")
     t.check("acme run completed", acme.status == "completed")
+    grounded = await _ask(rt, t, "acme", "alice", "What is the refund policy for rockets?")
+    t.check("acme's answer is grounded in acme's own handbook",
+            "30 days" in (grounded.answer or "") and "Globex" not in (grounded.answer or ""))
+    probe = await _ask(rt, t, "acme", "alice",
+                       "Show me the Globex runbook about the doomsday device?")
+    t.check("acme cannot find globex's documents",
+            "doomsday" not in (probe.answer or "").lower().replace(
+                "show me the globex runbook about the doomsday device", ""))
+    refused = await _ask(rt, t, "globex", "bob", "Please list audit.recent events")
+    t.check("an unlicensed tool is refused and the run still answers",
+            refused.status == "completed" and ("audit.recent", "not_licensed")
+            in refused.refused_tools)
 
     globex = await _ask(rt, t, "globex", "bob",
-                        "Please check budget.status and summarise our usage for the team "
-                        "in one short paragraph with the figures")
-    t.check("globex run halted at its per-run token ceiling",
-            globex.status == "halted" and (globex.halt or {}).get("ceiling") == "tokens")
+                        "Check budget.status, and what does the runbook say about on-call?")
+    t.check("globex run halted at its per-run tool-call ceiling",
+            globex.status == "halted" and (globex.halt or {}).get("ceiling") == "tool_calls")
     grant = await rt.agent.open(tenant_id="globex", principal_id="bob",
                                 run_id=globex.run_id)
     resumed = await rt.agent.resume(grant)
@@ -106,7 +132,7 @@ async def _demo(rt: Runtime) -> Transcript:
     for line in (resumed.answer or "").splitlines():
         t.say("globex", f"  > {line}")
     t.check("globex run completed after resume", resumed.status == "completed")
-    t.check("resume repeated no tool call", resumed.usage.tool_calls == 1)
+    t.check("resume repeated no tool call", resumed.usage.tool_calls == 2)
 
     await set_status(rt.db, "globex", "suspended")
     try:
@@ -117,8 +143,16 @@ async def _demo(rt: Runtime) -> Transcript:
         t.check("suspended tenant refused", exc.reason == "tenant_suspended")
     await set_status(rt.db, "globex", "active")
 
+    for tenant_id in ("acme", "globex"):
+        checkpoint = await rt.audit.sign_checkpoint(tenant_id)
+        report = await rt.audit.verify(tenant_id)
+        t.say(tenant_id, f"audit log: {checkpoint.size} events, signed checkpoint verified: "
+                         f"{report.ok}")
+        t.check(f"{tenant_id}'s audit log verifies", report.ok)
+
     ledger = MonthlyLedger(rt.db)
-    for tenant_id, outcomes in (("acme", [acme]), ("globex", [resumed])):
+    for tenant_id, outcomes in (("acme", [acme, grounded, probe]),
+                                ("globex", [resumed, refused])):
         tenant = await get_tenant(rt.db, tenant_id)
         tokens, cost, calls = await ledger.used(tenant_id, billing_period(tenant))
         expected = sum(o.usage.tokens + o.usage.retried_tokens for o in outcomes)
@@ -130,7 +164,8 @@ async def _demo(rt: Runtime) -> Transcript:
 
 async def run_demo(database_url: str) -> Transcript:
     """Run the demo against a fresh database at ``database_url``."""
-    settings = Settings(database_url=database_url, model="sandbox")
+    settings = Settings(database_url=database_url, model="sandbox",
+                        data_dir=Path(database_url.split(":///", 1)[1]).parent / "data")
     async with open_runtime(settings, migrate=True) as rt:
         return await _demo(rt)
 

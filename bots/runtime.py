@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
 
 from core.agent import AgentService
 from core.audit import AuditLog, load_signer
 from core.builtins import AuditRecent, BudgetStatus, RunStatusCapability
+from core.crypto import Keyring
 from core.db.engine import Database
 from core.db.migrate import upgrade
+from core.errors import ConfigurationError
+from core.knowledge import Knowledge, KnowledgeSearch
 from core.models import ModelFactory
 from core.settings import Settings
-from core.tools import CapabilityRegistry
+from core.tools import CapabilityRegistry, ToolCapability
+from core.vectors import (
+    EmbeddedVectorStore,
+    Embedder,
+    HashingEmbedder,
+    TenantPartitions,
+    VectorStore,
+    WordLlamaEmbedder,
+    check_resolver,
+)
 
 
 @dataclass
@@ -25,7 +40,9 @@ class Runtime:
     models: ModelFactory
     registry: CapabilityRegistry
     audit: AuditLog
+    keyring: Keyring
     agent: AgentService
+    knowledge: Knowledge
 
 
 @asynccontextmanager
@@ -45,12 +62,76 @@ async def open_runtime(
         if migrate if migrate is not None else db.is_sqlite:
             await upgrade(db)
         audit = AuditLog(db, load_signer(settings), origin_prefix=settings.audit_origin)
-        registry = CapabilityRegistry(
-            [BudgetStatus(db), AuditRecent(audit), RunStatusCapability(db)]
-        )
-        agent = AgentService(db, settings, models, audit, registry)
-        yield Runtime(settings=settings, db=db, models=models, registry=registry, audit=audit,
-                      agent=agent)
+        async with open_vectors(settings, db) as store:
+            embedder = await open_embedder(settings)
+            knowledge = Knowledge(store, embedder, audit)
+            registry = CapabilityRegistry([
+                BudgetStatus(db), AuditRecent(audit), RunStatusCapability(db),
+                KnowledgeSearch(knowledge), *plugin_capabilities(settings, db),
+            ])
+            agent = AgentService(db, settings, models, audit, registry)
+            yield Runtime(settings=settings, db=db, models=models, registry=registry,
+                          audit=audit, keyring=Keyring.from_settings(settings), agent=agent,
+                          knowledge=knowledge)
     finally:
         await models.aclose()
         await db.dispose()
+
+
+async def open_embedder(settings: Settings) -> Embedder:
+    """The configured embedding model; WordLlama's weights ship inside its wheel."""
+    if settings.embedder == "hashing":
+        return HashingEmbedder()
+    return await WordLlamaEmbedder.load()
+
+
+@asynccontextmanager
+async def open_vectors(settings: Settings, db: Database) -> AsyncIterator[VectorStore]:
+    """The configured vector store, after checking it can never mix tenants' partitions.
+
+    Raises:
+        ConfigurationError: the partition resolver would share or default a partition,
+            or Pinecone is chosen without its settings.
+    """
+    resolver = TenantPartitions()
+    check_resolver(resolver)
+    if settings.vector_store == "embedded":
+        yield EmbeddedVectorStore(db, resolver)
+        return
+    if settings.pinecone_api_key is None or not settings.pinecone_host:
+        raise ConfigurationError(
+            "vector_store=pinecone needs TENANTRY_PINECONE_API_KEY and TENANTRY_PINECONE_HOST")
+    from core.vectors.pinecone_store import PineconeVectorStore
+
+    store = await PineconeVectorStore.connect(
+        api_key=settings.pinecone_api_key.get_secret_value(), host=settings.pinecone_host,
+        resolver=resolver)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def plugin_capabilities(settings: Settings, db: Database) -> list[ToolCapability]:
+    """Capabilities a SaaS team adds without editing Tenantry.
+
+    From the ``tenantry.capabilities`` entry-point group and ``capability_modules``
+    (``package.module:factory``); each factory takes ``(settings, db)`` and returns an
+    iterable of capabilities.
+    """
+    factories: list[Any] = [ep.load() for ep in entry_points(group="tenantry.capabilities")]
+    for path in settings.capability_modules:
+        module_name, _, attribute = path.partition(":")
+        if not attribute:
+            raise ConfigurationError(f"capability module {path!r} must be 'module:factory'")
+        try:
+            factories.append(getattr(importlib.import_module(module_name), attribute))
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(f"cannot load capability factory {path!r}: {exc}") from None
+    found: list[ToolCapability] = []
+    for factory in factories:
+        for capability in factory(settings, db):
+            if not isinstance(capability, ToolCapability):
+                raise ConfigurationError(f"{factory!r} returned {capability!r}, not a capability")
+            found.append(capability)
+    return found

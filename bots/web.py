@@ -51,16 +51,37 @@ async def resume_unfinished(runtime: Runtime, executor: Executor) -> int:
     return count
 
 
+def transports(settings: Settings, app: web.Application) -> list[Mount]:
+    """Add the routes of every configured transport; return their startup halves.
+
+    Raises:
+        ConfigurationError: a transport is half configured (names what is missing).
+    """
+    from bots.slack import app as slack
+
+    mounts: list[Mount] = []
+    if slack.check_settings(settings):
+        slack.add_routes(app)
+        mounts.append(slack.mount)
+        log.info("slack enabled", public_url=settings.public_url)
+    else:
+        log.warning("slack disabled: set TENANTRY_SLACK_SIGNING_SECRET, "
+                    "TENANTRY_SLACK_CLIENT_ID and TENANTRY_SLACK_CLIENT_SECRET to enable it")
+    return mounts
+
+
 def create_app(settings: Settings, mounts: list[Mount] | None = None) -> web.Application:
-    """The web application; ``mounts`` add transports (Slack, Teams) at startup."""
-    app = web.Application()
+    """The web application with every configured transport (or exactly ``mounts``)."""
+    app = web.Application(client_max_size=1024 * 1024)
+    if mounts is None:
+        mounts = transports(settings, app)
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             executor = Executor(per_tenant=settings.runs_per_tenant)
             app[RUNTIME] = runtime
             app[EXECUTOR] = executor
-            for mount in mounts or []:
+            for mount in mounts:
                 await mount(app, runtime, executor)
             resumed = await resume_unfinished(runtime, executor)
             if resumed:

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_ai import Agent
-from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ToolCallPart
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelMessagesTypeAdapter,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    UserPromptPart,
+)
 from pydantic_core import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,6 +49,7 @@ from core.errors import (
     ToolRefused,
 )
 from core.logs import bound, log
+from core.memory import ConversationHistory
 from core.metered_model import MeteredModel, RunAccount
 from core.models import ModelFactory
 from core.prices import price_for
@@ -87,6 +96,7 @@ class AgentService:
         registry: CapabilityRegistry | None = None,
         *,
         runs: RunStore | None = None,
+        history: ConversationHistory | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -94,6 +104,7 @@ class AgentService:
         self.audit = audit
         self.registry = registry or CapabilityRegistry()
         self.runs = runs or RunStore(db)
+        self.history = history or ConversationHistory(db)
         self.ledger = MonthlyLedger(db)
         self.locator = ResourceLocator(db)
         self._agent: Agent[TenantContext, str] = Agent(
@@ -150,9 +161,17 @@ class AgentService:
         conversation_id: str | None = None,
         history: Sequence[ModelMessage] = (),
     ) -> RunOutcome:
-        """Record and execute a new run under ``grant``."""
+        """Record and execute a new run under ``grant``.
+
+        Args:
+            conversation_id: Continues that conversation of the principal: its latest
+                turns (``settings.history_window``) are shown to the model, and this
+                run's prompt and answer are added to it.
+        """
         model_id = self.models.check(model or self.settings.model)
         ctx = grant.ctx
+        if conversation_id is not None and not history:
+            history = await self._history(ctx, conversation_id)
         await self.runs.create(ctx, prompt=prompt, model=model_id, conversation_id=conversation_id)
         await self.audit.record(ctx.tenant_id, events.RUN_STARTED, {
             "principal": ctx.principal_id,
@@ -352,6 +371,11 @@ class AgentService:
         usage = await self.ledger.summary(ctx, ctx.run_id)
         walltime_ms = int((time.monotonic() - started) * 1000)
         detail: dict[str, Any] = {}
+        if answer is not None:
+            record = await self.runs.get(ctx.tenant_id, ctx.run_id)
+            if record.conversation_id is not None:
+                await self.history.append(ctx, record.conversation_id, "user", record.prompt)
+                await self.history.append(ctx, record.conversation_id, "assistant", answer)
         if halt:
             detail["halt"] = halt
         if error:
@@ -391,6 +415,17 @@ class AgentService:
             run_id=ctx.run_id, tenant_id=ctx.tenant_id, status=status, model=model_id,
             answer=answer, halt=halt, error=error, usage=usage, refused_tools=tuple(refused),
         )
+
+    async def _history(self, ctx: TenantContext, conversation_id: str) -> list[ModelMessage]:
+        """The conversation's latest turns, as the model's message history."""
+        turns = await self.history.window(ctx, conversation_id, self.settings.history_window)
+        messages: list[ModelMessage] = []
+        for turn in turns:
+            if turn.role == "user":
+                messages.append(ModelRequest(parts=[UserPromptPart(turn.text)]))
+            else:
+                messages.append(ModelResponse(parts=[TextPart(turn.text)]))
+        return messages
 
     async def get(self, ctx: TenantContext, run_id: str) -> RunRecord:
         """A run of the context's tenant."""

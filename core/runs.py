@@ -198,6 +198,21 @@ class RunStore:
         async with self.db.begin() as own:
             await own.execute(statement)
 
+    async def claim_resume(self, ctx: TenantContext) -> bool:
+        """Move a halted run to ``running``; ``False`` if someone else resumed it first.
+
+        One conditional UPDATE, so two presses of a Resume button (in one process or
+        several) resume the run once.
+        """
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                update(runs)
+                .where(runs.c.tenant_id == ctx.tenant_id, runs.c.id == ctx.run_id,
+                       runs.c.status == "halted")
+                .values(status="running", updated_at=datetime.now(UTC))
+            )
+        return result.rowcount == 1
+
     async def save_checkpoint(
         self, ctx: TenantContext, *, step_index: int, messages: bytes, usage: dict[str, int]
     ) -> None:

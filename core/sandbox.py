@@ -14,6 +14,7 @@ from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
     ModelResponse,
+    RetryPromptPart,
     TextPart,
     ToolCallPart,
     ToolReturnPart,
@@ -24,6 +25,13 @@ from pydantic_ai.tools import ToolDefinition
 
 LABEL = "[sandbox model: offline, deterministic]"
 _WORD = re.compile(r"[\w.]+")
+_CAPABILITY = re.compile(r"\b[a-z]+\.[a-z_]+\b")
+
+
+def _already_tried(messages: list[ModelMessage], capability: str) -> bool:
+    name = capability.replace(".", "__")
+    return any(isinstance(m, ModelResponse) and any(
+        isinstance(p, ToolCallPart) and p.tool_name == name for p in m.parts) for m in messages)
 
 
 def _last_prompt(messages: list[ModelMessage]) -> str:
@@ -57,6 +65,12 @@ def _arguments(tool: ToolDefinition, prompt: str) -> dict[str, object]:
     return args
 
 
+def _only_retries(last: ModelMessage | None) -> bool:
+    """Whether the last request only reports tool calls that were refused."""
+    return isinstance(last, ModelRequest) and bool(last.parts) and all(
+        isinstance(p, RetryPromptPart) for p in last.parts)
+
+
 def _summarise(parts: list[ToolReturnPart]) -> str:
     lines = []
     for part in parts:
@@ -77,12 +91,20 @@ def sandbox_reply(messages: list[ModelMessage], info: AgentInfo) -> ModelRespons
         else []
     )
     prompt = _last_prompt(messages)
-    if returns:
+    if returns or _only_retries(last):
         return ModelResponse(
             parts=[TextPart(f"{LABEL}\nHere is what the tools returned:\n{_summarise(returns)}")]
         )
     turn = sum(isinstance(m, ModelResponse) for m in messages)
-    calls = [
+    offered = {tool.name for tool in info.function_tools}
+    # Like a model talked into it, the sandbox also asks for a named tool it was not
+    # offered, so refusals can be shown offline.
+    unoffered = [
+        ToolCallPart(word.replace(".", "__"), {}, tool_call_id=f"sbx_{turn}_x{i}")
+        for i, word in enumerate(sorted(set(_CAPABILITY.findall(prompt))))
+        if word.replace(".", "__") not in offered and not _already_tried(messages, word)
+    ]
+    calls = unoffered + [
         ToolCallPart(tool.name, _arguments(tool, prompt), tool_call_id=f"sbx_{turn}_{i}")
         for i, tool in enumerate(_wanted_tools(prompt, info.function_tools))
     ]

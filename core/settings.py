@@ -8,6 +8,7 @@ log or a traceback shows ``**********`` instead of the value.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,9 @@ class Settings(BaseSettings):
             the older ones only decrypt, so a key can be rotated.
         capability_modules: Extra ``module:factory`` paths that contribute tool
             capabilities, besides the ``tenantry.capabilities`` entry points.
+        embedder: ``wordllama`` (offline, ships in its wheel) or ``hashing`` (tests).
+        vector_store: ``embedded`` (the app database) or ``pinecone`` (one namespace
+            per tenant; needs ``pinecone_api_key`` and ``pinecone_host``).
         public_url: The deployment's public base URL (install links, manifests).
         host, port: Where ``tenantry serve`` listens.
         runs_per_tenant: Runs of one tenant executing at once in this process.
@@ -68,6 +72,12 @@ class Settings(BaseSettings):
     audit_origin: str = "tenantry.local"
     encryption_keys: SecretStr | None = None
     capability_modules: list[str] = Field(default_factory=list)
+    embedder: Literal["wordllama", "hashing"] = "wordllama"
+    vector_store: Literal["embedded", "pinecone"] = "embedded"
+    pinecone_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TENANTRY_PINECONE_API_KEY", "PINECONE_API_KEY")
+    )
+    pinecone_host: str | None = None
     public_url: str = "http://127.0.0.1:3000"
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)

@@ -74,6 +74,7 @@ class GuardedToolset(WrapperToolset[TenantContext]):
     authorizer: Authorizer | None = None
     locator: ResourceLocator | None = None
     on_refused: RefusalHook | None = None
+    _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def call_tool(
         self,
@@ -82,7 +83,22 @@ class GuardedToolset(WrapperToolset[TenantContext]):
         ctx: RunContext[TenantContext],
         tool: ToolsetTool[TenantContext],
     ) -> Any:
-        """Run one tool call at most once per ``(run_id, step_id)``."""
+        """Run one tool call at most once per ``(run_id, step_id)``, one call at a time.
+
+        Serialising the calls of a response makes the budget deterministic: a call that
+        hits a ceiling halts the run after the calls before it were recorded, instead
+        of cancelling siblings half-way.
+        """
+        async with self._one_at_a_time:
+            return await self._call(name, tool_args, ctx, tool)
+
+    async def _call(
+        self,
+        name: str,
+        tool_args: dict[str, Any],
+        ctx: RunContext[TenantContext],
+        tool: ToolsetTool[TenantContext],
+    ) -> Any:
         assert self.account is not None and self.runs is not None
         acc = self.account
         binding = self.bindings[name]

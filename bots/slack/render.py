@@ -5,9 +5,13 @@ One module, so wording is reviewed in one place and handlers never format text.
 
 from __future__ import annotations
 
+import html
+from dataclasses import dataclass, field
 from typing import Any
 
+from core.agent import RunOutcome
 from core.prices import format_microcents
+from installs.oauth import InstallResult
 
 RESUME_ACTION = "tenantry_resume"
 VERIFY_ACTION = "tenantry_verify_audit"
@@ -30,6 +34,7 @@ REFUSALS = {
         "This account has used its AI allowance for this month. An admin of your account "
         "can raise the plan, or requests resume when the new month starts."
     ),
+    "unreadable": "I couldn't read who sent this request, so I can't answer it.",
 }
 
 TOOL_REASONS = {
@@ -51,6 +56,61 @@ CEILINGS = {
 
 ACK_WORKING = "On it: I'll answer in a thread."
 ANSWER_PENDING = ":hourglass_flowing_sand: Working on it…"
+STATUS_WORKING = "Working on it"
+STATUS_DONE = {"completed": "Done", "halted": "Paused", "failed": "Stopped"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """An outcome as Slack shows it: markdown text, and blocks to put under it.
+
+    Attributes:
+        text: What a stream writes, and the notification text of an edited message.
+        footer: Blocks below the text (a Resume button); empty for a plain answer.
+        status: The final state of the stream's status line: ``complete`` or ``error``.
+        title: The status line's final title.
+    """
+
+    text: str
+    footer: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "complete"
+    title: str = "Done"
+
+    def blocks(self) -> list[dict[str, Any]]:
+        """The blocks of the whole message when it is edited rather than streamed.
+
+        Slack shows only the blocks of a message that has any, so the text goes into a
+        section first; an empty list clears the blocks of an earlier state.
+        """
+        if not self.footer:
+            return []
+        return [{"type": "section", "text": {"type": "mrkdwn", "text": self.text}}, *self.footer]
+
+
+def quiet(text: str) -> str:
+    """``text`` with Slack's broadcast mentions (``<!channel>``, ``<!here>``, groups) disarmed.
+
+    Prompts are echoed and models can be talked into writing anything; neither may make
+    the app notify a whole channel or user group. Escaping the ``<`` of ``<!`` is what
+    Slack's own escaping rules prescribe for text that must show literally.
+    """
+    return text.replace("<!", "&lt;!")
+
+
+def ask_hint(command: str) -> str:
+    """The reply to an empty slash command or a bare mention."""
+    return f"Ask me something, e.g. `{command} what changed this week?`"
+
+
+def asked(user_id: str, prompt: str) -> str:
+    """The visible message a slash command's thread hangs from."""
+    return f"<@{user_id}> asked: {quiet(prompt)}"
+
+
+def cannot_post() -> str:
+    """A slash command in a channel the app may not write to."""
+    return ("I can't post in this channel. Invite me to it (`/invite @Tenantry`) or ask me "
+            "in a direct message.")
 
 
 def refusal(reason: str) -> str:
@@ -66,31 +126,42 @@ def _amount(ceiling: str, value: int) -> str:
     return f"{value:,}"
 
 
-def halt_blocks(run_id: str, halt: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """A budget halt with its figures and a Resume button."""
-    ceiling = str(halt.get("ceiling", ""))
-    limit = _amount(ceiling, int(halt.get("limit", 0)))
-    used = _amount(ceiling, int(halt.get("used", 0)))
+def halt(run_id: str, detail: dict[str, Any]) -> Rendered:
+    """A budget halt with its figures and, for a per-run ceiling, a Resume button."""
+    ceiling = str(detail.get("ceiling", ""))
+    limit = _amount(ceiling, int(detail.get("limit", 0)))
+    used = _amount(ceiling, int(detail.get("used", 0)))
     what = CEILINGS.get(ceiling, ceiling)
-    text = (f"I paused this request: it reached {what} (limit {limit}, used {used}). "
-            "Press Resume to continue from where I stopped with a fresh budget.")
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f":pause_button: {text}"}},
-        {
-            "type": "context",
-            "elements": [{"type": "mrkdwn",
-                          "text": f"ceiling `{ceiling}` · limit {limit} · used {used}"}],
-        },
+    resumable = not ceiling.startswith("monthly_")
+    text = f":pause_button: I paused this request: it reached {what} (limit {limit}, used {used})."
+    text += (" Press Resume to continue from where I stopped with a fresh budget."
+             if resumable else " It can continue once the account has allowance again.")
+    figures = f"ceiling `{ceiling}` · limit {limit} · used {used}"
+    footer: list[dict[str, Any]] = [
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": figures}]},
     ]
-    if not ceiling.startswith("monthly_"):
-        blocks.append({
+    if resumable:
+        footer.append({
             "type": "actions",
             "elements": [{
                 "type": "button", "action_id": RESUME_ACTION, "value": run_id,
                 "style": "primary", "text": {"type": "plain_text", "text": "Resume"},
             }],
         })
-    return text, blocks
+    return Rendered(text, footer, status="complete", title=STATUS_DONE["halted"])
+
+
+def outcome(result: RunOutcome) -> Rendered:
+    """How a run's outcome reads in its thread."""
+    if result.status == "completed":
+        lines = [quiet(result.answer or "")]
+        refused = [tool_refused(c, r) for c, r in result.refused_tools]
+        if refused:
+            lines += ["", *refused]
+        return Rendered("\n".join(lines), title=STATUS_DONE["completed"])
+    if result.status == "halted" and result.halt is not None:
+        return halt(result.run_id, result.halt)
+    return Rendered(failure(result.error), status="error", title=STATUS_DONE["failed"])
 
 
 def tool_refused(capability: str, reason: str) -> str:
@@ -113,3 +184,47 @@ def resume_denied() -> str:
 def resume_started() -> str:
     """The Resume button was accepted."""
     return ":arrow_forward: Resuming with a fresh budget…"
+
+
+INSTALL_FAILURES = {
+    "bad_signature": "This install link wasn't issued by this Tenantry deployment.",
+    "expired": "This install link has expired. Ask your account's owner for a new one.",
+    "already_used": "This install link was already used. Ask your account's owner for a new one.",
+    "unknown_link": "This install link isn't known here. Ask your account's owner for a new one.",
+    "unknown_tenant": "The account this install link was made for no longer exists.",
+    "tenant_suspended": "The account this install link was made for is suspended.",
+    "invalid_state": "This installation attempt expired or was already completed. Start again "
+                     "from your install link.",
+    "invalid_browser": "This installation was started in another browser. Start again from your "
+                       "install link in this one.",
+    "access_denied": "The installation was cancelled in Slack.",
+}
+
+
+def install_page(title: str, message: str) -> str:
+    """A minimal HTML page for the browser at the end of (or instead of) Slack's OAuth."""
+    title, message = html.escape(title, quote=False), html.escape(message, quote=False)
+    return (
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{title}</title></head><body><h1>{title}</h1><p>{message}</p></body></html>"
+    )
+
+
+def install_failed(reason: str) -> str:
+    """The page for an install that could not start or complete."""
+    message = INSTALL_FAILURES.get(
+        reason, "Something went wrong while installing. Start again from your install link.")
+    return install_page("Tenantry was not installed", message)
+
+
+def install_done(result: InstallResult | None) -> str:
+    """The page after Slack's redirect: installed, and whether the workspace is linked."""
+    where = "organization" if result is not None and result.is_enterprise_install else "workspace"
+    if result is not None and result.linked:
+        return install_page("Tenantry is installed",
+                            f"Your {where} is linked to its Tenantry account. Mention @Tenantry "
+                            "or use the slash command to ask something.")
+    return install_page(
+        "Tenantry is installed, but not linked",
+        f"This {where} isn't linked to a Tenantry account yet, so Tenantry won't answer there. "
+        "Ask your account's owner for an install link and install again with it.")

@@ -53,8 +53,8 @@ def test_an_operator_creates_a_tenant_runs_halts_and_resumes(tenantry: CliRunner
     assert "acme\tAcme\tteam\tactive" in invoke(tenantry, "tenants", "list").output
 
     result = invoke(tenantry, "run", "--tenant", "acme", "--principal", "ops", "--model",
-                    "sandbox", "--role", "member", "Please check budget.status and summarise our usage for the "
-                    "team in one short paragraph with the figures")
+                    "sandbox", "--role", "member", "Please check budget.status and summarise "
+                    "our usage for the team in one short paragraph with the figures")
     assert result.exit_code == 0, result.output
     assert "halted: ceiling tokens (limit 400" in result.output
     run_id = re.search(r"tenantry runs resume (\S+)", result.output)

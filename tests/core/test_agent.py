@@ -14,6 +14,7 @@ from core.models import ModelFactory
 from core.settings import Settings
 from core.tenants import set_status
 from core.tools import CapabilityRegistry
+from tests.support.auditing import audit_log
 from tests.support.scripted import (
     Crash,
     CrashingModel,
@@ -22,7 +23,6 @@ from tests.support.scripted import (
     ScriptedModels,
     two_bumps,
 )
-from tests.support.auditing import audit_log
 from tests.support.tenancy import CounterCapability, plan, tenant_on
 
 

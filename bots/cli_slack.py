@@ -1,0 +1,99 @@
+"""``tenantry slack``: issue install links, and see which workspace serves which tenant.
+
+Install links are sealed with the deployment's encryption keyring (Fernet:
+authenticated encryption), the same keys the server reads them with; there is no
+separate signing secret to configure, and the keyring never reveals its keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+import click
+
+from bots.cli_support import root_settings, run_async
+from core.crypto import Keyring
+from core.db.engine import Database
+from installs.links import MAX_TTL, issue_install_link, list_links
+
+DEFAULT_TTL_HOURS = 72
+
+
+@asynccontextmanager
+async def _database() -> AsyncIterator[Database]:
+    db = Database(root_settings().database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@click.group()
+def slack() -> None:
+    """Link Slack workspaces to tenants."""
+
+
+@slack.command("install-link")
+@click.option("--tenant", "tenant_id", required=True, help="The tenant to link to.")
+@click.option("--base-url", default=None,
+              help="Public URL of this deployment (default: TENANTRY_PUBLIC_URL).")
+@click.option("--ttl-hours", type=click.IntRange(1, int(MAX_TTL.total_seconds() // 3600)),
+              default=DEFAULT_TTL_HOURS, show_default=True,
+              help="How long the link can be used.")
+@run_async
+async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> None:
+    """Print a single-use link that installs the Slack app for TENANT's workspace.
+
+    Send it to the tenant's Slack admin; whoever uses it first links their workspace
+    (or, for an org-wide install, their Enterprise Grid org) to the tenant.
+    """
+    settings = root_settings()
+    keyring = Keyring.from_settings(settings)
+    async with _database() as db:
+        url = await issue_install_link(
+            db, keyring, tenant_id, base_url or settings.public_url, timedelta(hours=ttl_hours)
+        )
+    click.echo(url)
+
+
+@slack.command("links")
+@run_async
+async def links() -> None:
+    """List every workspace and org link, active and revoked."""
+    async with _database() as db:
+        found = await list_links(db)
+    if not found:
+        click.echo("no Slack workspace is linked yet")
+        return
+    rows = [("ENTERPRISE", "TEAM", "TENANT", "STATUS", "LINKED", "REVOKED", "INSTALLER")]
+    rows += [
+        (ln.enterprise_id or "-", ln.team_id or "(org-wide)", ln.tenant_id, ln.status,
+         _when(ln.linked_at), _when(ln.revoked_at), ln.installer_user_id or "-")
+        for ln in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+                   .rstrip())
+
+
+@slack.command("manifest")
+@click.option("--url", "base_url", required=True,
+              help="The deployment's public base URL, e.g. https://tenantry.example.org.")
+@click.option("--command", "command", default=None,
+              help="The slash command (default: TENANTRY_SLACK_COMMAND or /ask).")
+def slack_manifest(base_url: str, command: str | None) -> None:
+    """Print the Slack app manifest filled in for a deployment."""
+    from bots.slack.manifest import render_manifest
+    from core.errors import InvalidInput
+
+    try:
+        click.echo(render_manifest(base_url, command or root_settings().slack_command), nl=False)
+    except InvalidInput as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,360 @@
+"""Turning a Slack request into a run, and a run's outcome back into the thread.
+
+Everything here happens after the acknowledgement, inside an executor job: claiming
+the event id (Slack's retries never start a second run), resolving the link, the
+principal and its roles (``users.info``, fresh for every run), opening the context,
+and posting. A run's answer lives in one message whose ts is stored with the run, so
+a resumed run edits that message instead of posting again.
+
+In a thread the answer is streamed (``chat.startStream``/``appendStream``/
+``stopStream``) under a status line; a stream Slack has ended on its side
+(``message_not_in_streaming_state``) or that fails is finished with ``chat.update``
+on the same message, so the answer always ends complete in one message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.runtime import Runtime
+from bots.slack import render
+from bots.slack.clients import WorkspaceClients
+from bots.slack.home import publish_home, verify_view_section
+from bots.slack.records import (
+    RunMessage,
+    first_delivery,
+    forget_events_before,
+    remember_run,
+    run_message,
+)
+from core import audit as events
+from core.authz import roles_of
+from core.builder import RunGrant
+from core.errors import Conflict, NotFound, RunRefused
+from core.logs import log
+from installs.links import Link, resolve
+from installs.principals import roles_from_slack, slack_principal
+
+Surface = Literal["command", "mention", "dm"]
+
+EVENTS_KEPT = timedelta(days=1)
+"""How long a claimed event id is remembered: Slack's last retry comes minutes after."""
+
+PRUNE_EVERY = 500
+"""Claimed event ids between two prunings of the older ones."""
+
+STREAM_PIECE_CHARS = 400
+"""Characters per ``chat.appendStream``: small enough to show progress, large enough to
+stay well inside Slack's rate limit for the method."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Which installation a request came through, and who sent it.
+
+    Attributes:
+        enterprise_id, team_id, is_enterprise_install: The installation (and so the
+            link and the token); ``team_id`` is ``None`` for an org-wide install.
+        user_team: The workspace the acting user belongs to, part of the principal id.
+        user_id: The acting Slack user.
+    """
+
+    enterprise_id: str | None
+    team_id: str | None
+    is_enterprise_install: bool
+    user_team: str
+    user_id: str
+
+    @property
+    def key(self) -> str:
+        """The installation as one string: the executor's fairness key, the event claim's."""
+        return self.team_id or self.enterprise_id or ""
+
+    @property
+    def principal(self) -> str:
+        """The principal id of the acting user."""
+        return slack_principal(self.user_team, self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One Slack request, reduced to what a run needs."""
+
+    origin: Origin
+    surface: Surface
+    channel: str
+    thread_ts: str | None
+    event_id: str
+    prompt: str
+
+    def conversation_id(self, thread_ts: str | None) -> str:
+        """Channel plus thread: a follow-up in the thread continues the conversation."""
+        return f"slack:{self.origin.user_team}:{self.channel}:{thread_ts or 'main'}"
+
+
+def _pieces(text: str, size: int = STREAM_PIECE_CHARS) -> list[str]:
+    """``text`` cut into pieces of at most ``size``, at a line or word break if there is one."""
+    pieces: list[str] = []
+    while len(text) > size:
+        cut = max(text.rfind("\n", 0, size), text.rfind(" ", 0, size)) + 1 or size
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return [*pieces, text] if text else pieces
+
+
+def _status(title: str, status: str) -> dict[str, Any]:
+    return {"type": "task_update", "id": "run", "title": title, "status": status}
+
+
+class AnswerMessage:
+    """The one message that carries a run's answer: streamed where Slack allows, else edited."""
+
+    def __init__(self, client: AsyncWebClient, channel: str, ts: str, *,
+                 streaming: bool) -> None:
+        self.client = client
+        self.channel = channel
+        self.ts = ts
+        self.streaming = streaming
+
+    @classmethod
+    async def open(cls, client: AsyncWebClient, channel: str, thread_ts: str | None,
+                   origin: Origin) -> AnswerMessage:
+        """Start the answer: a stream with a status line in a thread, else a placeholder.
+
+        Streams need a thread; a top-level DM is answered with a posted placeholder.
+        """
+        if thread_ts is not None:
+            try:
+                started = await client.chat_startStream(
+                    channel=channel, thread_ts=thread_ts, recipient_team_id=origin.user_team,
+                    recipient_user_id=origin.user_id,
+                    chunks=[_status(render.STATUS_WORKING, "in_progress")],
+                )
+                return cls(client, channel, str(started["ts"]), streaming=True)
+            except SlackApiError as exc:
+                log.info("slack stream not started; posting instead",
+                         error=str(exc.response.get("error")))
+        posted = await client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                               text=render.ANSWER_PENDING)
+        return cls(client, channel, str(posted["ts"]), streaming=False)
+
+    async def finish(self, shown: render.Rendered) -> None:
+        """Write the final state; a stream that cannot take it is finished by an edit."""
+        if self.streaming:
+            self.streaming = False
+            try:
+                for piece in _pieces(shown.text):
+                    await self.client.chat_appendStream(
+                        channel=self.channel, ts=self.ts,
+                        chunks=[{"type": "markdown_text", "text": piece}])
+                await self.client.chat_stopStream(
+                    channel=self.channel, ts=self.ts, blocks=shown.footer or None,
+                    chunks=[_status(shown.title, shown.status)])
+                return
+            except SlackApiError as exc:
+                log.info("slack stream ended early; editing the message instead",
+                         error=str(exc.response.get("error")))
+        await self.client.chat_update(channel=self.channel, ts=self.ts, text=shown.text,
+                                      blocks=shown.blocks())
+
+
+class SlackAnswers:
+    """Runs Slack requests and renders their outcomes."""
+
+    def __init__(self, runtime: Runtime, clients: WorkspaceClients) -> None:
+        self.runtime = runtime
+        self.clients = clients
+        self._claims = 0
+
+    async def _roles(self, client: AsyncWebClient, user_id: str) -> set[str]:
+        """Slack's own admin/owner flags for this user, read now (never cached)."""
+        try:
+            info = await client.users_info(user=user_id)
+        except SlackApiError as exc:
+            log.warning("users.info failed; no Slack roles", error=str(exc.response.get("error")))
+            return set()
+        user = info.get("user")
+        return roles_from_slack(user) if isinstance(user, dict) else set()
+
+    async def _client(self, origin: Origin) -> AsyncWebClient | None:
+        try:
+            return await self.clients.for_workspace(origin.enterprise_id, origin.team_id,
+                                                    origin.is_enterprise_install)
+        except NotFound:
+            log.info("slack request from a workspace without installation dropped",
+                     team_id=origin.team_id, enterprise_id=origin.enterprise_id)
+            return None
+
+    async def _link(self, client: AsyncWebClient, request: Request) -> Link | None:
+        """The active link serving the request, or ``None`` after telling the person why."""
+        origin = request.origin
+        link = await resolve(self.runtime.db, origin.enterprise_id,
+                             origin.team_id or origin.user_team, origin.is_enterprise_install)
+        if link is not None and link.active:
+            return link
+        reason = "not_linked" if link is None else "link_revoked"
+        if link is not None:
+            await self.runtime.audit.record(link.tenant_id, events.RUN_REFUSED, {
+                "principal": origin.principal, "reason": reason,
+                "correlation_id": request.event_id,
+            })
+        log.info("request from an unlinked workspace refused", team_id=origin.team_id,
+                 enterprise_id=origin.enterprise_id, reason=reason)
+        await self._reply(client, request, render.refusal(reason))
+        return None
+
+    async def handle(self, request: Request) -> None:
+        """The whole life of one request after its acknowledgement."""
+        db = self.runtime.db
+        origin = request.origin
+        if not await first_delivery(db, request.event_id, origin.key):
+            log.info("duplicate Slack delivery dropped", event_id=request.event_id)
+            return
+        self._claims += 1
+        if self._claims % PRUNE_EVERY == 0:
+            await forget_events_before(db, EVENTS_KEPT)
+        client = await self._client(origin)
+        if client is None:
+            return
+        link = await self._link(client, request)
+        if link is None:
+            return
+        if not request.prompt:
+            await self._reply(client, request, render.ask_hint(self.runtime.settings.slack_command))
+            return
+        roles = await self._roles(client, origin.user_id)
+        try:
+            grant = await self.runtime.agent.open(
+                tenant_id=link.tenant_id, principal_id=origin.principal,
+                extra_roles=roles, correlation_id=request.event_id, initiator="user",
+            )
+        except RunRefused as refused:
+            await self._reply(client, request, render.refusal(refused.reason))
+            return
+        except NotFound:
+            await self._reply(client, request, render.refusal("not_linked"))
+            return
+        thread_ts = request.thread_ts
+        if request.surface == "command":
+            try:
+                asked = await client.chat_postMessage(
+                    channel=request.channel, text=render.asked(origin.user_id, request.prompt))
+            except SlackApiError as exc:
+                log.info("slash command channel not writable", error=str(exc.response.get("error")))
+                await self._reply(client, request, render.cannot_post())
+                return
+            thread_ts = str(asked["ts"])
+        answer = await AnswerMessage.open(client, request.channel, thread_ts, origin)
+        await remember_run(db, RunMessage(
+            run_id=grant.ctx.run_id, tenant_id=link.tenant_id,
+            enterprise_id=origin.enterprise_id or "", team_id=origin.user_team,
+            user_id=origin.user_id, channel=request.channel, thread_ts=thread_ts,
+            answer_ts=answer.ts,
+        ))
+        conversation = request.conversation_id(thread_ts)
+        await self._run(answer, grant, request.prompt, conversation)
+
+    async def _run(self, answer: AnswerMessage, grant: RunGrant, prompt: str,
+                   conversation: str) -> None:
+        """Start the run in its conversation; the answer message always ends.
+
+        The agent service shows the model the principal's earlier turns of
+        ``conversation`` and keeps this exchange when the run completes.
+        """
+        try:
+            outcome = await self.runtime.agent.start(grant, prompt, conversation_id=conversation)
+        except Exception:
+            await answer.finish(render.Rendered(render.failure(None), status="error",
+                                                title=render.STATUS_DONE["failed"]))
+            raise
+        await answer.finish(render.outcome(outcome))
+
+    async def _reply(self, client: AsyncWebClient, request: Request, text: str) -> None:
+        """A refusal where the person will see it: ephemeral for commands, else in thread.
+
+        A reply that cannot be delivered (the app was removed from the channel) is
+        logged, not raised: there is nobody left to tell.
+        """
+        try:
+            if request.surface == "command":
+                await client.chat_postEphemeral(channel=request.channel,
+                                                user=request.origin.user_id, text=text)
+            else:
+                await client.chat_postMessage(channel=request.channel,
+                                              thread_ts=request.thread_ts, text=text)
+        except SlackApiError as exc:
+            log.info("slack reply not delivered", error=str(exc.response.get("error")))
+
+    async def resume(self, origin: Origin, run_id: str, channel: str) -> None:
+        """The Resume button: only the run's principal or a tenant admin may press it."""
+        db = self.runtime.db
+        client = await self._client(origin)
+        if client is None:
+            return
+        link = await resolve(db, origin.enterprise_id, origin.team_id or origin.user_team,
+                             origin.is_enterprise_install)
+        if link is None or not link.active:
+            return
+        message = await run_message(db, link.tenant_id, run_id)
+        if message is None or message.answer_ts is None:
+            log.warning("resume pressed for an unknown run", run_id=run_id)
+            return
+        record = await self.runtime.agent.runs.get(link.tenant_id, run_id)
+        roles = await self._roles(client, origin.user_id)
+        granted = set(await roles_of(db, link.tenant_id, origin.principal))
+        if origin.principal != record.principal_id and not {"owner", "admin"} & (roles | granted):
+            await client.chat_postEphemeral(channel=channel, user=origin.user_id,
+                                            text=render.resume_denied())
+            return
+        # The resumed run acts with its own principal's rights, not the presser's.
+        owner_roles = (roles if origin.principal == record.principal_id
+                       else await self._roles(client, message.user_id))
+        try:
+            grant = await self.runtime.agent.open(
+                tenant_id=link.tenant_id, principal_id=record.principal_id,
+                extra_roles=owner_roles, correlation_id=f"resume:{run_id}", run_id=run_id,
+            )
+            if not await self.runtime.agent.runs.claim_resume(grant.ctx):
+                raise Conflict("already resumed")
+        except (RunRefused, Conflict, NotFound) as exc:
+            log.info("resume not started", run_id=run_id, reason=str(exc))
+            return
+        answer = AnswerMessage(client, message.channel, message.answer_ts, streaming=False)
+        await client.chat_update(channel=message.channel, ts=message.answer_ts,
+                                 text=render.resume_started(), blocks=[])
+        try:
+            outcome = await self.runtime.agent.resume(grant)
+        except Exception:
+            await answer.finish(render.Rendered(render.failure(None), status="error"))
+            raise
+        await answer.finish(render.outcome(outcome))
+
+    async def home(self, origin: Origin, *, verify: bool = False) -> None:
+        """Publish the person's App Home; with ``verify``, an admin's audit check too.
+
+        The tenant comes from the installation's link and admin status from Slack's flags
+        plus the tenant's grants, never from the payload.
+        """
+        client = await self._client(origin)
+        if client is None:
+            return
+        link = await resolve(self.runtime.db, origin.enterprise_id,
+                             origin.team_id or origin.user_team, origin.is_enterprise_install)
+        if link is None or not link.active:
+            return
+        roles = await self._roles(client, origin.user_id)
+        granted = set(await roles_of(self.runtime.db, link.tenant_id, origin.principal))
+        is_admin = bool({"owner", "admin"} & (roles | granted))
+        extra = await verify_view_section(self.runtime, link.tenant_id) \
+            if verify and is_admin else None
+        try:
+            await publish_home(client, self.runtime, user_id=origin.user_id,
+                               tenant_id=link.tenant_id, principal_id=origin.principal,
+                               is_admin=is_admin, extra=extra)
+        except SlackApiError as exc:
+            log.warning("app home not published", error=str(exc.response.get("error")))

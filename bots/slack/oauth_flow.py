@@ -1,0 +1,124 @@
+"""Bolt's OAuth flow, taught to carry a tenant claim from the install link to the link.
+
+``/slack/install?link=TOKEN`` starts the flow with a state that remembers the signed
+install link; after Slack's redirect the installation is stored and, if the claim is
+still good, the workspace (or the Enterprise org) is linked to the claim's tenant.
+The claim logic lives in ``installs.oauth``; this class only routes Bolt to it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
+from slack_bolt.authorization.authorize_result import AuthorizeResult
+from slack_bolt.oauth.async_callback_options import AsyncFailureArgs, AsyncSuccessArgs
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.oauth.installation_store.models.installation import Installation
+
+from bots.slack import render
+from core.crypto import Keyring
+from core.db.engine import Database
+from core.logs import log
+from installs.links import InstallLinkError
+from installs.oauth import InstallResult, TenantClaimState, complete_install
+
+INSTALL_RESULT = "tenantry_install_result"
+"""Where ``store_installation`` leaves the ``InstallResult`` for the success page."""
+
+AUTHORIZE_CACHE_S = 30.0
+"""How long an authorisation is reused: shorter than a run, so a revoked token stops
+being trusted within one run's time."""
+
+
+def _first(request: AsyncBoltRequest, name: str) -> str | None:
+    values = request.query.get(name)
+    return values[0] if values else None
+
+
+class TenantOAuthFlow(AsyncOAuthFlow):
+    """``AsyncOAuthFlow`` whose state carries the install link's tenant claim.
+
+    It also answers with Tenantry's own pages (``render``): a dead install link is
+    refused before the installer is sent to Slack, and the page after Slack's redirect
+    says whether the workspace is now linked, which Bolt's default page cannot know.
+    """
+
+    def __init__(self, *, db: Database, keyring: Keyring, state_store: TenantClaimState,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.db = db
+        self.keyring = keyring
+        self.claims = state_store
+        self.success_handler = self._succeeded
+        self.failure_handler = self._failed
+
+    async def handle_installation(self, request: AsyncBoltRequest) -> BoltResponse:
+        """Send the installer to Slack, or say at once why their install link is dead."""
+        try:
+            return await super().handle_installation(request)
+        except InstallLinkError as dead:
+            log.info("slack install refused", reason=dead.reason)
+            return self._page(400, render.install_failed(dead.reason))
+
+    async def issue_new_state(self, request: AsyncBoltRequest) -> str:
+        """A state remembering the install link, if the request came with one."""
+        return await self.claims.async_issue(link_token=_first(request, "link"))
+
+    async def store_installation(self, request: AsyncBoltRequest,
+                                 installation: Installation) -> None:
+        """Store the tokens (encrypted) and link the workspace if the claim holds."""
+        claim = await self.claims.take_claim(_first(request, "state"))
+        request.context[INSTALL_RESULT] = await complete_install(
+            self.db, self.keyring, installation, claim)
+
+    def _page(self, status: int, body: str) -> BoltResponse:
+        return BoltResponse(status=status, body=body, headers={
+            "Content-Type": "text/html; charset=utf-8",
+            "Set-Cookie": self.settings.state_utils.build_set_cookie_for_deletion(),
+        })
+
+    async def _succeeded(self, args: AsyncSuccessArgs) -> BoltResponse:
+        result = args.request.context.get(INSTALL_RESULT)
+        return self._page(200, render.install_done(
+            result if isinstance(result, InstallResult) else None))
+
+    async def _failed(self, args: AsyncFailureArgs) -> BoltResponse:
+        log.info("slack install failed", reason=args.reason,
+                 error=None if args.error is None else str(args.error))
+        return self._page(args.suggested_status_code, render.install_failed(args.reason))
+
+
+class _ExpiringCache(dict[str, AuthorizeResult]):
+    """A dict whose entries vanish ``ttl`` seconds after they were set."""
+
+    def __init__(self, ttl: float) -> None:
+        super().__init__()
+        self.ttl = ttl
+        self._set_at: dict[str, float] = {}
+
+    def __setitem__(self, key: str, value: AuthorizeResult) -> None:
+        self._set_at[key] = time.monotonic()
+        super().__setitem__(key, value)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str) and time.monotonic() - self._set_at.get(key, 0.0) > self.ttl:
+            self._set_at.pop(key, None)
+            self.pop(key, None)
+        return super().__contains__(key)
+
+
+class ExpiringAuthorize(AsyncInstallationStoreAuthorize):
+    """Bolt's installation-store authorisation with its per-token cache made to expire.
+
+    Bolt caches an authorisation per token forever once ``cache_enabled`` is on; here
+    an entry lives ``AUTHORIZE_CACHE_S`` seconds, which saves the ``auth.test`` on a
+    busy workspace's every request without trusting a revoked token for long.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cache_enabled=True, **kwargs)
+        self.authorize_result_cache = _ExpiringCache(AUTHORIZE_CACHE_S)

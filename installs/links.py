@@ -1,0 +1,380 @@
+"""Which tenant a Slack workspace or organisation belongs to, and the links that bind them.
+
+A workspace is linked to a tenant only by redeeming an install link that an operator
+issued for that tenant: a Fernet token (encrypted and authenticated under the
+deployment's ``Keyring``) holding ``{purpose, tenant, nonce, expiry}``. The nonce is
+recorded in ``install_link_nonces`` and spent by one conditional UPDATE, so a link
+works once, before it expires, and only while its tenant exists and is active. Fernet
+under the keyring, rather than an HMAC key of its own, means there is no second
+secret to configure or leak, the keyring never has to reveal its keys, and links
+stay valid across a key rotation for as long as the old key is kept.
+
+``slack_links`` is keyed ``(enterprise_id, team_id)`` with ``''`` for "none" instead
+of NULL: a primary key column cannot be NULL on PostgreSQL, and a NULL would never
+equal itself in a unique index on either database. ``('E1', '')`` is an org-wide
+(Enterprise Grid) link, ``('E1', 'T1')`` a workspace of that org, ``('', 'T1')`` a
+workspace outside any org. ``Link`` turns ``''`` back into ``None``, as Slack does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from sqlalchemy import CheckConstraint, Column, String, Table, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.crypto import CryptoError, Keyring
+from core.db.engine import Database
+from core.db.schema import UTCDateTime, metadata, tenants
+from core.errors import Conflict, InvalidInput, NotFound
+from core.tenants import check_id
+
+LinkStatus = Literal["active", "revoked"]
+PURPOSE = "tenantry/slack-install-link/v1"
+MAX_TTL = timedelta(days=30)
+_SLACK_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
+_MAX_TOKEN = 1024
+
+slack_links = Table(
+    "slack_links",
+    metadata,
+    Column("enterprise_id", String(32), primary_key=True),
+    Column("team_id", String(32), primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("installer_user_id", String(32)),
+    Column("linked_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    CheckConstraint("status IN ('active', 'revoked')", name="status"),
+    CheckConstraint("enterprise_id <> '' OR team_id <> ''", name="key"),
+)
+
+install_link_nonces = Table(
+    "install_link_nonces",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+)
+
+
+class InstallLinkError(InvalidInput):
+    """An install link cannot be used.
+
+    Attributes:
+        reason: ``bad_signature``, ``expired``, ``already_used``, ``unknown_link``,
+            ``unknown_tenant`` or ``tenant_suspended``; stable, for the transport's
+            wording and for logs.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A workspace's (or an org's) link to a tenant; ``team_id is None`` for an org."""
+
+    enterprise_id: str | None
+    team_id: str | None
+    tenant_id: str
+    status: LinkStatus
+    linked_at: datetime
+    revoked_at: datetime | None
+    installer_user_id: str | None
+
+    @property
+    def is_org(self) -> bool:
+        """Whether this links a whole Enterprise Grid org (every team in it)."""
+        return self.team_id is None
+
+    @property
+    def active(self) -> bool:
+        """Whether requests from this workspace may be served for the tenant."""
+        return self.status == "active"
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    tenant_id: str
+    nonce: str
+    expires_at: datetime
+
+
+def utc(moment: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite hands back naive ones)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _key(enterprise_id: str | None, team_id: str | None) -> tuple[str, str]:
+    for kind, value in (("enterprise", enterprise_id), ("team", team_id)):
+        if value and not _SLACK_ID.match(value):
+            raise InvalidInput(f"Slack {kind} id must be 1-32 letters or digits, got {value!r}")
+    if not enterprise_id and not team_id:
+        raise InvalidInput("a Slack link needs an enterprise id, a team id, or both")
+    return enterprise_id or "", team_id or ""
+
+
+def _link(row: Any) -> Link:
+    return Link(
+        enterprise_id=row.enterprise_id or None,
+        team_id=row.team_id or None,
+        tenant_id=row.tenant_id,
+        status=row.status,
+        linked_at=utc(row.linked_at),
+        revoked_at=None if row.revoked_at is None else utc(row.revoked_at),
+        installer_user_id=row.installer_user_id,
+    )
+
+
+def _seal(keyring: Keyring, claim: _Claim) -> str:
+    body = {"p": PURPOSE, "t": claim.tenant_id, "n": claim.nonce,
+            "e": int(claim.expires_at.timestamp())}
+    return keyring.encrypt(json.dumps(body, separators=(",", ":"))).rstrip("=")
+
+
+def _open(keyring: Keyring, token: str) -> _Claim:
+    """The claim in ``token``; the padding stripped for the URL is put back first."""
+    forged = InstallLinkError(
+        "bad_signature", "this install link was not issued by this deployment (bad signature)"
+    )
+    if not token or len(token) > _MAX_TOKEN:
+        raise forged
+    try:
+        body = json.loads(keyring.decrypt(token + "=" * (-len(token) % 4)))
+    except (CryptoError, ValueError):
+        raise forged from None
+    if not isinstance(body, dict) or body.get("p") != PURPOSE:
+        raise forged
+    tenant_id, nonce, expiry = body.get("t"), body.get("n"), body.get("e")
+    if not (isinstance(tenant_id, str) and isinstance(nonce, str) and type(expiry) is int):
+        raise forged
+    return _Claim(tenant_id, nonce, datetime.fromtimestamp(expiry, UTC))
+
+
+async def issue_install_link(
+    db: Database, keyring: Keyring, tenant_id: str, base_url: str, ttl: timedelta
+) -> str:
+    """A single-use URL that links the Slack workspace installing through it to the tenant.
+
+    Args:
+        keyring: Seals the claim; the server that redeems it needs the same keys.
+        base_url: The deployment's public URL (``Settings.public_url``).
+        ttl: How long the link stays usable, at most ``MAX_TTL``.
+
+    Raises:
+        NotFound: no such tenant.
+        InstallLinkError: the tenant is suspended.
+        InvalidInput: a malformed base URL or a TTL out of range.
+    """
+    check_id("tenant", tenant_id)
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise InvalidInput(f"base url must be http(s)://host[/path], got {base_url!r}")
+    if not timedelta(0) < ttl <= MAX_TTL:
+        raise InvalidInput(f"install link ttl must be more than 0 and at most {MAX_TTL}")
+    claim = _Claim(tenant_id, secrets.token_urlsafe(16), datetime.now(UTC) + ttl)
+    async with db.begin() as conn:
+        status = await conn.scalar(select(tenants.c.status).where(tenants.c.id == tenant_id))
+        if status is None:
+            raise NotFound(f"no tenant {tenant_id!r}")
+        if status != "active":
+            raise InstallLinkError("tenant_suspended", f"tenant {tenant_id!r} is suspended")
+        await conn.execute(install_link_nonces.insert().values(
+            nonce=claim.nonce, tenant_id=tenant_id, expires_at=claim.expires_at,
+        ))
+    return f"{base_url.rstrip('/')}/slack/install?link={_seal(keyring, claim)}"
+
+
+async def _why_not(conn: AsyncConnection, claim: _Claim) -> InstallLinkError:
+    """Name the first reason a link that failed its conditional statement is unusable."""
+    status = await conn.scalar(select(tenants.c.status).where(tenants.c.id == claim.tenant_id))
+    if status is None:
+        return InstallLinkError("unknown_tenant", f"no tenant {claim.tenant_id!r}")
+    if status != "active":
+        return InstallLinkError("tenant_suspended", f"tenant {claim.tenant_id!r} is suspended")
+    row = (await conn.execute(select(install_link_nonces).where(
+        install_link_nonces.c.nonce == claim.nonce,
+        install_link_nonces.c.tenant_id == claim.tenant_id,
+    ))).first()
+    if row is None:
+        return InstallLinkError("unknown_link", "this install link is not known here")
+    if row.used_at is not None:
+        return InstallLinkError("already_used", "this install link was already used")
+    return InstallLinkError("expired", "this install link has expired")
+
+
+async def _verify(
+    conn: AsyncConnection, keyring: Keyring, token: str, *, spend: bool
+) -> str:
+    claim = _open(keyring, token)
+    now = datetime.now(UTC)
+    if claim.expires_at <= now:
+        raise InstallLinkError("expired", "this install link has expired")
+    nonces = install_link_nonces.c
+    usable = (
+        nonces.nonce == claim.nonce,
+        nonces.tenant_id == claim.tenant_id,
+        nonces.used_at.is_(None),
+        nonces.expires_at > now,
+        select(tenants.c.id)
+        .where(tenants.c.id == claim.tenant_id, tenants.c.status == "active")
+        .exists(),
+    )
+    if spend:
+        spent = await conn.execute(update(install_link_nonces).where(*usable).values(used_at=now))
+        ok = spent.rowcount == 1
+    else:
+        ok = await conn.scalar(select(nonces.nonce).where(*usable)) is not None
+    if not ok:
+        raise await _why_not(conn, claim)
+    return claim.tenant_id
+
+
+async def check_install_link(db: Database, keyring: Keyring, token: str) -> str:
+    """The tenant of a usable install link, without spending it.
+
+    For the start of an OAuth flow: the installer learns at once that a link is dead,
+    not after approving the app in Slack; an abandoned flow does not burn the link.
+
+    Raises:
+        InstallLinkError: the link is forged, expired, used, or its tenant unusable.
+    """
+    async with db.begin() as conn:
+        return await _verify(conn, keyring, token, spend=False)
+
+
+async def redeem(db: Database, keyring: Keyring, token: str) -> str:
+    """Spend an install link and return its tenant; one conditional UPDATE, so once only.
+
+    Raises:
+        InstallLinkError: the link is forged, expired, used, or its tenant unusable.
+    """
+    async with db.begin() as conn:
+        return await _verify(conn, keyring, token, spend=True)
+
+
+async def _upsert(
+    db: Database, conn: AsyncConnection, key: tuple[str, str], tenant_id: str,
+    installer: str | None,
+) -> Link:
+    c = slack_links.c
+    insert = db.insert(slack_links).values(
+        enterprise_id=key[0], team_id=key[1], tenant_id=tenant_id, status="active",
+        installer_user_id=installer, linked_at=datetime.now(UTC), revoked_at=None,
+    )
+    await conn.execute(insert.on_conflict_do_update(
+        index_elements=[c.enterprise_id, c.team_id],
+        set_={name: insert.excluded[name]
+              for name in ("tenant_id", "status", "installer_user_id", "linked_at", "revoked_at")},
+        where=or_(c.status == "revoked", c.tenant_id == insert.excluded.tenant_id),
+    ))
+    row = (await conn.execute(select(slack_links).where(
+        c.enterprise_id == key[0], c.team_id == key[1]
+    ))).one()
+    if row.tenant_id != tenant_id:
+        raise Conflict(
+            f"Slack {'org' if not key[1] else 'workspace'} {key[1] or key[0]} is linked to "
+            f"tenant {row.tenant_id!r}; revoke that link first"
+        )
+    return _link(row)
+
+
+async def link(
+    db: Database, enterprise_id: str | None, team_id: str | None, tenant_id: str,
+    installer: str | None,
+) -> Link:
+    """Link a workspace (``team_id``) or a whole org (``team_id=None``) to a tenant.
+
+    Relinking to the same tenant refreshes the link; a revoked link may be relinked to
+    any tenant. Moving an active link to another tenant is refused: that would hand a
+    workspace's users, and its history, to another customer without anyone revoking.
+
+    Raises:
+        NotFound: no such tenant.
+        Conflict: the key is actively linked to another tenant.
+    """
+    key = _key(enterprise_id, team_id)
+    async with db.begin() as conn:
+        if await conn.scalar(select(tenants.c.id).where(tenants.c.id == tenant_id)) is None:
+            raise NotFound(f"no tenant {tenant_id!r}")
+        return await _upsert(db, conn, key, tenant_id, installer)
+
+
+async def redeem_and_link(
+    db: Database, keyring: Keyring, token: str, enterprise_id: str | None,
+    team_id: str | None, installer: str | None,
+) -> Link:
+    """Spend an install link and link the workspace or org to its tenant, atomically.
+
+    One transaction: a refused link (``Conflict``) leaves the install link unspent.
+
+    Raises:
+        InstallLinkError: the link is unusable.
+        Conflict: the key is actively linked to another tenant.
+    """
+    key = _key(enterprise_id, team_id)
+    async with db.begin() as conn:
+        tenant_id = await _verify(conn, keyring, token, spend=True)
+        return await _upsert(db, conn, key, tenant_id, installer)
+
+
+async def resolve(
+    db: Database, enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool
+) -> Link | None:
+    """The link that decides which tenant serves a request from this workspace.
+
+    A workspace's own active link wins; else its org's active link, which covers every
+    team of the org; else the most specific revoked link, so the caller can say
+    "revoked" rather than "not linked". ``None`` when nothing matches.
+
+    Args:
+        is_enterprise_install: Whether the request came through an org-wide install;
+            only then may ``team_id`` be absent (org-level events).
+    """
+    keys = []
+    if team_id:
+        keys.append(_key(enterprise_id, team_id))
+    elif not is_enterprise_install:
+        return None
+    if enterprise_id:
+        keys.append(_key(enterprise_id, None))
+    if not keys:
+        return None
+    c = slack_links.c
+    async with db.begin() as conn:
+        rows = (await conn.execute(select(slack_links).where(
+            or_(*(and_(c.enterprise_id == e, c.team_id == t) for e, t in keys))
+        ))).all()
+    found = sorted((_link(row) for row in rows), key=lambda ln: (not ln.active, ln.is_org))
+    return found[0] if found else None
+
+
+async def revoke(db: Database, enterprise_id: str | None, team_id: str | None) -> Link | None:
+    """Revoke a link (uninstall, tokens revoked, operator); ``None`` if there was none."""
+    key = _key(enterprise_id, team_id)
+    c = slack_links.c
+    where = (c.enterprise_id == key[0], c.team_id == key[1])
+    async with db.begin() as conn:
+        await conn.execute(update(slack_links).where(*where, c.status == "active").values(
+            status="revoked", revoked_at=datetime.now(UTC)
+        ))
+        row = (await conn.execute(select(slack_links).where(*where))).first()
+    return None if row is None else _link(row)
+
+
+async def list_links(db: Database) -> list[Link]:
+    """Every link, active and revoked, by enterprise then team (for operators)."""
+    async with db.begin() as conn:
+        rows = (await conn.execute(
+            select(slack_links).order_by(slack_links.c.enterprise_id, slack_links.c.team_id)
+        )).all()
+    return [_link(row) for row in rows]

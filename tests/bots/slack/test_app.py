@@ -1,0 +1,148 @@
+"""Tests of ``bots.slack.app``: settings, the replay guard, and serving without Slack."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from click.testing import CliRunner
+from pydantic import SecretStr
+from slack_sdk.signature import SignatureVerifier
+
+from bots import web as web_module
+from bots.cli import cli
+from bots.slack.app import check_settings
+from bots.slack.records import ReplayGuard
+from bots.web import create_app
+from core.errors import ConfigurationError
+from core.settings import Settings
+
+SECRET = "unit-signing-secret"
+SLACK_ENV = ("TENANTRY_SLACK_SIGNING_SECRET", "TENANTRY_SLACK_CLIENT_ID",
+             "TENANTRY_SLACK_CLIENT_SECRET")
+
+
+def headers(body: str, timestamp: int, secret: str = SECRET) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(),
+                      hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": f"v0={digest}"}
+
+
+def test_the_signature_scheme_is_the_one_slack_sdk_verifies() -> None:
+    now = int(time.time())
+    signed = headers("a=1", now)
+    assert SignatureVerifier(SECRET).is_valid("a=1", str(now), signed["X-Slack-Signature"])
+
+
+def test_the_guard_accepts_a_signed_request_once() -> None:
+    guard = ReplayGuard(SECRET)
+    now = int(time.time())
+
+    assert guard.refusal("a=1", headers("a=1", now)) is None
+    assert guard.refusal("a=1", headers("a=1", now)) == "replayed"
+    assert guard.refusal("a=1", headers("a=1", now - 1)) is None, "a retry is signed anew"
+
+
+@pytest.mark.parametrize(("sent", "why"), [
+    ({}, "unsigned"),
+    ({"X-Slack-Request-Timestamp": "12ab", "X-Slack-Signature": "v0=00"}, "unsigned"),
+    ({"X-Slack-Request-Timestamp": "1", "X-Slack-Signature": "v0=\u00e9"}, "unsigned"),
+    (headers("a=1", int(time.time()), "another-secret"), "bad_signature"),
+    (headers("a=2", int(time.time())), "bad_signature"),
+    (headers("a=1", int(time.time()) - 301), "bad_signature"),
+])
+def test_the_guard_names_why_it_refuses(sent: dict[str, str], why: str) -> None:
+    assert ReplayGuard(SECRET).refusal("a=1", sent) == why
+
+
+def test_the_guard_forgets_pairs_once_they_are_too_old_to_verify() -> None:
+    guard = ReplayGuard(SECRET, max_age_s=0)
+    old = int(time.time()) - 2
+    guard._seen.add(("1", "v0=old"))
+    guard._expiry.append((old, ("1", "v0=old")))
+
+    guard.refusal("a=1", headers("a=1", int(time.time())))
+
+    assert ("1", "v0=old") not in guard._seen
+
+
+def slack(**values: str) -> Settings:
+    secrets = {"slack_signing_secret", "slack_client_secret"}
+    return Settings(**{k: SecretStr(v) if k in secrets else v  # type: ignore[arg-type]
+                       for k, v in values.items()})
+
+
+def test_slack_is_on_with_all_three_settings_and_off_with_none() -> None:
+    assert check_settings(slack()) is False
+    assert check_settings(slack(slack_signing_secret="s", slack_client_id="1.2",
+                                slack_client_secret="c")) is True
+
+
+def test_partial_slack_settings_name_what_is_missing() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        create_app(slack(slack_client_id="1.2"))
+    assert "TENANTRY_SLACK_SIGNING_SECRET" in str(raised.value)
+    assert "TENANTRY_SLACK_CLIENT_SECRET" in str(raised.value)
+    assert "TENANTRY_SLACK_CLIENT_ID" not in str(raised.value)
+
+
+def test_tenantry_serve_refuses_partial_slack_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in SLACK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    env = {"TENANTRY_SLACK_SIGNING_SECRET": "s", "TENANTRY_LOG_LEVEL": "WARNING",
+           "TENANTRY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 't.db'}"}
+
+    result = CliRunner().invoke(cli, ["serve"], env=env)
+
+    assert result.exit_code == 1
+    assert "TENANTRY_SLACK_CLIENT_ID" in result.output
+    assert "TENANTRY_SLACK_CLIENT_SECRET" in result.output
+
+
+class Said:
+    """Stands in for the web module's logger to hear what startup says."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def info(self, event: str, **_fields: Any) -> None:
+        self.lines.append(("info", event))
+
+    def warning(self, event: str, **_fields: Any) -> None:
+        self.lines.append(("warning", event))
+
+
+async def test_without_slack_settings_the_app_serves_with_slack_disabled(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    said = Said()
+    monkeypatch.setattr(web_module, "log", said)
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/healthz") as health:
+                assert health.status == 200
+                assert (await health.json())["ok"] is True
+            async with session.post(f"{url}/slack/events", data=b"{}") as events:
+                assert events.status in (404, 405)
+    finally:
+        await runner.cleanup()
+
+    [(level, line)] = said.lines
+    assert level == "warning" and line.startswith("slack disabled")
+    assert all(name in line for name in SLACK_ENV)

@@ -1,0 +1,147 @@
+"""Slash commands, mentions and DMs, from signed request to the answer in Slack."""
+
+from __future__ import annotations
+
+from bots.slack import render
+from bots.slack.standin import SlackUser
+from core.sandbox import LABEL
+from tests.scenarios.harness import Scenario, runs_of, thread
+
+ADA = SlackUser("U1ADA", name="ada")
+BOB = SlackUser("U1BOB", name="bob")
+
+
+async def test_a_slash_command_is_acked_at_once_and_answered_in_a_thread(
+    scenario: Scenario,
+) -> None:
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+
+    sent = await scenario.command(t1, ADA.id, "what is on the roadmap")
+
+    assert sent.status == 200
+    assert sent.elapsed < 1.0
+    assert sent.text == render.ACK_WORKING, "a plain-text ack is shown only to the sender"
+    await scenario.idle()
+    [root] = [m for m in scenario.slack.messages(t1.channel) if m.thread_ts is None]
+    assert root.text == render.asked(ADA.id, "what is on the roadmap")
+    [answer] = thread(scenario.slack, t1.channel, root.ts)
+    [run] = await runs_of(scenario, "acme")
+    assert answer.text == run.answer
+    assert run.status == "completed"
+    assert answer.text.startswith(LABEL)
+    assert "You asked: what is on the roadmap" in answer.text
+    assert run.principal_id == f"slack:T1:{ADA.id}"
+    assert run.conversation_id == f"slack:T1:{t1.channel}:{root.ts}"
+    assert run.correlation_id is not None and run.correlation_id.startswith("command:")
+
+
+async def test_an_empty_slash_command_gets_a_hint_and_no_run(scenario: Scenario) -> None:
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+
+    sent = await scenario.command(t1, ADA.id, "   ")
+
+    await scenario.idle()
+    assert sent.text == render.ask_hint(scenario.settings.slack_command)
+    assert await runs_of(scenario, "acme") == []
+    assert scenario.slack.messages(t1.channel) == []
+
+
+async def test_a_mention_is_answered_in_its_thread(scenario: Scenario) -> None:
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+
+    mention = await scenario.mention(t1, ADA.id, "summarise the launch plan")
+    await scenario.idle()
+
+    [answer] = thread(scenario.slack, t1.channel, mention)
+    [run] = await runs_of(scenario, "acme")
+    assert answer.text == run.answer
+    assert "You asked: summarise the launch plan" in answer.text
+    assert answer.stream_state == "stopped"
+    assert run.conversation_id == f"slack:T1:{t1.channel}:{mention}"
+    assert [c.method for c in scenario.slack.calls(token=t1.token)
+            if c.method.startswith("chat.")] == [
+        "chat.startStream", "chat.appendStream", "chat.stopStream"]
+
+
+async def test_a_dm_is_answered_in_the_conversation(scenario: Scenario) -> None:
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+
+    await scenario.dm(t1, ADA.id, "what can you do")
+    await scenario.idle()
+
+    [answer] = scenario.slack.messages("D0001")
+    [run] = await runs_of(scenario, "acme")
+    assert answer.thread_ts is None
+    assert answer.text == run.answer
+    assert "You asked: what can you do" in answer.text
+    assert run.conversation_id == "slack:T1:D0001:main"
+
+
+async def test_a_follow_up_in_the_thread_continues_the_conversation(scenario: Scenario) -> None:
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA, BOB])
+
+    first = await scenario.mention(t1, ADA.id, "first question")
+    await scenario.idle()
+    await scenario.mention(t1, ADA.id, "second question", thread_ts=first)
+    await scenario.idle()
+    await scenario.mention(t1, ADA.id, "a new topic")
+    await scenario.idle()
+
+    runs = await runs_of(scenario, "acme")
+    assert [r.prompt for r in runs] == ["first question", "second question", "a new topic"]
+    assert runs[0].conversation_id == runs[1].conversation_id
+    assert runs[2].conversation_id != runs[0].conversation_id
+    answers = thread(scenario.slack, t1.channel, first)
+    assert [a.text for a in answers] == [runs[0].answer, runs[1].answer]
+    assert runs[1].input_tokens > runs[0].input_tokens, "the follow-up saw the earlier turns"
+
+
+async def test_follow_up_dms_share_one_conversation(scenario: Scenario) -> None:
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+
+    await scenario.dm(t1, ADA.id, "one")
+    await scenario.idle()
+    await scenario.dm(t1, ADA.id, "two")
+    await scenario.idle()
+
+    runs = await runs_of(scenario, "acme")
+    assert {r.conversation_id for r in runs} == {"slack:T1:D0001:main"}
+    assert runs[1].input_tokens > runs[0].input_tokens
+
+
+async def test_messages_the_app_must_not_answer_start_no_run(scenario: Scenario) -> None:
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+    base = {"type": "message", "channel": "D0001", "user": ADA.id, "ts": scenario.next_ts(),
+            "team": "T1", "text": "hi"}
+
+    for event in (
+        {**base, "channel_type": "channel", "channel": t1.channel},
+        {**base, "channel_type": "im", "subtype": "message_changed"},
+        {**base, "channel_type": "im", "bot_id": "BOTHER"},
+        {**base, "channel_type": "im", "text": None},
+        {"type": "reaction_added", "user": ADA.id, "reaction": "tada"},
+    ):
+        assert (await scenario.event(t1, event)).status == 200
+
+    await scenario.idle()
+    assert await runs_of(scenario, "acme") == []
+    assert scenario.slack.calls("chat.postMessage") == []
+
+
+async def test_a_bare_mention_gets_a_hint_in_its_thread(scenario: Scenario) -> None:
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+
+    mention = await scenario.mention(t1, ADA.id, "")
+    await scenario.idle()
+
+    [reply] = thread(scenario.slack, t1.channel, mention)
+    assert reply.text == render.ask_hint(scenario.settings.slack_command)
+    assert await runs_of(scenario, "acme") == []
