@@ -164,6 +164,15 @@ class MeteredModel(WrapperModel):
             cache_read_tokens=usage.cache_read_tokens,
             cache_write_tokens=usage.cache_write_tokens,
         )
+        if response.finish_reason == "length" and max_tokens < wanted:
+            # Cut short by the limit the budget lowered: a truncated answer or tool call is
+            # worth nothing, so the step is paid for as retried work and the run halts;
+            # a resume redoes it with a fresh allocation.
+            await acc.ledger.settle(
+                reservation, usage=usage, cost_microcents=cost, tool_calls=0, retried=True
+            )
+            acc.meter.after_model_call(usage, cost)
+            raise BudgetExceeded("tokens", acc.meter.budget.token_ceiling, acc.meter.tokens)
         stored = ModelMessagesTypeAdapter.dump_json([response]).decode()
         await acc.ledger.settle(
             reservation, usage=usage, cost_microcents=cost, tool_calls=0, response=stored

@@ -285,11 +285,6 @@ TIGHT_TOKENS = 250
 """Room for the first request's estimated input and roughly a hundred output tokens."""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: MeteredModel ignores finish_reason='length' on a reply cut by the max_tokens "
-    "the budget lowered. A cut tool call ends the run 'failed' (final, not resumable) with "
-    "pydantic-ai's OutputTokenLimitExceeded naming the agent's 4096, not the lowered limit "
-    "actually sent; a cut text answer 'completes' truncated. Either should halt on 'tokens'"))
 @pytest.mark.parametrize("turn", [
     ToolUseTurn([ToolCall("counter__bump", {"by": 1})], output_tokens=TIGHT_TOKENS),
     TextTurn("word " * TIGHT_TOKENS),
