@@ -258,6 +258,7 @@ class SlackAnswers:
         ))
         conversation = request.conversation_id(thread_ts)
         await self._run(answer, grant, request.prompt, conversation)
+        await self.home(origin)
 
     async def _run(self, answer: AnswerMessage, grant: RunGrant, prompt: str,
                    conversation: str) -> None:
