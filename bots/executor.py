@@ -10,7 +10,8 @@ last checkpoint with status ``running``, and the next start resumes them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from core.logs import log
@@ -44,6 +45,7 @@ class Executor:
     stats: ExecutorStats = field(default_factory=ExecutorStats)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _tenant_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _closing: bool = False
 
     def submit(self, tenant_id: str, key: str, job: Job) -> bool:
@@ -76,6 +78,18 @@ class Executor:
                 log.exception("background run failed", tenant_id=tenant_id, run_id=key)
                 return
             self.stats.finished += 1
+
+    @asynccontextmanager
+    async def slot(self, tenant_id: str) -> AsyncIterator[None]:
+        """Hold one of the tenant's ``per_tenant`` run slots.
+
+        A transport only learns the tenant after the acknowledgement, inside the job
+        (a Slack request names its workspace, and several workspaces can share a
+        tenant); the run itself then waits here, so the bound is per tenant.
+        """
+        limit = self._tenant_slots.setdefault(tenant_id, asyncio.Semaphore(self.per_tenant))
+        async with limit:
+            yield
 
     @property
     def in_flight(self) -> int:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.executor import Executor
 from bots.runtime import Runtime
 from bots.slack import render
 from bots.slack.clients import WorkspaceClients
@@ -166,9 +167,11 @@ class AnswerMessage:
 class SlackAnswers:
     """Runs Slack requests and renders their outcomes."""
 
-    def __init__(self, runtime: Runtime, clients: WorkspaceClients) -> None:
+    def __init__(self, runtime: Runtime, clients: WorkspaceClients,
+                 executor: Executor | None = None) -> None:
         self.runtime = runtime
         self.clients = clients
+        self.executor = executor or Executor(per_tenant=runtime.settings.runs_per_tenant)
         self._claims = 0
 
     async def _roles(self, client: AsyncWebClient, user_id: str) -> set[str]:
@@ -257,7 +260,8 @@ class SlackAnswers:
             answer_ts=answer.ts,
         ))
         conversation = request.conversation_id(thread_ts)
-        await self._run(answer, grant, request.prompt, conversation)
+        async with self.executor.slot(link.tenant_id):
+            await self._run(answer, grant, request.prompt, conversation)
         await self.home(origin)
 
     async def _run(self, answer: AnswerMessage, grant: RunGrant, prompt: str,
@@ -329,7 +333,8 @@ class SlackAnswers:
         await client.chat_update(channel=message.channel, ts=message.answer_ts,
                                  text=render.resume_started(), blocks=[])
         try:
-            outcome = await self.runtime.agent.resume(grant)
+            async with self.executor.slot(grant.ctx.tenant_id):
+                outcome = await self.runtime.agent.resume(grant)
         except Exception:
             await answer.finish(render.Rendered(render.failure(None), status="error"))
             raise

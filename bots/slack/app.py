@@ -119,7 +119,7 @@ def build_bolt(runtime: Runtime, executor: Executor) -> tuple[AsyncApp, SlackAns
     assert settings.slack_signing_secret is not None and settings.slack_client_secret is not None
     store = SlackInstallationStore(runtime.db, runtime.keyring)
     clients = WorkspaceClients(store, settings.slack_api_url)
-    answers = SlackAnswers(runtime, clients)
+    answers = SlackAnswers(runtime, clients, executor)
     states = TenantClaimState(runtime.db, runtime.keyring)
     base_client = clients.with_token(None)
     oauth = AsyncOAuthSettings(

@@ -68,3 +68,28 @@ async def test_failures_are_counted_and_shutdown_cancels_after_the_grace_period(
     await executor.shutdown()
     assert executor.stats.failed == 1 and executor.stats.cancelled == 1
     assert executor.in_flight == 0
+
+
+async def test_tenant_slots_bound_runs_of_one_tenant_across_jobs() -> None:
+    executor = Executor(per_tenant=1)
+    inside = 0
+    peak = 0
+    release = asyncio.Event()
+
+    def job() -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            nonlocal inside, peak
+            async with executor.slot("acme"):
+                inside += 1
+                peak = max(peak, inside)
+                await release.wait()
+                inside -= 1
+        return run
+
+    for key in ("workspace-1:a", "workspace-2:b"):
+        executor.submit(key.split(":")[0], key, job())
+    await asyncio.sleep(0.05)
+    assert (inside, peak) == (1, 1)
+    release.set()
+    await executor.wait_idle()
+    assert peak == 1 and executor.stats.finished == 2
