@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bots.executor import Executor
 from bots.runtime import Runtime, open_runtime
+from core.agent import RunOutcome
 from core.errors import TenantryError
 from core.logs import log
 from core.settings import Settings
@@ -21,6 +22,9 @@ RUNTIME = web.AppKey("runtime", Runtime)
 EXECUTOR = web.AppKey("executor", Executor)
 
 Mount = Callable[[web.Application, Runtime, Executor], Awaitable[None]]
+Deliver = Callable[[RunOutcome], Awaitable[None]]
+DELIVERERS = web.AppKey("deliverers", list[Deliver])
+"""Transports that render the outcome of a run resumed at startup into its thread."""
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -29,7 +33,8 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "runs_in_flight": executor.in_flight})
 
 
-async def resume_unfinished(runtime: Runtime, executor: Executor) -> int:
+async def resume_unfinished(runtime: Runtime, executor: Executor,
+                            deliverers: list[Deliver] | None = None) -> int:
     """Hand every run a crash left ``queued`` or ``running`` back to the executor."""
     count = 0
     for record in await runtime.agent.runs.unfinished():
@@ -42,7 +47,9 @@ async def resume_unfinished(runtime: Runtime, executor: Executor) -> int:
                     principal_kind=kind,  # type: ignore[arg-type]
                     run_id=record_id,
                 )
-                await runtime.agent.resume(grant)
+                outcome = await runtime.agent.resume(grant)
+                for deliver in deliverers or []:
+                    await deliver(outcome)
             except TenantryError as exc:
                 log.warning("unfinished run not resumed", run_id=record_id, error=str(exc))
 
@@ -81,9 +88,10 @@ def create_app(settings: Settings, mounts: list[Mount] | None = None) -> web.App
             executor = Executor(per_tenant=settings.runs_per_tenant)
             app[RUNTIME] = runtime
             app[EXECUTOR] = executor
+            app[DELIVERERS] = []
             for mount in mounts:
                 await mount(app, runtime, executor)
-            resumed = await resume_unfinished(runtime, executor)
+            resumed = await resume_unfinished(runtime, executor, app[DELIVERERS])
             if resumed:
                 log.info("resuming unfinished runs", count=resumed)
             yield

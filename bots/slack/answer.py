@@ -34,6 +34,7 @@ from bots.slack.records import (
     run_message,
 )
 from core import audit as events
+from core.agent import RunOutcome
 from core.authz import roles_of
 from core.builder import RunGrant
 from core.errors import Conflict, NotFound, RunRefused
@@ -364,3 +365,20 @@ class SlackAnswers:
                                is_admin=is_admin, extra=extra)
         except SlackApiError as exc:
             log.warning("app home not published", error=str(exc.response.get("error")))
+
+    async def deliver(self, outcome: RunOutcome) -> None:
+        """Finish the answer message of a run resumed without a Slack request (a restart).
+
+        Runs that were not started from Slack have no message and are left alone.
+        """
+        message = await run_message(self.runtime.db, outcome.tenant_id, outcome.run_id)
+        if message is None or message.answer_ts is None:
+            return
+        link_org = message.enterprise_id or None
+        try:
+            client = await self.clients.for_workspace(link_org, message.team_id, False)
+        except NotFound:
+            log.info("no installation to deliver a resumed run", run_id=outcome.run_id)
+            return
+        answer = AnswerMessage(client, message.channel, message.answer_ts, streaming=False)
+        await answer.finish(render.outcome(outcome))

@@ -33,6 +33,7 @@ from bots.slack.clients import WorkspaceClients
 from bots.slack.manifest import bot_scopes
 from bots.slack.oauth_flow import ExpiringAuthorize, TenantOAuthFlow
 from bots.slack.records import ReplayGuard, first_delivery
+from bots.web import DELIVERERS
 from core.errors import ConfigurationError
 from core.logs import log
 from core.settings import Settings
@@ -354,4 +355,5 @@ async def mount(app: web.Application, runtime: Runtime, executor: Executor) -> N
     bolt, answers = build_bolt(runtime, executor)
     app[BOLT] = bolt
     app[ANSWERS] = answers
+    app[DELIVERERS].append(answers.deliver)
     app[GUARD] = ReplayGuard(runtime.settings.slack_signing_secret.get_secret_value())

@@ -48,3 +48,23 @@ async def test_opening_the_home_tab_publishes_the_tenants_view(scenario: Scenari
                          message_ts=scenario.next_ts())
     await scenario.idle()
     assert "Audit log verified" not in text_of(scenario.slack.published_views(ADA.id)["T1"])
+
+
+async def test_a_run_resumed_at_startup_is_delivered_into_its_message(
+        scenario: Scenario) -> None:
+    from bots.slack.app import ANSWERS
+    from core.agent import RunOutcome
+    from tests.scenarios.harness import runs_of, thread
+
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+    root_ts = scenario.next_ts()
+    await scenario.mention(t1, ADA.id, "hello there", thread_ts=root_ts)
+    await scenario.idle()
+    [run] = await runs_of(scenario, "acme")
+    answers = scenario.app[ANSWERS]
+    await answers.deliver(RunOutcome(run_id=run.id, tenant_id="acme", status="completed",
+                                     model="sandbox", answer="finished after a restart"))
+    texts = [m.text for m in thread(scenario.slack, t1.channel, root_ts)]
+    assert texts[-1] == "finished after a restart"
+    assert len(texts) == 1, "delivered into the same message, not a new one"
