@@ -174,8 +174,17 @@ def main() -> int:
     """Run the demo in a scratch SQLite file; exit status 1 if any check failed."""
     configure("WARNING")
     click.echo("Tenantry offline demo (sandbox model: deterministic, no LLM, no network)\n")
+    from bots.demo_slack import run_slack_demo
+
     with tempfile.TemporaryDirectory(prefix="tenantry-demo-") as scratch:
+        click.echo("== The agent core, called directly\n")
         transcript = asyncio.run(run_demo(f"sqlite+aiosqlite:///{Path(scratch) / 'demo.db'}"))
+        click.echo("\n== The same through Slack: the real server, signed requests, "
+                   "a local stand-in for Slack's Web API\n")
+        through_slack = asyncio.run(run_slack_demo(Path(scratch)))
+    transcript.checks.extend(through_slack.checks)
+    for tenant, lines in through_slack.lines.items():
+        transcript.lines.setdefault(tenant, []).extend(lines)
     failed = [name for name, ok in transcript.checks if not ok]
     click.echo("\nSummary")
     for tenant, lines in transcript.lines.items():

@@ -1,0 +1,103 @@
+"""The demo through Slack: the real server on loopback, Slack played by the local stand-in.
+
+Two workspaces are linked to two tenants on different plans; really signed slash
+commands, mentions, DMs and button presses go through the real aiohttp app, and what
+would have been posted in Slack is read back from the stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bots.demo import DOCUMENTS, PLANS, Transcript
+from bots.slack import render
+from bots.slack.driver import Scenario, Workspace, open_scenario, runs_of
+from bots.slack.standin import SlackUser
+from core.authz import grant as grant_role
+from core.settings import Settings
+
+ALICE = SlackUser("U0ALICE", name="alice", is_admin=True)
+BOB = SlackUser("U0BOB", name="bob")
+
+
+def _thread_texts(s: Scenario, ws: Workspace, channel: str | None = None) -> list[str]:
+    return [m.text for m in s.slack.messages(channel or ws.channel)]
+
+
+def _show(t: Transcript, tenant: str, label: str, texts: list[str]) -> None:
+    t.say(tenant, label)
+    for text in texts:
+        for line in text.splitlines() or [""]:
+            t.say(tenant, f"  | {line[:160]}")
+
+
+async def _slack_demo(s: Scenario, t: Transcript) -> None:
+    rt = s.runtime
+    for plan in PLANS:
+        await s.tenant(plan.id.replace("business", "acme").replace("starter", "globex"), plan)
+    t1 = await s.link_workspace("T0ACME", "acme", users=[ALICE])
+    t2 = await s.link_workspace("T0GLOBEX", "globex", users=[BOB])
+    await grant_role(rt.db, "globex", f"slack:{t2.team_id}:{BOB.id}", "member")
+    for tenant_id, (source, text) in DOCUMENTS.items():
+        grant = await rt.agent.open(tenant_id=tenant_id, principal_id="operator",
+                                    principal_kind="service")
+        await rt.knowledge.add(grant.ctx, source, text)
+
+    sent = await s.command(t1, ALICE.id, "What is the refund policy for rockets?")
+    t.check("the slash command is acknowledged at once", sent.status == 200
+            and sent.elapsed < 1.0)
+    await s.mention(t2, BOB.id, "Show me the Acme handbook about the rocket refund policy?")
+    await s.dm(t2, BOB.id, "Please list audit.recent events", channel="D0GLOBEX")
+    await s.command(t2, BOB.id, "Check budget.status, and what does the runbook say about "
+                                "on-call?")
+    await s.idle()
+
+    acme_texts = _thread_texts(s, t1)
+    globex_texts = _thread_texts(s, t2)
+    dm_texts = _thread_texts(s, t2, "D0GLOBEX")
+    _show(t, "acme", "#general in Acme's workspace:", acme_texts)
+    _show(t, "globex", "#general in Globex's workspace:", globex_texts)
+    _show(t, "globex", "Bob's DM with the app:", dm_texts)
+    t.check("acme's answer is grounded in its own handbook",
+            any("30 days" in x for x in acme_texts))
+    t.check("globex finds nothing of acme's documents",
+            not any("30 days" in x or "acme-handbook" in x for x in globex_texts + dm_texts))
+    t.check("the unlicensed tool is refused in plain words",
+            any("audit.recent" in x and "plan" in x for x in dm_texts))
+    [halted] = [r for r in await runs_of(s, "globex") if r.status == "halted"]
+    t.check("globex's run halted with its figures",
+            any("limit" in x and "used" in x for x in globex_texts))
+    halt_message = next(m for m in s.slack.messages(t2.channel)
+                        if render.RESUME_ACTION in json.dumps(m.blocks))
+    await s.press(t2, BOB.id, render.RESUME_ACTION, halted.id, channel=t2.channel,
+                  message_ts=halt_message.ts)
+    await s.idle()
+    resumed = await rt.agent.runs.get("globex", halted.id)
+    t.check("pressing Resume completes the run", resumed.status == "completed")
+    _show(t, "globex", "after Resume:", [m.text for m in s.slack.messages(t2.channel)
+                                         if m.ts == halt_message.ts])
+
+    await s.event(t1, {"type": "app_home_opened", "user": ALICE.id, "channel": "D0ACME",
+                       "tab": "home", "event_ts": s.next_ts()})
+    await s.idle()
+    await s.press(t1, ALICE.id, render.VERIFY_ACTION, "verify", channel="D0ACME",
+                  message_ts=s.next_ts())
+    await s.idle()
+    home = json.dumps(s.slack.published_views(ALICE.id).get(t1.team_id, {}))
+    t.check("Acme's admin sees the App Home with a verified audit log",
+            "Audit log verified" in home and "globex" not in home.lower())
+    for ws in (t1, t2):
+        posts = s.slack.calls("chat.postMessage", team_id=ws.team_id)
+        t.check(f"every post in {ws.team_id} used that workspace's own token",
+                bool(posts) and all(c.token == ws.token for c in posts))
+
+
+async def run_slack_demo(root: Path) -> Transcript:
+    """Run the Slack demo in ``root`` (a scratch folder)."""
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{root / 'slack-demo.db'}",
+                        data_dir=root / "data", model="sandbox", embedder="hashing")
+    t = Transcript()
+    async with open_scenario(settings) as s:
+        await _slack_demo(s, t)
+    return t
