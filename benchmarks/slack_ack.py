@@ -1,0 +1,298 @@
+"""Time to Slack's acknowledgement: really signed slash commands through the real app.
+
+Slack gives an app three seconds to answer a request, and a slash command that is not
+acknowledged shows the person an error, so the time to the HTTP response is what
+matters here, not the run behind it. Two servers run on ``127.0.0.1`` in this process:
+
+- tenantry: ``bots.web.create_app(settings)`` with Slack configured against a
+  ``SlackStandIn`` (sandbox model, hashing embedder, a temporary SQLite database), one
+  tenant with a plan, an installation stored through ``SlackInstallationStore`` and a
+  link from the workspace to the tenant, so every command is authorised and submitted;
+- baseline: a bare slack_bolt ``AsyncApp`` with one ``/ask`` listener that only acks,
+  mounted on its own aiohttp app through ``slack_bolt.adapter.aiohttp``.
+
+Each request is a distinct slash command (its own ``trigger_id``; timestamps spread over
+the last minute) signed as Slack signs it: ``v0=`` + HMAC-SHA256 of
+``v0:{timestamp}:{body}``. A batch sends ``N`` of them at once (50, then 200) and
+records, per request, the time from sending to having read the response. The requests
+are sent by a client in a child process (its own event loop and core), so the client's
+own work does not queue behind, or in front of, the server's. After a
+warm-up, each level runs three times per side, alternating sides; the figures are the
+medians of the batches' p50s and p99s. The runs the commands start execute in the
+app's executor after the acknowledgement (in the same event loop, as in
+``tenantry serve``); between batches the script waits for it to go idle, untimed.
+
+    .venv/bin/python benchmarks/slack_ack.py [--repeats 3] [--levels 50 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import itertools
+import multiprocessing
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+from pydantic import SecretStr
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.oauth.installation_store.models.installation import Installation
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.executor import Executor
+from bots.runtime import Runtime
+from bots.slack.standin import SlackStandIn, SlackUser
+from bots.web import EXECUTOR, RUNTIME, create_app
+from core.logs import configure
+from core.settings import Settings
+from core.tenants import Plan, create_plan, create_tenant
+from installs.links import link
+from installs.slack_store import SlackInstallationStore
+
+SIGNING_SECRET = "bench-signing-secret"  # noqa: S105 - a benchmark value
+BARE_TOKEN = "xoxb-test"  # noqa: S105 - the baseline's bot token, known to the stand-in
+CLIENT_ID = "1111.2222"
+CLIENT_SECRET = "standin-client-secret"  # noqa: S105 - the stand-in's fixture value
+APP_ID = "A0TENANTRY"
+TEAM = "T0BENCH"
+CHANNEL = "C0BENCH"
+USER = "U0BENCH"
+TENANT = "bench"
+COMMAND = "/ask"
+FORM = "application/x-www-form-urlencoded"
+TARGET_P99_MS = 100.0
+"""Most milliseconds to the acknowledgement at p99, at the highest concurrency."""
+TARGET_RATIO = 1.5
+"""Most the tenantry side may take relative to bare Bolt (p50 and p99)."""
+WINDOW_S = 60
+"""Timestamps are spread over this many seconds back from now (Slack allows 300)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A server under test: where to post, and the executor to drain (tenantry only)."""
+
+    name: str
+    url: str
+    executor: Executor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The acknowledgement times of one batch, in milliseconds."""
+
+    p50: float
+    p99: float
+    failures: int
+
+
+def sign(body: bytes, timestamp: int) -> dict[str, str]:
+    """The headers Slack adds: its timestamp and ``v0=`` HMAC-SHA256 of the base string."""
+    base = b"v0:" + str(timestamp).encode() + b":" + body
+    digest = hmac.new(SIGNING_SECRET.encode(), base, hashlib.sha256).hexdigest()
+    return {"Content-Type": FORM, "X-Slack-Request-Timestamp": str(timestamp),
+            "X-Slack-Signature": f"v0={digest}"}
+
+
+def command_request(serial: int, response_base: str) -> tuple[bytes, dict[str, str]]:
+    """A distinct signed ``/ask`` command: its own trigger id and a recent timestamp."""
+    form = {
+        "token": "deprecated-verification-token",
+        "team_id": TEAM, "team_domain": TEAM.lower(),
+        "channel_id": CHANNEL, "channel_name": "general",
+        "user_id": USER, "user_name": USER.lower(),
+        "command": COMMAND, "text": f"how are we doing? #{serial}",
+        "api_app_id": APP_ID, "is_enterprise_install": "false",
+        "response_url": f"{response_base}response_url.{serial}",
+        "trigger_id": f"{serial}.1234.bench{serial:08x}",
+    }
+    body = urlencode(form).encode()
+    return body, sign(body, int(time.time()) - serial % WINDOW_S)
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (nearest rank) of ``samples``."""
+    ordered = sorted(samples)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+async def one(session: aiohttp.ClientSession, url: str, body: bytes,
+              headers: dict[str, str]) -> tuple[float, int]:
+    """Post one request; milliseconds until its response was read, and its status."""
+    started = time.perf_counter()
+    async with session.post(url, data=body, headers=headers) as resp:
+        await resp.read()
+        return (time.perf_counter() - started) * 1000, resp.status
+
+
+async def client_loop(conn: Connection, limit: int) -> None:
+    """Serve batches sent by the parent until it sends ``None``; answer their timings."""
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        while (job := await loop.run_in_executor(None, conn.recv)) is not None:
+            url, requests = job
+            conn.send(await asyncio.gather(*(one(session, url, body, headers)
+                                             for body, headers in requests)))
+
+
+def client_process(conn: Connection, limit: int) -> None:
+    """The load generator: its own process, so its CPU is not the server's event loop."""
+    asyncio.run(client_loop(conn, limit))
+
+
+async def batch(conn: Connection, server: Server, size: int,
+                serials: itertools.count[int], response_base: str) -> Batch:
+    """``size`` distinct commands at once (signed beforehand); their p50 and p99."""
+    requests = [command_request(next(serials), response_base) for _ in range(size)]
+    conn.send((server.url + "/slack/events", requests))
+    results: list[tuple[float, int]] = await asyncio.to_thread(conn.recv)
+    if server.executor is not None:
+        await server.executor.wait_idle()  # untimed: the runs behind the acks
+    times = [ms for ms, _ in results]
+    return Batch(percentile(times, 50), percentile(times, 99),
+                 sum(status != 200 for _, status in results))
+
+
+def bare_bolt_app(slack: SlackStandIn) -> web.Application:
+    """A bare Bolt app that only acks ``/ask``, on its own aiohttp app.
+
+    slack_bolt 1.30's ``AsyncApp`` has no ``token_verification_enabled`` (the async app
+    never calls ``auth.test`` at construction); its single-team authorisation calls it
+    once on the first request and caches the result. So the token ``xoxb-test`` is given
+    through a client pointed at the stand-in, which knows that token: the call stays on
+    loopback and happens during the warm-up.
+    """
+    slack.add_workspace("T0BARE", BARE_TOKEN, None, users=[SlackUser(USER)])
+    bolt = AsyncApp(signing_secret=SIGNING_SECRET,
+                    client=AsyncWebClient(token=BARE_TOKEN, base_url=slack.base_url),
+                    request_verification_enabled=True, process_before_response=True)
+
+    @bolt.command(COMMAND)
+    async def ask(ack: object) -> None:
+        await ack()  # type: ignore[operator]
+
+    async def events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(
+            await to_bolt_request(request)))
+
+    app = web.Application()
+    app.router.add_post("/slack/events", events)
+    return app
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port; its base URL."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
+        yield f"http://127.0.0.1:{int(runner.addresses[0][1])}"
+    finally:
+        await runner.cleanup()
+
+
+async def link_workspace(runtime: Runtime, slack: SlackStandIn) -> None:
+    """A tenant on a plan, the app installed in ``TEAM`` and the workspace linked to it."""
+    await create_plan(runtime.db, Plan(
+        id="team", monthly_tokens=10**9, monthly_cost_microcents=10**15,
+        monthly_tool_calls=10**6, run_tokens=200_000, run_tool_calls=20,
+        run_walltime_ms=60_000, run_cost_microcents=10**10, capabilities=frozenset()))
+    await create_tenant(runtime.db, tenant_id=TENANT, name="Bench", plan_id="team")
+    token = f"xoxb-{TEAM}".lower()
+    made = slack.add_workspace(TEAM, token, None, users=[SlackUser(USER)], channels=[CHANNEL])
+    await SlackInstallationStore(runtime.db, runtime.keyring).async_save(Installation(
+        app_id=APP_ID, enterprise_id=None, team_id=TEAM, bot_token=token,
+        bot_id=made.bot_id, bot_user_id=made.bot_user_id, bot_scopes=list(made.scopes),
+        user_id=USER, is_enterprise_install=False, installed_at=time.time()))
+    await link(runtime.db, None, TEAM, TENANT, USER)
+
+
+def report(name: str, level: int, batches: list[Batch]) -> tuple[float, float]:
+    """Print one side's figures at one level; the medians of its p50s and p99s."""
+    p50 = statistics.median(b.p50 for b in batches)
+    p99 = statistics.median(b.p99 for b in batches)
+    failures = sum(b.failures for b in batches)
+    runs = ", ".join(f"{b.p50:.1f}/{b.p99:.1f}" for b in batches)
+    print(f"  {name:<9} N={level:<4} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
+          f"  (batches p50/p99: {runs}; non-200: {failures})")
+    return p50, p99
+
+
+async def main(levels: list[int], repeats: int) -> int:
+    configure("WARNING")
+    missed = False
+    with tempfile.TemporaryDirectory(prefix="slack-ack-") as tmp:
+        async with SlackStandIn(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                                app_id=APP_ID) as slack:
+            settings = Settings(
+                database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}",
+                data_dir=Path(tmp) / "data", model="sandbox", embedder="hashing",
+                slack_signing_secret=SecretStr(SIGNING_SECRET), slack_client_id=CLIENT_ID,
+                slack_client_secret=SecretStr(CLIENT_SECRET), slack_api_url=slack.base_url,
+                public_url="https://tenantry.example.com", log_level="WARNING",
+            )
+            tenantry_app = create_app(settings)
+            async with serve(tenantry_app) as tenantry_url, serve(bare_bolt_app(slack)) as bare_url:
+                await link_workspace(tenantry_app[RUNTIME], slack)
+                sides = [Server("tenantry", tenantry_url, tenantry_app[EXECUTOR]),
+                         Server("bare bolt", bare_url)]
+                serials = itertools.count(1)
+                conn, child_end = multiprocessing.get_context("spawn").Pipe()
+                client = multiprocessing.get_context("spawn").Process(
+                    target=client_process, args=(child_end, 2 * max(levels)), daemon=True)
+                client.start()
+                try:
+                    for side in sides:  # warm-up: open the connections, fill the caches
+                        await batch(conn, side, max(levels), serials, slack.base_url)
+                    results: dict[tuple[str, int], list[Batch]] = {}
+                    for level in levels:
+                        for _ in range(repeats):
+                            for side in sides:
+                                results.setdefault((side.name, level), []).append(
+                                    await batch(conn, side, level, serials, slack.base_url))
+                finally:
+                    conn.send(None)
+                    client.join(timeout=30)
+                await tenantry_app[EXECUTOR].wait_idle()
+                print(f"Slack acknowledgement latency ({repeats} batches per level, "
+                      "median of batch percentiles)")
+                for level in levels:
+                    t50, t99 = report("tenantry", level, results[("tenantry", level)])
+                    b50, b99 = report("bare bolt", level, results[("bare bolt", level)])
+                    r50, r99 = t50 / b50, t99 / b99
+                    ratio_ok = r50 <= TARGET_RATIO and r99 <= TARGET_RATIO
+                    missed |= not ratio_ok
+                    print(f"  ratio     N={level:<4} p50 {r50:5.2f}x  p99 {r99:5.2f}x  "
+                          f"(target <= {TARGET_RATIO}x: {'PASS' if ratio_ok else 'MISS'})")
+                    if level == max(levels):
+                        p99_ok = t99 < TARGET_P99_MS
+                        missed |= not p99_ok
+                        print(f"  tenantry  N={level:<4} p99 {t99:.1f} ms (target < "
+                              f"{TARGET_P99_MS:.0f} ms: {'PASS' if p99_ok else 'MISS'})")
+                posted = len(slack.messages(CHANNEL))
+                print(f"  commands sent: {next(serials) - 1}; answers posted in {CHANNEL}: "
+                      f"{posted}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--levels", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    raise SystemExit(asyncio.run(main(args.levels, args.repeats)))
