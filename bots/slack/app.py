@@ -31,7 +31,7 @@ from bots.slack import render
 from bots.slack.answer import Origin, Request, SlackAnswers, Surface
 from bots.slack.clients import WorkspaceClients
 from bots.slack.manifest import bot_scopes
-from bots.slack.oauth_flow import ExpiringAuthorize, TenantOAuthFlow
+from bots.slack.oauth_flow import ExpiringAuthorize, RecentInstallations, TenantOAuthFlow
 from bots.slack.records import ReplayGuard, first_delivery
 from bots.web import DELIVERERS
 from core.errors import ConfigurationError
@@ -133,7 +133,9 @@ def build_bolt(runtime: Runtime, executor: Executor) -> tuple[AsyncApp, SlackAns
         redirect_uri=settings.public_url.rstrip("/") + "/slack/oauth_redirect",
     )
     bolt_logger = logging.getLogger("slack_bolt")
-    authorize = ExpiringAuthorize(logger=bolt_logger, installation_store=store,
+    authorize = ExpiringAuthorize(logger=bolt_logger,
+                                  installation_store=RecentInstallations(runtime.db,
+                                                                         runtime.keyring),
                                   client_id=settings.slack_client_id,
                                   client_secret=oauth.client_secret)
     app = AsyncApp(

@@ -17,6 +17,7 @@ from slack_bolt.oauth.async_callback_options import AsyncFailureArgs, AsyncSucce
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from bots.slack import render
@@ -25,6 +26,7 @@ from core.db.engine import Database
 from core.logs import log
 from installs.links import InstallLinkError
 from installs.oauth import InstallResult, TenantClaimState, complete_install
+from installs.slack_store import SlackInstallationStore
 
 INSTALL_RESULT = "tenantry_install_result"
 """Where ``store_installation`` leaves the ``InstallResult`` for the success page."""
@@ -122,3 +124,55 @@ class ExpiringAuthorize(AsyncInstallationStoreAuthorize):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cache_enabled=True, **kwargs)
         self.authorize_result_cache = _ExpiringCache(AUTHORIZE_CACHE_S)
+
+
+class RecentInstallations(SlackInstallationStore):
+    """The installation store as Bolt's pre-acknowledgement authorisation reads it.
+
+    Every request is authorised before it is acknowledged; reading and decrypting the
+    installation each time puts a database round trip, queued behind the runs' writes,
+    on the acknowledgement path. Lookups are kept ``AUTHORIZE_CACHE_S`` seconds (the
+    same window as the token cache above) and dropped when this process deletes an
+    installation; the job behind the acknowledgement re-reads the store and the link.
+    """
+
+    def __init__(self, db: Database, keyring: Keyring) -> None:
+        super().__init__(db, keyring)
+        self._seen: dict[tuple[object, ...], tuple[float, object]] = {}
+
+    async def _remember(self, key: tuple[object, ...], load: Any) -> Any:
+        now = time.monotonic()
+        hit = self._seen.get(key)
+        if hit is not None and now - hit[0] <= AUTHORIZE_CACHE_S:
+            return hit[1]
+        value = await load()
+        self._seen[key] = (now, value)
+        return value
+
+    async def async_find_bot(self, *, enterprise_id: str | None, team_id: str | None,
+                             is_enterprise_install: bool | None = False) -> Bot | None:
+        """``SlackInstallationStore.async_find_bot``, remembered briefly."""
+        result: Bot | None = await self._remember(
+            ("bot", enterprise_id, team_id, is_enterprise_install),
+            lambda: super(RecentInstallations, self).async_find_bot(
+                enterprise_id=enterprise_id, team_id=team_id,
+                is_enterprise_install=is_enterprise_install))
+        return result
+
+    async def async_find_installation(
+        self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None,
+        is_enterprise_install: bool | None = False,
+    ) -> Installation | None:
+        """``SlackInstallationStore.async_find_installation``, remembered briefly."""
+        result: Installation | None = await self._remember(
+            ("installation", enterprise_id, team_id, user_id, is_enterprise_install),
+            lambda: super(RecentInstallations, self).async_find_installation(
+                enterprise_id=enterprise_id, team_id=team_id, user_id=user_id,
+                is_enterprise_install=is_enterprise_install))
+        return result
+
+    async def async_delete_all(self, *, enterprise_id: str | None,
+                               team_id: str | None) -> None:
+        """Forget everything remembered, then delete."""
+        self._seen.clear()
+        await super().async_delete_all(enterprise_id=enterprise_id, team_id=team_id)
