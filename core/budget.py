@@ -107,21 +107,11 @@ class MonthlyLedger:
 
     async def remaining(self, tenant_id: str, plan: Plan, period: str) -> MonthlyRemaining:
         """What is left of the tenant's allowance this period (reservations included)."""
-        async with self.db.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(monthly_usage).where(
-                        monthly_usage.c.tenant_id == tenant_id, monthly_usage.c.period == period
-                    )
-                )
-            ).first()
-        used_tokens = int(row.tokens) if row else 0
-        used_cost = int(row.cost_microcents) if row else 0
-        used_calls = int(row.tool_calls) if row else 0
+        tokens, cost, calls = await self.used(tenant_id, period)
         return MonthlyRemaining(
-            tokens=plan.monthly_tokens - used_tokens,
-            tool_calls=plan.monthly_tool_calls - used_calls,
-            cost_microcents=plan.monthly_cost_microcents - used_cost,
+            tokens=plan.monthly_tokens - tokens,
+            tool_calls=plan.monthly_tool_calls - calls,
+            cost_microcents=plan.monthly_cost_microcents - cost,
         )
 
     async def used(self, tenant_id: str, period: str) -> tuple[int, int, int]:
