@@ -15,6 +15,7 @@ from sqlalchemy.sql.schema import Table
 from core.errors import ConfigurationError
 
 SQLITE_BUSY_TIMEOUT_S = 30
+_READ_ONLY = "tenantry_read_only"
 
 
 def normalise_url(url: str) -> str:
@@ -53,7 +54,10 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(_READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -80,6 +84,22 @@ class Database:
         """A transaction: committed when the block ends, rolled back if it raises."""
         async with self.engine.begin() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction: one consistent snapshot that never waits for writers.
+
+        On SQLite it is a deferred ``BEGIN``, so readers do not queue behind the write
+        lock that :meth:`begin` takes up front; on PostgreSQL it is ``READ ONLY``.
+        Writing inside it is an error on PostgreSQL and must not be attempted.
+        """
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn = await conn.execution_options(**{_READ_ONLY: True})
+            else:
+                conn = await conn.execution_options(postgresql_readonly=True)
+            async with conn.begin():
+                yield conn
 
     def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
         """An INSERT that supports ``on_conflict_do_nothing`` on either dialect."""
