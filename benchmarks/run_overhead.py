@@ -320,8 +320,8 @@ async def count_statements(kind: str, db: Database, tenancy: Runner, runs: int,
                            steps: int) -> None:
     """Print the SQL a tenancy step costs: statements and commits per step, by kind.
 
-    On both databases the layer's time goes into round trips through SQLAlchemy's
-    asyncio driver adapters, so this count is the profile that explains the result.
+    Both engines are counted: the async one, and the synchronous one behind
+    ``Database.run`` that carries the per-step transactions.
     """
     kinds: Tally[str] = Tally()
 
@@ -331,14 +331,17 @@ async def count_statements(kind: str, db: Database, tenancy: Runner, runs: int,
     def on_commit(conn: Any) -> None:
         kinds["(commit)"] += 1
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", on_statement)
-    event.listen(db.engine.sync_engine, "commit", on_commit)
+    engines = (db.engine.sync_engine, db.sync_engine)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", on_statement)
+        event.listen(engine, "commit", on_commit)
     try:
         for _ in range(runs):
             await tenancy()
     finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", on_statement)
-        event.remove(db.engine.sync_engine, "commit", on_commit)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", on_statement)
+            event.remove(engine, "commit", on_commit)
     total = runs * steps
     sent = sum(n for k, n in kinds.items() if k != "(commit)")
     print(f"\n{kind}: {sent / total:.2f} statements and {kinds['(commit)'] / total:.2f}"

@@ -29,12 +29,13 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 from pydantic_core import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from core import audit as events
 from core.audit import AuditLog
+from core.audit.log import digest_with
 from core.authz import Authorizer
-from core.budget import MonthlyLedger, RunMeter, UsageSummary
+from core.budget import MonthlyLedger, Replay, RunMeter, UsageSummary
 from core.builder import RunGrant, build_context
 from core.context import Initiator, PrincipalKind, TenantContext
 from core.db.engine import Database
@@ -150,7 +151,9 @@ class AgentService:
         ctx = dataclasses.replace(
             grant.ctx, scope=authorizer.permitted_capabilities(grant.ctx.scope)
         )
-        return dataclasses.replace(grant, ctx=ctx, extra_roles=roles)
+        return dataclasses.replace(
+            grant, ctx=ctx, extra_roles=roles, authorizer=authorizer
+        )
 
     async def start(
         self,
@@ -173,16 +176,17 @@ class AgentService:
         if conversation_id is not None and not history:
             history = await self._history(ctx, conversation_id)
         await self.runs.create(ctx, prompt=prompt, model=model_id, conversation_id=conversation_id)
+        salt = await self.audit.salt(ctx.tenant_id)
         await self.audit.record(ctx.tenant_id, events.RUN_STARTED, {
             "principal": ctx.principal_id,
             "principal_kind": ctx.principal_kind,
             "initiator": ctx.audit.initiator,
             "correlation_id": ctx.audit.correlation_id,
-            "prompt_digest": await self.audit.digest(None, ctx.tenant_id, prompt),
+            "prompt_digest": digest_with(salt, prompt),
             "model": model_id,
             "scope": sorted(ctx.scope),
         }, run_id=ctx.run_id)
-        return await self._execute(grant, model_id, prompt, list(history))
+        return await self._execute(grant, model_id, prompt, list(history), Replay(), salt)
 
     async def resume(self, grant: RunGrant) -> RunOutcome:
         """Continue ``grant.ctx.run_id`` from its checkpoint with the grant's fresh budget.
@@ -213,9 +217,13 @@ class AgentService:
             "attempt": record.attempts + 1,
             "model": record.model,
         }, run_id=ctx.run_id)
+        replay = Replay.of(
+            await self.ledger.run_rows(ctx.tenant_id, ctx.run_id), await self.runs.effects(ctx)
+        )
+        salt = await self.audit.salt(ctx.tenant_id)
         if checkpoint is None:
-            return await self._execute(grant, record.model, record.prompt, [])
-        return await self._execute(grant, record.model, None, messages)
+            return await self._execute(grant, record.model, record.prompt, [], replay, salt)
+        return await self._execute(grant, record.model, None, messages, replay, salt)
 
     async def _execute(
         self,
@@ -223,7 +231,15 @@ class AgentService:
         model_id: str,
         prompt: str | None,
         history: list[ModelMessage],
+        replay: Replay,
+        salt: bytes,
     ) -> RunOutcome:
+        """One allocation of the run.
+
+        Args:
+            replay: What earlier allocations recorded (empty for a new run).
+            salt: The tenant's digest salt, fetched once per allocation.
+        """
         ctx = grant.ctx
         started = time.monotonic()
         with bound(ctx):
@@ -235,6 +251,7 @@ class AgentService:
                 period=grant.period,
                 price=price_for(model_id),
                 default_max_tokens=self.settings.default_max_tokens,
+                replay=replay,
             )
             bindings = self.registry.resolve(ctx)
             refused: list[tuple[str, str]] = []
@@ -250,8 +267,9 @@ class AgentService:
                 account=account,
                 runs=self.runs,
                 bindings={b.name: b for b in bindings},
-                on_call=self._audit_tool_call,
-                authorizer=await Authorizer.for_run(self.db, ctx, grant.extra_roles),
+                on_call=lambda conn, ctx, call: self._audit_tool_call(conn, ctx, call, salt),
+                authorizer=grant.authorizer
+                or await Authorizer.for_run(self.db, ctx, grant.extra_roles),
                 locator=self.locator,
                 on_refused=on_refused,
             )
@@ -260,17 +278,17 @@ class AgentService:
                 answer = await self._loop(grant, model, toolset, prompt, history, refused)
             except BudgetExceeded as exc:
                 log.info("run halted", ceiling=exc.ceiling, limit=exc.limit, used=exc.used)
-                return await self._finish(ctx, model_id, "halted", started, refused,
+                return await self._finish(ctx, model_id, "halted", started, refused, salt,
                                           halt=_halt_detail(exc))
             except (ModelFailed, ToolError, RunError) as exc:
                 log.warning("run failed", error=str(exc))
-                return await self._finish(ctx, model_id, "failed", started, refused,
+                return await self._finish(ctx, model_id, "failed", started, refused, salt,
                                           error=str(exc))
             except Exception as exc:
                 log.exception("run failed unexpectedly")
-                return await self._finish(ctx, model_id, "failed", started, refused,
+                return await self._finish(ctx, model_id, "failed", started, refused, salt,
                                           error=f"{type(exc).__name__}: {exc}")
-            return await self._finish(ctx, model_id, "completed", started, refused,
+            return await self._finish(ctx, model_id, "completed", started, refused, salt,
                                       answer=answer)
 
     async def _loop(
@@ -343,15 +361,15 @@ class AgentService:
             "arguments": self.audit.redact(arguments),
         }, run_id=ctx.run_id)
 
-    async def _audit_tool_call(
-        self, conn: AsyncConnection, ctx: TenantContext, call: ToolCallRecord
+    def _audit_tool_call(
+        self, conn: Connection, ctx: TenantContext, call: ToolCallRecord, salt: bytes
     ) -> None:
-        await self.audit.append(conn, ctx.tenant_id, events.TOOL_INVOKED, {
+        self.audit.append_in(conn, ctx.tenant_id, events.TOOL_INVOKED, {
             "capability": call.capability,
             "step_id": call.step_id,
             "principal": ctx.principal_id,
             "arguments": self.audit.redact(call.arguments),
-            "result_digest": await self.audit.digest(conn, ctx.tenant_id, call.result),
+            "result_digest": digest_with(salt, call.result),
             "latency_ms": call.latency_ms,
             "cost_microcents": call.cost_microcents,
         }, run_id=ctx.run_id)
@@ -363,6 +381,7 @@ class AgentService:
         status: RunStatus,
         started: float,
         refused: list[tuple[str, str]],
+        salt: bytes,
         *,
         answer: str | None = None,
         halt: dict[str, Any] | None = None,
@@ -403,7 +422,7 @@ class AgentService:
                 "retried_cost_microcents": usage.retried_cost_microcents,
             }
             if answer is not None:
-                fields["answer_digest"] = await self.audit.digest(conn, ctx.tenant_id, answer)
+                fields["answer_digest"] = digest_with(salt, answer)
             if halt:
                 await self.audit.append(conn, ctx.tenant_id, events.RUN_HALTED, {
                     "ceiling": halt["ceiling"], "limit": halt["limit"], "used": halt["used"],

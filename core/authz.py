@@ -267,6 +267,7 @@ class Authorizer:
             raise InvalidInput("an Authorizer needs the policy of its run's tenant")
         self._ctx = ctx
         self._policy = policy
+        self._decisions: dict[str, bool] = {}
         self._extra = tuple(sorted(
             {_check_role(r).removeprefix(ROLE_PREFIX) for r in extra_roles}, key=_role_order
         ))
@@ -297,7 +298,17 @@ class Authorizer:
         return sorted(held | set(self._extra), key=_role_order)
 
     def permits(self, capability: str) -> bool:
-        """Whether the principal's roles allow ``capability`` (a name, not a pattern)."""
+        """Whether the principal's roles allow ``capability`` (a name, not a pattern).
+
+        Decisions are kept for the run: its policy was loaded once and does not change
+        under it, and a policy evaluation costs far more than the lookup.
+        """
+        decision = self._decisions.get(capability)
+        if decision is None:
+            decision = self._decisions[capability] = self._decide(capability)
+        return decision
+
+    def _decide(self, capability: str) -> bool:
         if "*" in capability or not _is_principal(self._ctx.principal_id):
             return False
         if self._policy.allows(self._ctx.principal_id, capability):

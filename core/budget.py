@@ -14,13 +14,13 @@ only succeeds while the allowance still covers it. Ledger rows are keyed
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection
 
 from core.context import MonthlyRemaining, TenantContext
 from core.db.engine import Database
@@ -33,6 +33,58 @@ StepKind = Literal["model", "tool"]
 
 MIN_OUTPUT_TOKENS = 64
 """A model call that could not write even this much is halted instead of truncated."""
+
+# The statements of every step are built once: building and cache-keying a statement
+# costs several times what SQLite takes to run it.
+_IN_MONTH = (
+    monthly_usage.c.tenant_id == bindparam("m_tenant"),
+    monthly_usage.c.period == bindparam("m_period"),
+)
+_CHARGE = (
+    update(monthly_usage)
+    .where(
+        *_IN_MONTH,
+        monthly_usage.c.tokens + bindparam("m_tokens") <= bindparam("m_max_tokens"),
+        monthly_usage.c.cost_microcents + bindparam("m_cost") <= bindparam("m_max_cost"),
+        monthly_usage.c.tool_calls + bindparam("m_calls") <= bindparam("m_max_calls"),
+    )
+    .values(
+        tokens=monthly_usage.c.tokens + bindparam("m_tokens"),
+        cost_microcents=monthly_usage.c.cost_microcents + bindparam("m_cost"),
+        tool_calls=monthly_usage.c.tool_calls + bindparam("m_calls"),
+    )
+    .returning(monthly_usage.c.tokens)
+)
+_ADJUST = (
+    update(monthly_usage)
+    .where(*_IN_MONTH)
+    .values(
+        tokens=monthly_usage.c.tokens + bindparam("m_tokens"),
+        cost_microcents=monthly_usage.c.cost_microcents + bindparam("m_cost"),
+        tool_calls=monthly_usage.c.tool_calls + bindparam("m_calls"),
+    )
+)
+_OPEN = usage_ledger.insert()
+_SETTLE = (
+    update(usage_ledger)
+    .where(
+        usage_ledger.c.run_id == bindparam("l_run"),
+        usage_ledger.c.step_id == bindparam("l_step"),
+        usage_ledger.c.status == "reserved",
+    )
+    .values(
+        status="settled",
+        retried=bindparam("l_retried"),
+        input_tokens=bindparam("l_input"),
+        output_tokens=bindparam("l_output"),
+        cache_read_tokens=bindparam("l_cache_read"),
+        cache_write_tokens=bindparam("l_cache_write"),
+        tool_calls=bindparam("l_calls"),
+        cost_microcents=bindparam("l_cost"),
+        response=bindparam("l_response"),
+        settled_at=bindparam("l_at"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +126,7 @@ class LedgerRow:
     """One step's line in the usage ledger."""
 
     step_id: str
+    period: str
     status: str
     retried: bool
     tokens: int
@@ -116,7 +169,7 @@ class MonthlyLedger:
 
     async def used(self, tenant_id: str, period: str) -> tuple[int, int, int]:
         """Tokens, cost and tool calls charged this period (reservations included)."""
-        async with self.db.begin() as conn:
+        async with self.db.read() as conn:
             row = (
                 await conn.execute(
                     select(monthly_usage).where(
@@ -128,23 +181,20 @@ class MonthlyLedger:
             return 0, 0, 0
         return int(row.tokens), int(row.cost_microcents), int(row.tool_calls)
 
-    async def steps(self, run_id: str, base_step: str) -> list[LedgerRow]:
-        """Every attempt recorded for one step of a run, oldest first."""
-        async with self.db.begin() as conn:
+    async def run_rows(self, tenant_id: str, run_id: str) -> list[LedgerRow]:
+        """Every ledger row of a run, oldest first: what a resumed allocation replays."""
+        async with self.db.read() as conn:
             rows = (
                 await conn.execute(
                     select(usage_ledger)
-                    .where(
-                        usage_ledger.c.run_id == run_id,
-                        (usage_ledger.c.step_id == base_step)
-                        | usage_ledger.c.step_id.like(base_step + "#%"),
-                    )
+                    .where(usage_ledger.c.tenant_id == tenant_id, usage_ledger.c.run_id == run_id)
                     .order_by(usage_ledger.c.created_at, usage_ledger.c.step_id)
                 )
             ).all()
         return [
             LedgerRow(
                 step_id=r.step_id,
+                period=r.period,
                 status=r.status,
                 retried=bool(r.retried),
                 tokens=int(r.input_tokens + r.output_tokens + r.cache_read_tokens
@@ -177,59 +227,7 @@ class MonthlyLedger:
         Raises:
             BudgetExceeded: with a ``monthly_*`` ceiling when the allowance cannot cover it.
         """
-        now = datetime.now(UTC)
-        async with self.db.begin() as conn:
-            await conn.execute(
-                self.db.insert(monthly_usage)
-                .values(tenant_id=ctx.tenant_id, period=period, tokens=0, cost_microcents=0,
-                        tool_calls=0)
-                .on_conflict_do_nothing()
-            )
-            result = await conn.execute(
-                update(monthly_usage)
-                .where(
-                    monthly_usage.c.tenant_id == ctx.tenant_id,
-                    monthly_usage.c.period == period,
-                    monthly_usage.c.tokens + tokens <= plan.monthly_tokens,
-                    monthly_usage.c.cost_microcents + cost_microcents
-                    <= plan.monthly_cost_microcents,
-                    monthly_usage.c.tool_calls + tool_calls <= plan.monthly_tool_calls,
-                )
-                .values(
-                    tokens=monthly_usage.c.tokens + tokens,
-                    cost_microcents=monthly_usage.c.cost_microcents + cost_microcents,
-                    tool_calls=monthly_usage.c.tool_calls + tool_calls,
-                )
-                .returning(monthly_usage.c.tokens)
-            )
-            if result.first() is None:
-                refusal = await self._monthly_refusal(conn, ctx.tenant_id, period, plan,
-                                                      tokens, cost_microcents, tool_calls)
-                raise refusal
-            await conn.execute(
-                usage_ledger.insert().values(
-                    run_id=ctx.run_id,
-                    step_id=step_id,
-                    tenant_id=ctx.tenant_id,
-                    period=period,
-                    kind=kind,
-                    status="reserved",
-                    retried=False,
-                    model=price.model if price else None,
-                    price_version=price.version if price else None,
-                    reserved_tokens=tokens,
-                    reserved_cost_microcents=cost_microcents,
-                    reserved_tool_calls=tool_calls,
-                    input_tokens=0,
-                    output_tokens=0,
-                    cache_read_tokens=0,
-                    cache_write_tokens=0,
-                    tool_calls=0,
-                    cost_microcents=0,
-                    created_at=now,
-                )
-            )
-        return Reservation(
+        reservation = Reservation(
             run_id=ctx.run_id,
             step_id=step_id,
             tenant_id=ctx.tenant_id,
@@ -239,29 +237,60 @@ class MonthlyLedger:
             cost_microcents=cost_microcents,
             tool_calls=tool_calls,
         )
+        await self.db.run(lambda conn: self._reserve_in(conn, reservation, plan, price))
+        return reservation
 
-    async def _monthly_refusal(
-        self, conn: AsyncConnection, tenant_id: str, period: str, plan: Plan,
-        tokens: int, cost: int, calls: int,
-    ) -> BudgetExceeded:
-        row = (
-            await conn.execute(
-                select(monthly_usage).where(
-                    monthly_usage.c.tenant_id == tenant_id, monthly_usage.c.period == period
-                )
-            )
-        ).one()
-        if row.tokens + tokens > plan.monthly_tokens:
-            return BudgetExceeded("monthly_tokens", plan.monthly_tokens, int(row.tokens))
-        if row.cost_microcents + cost > plan.monthly_cost_microcents:
-            return BudgetExceeded(
-                "monthly_cost_microcents", plan.monthly_cost_microcents, int(row.cost_microcents)
-            )
-        return BudgetExceeded("monthly_tool_calls", plan.monthly_tool_calls, int(row.tool_calls))
+    def _reserve_in(
+        self, conn: Connection, held: Reservation, plan: Plan, price: ModelPrice | None
+    ) -> None:
+        """The reservation's transaction: charge the month if it still covers it, open the row.
 
-    async def settle_on(
+        The month's row is created by the first reservation that finds none, so the
+        common case is two statements.
+        """
+        charge = {
+            "m_tenant": held.tenant_id, "m_period": held.period,
+            "m_tokens": held.tokens, "m_max_tokens": plan.monthly_tokens,
+            "m_cost": held.cost_microcents, "m_max_cost": plan.monthly_cost_microcents,
+            "m_calls": held.tool_calls, "m_max_calls": plan.monthly_tool_calls,
+        }
+        if conn.execute(_CHARGE, charge).first() is None:
+            conn.execute(
+                self.db.insert(monthly_usage)
+                .values(tenant_id=held.tenant_id, period=held.period, tokens=0,
+                        cost_microcents=0, tool_calls=0)
+                .on_conflict_do_nothing()
+            )
+            if conn.execute(_CHARGE, charge).first() is None:
+                raise _monthly_refusal(conn, held, plan)
+        conn.execute(
+            _OPEN,
+            {
+                "run_id": held.run_id,
+                "step_id": held.step_id,
+                "tenant_id": held.tenant_id,
+                "period": held.period,
+                "kind": held.kind,
+                "status": "reserved",
+                "retried": False,
+                "model": price.model if price else None,
+                "price_version": price.version if price else None,
+                "reserved_tokens": held.tokens,
+                "reserved_cost_microcents": held.cost_microcents,
+                "reserved_tool_calls": held.tool_calls,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cache_read_tokens": 0,
+                "cache_write_tokens": 0,
+                "tool_calls": 0,
+                "cost_microcents": 0,
+                "created_at": datetime.now(UTC),
+            },
+        )
+
+    def settle_in(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         reservation: Reservation,
         *,
         usage: TokenUsage,
@@ -276,40 +305,33 @@ class MonthlyLedger:
         row changes only while it is still ``reserved``, so a second settle of the same
         step is a no-op and returns ``False``.
         """
-        result = await conn.execute(
-            update(usage_ledger)
-            .where(
-                usage_ledger.c.run_id == reservation.run_id,
-                usage_ledger.c.step_id == reservation.step_id,
-                usage_ledger.c.status == "reserved",
-            )
-            .values(
-                status="settled",
-                retried=retried,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                tool_calls=tool_calls,
-                cost_microcents=cost_microcents,
-                response=response,
-                settled_at=datetime.now(UTC),
-            )
+        settled = conn.execute(
+            _SETTLE,
+            {
+                "l_run": reservation.run_id,
+                "l_step": reservation.step_id,
+                "l_retried": retried,
+                "l_input": usage.input_tokens,
+                "l_output": usage.output_tokens,
+                "l_cache_read": usage.cache_read_tokens,
+                "l_cache_write": usage.cache_write_tokens,
+                "l_calls": tool_calls,
+                "l_cost": cost_microcents,
+                "l_response": response,
+                "l_at": datetime.now(UTC),
+            },
         )
-        if result.rowcount == 0:
+        if settled.rowcount == 0:
             return False
-        await conn.execute(
-            update(monthly_usage)
-            .where(
-                monthly_usage.c.tenant_id == reservation.tenant_id,
-                monthly_usage.c.period == reservation.period,
-            )
-            .values(
-                tokens=monthly_usage.c.tokens + (usage.total - reservation.tokens),
-                cost_microcents=monthly_usage.c.cost_microcents
-                + (cost_microcents - reservation.cost_microcents),
-                tool_calls=monthly_usage.c.tool_calls + (tool_calls - reservation.tool_calls),
-            )
+        conn.execute(
+            _ADJUST,
+            {
+                "m_tenant": reservation.tenant_id,
+                "m_period": reservation.period,
+                "m_tokens": usage.total - reservation.tokens,
+                "m_cost": cost_microcents - reservation.cost_microcents,
+                "m_calls": tool_calls - reservation.tool_calls,
+            },
         )
         return True
 
@@ -324,20 +346,23 @@ class MonthlyLedger:
         retried: bool = False,
     ) -> bool:
         """Settle a reservation in a transaction of its own."""
-        async with self.db.begin() as conn:
-            return await self.settle_on(
+        return await self.db.run(
+            lambda conn: self.settle_in(
                 conn, reservation, usage=usage, cost_microcents=cost_microcents,
                 tool_calls=tool_calls, response=response, retried=retried,
             )
+        )
 
-    async def abandon(self, run_id: str, row: LedgerRow, tenant_id: str, period: str) -> None:
+    async def abandon(self, run_id: str, row: LedgerRow, tenant_id: str) -> None:
         """Close a reservation orphaned by a crash as retried work.
 
         Nobody knows what the lost call used, so it is charged at its reserved worst
-        case: the ledger must never undercount what the provider may bill.
+        case: the ledger must never undercount what the provider may bill. The charge
+        goes to the month the reservation was made in, which a run resumed after the
+        turn of the month is no longer in.
         """
         reservation = Reservation(
-            run_id=run_id, step_id=row.step_id, tenant_id=tenant_id, period=period,
+            run_id=run_id, step_id=row.step_id, tenant_id=tenant_id, period=row.period,
             kind="model", tokens=row.reserved_tokens,
             cost_microcents=row.reserved_cost_microcents, tool_calls=row.reserved_tool_calls,
         )
@@ -351,7 +376,7 @@ class MonthlyLedger:
 
     async def summary(self, ctx: TenantContext, run_id: str) -> UsageSummary:
         """The run's totals from its ledger: done work apart from retried work."""
-        async with self.db.begin() as conn:
+        async with self.db.read() as conn:
             rows = (
                 await conn.execute(
                     select(usage_ledger).where(
@@ -379,6 +404,63 @@ class MonthlyLedger:
             retried_tool_calls=sum(int(r.tool_calls) for r in again),
             retried_cost_microcents=sum(int(r.cost_microcents) for r in again),
         )
+
+
+def _monthly_refusal(conn: Connection, held: Reservation, plan: Plan) -> BudgetExceeded:
+    """Which monthly ceiling a refused reservation would have broken."""
+    row = conn.execute(
+        select(monthly_usage).where(
+            monthly_usage.c.tenant_id == held.tenant_id, monthly_usage.c.period == held.period
+        )
+    ).one()
+    if row.tokens + held.tokens > plan.monthly_tokens:
+        return BudgetExceeded("monthly_tokens", plan.monthly_tokens, int(row.tokens))
+    if row.cost_microcents + held.cost_microcents > plan.monthly_cost_microcents:
+        return BudgetExceeded(
+            "monthly_cost_microcents", plan.monthly_cost_microcents, int(row.cost_microcents)
+        )
+    return BudgetExceeded("monthly_tool_calls", plan.monthly_tool_calls, int(row.tool_calls))
+
+
+@dataclass
+class Replay:
+    """What earlier allocations of a run left in the ledgers, looked up without a query.
+
+    A fresh run starts empty; a resumed run loads its ledger rows and tool effects
+    once. Steps opened by this allocation are added as they happen, so a step id is
+    never reused within a run.
+    """
+
+    attempts_by_step: dict[str, list[LedgerRow]] = field(default_factory=dict)
+    effects: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: Iterable[LedgerRow], effects: dict[str, str]) -> Replay:
+        """The index of a resumed run's ledger rows (oldest first) and effects."""
+        replay = cls(effects=dict(effects))
+        for row in rows:
+            replay.attempts_by_step.setdefault(base_step(row.step_id), []).append(row)
+        return replay
+
+    def attempts(self, step: str) -> list[LedgerRow]:
+        """Every attempt at ``step`` so far, oldest first."""
+        return list(self.attempts_by_step.get(step, ()))
+
+    def opened(self, held: Reservation) -> None:
+        """Count a step this allocation opened: neither replayable nor abandoned later."""
+        self.attempts_by_step.setdefault(base_step(held.step_id), []).append(
+            LedgerRow(
+                step_id=held.step_id, period=held.period, status="open", retried=False, tokens=0,
+                cost_microcents=0, tool_calls=0, reserved_tokens=held.tokens,
+                reserved_cost_microcents=held.cost_microcents,
+                reserved_tool_calls=held.tool_calls, response=None,
+            )
+        )
+
+
+def base_step(step_id: str) -> str:
+    """The step an attempt belongs to: ``model:3#2`` is the second attempt at ``model:3``."""
+    return step_id.split("#", 1)[0]
 
 
 class RunMeter:

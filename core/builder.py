@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.budget import MonthlyLedger
 from core.context import Initiator, PrincipalKind, TenantContext, derive_context
@@ -11,16 +12,24 @@ from core.db.engine import Database
 from core.errors import RunRefused
 from core.tenants import Plan, Tenant, billing_period, get_plan, get_tenant
 
+if TYPE_CHECKING:
+    from core.authz import Authorizer
+
 
 @dataclass(frozen=True, slots=True)
 class RunGrant:
-    """A context plus the tenant records it was derived from."""
+    """A context plus the tenant records it was derived from.
+
+    ``authorizer`` is the tenant's policy as loaded when the context was opened; the
+    run decides with that snapshot, as its scope was derived from it.
+    """
 
     ctx: TenantContext
     tenant: Tenant
     plan: Plan
     period: str
     extra_roles: frozenset[str] = frozenset()
+    authorizer: Authorizer | None = None
 
 
 async def build_context(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic_ai.messages import (
     ModelMessage,
@@ -29,7 +29,7 @@ from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 from pydantic_core import to_json
 
-from core.budget import MonthlyLedger, Reservation, RunMeter, TokenUsage
+from core.budget import MonthlyLedger, Replay, Reservation, RunMeter, TokenUsage
 from core.context import TenantContext
 from core.errors import BudgetExceeded, ModelFailed
 from core.logs import log
@@ -90,7 +90,11 @@ def model_step_id(messages: list[ModelMessage]) -> str:
 
 @dataclass
 class RunAccount:
-    """What the wrappers of one run share: its context, meter, ledger and plan."""
+    """What the wrappers of one run share: its context, meter, ledger and plan.
+
+    ``replay`` holds what earlier allocations of the run recorded (empty for a new
+    run), so the per-step replay checks cost no query.
+    """
 
     ctx: TenantContext
     meter: RunMeter
@@ -101,6 +105,7 @@ class RunAccount:
     default_max_tokens: int
     on_settled: Callable[[TokenUsage, int], Awaitable[None]] | None = None
     refused_tools: int = 0
+    replay: Replay = field(default_factory=Replay)
 
 
 class MeteredModel(WrapperModel):
@@ -119,13 +124,13 @@ class MeteredModel(WrapperModel):
         """Reserve, call under the deadline, settle; replay a response already paid for."""
         acc = self.account
         base_step = model_step_id(messages)
-        attempts = await acc.ledger.steps(acc.ctx.run_id, base_step)
+        attempts = acc.replay.attempts(base_step)
         for row in attempts:
             if row.status == "settled" and not row.retried and row.response is not None:
                 return _stored_response(row.response)
         for row in attempts:
             if row.status == "reserved":
-                await acc.ledger.abandon(acc.ctx.run_id, row, acc.ctx.tenant_id, acc.period)
+                await acc.ledger.abandon(acc.ctx.run_id, row, acc.ctx.tenant_id)
         step_id = base_step if not attempts else f"{base_step}#{len(attempts) + 1}"
 
         wanted = int((model_settings or {}).get("max_tokens") or acc.default_max_tokens)
@@ -143,6 +148,7 @@ class MeteredModel(WrapperModel):
             tool_calls=0,
             price=acc.price,
         )
+        acc.replay.opened(reservation)
         settings: ModelSettings = {**(model_settings or {}), "max_tokens": max_tokens}
         try:
             async with asyncio.timeout(acc.meter.remaining_s()):

@@ -12,10 +12,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Literal
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from core.context import TenantContext
 from core.db.engine import Database
@@ -84,6 +88,25 @@ def _record(row: Any) -> RunRecord:
     )
 
 
+_CHECKPOINT_FIELDS = ("tenant_id", "step_index", "messages", "usage", "digest", "updated_at")
+_RECORD_EFFECT = tool_effects.insert()
+
+
+@cache
+def _save_checkpoint(is_sqlite: bool) -> Insert:
+    """The checkpoint upsert, built once per dialect (it runs after every model response).
+
+    The update applies only to the same tenant's row, so a run id reused by another
+    tenant cannot overwrite its checkpoint.
+    """
+    insert = sqlite.insert(checkpoints) if is_sqlite else postgresql.insert(checkpoints)
+    return insert.on_conflict_do_update(
+        index_elements=["run_id"],
+        set_={name: insert.excluded[name] for name in _CHECKPOINT_FIELDS},
+        where=checkpoints.c.tenant_id == insert.excluded.tenant_id,
+    )
+
+
 class RunStore:
     """Persistence of runs, their checkpoints and their tool effects."""
 
@@ -129,7 +152,7 @@ class RunStore:
 
     async def get(self, tenant_id: str, run_id: str) -> RunRecord:
         """The run ``run_id`` of ``tenant_id``; another tenant's run is not found."""
-        async with self.db.begin() as conn:
+        async with self.db.read() as conn:
             row = (
                 await conn.execute(
                     select(runs).where(runs.c.tenant_id == tenant_id, runs.c.id == run_id)
@@ -141,7 +164,7 @@ class RunStore:
 
     async def find_tenant(self, run_id: str) -> str:
         """Which tenant owns ``run_id``: for operators resuming by id from the CLI."""
-        async with self.db.begin() as conn:
+        async with self.db.read() as conn:
             row = (await conn.execute(select(runs.c.tenant_id).where(runs.c.id == run_id))).first()
         if row is None:
             raise NotFound(f"no run {run_id!r}")
@@ -153,7 +176,7 @@ class RunStore:
         query = select(runs).where(runs.c.tenant_id == tenant_id)
         if principal_id is not None:
             query = query.where(runs.c.principal_id == principal_id)
-        async with self.db.begin() as conn:
+        async with self.db.read() as conn:
             rows = (await conn.execute(query.order_by(runs.c.id.desc()).limit(limit))).all()
         return [_record(row) for row in rows]
 
@@ -162,7 +185,7 @@ class RunStore:
         query = select(runs).where(runs.c.status.in_(("queued", "running")))
         if tenant_id is not None:
             query = query.where(runs.c.tenant_id == tenant_id)
-        async with self.db.begin() as conn:
+        async with self.db.read() as conn:
             rows = (await conn.execute(query.order_by(runs.c.id))).all()
         return [_record(row) for row in rows]
 
@@ -217,26 +240,17 @@ class RunStore:
         self, ctx: TenantContext, *, step_index: int, messages: bytes, usage: dict[str, int]
     ) -> None:
         """Replace the run's checkpoint; the digest lets a later load detect corruption."""
-        digest = hashlib.sha256(messages).hexdigest()
-        text = messages.decode()
-        values = {
+        row = {
+            "run_id": ctx.run_id,
             "tenant_id": ctx.tenant_id,
             "step_index": step_index,
-            "messages": text,
+            "messages": messages.decode(),
             "usage": usage,
-            "digest": digest,
+            "digest": hashlib.sha256(messages).hexdigest(),
             "updated_at": datetime.now(UTC),
         }
-        async with self.db.begin() as conn:
-            await conn.execute(
-                self.db.insert(checkpoints)
-                .values(run_id=ctx.run_id, **values)
-                .on_conflict_do_update(
-                    index_elements=["run_id"],
-                    set_=values,
-                    where=checkpoints.c.tenant_id == ctx.tenant_id,
-                )
-            )
+        statement = _save_checkpoint(self.db.is_sqlite)
+        await self.db.run(lambda conn: conn.execute(statement, row))
 
     async def load_checkpoint(self, ctx: TenantContext, run_id: str) -> Checkpoint | None:
         """The run's checkpoint, or ``None`` if it never reached one.
@@ -244,7 +258,7 @@ class RunStore:
         Raises:
             CheckpointError: the checkpoint belongs to another tenant, or is corrupt.
         """
-        async with self.db.begin() as conn:
+        async with self.db.read() as conn:
             row = (
                 await conn.execute(select(checkpoints).where(checkpoints.c.run_id == run_id))
             ).first()
@@ -270,32 +284,32 @@ class RunStore:
             usage={k: int(v) for k, v in usage.items()},
         )
 
-    async def effect(self, ctx: TenantContext, step_id: str) -> str | None:
-        """The stored result of a tool call already made in this run, if any."""
-        async with self.db.begin() as conn:
-            row = (
+    async def effects(self, ctx: TenantContext) -> dict[str, str]:
+        """The stored results of the run's tool calls so far, by step id."""
+        async with self.db.read() as conn:
+            rows = (
                 await conn.execute(
-                    select(tool_effects.c.result).where(
+                    select(tool_effects.c.step_id, tool_effects.c.result).where(
                         tool_effects.c.tenant_id == ctx.tenant_id,
                         tool_effects.c.run_id == ctx.run_id,
-                        tool_effects.c.step_id == step_id,
                     )
                 )
-            ).first()
-        return None if row is None else str(row[0])
+            ).all()
+        return {str(row.step_id): str(row.result) for row in rows}
 
-    async def record_effect(
-        self, conn: AsyncConnection, ctx: TenantContext, *, step_id: str, capability: str,
+    def record_effect_in(
+        self, conn: Connection, ctx: TenantContext, *, step_id: str, capability: str,
         result: str,
     ) -> None:
         """Record a tool call's result inside the caller's transaction."""
-        await conn.execute(
-            tool_effects.insert().values(
-                run_id=ctx.run_id,
-                step_id=step_id,
-                tenant_id=ctx.tenant_id,
-                capability=capability,
-                result=result,
-                created_at=datetime.now(UTC),
-            )
+        conn.execute(
+            _RECORD_EFFECT,
+            {
+                "run_id": ctx.run_id,
+                "step_id": step_id,
+                "tenant_id": ctx.tenant_id,
+                "capability": capability,
+                "result": result,
+                "created_at": datetime.now(UTC),
+            },
         )

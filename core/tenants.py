@@ -140,7 +140,7 @@ async def create_plan(db: Database, plan: Plan) -> Plan:
 
 async def get_plan(db: Database, plan_id: str) -> Plan:
     """The plan ``plan_id``, or ``NotFound``."""
-    async with db.begin() as conn:
+    async with db.read() as conn:
         row = (await conn.execute(select(plans).where(plans.c.id == plan_id))).first()
     if row is None:
         raise NotFound(f"no plan {plan_id!r}")
@@ -149,7 +149,7 @@ async def get_plan(db: Database, plan_id: str) -> Plan:
 
 async def list_plans(db: Database) -> list[Plan]:
     """Every plan, by id."""
-    async with db.begin() as conn:
+    async with db.read() as conn:
         rows = (await conn.execute(select(plans).order_by(plans.c.id))).all()
     return [_plan(row) for row in rows]
 
@@ -234,7 +234,7 @@ async def create_tenant(
 
 async def get_tenant(db: Database, tenant_id: str) -> Tenant:
     """The tenant ``tenant_id``, or ``NotFound``."""
-    async with db.begin() as conn:
+    async with db.read() as conn:
         row = (await conn.execute(select(tenants).where(tenants.c.id == tenant_id))).first()
     if row is None:
         raise NotFound(f"no tenant {tenant_id!r}")
@@ -243,7 +243,7 @@ async def get_tenant(db: Database, tenant_id: str) -> Tenant:
 
 async def list_tenants(db: Database) -> list[Tenant]:
     """Every tenant, by id."""
-    async with db.begin() as conn:
+    async with db.read() as conn:
         rows = (await conn.execute(select(tenants).order_by(tenants.c.id))).all()
     return [_tenant(row) for row in rows]
 

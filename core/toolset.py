@@ -20,7 +20,7 @@ from pydantic_ai.tools import Tool
 from pydantic_ai.toolsets import FunctionToolset, WrapperToolset
 from pydantic_ai.toolsets.abstract import ToolsetTool
 from pydantic_core import to_json
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from core.authz import Authorizer
 from core.budget import TokenUsage
@@ -31,7 +31,7 @@ from core.resources import ResourceLocator
 from core.runs import RunStore
 from core.tools import ToolBinding
 
-ToolHook = Callable[[AsyncConnection, TenantContext, "ToolCallRecord"], Awaitable[None]]
+ToolHook = Callable[[Connection, TenantContext, "ToolCallRecord"], None]
 RefusalHook = Callable[[TenantContext, ToolRefused, dict[str, Any]], Awaitable[None]]
 
 
@@ -110,13 +110,13 @@ class GuardedToolset(WrapperToolset[TenantContext]):
             if self.on_refused is not None:
                 await self.on_refused(acc.ctx, refused, tool_args)
             return {"error": "refused", "reason": refused.reason, "message": str(refused)}
-        stored = await self.runs.effect(acc.ctx, step_id)
+        stored = acc.replay.effects.get(step_id)
         if stored is not None:
             return json.loads(stored)
-        attempts = await acc.ledger.steps(acc.ctx.run_id, step_id)
+        attempts = acc.replay.attempts(step_id)
         for row in attempts:
             if row.status == "reserved":
-                await acc.ledger.abandon(acc.ctx.run_id, row, acc.ctx.tenant_id, acc.period)
+                await acc.ledger.abandon(acc.ctx.run_id, row, acc.ctx.tenant_id)
         attempt_id = step_id if not attempts else f"{step_id}#{len(attempts) + 1}"
         acc.meter.before_tool_call(binding.cost_microcents)
         reservation = await acc.ledger.reserve(
@@ -129,6 +129,7 @@ class GuardedToolset(WrapperToolset[TenantContext]):
             cost_microcents=binding.cost_microcents,
             tool_calls=1,
         )
+        acc.replay.opened(reservation)
         started = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(acc.meter.remaining_s()):
@@ -155,28 +156,30 @@ class GuardedToolset(WrapperToolset[TenantContext]):
             ) from exc
         latency_ms = int((asyncio.get_running_loop().time() - started) * 1000)
         encoded = to_json(result).decode()
-        async with acc.ledger.db.begin() as conn:
-            await self.runs.record_effect(
+        call = ToolCallRecord(
+            capability=binding.capability,
+            step_id=step_id,
+            arguments=tool_args,
+            result=encoded,
+            cost_microcents=binding.cost_microcents,
+            latency_ms=latency_ms,
+            replayed=False,
+        )
+        runs, on_call = self.runs, self.on_call
+
+        def record(conn: Connection) -> None:
+            runs.record_effect_in(
                 conn, acc.ctx, step_id=step_id, capability=binding.capability, result=encoded
             )
-            await acc.ledger.settle_on(
+            acc.ledger.settle_in(
                 conn, reservation, usage=TokenUsage(),
                 cost_microcents=binding.cost_microcents, tool_calls=1,
             )
-            if self.on_call is not None:
-                await self.on_call(
-                    conn,
-                    acc.ctx,
-                    ToolCallRecord(
-                        capability=binding.capability,
-                        step_id=step_id,
-                        arguments=tool_args,
-                        result=encoded,
-                        cost_microcents=binding.cost_microcents,
-                        latency_ms=latency_ms,
-                        replayed=False,
-                    ),
-                )
+            if on_call is not None:
+                on_call(conn, acc.ctx, call)
+
+        await acc.ledger.db.run(record)
+        acc.replay.effects[step_id] = encoded
         return result
 
     async def _authorise(self, binding: ToolBinding, arguments: dict[str, Any]) -> None:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, update
+from sqlalchemy.engine import Connection
 
 from core.audit.events import AuditError, canonical_bytes, check_fields, utc_now
 from core.audit.store import decode_range, encode_range
@@ -30,6 +30,20 @@ from core.db.engine import Database
 from core.merkle import CompactRange, leaf_hash
 
 MAX_BATCH = 500
+
+# Built once: an append runs with every tool call.
+_CLAIM = (
+    update(audit_heads)
+    .where(audit_heads.c.tenant_id == bindparam("h_tenant"))
+    .values(size=audit_heads.c.size + bindparam("h_count"))
+    .returning(audit_heads.c.size, audit_heads.c.compact_range)
+)
+_MOVE_HEAD = (
+    update(audit_heads)
+    .where(audit_heads.c.tenant_id == bindparam("h_tenant"))
+    .values(compact_range=bindparam("h_range"), updated_at=bindparam("h_at"))
+)
+_INSERT_EVENTS = audit_events.insert()
 _MAX_LENGTH = {"tenant_id": 64, "run_id": 36, "event": 64}
 
 
@@ -66,11 +80,9 @@ def require_id(name: str, value: object) -> None:
                          f"{_MAX_LENGTH[name]} characters, got {value!r}")
 
 
-async def write(
-    db: Database, conn: AsyncConnection, tenant_id: str, entries: Sequence[Entry]
-) -> list[int]:
+def write(db: Database, conn: Connection, tenant_id: str, entries: Sequence[Entry]) -> list[int]:
     """Append ``entries`` in order in ``conn``'s transaction; return their sequence numbers."""
-    tree = await _claim(db, conn, tenant_id, len(entries))
+    tree = _claim(db, conn, tenant_id, len(entries))
     rows = []
     seqs = []
     for entry in entries:
@@ -84,31 +96,25 @@ async def write(
         rows.append({"tenant_id": tenant_id, "seq": seq, "run_id": entry.run_id,
                      "event": entry.event, "time": time, "fields": entry.fields_json,
                      "leaf_hash": leaf.hex()})
-    await conn.execute(
-        update(audit_heads)
-        .where(audit_heads.c.tenant_id == tenant_id)
-        .values(compact_range=encode_range(tree), updated_at=datetime.now(UTC))
+    conn.execute(
+        _MOVE_HEAD,
+        {"h_tenant": tenant_id, "h_range": encode_range(tree), "h_at": datetime.now(UTC)},
     )
-    await conn.execute(audit_events.insert(), rows)
+    conn.execute(_INSERT_EVENTS, rows)
     return seqs
 
 
-async def _claim(db: Database, conn: AsyncConnection, tenant_id: str, count: int) -> CompactRange:
+def _claim(db: Database, conn: Connection, tenant_id: str, count: int) -> CompactRange:
     """Lock the tenant's head, counting ``count`` new events in it; return the prior tree."""
-    claim = (
-        update(audit_heads)
-        .where(audit_heads.c.tenant_id == tenant_id)
-        .values(size=audit_heads.c.size + count)
-        .returning(audit_heads.c.size, audit_heads.c.compact_range)
-    )
-    row = (await conn.execute(claim)).first()
+    claim = {"h_tenant": tenant_id, "h_count": count}
+    row = conn.execute(_CLAIM, claim).first()
     if row is None:
-        await conn.execute(
+        conn.execute(
             db.insert(audit_heads)
             .values(tenant_id=tenant_id, size=0, compact_range="[]", updated_at=datetime.now(UTC))
             .on_conflict_do_nothing()
         )
-        row = (await conn.execute(claim)).one()
+        row = conn.execute(_CLAIM, claim).one()
     return decode_range(int(row.size) - count, row.compact_range)
 
 
@@ -164,9 +170,9 @@ class GroupCommit:
     async def _flush(self, tenant_id: str, queue: _Queue) -> None:
         batch = queue.waiting[:MAX_BATCH]
         del queue.waiting[:MAX_BATCH]
+        entries = [w.entry for w in batch]
         try:
-            async with self._db.begin() as conn:
-                seqs = await write(self._db, conn, tenant_id, [w.entry for w in batch])
+            seqs = await self._db.run(lambda conn: write(self._db, conn, tenant_id, entries))
         except BaseException as error:
             failure = error if isinstance(error, Exception) else AuditError(
                 f"the transaction writing {len(batch)} audit events of {tenant_id!r} was "

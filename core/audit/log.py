@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.audit.append import GroupCommit, prepare, require_id, write
@@ -101,7 +102,15 @@ class AuditLog:
                 value that is not JSON.
         """
         entry = prepare(tenant_id, event, fields, run_id)
-        return (await write(self.db, conn, tenant_id, [entry]))[0]
+        return await conn.run_sync(lambda sync: write(self.db, sync, tenant_id, [entry])[0])
+
+    def append_in(
+        self, conn: Connection, tenant_id: str, event: str, fields: Mapping[str, Any],
+        *, run_id: str | None = None,
+    ) -> int:
+        """``append`` for a transaction run by ``Database.run``."""
+        entry = prepare(tenant_id, event, fields, run_id)
+        return write(self.db, conn, tenant_id, [entry])[0]
 
     async def record(
         self, tenant_id: str, event: str, fields: Mapping[str, Any], *, run_id: str | None = None
@@ -121,25 +130,33 @@ class AuditLog:
         it, after which no digest can be matched to a guessed content any more.
         Pass the open ``conn`` when inside a transaction (SQLite has one writer).
         """
-        require_id("tenant_id", tenant_id)
         if conn is None:
-            async with self.db.begin() as own:
-                salt = await self._salt(own, tenant_id)
+            salt = await self.salt(tenant_id)
         else:
-            salt = await self._salt(conn, tenant_id)
-        return hmac.new(salt, content.encode("utf-8"), sha256).hexdigest()
+            require_id("tenant_id", tenant_id)
+            salt = await conn.run_sync(self._salt_in, tenant_id)
+        return digest_with(salt, content)
 
-    async def _salt(self, conn: AsyncConnection, tenant_id: str) -> bytes:
+    async def salt(self, tenant_id: str) -> bytes:
+        """The tenant's digest salt, created on first use.
+
+        A run fetches it once and digests with ``digest_with``; a purge that shreds
+        the salt also ends the tenant's runs.
+        """
+        require_id("tenant_id", tenant_id)
+        return await self.db.run(lambda conn: self._salt_in(conn, tenant_id))
+
+    def _salt_in(self, conn: Connection, tenant_id: str) -> bytes:
         query = select(audit_salts.c.salt).where(audit_salts.c.tenant_id == tenant_id)
-        salt = await conn.scalar(query)
+        salt = conn.scalar(query)
         if salt is None:
-            await conn.execute(
+            conn.execute(
                 self.db.insert(audit_salts)
                 .values(tenant_id=tenant_id, salt=secrets.token_hex(32),
                         created_at=datetime.now(UTC))
                 .on_conflict_do_nothing()
             )
-            salt = await conn.scalar(query)
+            salt = conn.scalar(query)
         if salt is None:
             raise AuditError(f"the audit salt of tenant {tenant_id!r} vanished while created")
         return bytes.fromhex(salt)
@@ -292,6 +309,11 @@ class AuditLog:
     async def export(self, tenant_id: str, path: Path) -> None:
         """Write the tenant's log as a self-contained bundle (see ``verify_bundle``)."""
         await write_bundle(self.db, tenant_id, self.origin(tenant_id), self.verifier_key, path)
+
+
+def digest_with(salt: bytes, content: str) -> str:
+    """The salted HMAC-SHA256 (hex) of ``content`` under a tenant's ``salt``."""
+    return hmac.new(salt, content.encode("utf-8"), sha256).hexdigest()
 
 
 def _audit_path(leaves: list[bytes], index: int, size: int, root: bytes) -> tuple[str, ...]:

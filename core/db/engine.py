@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.schema import Table
 
@@ -16,6 +18,10 @@ from core.errors import ConfigurationError
 
 SQLITE_BUSY_TIMEOUT_S = 30
 _READ_ONLY = "tenantry_read_only"
+TRANSACTION_THREADS = 8
+"""Worker threads (and pooled connections) for ``Database.run`` transactions."""
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -32,7 +38,14 @@ def normalise_url(url: str) -> str:
     )
 
 
-def _prepare_sqlite(engine: AsyncEngine) -> None:
+def _sync_url(url: str) -> str:
+    """The same database through the synchronous driver (pysqlite, or psycopg's sync API)."""
+    if url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+pysqlite://" + url.split("://", 1)[1]
+    return url
+
+
+def _prepare_sqlite(engine: Engine) -> None:
     """WAL, foreign keys, hard deletes, and write transactions that queue instead of failing.
 
     A deferred SQLite transaction that upgrades from read to write fails at once with
@@ -41,7 +54,7 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
     wait their turn (busy timeout) instead.
     """
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -52,7 +65,7 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         if connection.get_execution_options().get(_READ_ONLY):
             connection.exec_driver_sql("BEGIN")
@@ -61,18 +74,35 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
 
 
 class Database:
-    """The app database: an async engine plus the dialect-specific statements."""
+    """The app database: an async engine plus the dialect-specific statements.
+
+    Most work goes through the async engine (``begin``, ``read``). The per-step writes
+    of a run go through ``run`` instead: a whole transaction as one synchronous
+    function on a second, synchronous engine, in a worker thread, so a transaction
+    costs one hop off the event loop rather than one per statement.
+    """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = normalise_url(url)
         kwargs: dict[str, Any] = {"echo": echo}
+        sync_kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+            sync_kwargs["connect_args"] = {
+                "timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False,
+            }
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            sync_kwargs.update(pool_pre_ping=True)
+        sync_kwargs.update(pool_size=TRANSACTION_THREADS, max_overflow=0)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self.sync_engine: Engine = create_engine(_sync_url(self.url), **sync_kwargs)
         if self.is_sqlite:
-            _prepare_sqlite(self.engine)
+            _prepare_sqlite(self.engine.sync_engine)
+            _prepare_sqlite(self.sync_engine)
+        self._threads = ThreadPoolExecutor(
+            max_workers=TRANSACTION_THREADS, thread_name_prefix="tenantry-db"
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -84,6 +114,22 @@ class Database:
         """A transaction: committed when the block ends, rolled back if it raises."""
         async with self.engine.begin() as conn:
             yield conn
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` as one transaction in a worker thread and return its result.
+
+        ``work`` must only touch the database through the connection it is given and
+        must not wait for the event loop: it runs to completion (commit, or rollback
+        if it raises) even when the awaiting task is cancelled, exactly as if the
+        process had stopped after the commit. Never call this while holding a write
+        transaction from ``begin`` on SQLite: the two would wait for each other's lock.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._transaction, work)
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        with self.sync_engine.begin() as conn:
+            return work(conn)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -108,5 +154,7 @@ class Database:
         return postgresql.insert(table)
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection and stop the transaction threads."""
         await self.engine.dispose()
+        self._threads.shutdown(wait=True)
+        self.sync_engine.dispose()

@@ -175,7 +175,7 @@ async def test_a_failed_batch_fails_every_caller_in_it(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     log = log_of(db)
 
-    async def broken(*_args: object) -> list[int]:
+    def broken(*_args: object) -> list[int]:
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(audit_append, "write", broken)
