@@ -81,6 +81,39 @@ class RunOutcome:
     refused_tools: tuple[tuple[str, str], ...] = ()
 
 
+class HistoryEncoder:
+    """Encodes a run's growing history for its checkpoints, each older message once.
+
+    A checkpoint holds the whole history, so encoding all of it after every step
+    grows with the run. Messages well behind the end no longer change; they are
+    encoded once and reused, and only the latest few are encoded afresh. The bytes
+    are exactly ``ModelMessagesTypeAdapter.dump_json(messages)``.
+    """
+
+    SETTLED_AFTER = 2
+    """Messages at least this far from the end are taken as final."""
+
+    def __init__(self) -> None:
+        self._done: list[tuple[ModelMessage, bytes]] = []
+
+    def encode(self, messages: Sequence[ModelMessage]) -> bytes:
+        """The JSON array of ``messages``."""
+        settled = max(0, len(messages) - self.SETTLED_AFTER)
+        kept = 0
+        while (kept < len(self._done) and kept < settled
+               and self._done[kept][0] is messages[kept]):
+            kept += 1
+        del self._done[kept:]
+        for message in messages[kept:settled]:
+            self._done.append((message, _encode_one(message)))
+        fresh = [_encode_one(message) for message in messages[settled:]]
+        return b"[" + b",".join([data for _, data in self._done] + fresh) + b"]"
+
+
+def _encode_one(message: ModelMessage) -> bytes:
+    return ModelMessagesTypeAdapter.dump_json([message])[1:-1]
+
+
 def _halt_detail(exc: BudgetExceeded) -> dict[str, Any]:
     return {"ceiling": exc.ceiling, "limit": exc.limit, "used": exc.used, "message": str(exc)}
 
@@ -300,8 +333,28 @@ class AgentService:
         history: list[ModelMessage],
         refused: list[tuple[str, str]],
     ) -> str:
+        """Step through the run, checkpointing after every model response.
+
+        The checkpoint's transaction also settles the response it ends with; if the run
+        stops between a response and its checkpoint, the settlement is written alone.
+        """
+        try:
+            return await self._steps(grant, model, toolset, prompt, history, refused)
+        finally:
+            await model.account.settle_leftover()
+
+    async def _steps(
+        self,
+        grant: RunGrant,
+        model: MeteredModel,
+        toolset: GuardedToolset,
+        prompt: str | None,
+        history: list[ModelMessage],
+        refused: list[tuple[str, str]],
+    ) -> str:
         ctx = grant.ctx
         step = 0
+        encoder = HistoryEncoder()
         async with self._agent.iter(
             prompt,
             deps=ctx,
@@ -314,15 +367,17 @@ class AgentService:
                 if not Agent.is_call_tools_node(node):
                     continue
                 step += 1
+                settlement = model.account.take_unsettled()
                 await self.runs.save_checkpoint(
                     ctx,
                     step_index=step,
-                    messages=ModelMessagesTypeAdapter.dump_json(run.all_messages()),
+                    messages=encoder.encode(run.all_messages()),
                     usage={
                         "tokens": model.account.meter.tokens,
                         "tool_calls": model.account.meter.tool_calls,
                         "cost_microcents": model.account.meter.cost_microcents,
                     },
+                    along=settlement.apply if settlement else None,
                 )
                 for part in node.model_response.parts:
                     if isinstance(part, ToolCallPart) and part.tool_name not in toolset.bindings:

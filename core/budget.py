@@ -323,16 +323,16 @@ class MonthlyLedger:
         )
         if settled.rowcount == 0:
             return False
-        conn.execute(
-            _ADJUST,
-            {
-                "m_tenant": reservation.tenant_id,
-                "m_period": reservation.period,
-                "m_tokens": usage.total - reservation.tokens,
-                "m_cost": cost_microcents - reservation.cost_microcents,
-                "m_calls": tool_calls - reservation.tool_calls,
-            },
-        )
+        delta = {
+            "m_tokens": usage.total - reservation.tokens,
+            "m_cost": cost_microcents - reservation.cost_microcents,
+            "m_calls": tool_calls - reservation.tool_calls,
+        }
+        if any(delta.values()):  # a tool call costs what it declared: nothing to move
+            conn.execute(
+                _ADJUST,
+                {"m_tenant": reservation.tenant_id, "m_period": reservation.period, **delta},
+            )
         return True
 
     async def settle(

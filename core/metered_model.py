@@ -8,13 +8,14 @@ Every model request of a run goes through ``MeteredModel.request``:
    ceilings, ``max_tokens`` is lowered to what is left, and the same worst case is
    reserved against the tenant's month;
 3. the provider is called under the run's walltime deadline;
-4. the reservation is settled to the reported usage, and the response stored.
+4. the settlement (the reported usage, and the response to replay) is handed to the
+   run, which writes it in the transaction of the checkpoint that follows the
+   response: one commit per model step instead of two.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pydantic_ai.messages import (
@@ -28,6 +29,7 @@ from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 from pydantic_core import to_json
+from sqlalchemy.engine import Connection
 
 from core.budget import MonthlyLedger, Replay, Reservation, RunMeter, TokenUsage
 from core.context import TenantContext
@@ -88,12 +90,31 @@ def model_step_id(messages: list[ModelMessage]) -> str:
     return f"model:{sum(isinstance(m, ModelResponse) for m in messages)}"
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A model step's actual usage, waiting to be written with the next checkpoint."""
+
+    ledger: MonthlyLedger
+    reservation: Reservation
+    usage: TokenUsage
+    cost_microcents: int
+    response: str
+
+    def apply(self, conn: Connection) -> None:
+        """Settle the step in ``conn``'s transaction."""
+        self.ledger.settle_in(
+            conn, self.reservation, usage=self.usage, cost_microcents=self.cost_microcents,
+            tool_calls=0, response=self.response,
+        )
+
+
 @dataclass
 class RunAccount:
     """What the wrappers of one run share: its context, meter, ledger and plan.
 
     ``replay`` holds what earlier allocations of the run recorded (empty for a new
-    run), so the per-step replay checks cost no query.
+    run), so the per-step replay checks cost no query. ``unsettled`` is the last
+    model step's settlement until the run writes it (``take_unsettled``).
     """
 
     ctx: TenantContext
@@ -103,9 +124,20 @@ class RunAccount:
     period: str
     price: ModelPrice
     default_max_tokens: int
-    on_settled: Callable[[TokenUsage, int], Awaitable[None]] | None = None
     refused_tools: int = 0
     replay: Replay = field(default_factory=Replay)
+    unsettled: Settlement | None = None
+
+    def take_unsettled(self) -> Settlement | None:
+        """The settlement not yet written, handed over once."""
+        settlement, self.unsettled = self.unsettled, None
+        return settlement
+
+    async def settle_leftover(self) -> None:
+        """Write a settlement no checkpoint took (the run ended right after a response)."""
+        settlement = self.take_unsettled()
+        if settlement is not None:
+            await self.ledger.db.run(settlement.apply)
 
 
 class MeteredModel(WrapperModel):
@@ -179,13 +211,12 @@ class MeteredModel(WrapperModel):
             )
             acc.meter.after_model_call(usage, cost)
             raise BudgetExceeded("tokens", acc.meter.budget.token_ceiling, acc.meter.tokens)
-        stored = ModelMessagesTypeAdapter.dump_json([response]).decode()
-        await acc.ledger.settle(
-            reservation, usage=usage, cost_microcents=cost, tool_calls=0, response=stored
+        await acc.settle_leftover()
+        acc.unsettled = Settlement(
+            ledger=acc.ledger, reservation=reservation, usage=usage, cost_microcents=cost,
+            response=ModelMessagesTypeAdapter.dump_json([response]).decode(),
         )
         acc.meter.after_model_call(usage, cost)
-        if acc.on_settled is not None:
-            await acc.on_settled(usage, cost)
         return response
 
     async def _charge_abandoned(self, reservation: Reservation, input_tokens: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -237,9 +238,20 @@ class RunStore:
         return result.rowcount == 1
 
     async def save_checkpoint(
-        self, ctx: TenantContext, *, step_index: int, messages: bytes, usage: dict[str, int]
+        self, ctx: TenantContext, *, step_index: int, messages: bytes, usage: dict[str, int],
+        along: Callable[[Connection], None] | None = None,
     ) -> None:
-        """Replace the run's checkpoint; the digest lets a later load detect corruption."""
+        """Replace the run's checkpoint; the digest lets a later load detect corruption.
+
+        Args:
+            along: Further writes for the same transaction (the settlement of the
+                model response the checkpoint ends with).
+
+        The commit does not wait for PostgreSQL's WAL flush: if a server crash loses
+        it, the run resumes from the checkpoint before, its response's reservation
+        is charged in full as retried work, and no tool effect repeats (effects
+        are committed durably).
+        """
         row = {
             "run_id": ctx.run_id,
             "tenant_id": ctx.tenant_id,
@@ -250,7 +262,13 @@ class RunStore:
             "updated_at": datetime.now(UTC),
         }
         statement = _save_checkpoint(self.db.is_sqlite)
-        await self.db.run(lambda conn: conn.execute(statement, row))
+
+        def save(conn: Connection) -> None:
+            if along is not None:
+                along(conn)
+            conn.execute(statement, row)
+
+        await self.db.run(save, durable=False)
 
     async def load_checkpoint(self, ctx: TenantContext, run_id: str) -> Checkpoint | None:
         """The run's checkpoint, or ``None`` if it never reached one.

@@ -115,7 +115,7 @@ class Database:
         async with self.engine.begin() as conn:
             yield conn
 
-    async def run(self, work: Callable[[Connection], T]) -> T:
+    async def run(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
         """Run ``work`` as one transaction in a worker thread and return its result.
 
         ``work`` must only touch the database through the connection it is given and
@@ -123,12 +123,21 @@ class Database:
         if it raises) even when the awaiting task is cancelled, exactly as if the
         process had stopped after the commit. Never call this while holding a write
         transaction from ``begin`` on SQLite: the two would wait for each other's lock.
+
+        Args:
+            durable: ``False`` lets PostgreSQL commit without waiting for the WAL
+                flush (``synchronous_commit`` off for this transaction only). A server
+                crash may then lose the whole transaction, never part of it, and the
+                next durable commit flushes it anyway. Only for writes whose loss a
+                resume repairs. SQLite (WAL, ``synchronous=NORMAL``) never waits.
         """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._transaction, work)
+        return await loop.run_in_executor(self._threads, self._transaction, work, durable)
 
-    def _transaction(self, work: Callable[[Connection], T]) -> T:
+    def _transaction(self, work: Callable[[Connection], T], durable: bool) -> T:
         with self.sync_engine.begin() as conn:
+            if not durable and not self.is_sqlite:
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             return work(conn)
 
     @asynccontextmanager

@@ -10,6 +10,7 @@ from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
+from sqlalchemy.engine import Connection
 
 from core.context import TenantContext
 from core.models import ModelFactory
@@ -71,10 +72,12 @@ class CrashingRuns(RunStore):
         self.saves = 0
 
     async def save_checkpoint(self, ctx: TenantContext, *, step_index: int, messages: bytes,
-                              usage: dict[str, int]) -> None:
+                              usage: dict[str, int],
+                              along: Callable[[Connection], None] | None = None) -> None:
         self.saves += 1
         self.points.hit(f"checkpoint{self.saves}:before")
-        await super().save_checkpoint(ctx, step_index=step_index, messages=messages, usage=usage)
+        await super().save_checkpoint(ctx, step_index=step_index, messages=messages, usage=usage,
+                                      along=along)
         self.points.hit(f"checkpoint{self.saves}:after")
 
 
