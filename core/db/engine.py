@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -11,7 +12,9 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.schema import Table
 
 from core.errors import ConfigurationError
@@ -45,14 +48,20 @@ def _sync_url(url: str) -> str:
     return url
 
 
-def _prepare_sqlite(engine: Engine) -> None:
+def _prepare_sqlite(engine: Engine, *, wait_for_lock: bool = True) -> None:
     """WAL, foreign keys, hard deletes, and write transactions that queue instead of failing.
 
     A deferred SQLite transaction that upgrades from read to write fails at once with
     ``database is locked`` when another writer holds the lock, whatever the busy
     timeout; ``BEGIN IMMEDIATE`` takes the write lock up front, so concurrent runs
     wait their turn (busy timeout) instead.
+
+    Args:
+        wait_for_lock: ``False`` for the event loop's own connection: its
+            ``BEGIN IMMEDIATE`` fails at once when the lock is taken, and it never
+            checkpoints the WAL (the other connections do), so it never blocks.
     """
+    busy_timeout_ms = SQLITE_BUSY_TIMEOUT_S * 1000 if wait_for_lock else 0
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -61,8 +70,10 @@ def _prepare_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA secure_delete=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if not wait_for_lock:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -71,6 +82,10 @@ def _prepare_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class _LockTaken(Exception):
+    """Another connection holds SQLite's write lock; the transaction goes to a thread."""
 
 
 class Database:
@@ -103,6 +118,13 @@ class Database:
         self._threads = ThreadPoolExecutor(
             max_workers=TRANSACTION_THREADS, thread_name_prefix="tenantry-db"
         )
+        self._inline: Engine | None = None
+        if self.is_sqlite:
+            self._inline = create_engine(
+                _sync_url(self.url), echo=echo, poolclass=StaticPool,
+                connect_args={"timeout": 0, "check_same_thread": False},
+            )
+            _prepare_sqlite(self._inline, wait_for_lock=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -116,13 +138,18 @@ class Database:
             yield conn
 
     async def run(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
-        """Run ``work`` as one transaction in a worker thread and return its result.
+        """Run ``work`` as one transaction and return its result.
 
         ``work`` must only touch the database through the connection it is given and
         must not wait for the event loop: it runs to completion (commit, or rollback
         if it raises) even when the awaiting task is cancelled, exactly as if the
         process had stopped after the commit. Never call this while holding a write
         transaction from ``begin`` on SQLite: the two would wait for each other's lock.
+
+        On PostgreSQL it runs in a worker thread. On SQLite a transaction of a few
+        statements takes less time than handing it to a thread and back, so it runs
+        right here when the write lock is free, and in a worker thread (which waits
+        for the lock) when it is not: the event loop never waits for a lock.
 
         Args:
             durable: ``False`` lets PostgreSQL commit without waiting for the WAL
@@ -131,8 +158,25 @@ class Database:
                 next durable commit flushes it anyway. Only for writes whose loss a
                 resume repairs. SQLite (WAL, ``synchronous=NORMAL``) never waits.
         """
+        if self._inline is not None:
+            try:
+                return self._inline_transaction(work)
+            except _LockTaken:
+                pass
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, self._transaction, work, durable)
+
+    def _inline_transaction(self, work: Callable[[Connection], T]) -> T:
+        assert self._inline is not None
+        with self._inline.connect() as conn:
+            try:
+                transaction = conn.begin()
+            except OperationalError as error:
+                if getattr(error.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                    raise _LockTaken from error
+                raise
+            with transaction:
+                return work(conn)
 
     def _transaction(self, work: Callable[[Connection], T], durable: bool) -> T:
         with self.sync_engine.begin() as conn:
@@ -167,3 +211,5 @@ class Database:
         await self.engine.dispose()
         self._threads.shutdown(wait=True)
         self.sync_engine.dispose()
+        if self._inline is not None:
+            self._inline.dispose()

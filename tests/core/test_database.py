@@ -1,4 +1,5 @@
-"""The database wrapper: write transactions queue, read transactions do not."""
+"""The database wrapper: write transactions queue, read transactions do not, and
+``run`` transactions are whole and never stall the event loop."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, insert, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from core.db.engine import Database
 from core.db.schema import plans
@@ -44,3 +46,61 @@ async def test_a_read_transaction_refuses_writes_on_postgresql(db: Database) -> 
     with pytest.raises(DBAPIError):
         async with db.read() as conn:
             await conn.execute(insert(plans).values(**_plan_row("nope")))
+
+
+async def test_run_commits_the_whole_transaction_or_none_of_it(db: Database) -> None:
+    before = await _plan_count(db)
+
+    def two(conn: Connection) -> str:
+        conn.execute(insert(plans).values(**_plan_row("one")))
+        conn.execute(insert(plans).values(**_plan_row("two")))
+        return "done"
+
+    assert await db.run(two) == "done"
+    assert await _plan_count(db) == before + 2
+
+    def half(conn: Connection) -> None:
+        conn.execute(insert(plans).values(**_plan_row("three")))
+        conn.execute(insert(plans).values(**_plan_row("one")))  # duplicate key
+
+    with pytest.raises(IntegrityError):
+        await db.run(half)
+    assert await _plan_count(db) == before + 2
+
+
+async def test_run_waits_for_a_held_lock_without_blocking_the_event_loop(db: Database) -> None:
+    async with db.begin() as conn:
+        await conn.execute(insert(plans).values(**_plan_row("held")))
+    holding = asyncio.Event()
+    ticks = 0
+
+    async def hold_the_lock() -> None:
+        async with db.begin() as writer:
+            await writer.execute(
+                update(plans).where(plans.c.id == "held").values(monthly_tokens=2)
+            )
+            holding.set()
+            await asyncio.sleep(0.3)
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    holder = asyncio.create_task(hold_the_lock())
+    ticker = asyncio.create_task(tick())
+    await holding.wait()
+    before = ticks
+    await db.run(
+        lambda conn: conn.execute(
+            update(plans).where(plans.c.id == "held")
+            .values(monthly_tokens=plans.c.monthly_tokens * 10)
+        )
+    )
+    ticker.cancel()
+    await holder
+    assert ticks - before >= 5, "the event loop stood still while the lock was held"
+    async with db.read() as conn:
+        tokens = await conn.scalar(select(plans.c.monthly_tokens).where(plans.c.id == "held"))
+    assert tokens == 20, "the transaction ran before the lock holder committed"
