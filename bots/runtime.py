@@ -96,7 +96,7 @@ async def open_vectors(settings: Settings, db: Database) -> AsyncIterator[Vector
     resolver = TenantPartitions()
     check_resolver(resolver)
     if settings.vector_store == "embedded":
-        yield EmbeddedVectorStore(db, resolver)
+        yield EmbeddedVectorStore(db, resolver, cache_bytes=settings.vector_cache_mb * 2**20)
         return
     if settings.pinecone_api_key is None or not settings.pinecone_host:
         raise ConfigurationError(

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
         embedder: ``wordllama`` (offline, ships in its wheel) or ``hashing`` (tests).
         vector_store: ``embedded`` (the app database) or ``pinecone`` (one namespace
             per tenant; needs ``pinecone_api_key`` and ``pinecone_host``).
+        vector_cache_mb: MiB of partition vectors the embedded store keeps in memory
+            per process between searches (0 turns the cache off).
         public_url: The deployment's public base URL (install links, manifests).
         host, port: Where ``tenantry serve`` listens.
         runs_per_tenant: Runs of one tenant executing at once in this process.
@@ -74,6 +76,7 @@ class Settings(BaseSettings):
     capability_modules: list[str] = Field(default_factory=list)
     embedder: Literal["wordllama", "hashing"] = "wordllama"
     vector_store: Literal["embedded", "pinecone"] = "embedded"
+    vector_cache_mb: int = Field(default=256, ge=0)
     pinecone_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TENANTRY_PINECONE_API_KEY", "PINECONE_API_KEY")
     )

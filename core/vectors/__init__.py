@@ -2,8 +2,10 @@
 
 ``base`` holds the contract (``VectorStore``, ``VectorItem``, ``Match``) and how a
 tenant's partition is named and vetted; ``embedded`` keeps vectors in the app database,
-``pinecone_store`` in a Pinecone namespace per tenant; ``embeddings`` turns text into
-vectors and ``chunking`` cuts documents into chunks; ``tables`` holds the schema.
+``pinecone_store`` in a Pinecone namespace per tenant, and ``partition_cache`` keeps
+the embedded store's partition matrices in memory between searches; ``embeddings``
+turns text into vectors and ``chunking`` cuts documents into chunks; ``tables`` holds
+the schema.
 The Pinecone adapter is not imported here, so the embedded default never loads its SDK.
 """
 

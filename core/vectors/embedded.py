@@ -1,13 +1,25 @@
 """The embedded vector store: chunks in the app database, exact cosine search with numpy.
 
 No extra service: the default deployment keeps its memory in the same SQLite file (or
-PostgreSQL database) as everything else. A search reads the vectors of one partition
-and of the context's tenant only, scores them all exactly, and then reads the text of
-the winners. Exact search over a tenant's partition stays fast enough for the tens of
+PostgreSQL database) as everything else. A search scores every vector of one partition
+of the context's tenant exactly, and then reads the text of the winners only, by
+primary key. Exact search over a tenant's partition stays fast enough for the tens of
 thousands of chunks a workspace's documents make (see ``benchmarks/retrieval.py``).
 
+Reading a partition's vectors from the database costs far more than scoring them, so
+each store keeps the matrices it has read in a ``PartitionCache`` (per process, bounded
+by bytes, least recently used). Whether a cached matrix is still right is decided by the
+database alone: every write that changes a partition raises its revision in
+``memory_partitions`` in the same transaction, and a search reads that revision first
+(one indexed row) and uses the cached matrix only if it was read at the same revision.
+Other processes and other stores on the same database therefore invalidate it too. A
+matrix is cached only when the revision read before and after its vectors agree, since
+on PostgreSQL each statement of a read transaction sees its own snapshot.
+
 Deletion is hard: rows are deleted, and SQLite runs with ``secure_delete`` so that
-the freed pages are zeroed rather than left readable in the file.
+the freed pages are zeroed rather than left readable in the file. A deleted chunk is
+never served from a cache again; each process drops its stale matrix at its next search
+of the partition, or sooner when the byte bound evicts it.
 """
 
 from __future__ import annotations
@@ -18,8 +30,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from core.context import TenantContext
 from core.db.engine import Database
@@ -34,17 +47,36 @@ from core.vectors.base import (
     resolve_partition,
     unit_vector,
 )
-from core.vectors.tables import memory_chunks
+from core.vectors.partition_cache import (
+    DEFAULT_CACHE_BYTES,
+    PartitionCache,
+    PartitionKey,
+    PartitionMatrix,
+)
+from core.vectors.tables import memory_chunks, memory_partitions
 
 _UPSERT_BATCH = 500
 
 
 class EmbeddedVectorStore:
-    """A ``VectorStore`` on the app database (table ``memory_chunks``)."""
+    """A ``VectorStore`` on the app database (tables ``memory_chunks``, ``memory_partitions``).
 
-    def __init__(self, db: Database, resolver: PartitionResolver | None = None) -> None:
+    Args:
+        db: The app database.
+        resolver: Names each tenant's partition; ``tenant-<id>`` by default.
+        cache_bytes: Bound of the in-memory cache of partition matrices (0 turns it off).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        resolver: PartitionResolver | None = None,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.db = db
         self.resolver: PartitionResolver = resolver or TenantPartitions()
+        self.cache = PartitionCache(cache_bytes)
 
     async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
         """Store chunks in the tenant's partition; a chunk with the same id is replaced.
@@ -86,6 +118,7 @@ class EmbeddedVectorStore:
         async with self.db.begin() as conn:
             for start in range(0, len(values), _UPSERT_BATCH):
                 await conn.execute(statement, values[start : start + _UPSERT_BATCH])
+            await self._raise_revision(conn, tenant_id, partition)
         return len(values)
 
     async def query(self, ctx: TenantContext, vector: npt.ArrayLike, top_k: int) -> list[Match]:
@@ -97,27 +130,17 @@ class EmbeddedVectorStore:
         tenant_id, partition = resolve_partition(self.resolver, ctx)
         check_top_k(top_k)
         query = unit_vector(vector, what="query vector")
-        dim = int(query.shape[0])
-        in_partition = (
-            memory_chunks.c.tenant_id == tenant_id,
-            memory_chunks.c.partition == partition,
-        )
-        async with self.db.begin() as conn:
-            candidates = (
-                await conn.execute(
-                    select(memory_chunks.c.id, memory_chunks.c.vector).where(
-                        *in_partition, memory_chunks.c.dim == dim
-                    )
-                )
-            ).all()
-            if not candidates:
+        key = PartitionKey(tenant_id, partition, int(query.shape[0]))
+        async with self.db.read() as conn:
+            revision = await _revision(conn, key)
+            entry = self.cache.get(key, revision)
+            if entry is None:
+                entry = await self._load(conn, key, revision)
+            if not entry.ids:
                 return []
-            ids = [row.id for row in candidates]
-            matrix = np.frombuffer(
-                b"".join(row.vector for row in candidates), dtype=np.float32
-            ).reshape(len(candidates), dim)
-            best = top_indices(matrix @ query, top_k)
-            scores = {ids[i]: float(s) for i, s in best}
+            scores = {
+                entry.ids[i]: score for i, score in top_indices(entry.matrix @ query, top_k)
+            }
             details = (
                 await conn.execute(
                     select(
@@ -126,10 +149,18 @@ class EmbeddedVectorStore:
                         memory_chunks.c.chunk,
                         memory_chunks.c.text,
                         memory_chunks.c.metadata,
-                    ).where(*in_partition, memory_chunks.c.id.in_(list(scores)))
+                    ).where(
+                        memory_chunks.c.tenant_id == tenant_id,
+                        # Compared as an expression, the partition cannot steer SQLite's
+                        # planner to the partition index (a scan of every chunk of the
+                        # partition) instead of the primary key (one lookup per winner).
+                        memory_chunks.c.partition.concat("") == partition,
+                        memory_chunks.c.id.in_(list(scores)),
+                    )
                 )
             ).all()
         by_id = {row.id: row for row in details}
+        # On PostgreSQL a winner deleted after the revision was read is gone by now.
         return [
             Match(
                 id=chunk_id,
@@ -140,7 +171,37 @@ class EmbeddedVectorStore:
                 metadata=_metadata(by_id[chunk_id].metadata),
             )
             for chunk_id, score in scores.items()
+            if chunk_id in by_id
         ]
+
+    async def _load(
+        self, conn: AsyncConnection, key: PartitionKey, revision: int | None
+    ) -> PartitionMatrix:
+        """Read the ids and vectors of a partition, and cache them if ``revision`` held.
+
+        A partition without a revision has never been written through a store that
+        keeps one, so nothing could tell when its matrix went stale: it is not cached.
+        """
+        rows = (
+            await conn.execute(
+                select(memory_chunks.c.id, memory_chunks.c.vector).where(
+                    memory_chunks.c.tenant_id == key.tenant_id,
+                    memory_chunks.c.partition == key.partition,
+                    memory_chunks.c.dim == key.dim,
+                )
+            )
+        ).all()
+        matrix = np.frombuffer(b"".join(row.vector for row in rows), dtype=np.float32)
+        entry = PartitionMatrix(
+            revision=revision or 0,
+            ids=tuple(row.id for row in rows),
+            matrix=matrix.reshape(len(rows), key.dim),
+        )
+        # On PostgreSQL each statement reads its own snapshot: a write committed between
+        # the two reads of the revision would otherwise be cached under the older one.
+        if revision is not None and await _revision(conn, key) == revision:
+            self.cache.put(key, entry)
+        return entry
 
     async def delete_source(self, ctx: TenantContext, source: str) -> int:
         """Delete every chunk of ``source`` the tenant has, whatever its partition."""
@@ -152,6 +213,8 @@ class EmbeddedVectorStore:
                     memory_chunks.c.tenant_id == tenant_id, memory_chunks.c.source == source
                 )
             )
+            if result.rowcount:
+                await _raise_revisions(conn, tenant_id)
         return int(result.rowcount)
 
     async def purge(self, subject: TenantContext | str) -> None:
@@ -160,15 +223,63 @@ class EmbeddedVectorStore:
         async with self.db.begin() as conn:
             await purge_tenant(conn, tenant_id)
 
+    async def _raise_revision(self, conn: AsyncConnection, tenant_id: str, partition: str) -> None:
+        """Raise the revision of the partition written to, and of the tenant's other ones.
+
+        A chunk's id is unique per tenant, not per partition, so an upsert under a new
+        partition scheme moves chunks out of the old partition: that one changed too.
+        A tenant normally has one partition, so the second statement matches nothing.
+        """
+        insert = self.db.insert(memory_partitions)
+        await conn.execute(
+            insert.values(tenant_id=tenant_id, partition=partition, revision=1)
+            .on_conflict_do_update(
+                index_elements=[memory_partitions.c.tenant_id, memory_partitions.c.partition],
+                set_={"revision": memory_partitions.c.revision + 1},
+            )
+        )
+        await _raise_revisions(conn, tenant_id, memory_partitions.c.partition != partition)
+
 
 async def purge_tenant(conn: AsyncConnection, tenant_id: str) -> int:
     """Delete every chunk of a tenant inside the caller's deletion transaction.
+
+    The tenant's partition revisions are raised, not deleted, so that no process serves
+    vectors it cached before the purge.
 
     Returns:
         How many chunks were deleted.
     """
     result = await conn.execute(delete(memory_chunks).where(memory_chunks.c.tenant_id == tenant_id))
+    if result.rowcount:
+        await _raise_revisions(conn, tenant_id)
     return int(result.rowcount)
+
+
+async def _raise_revisions(
+    conn: AsyncConnection, tenant_id: str, *where: ColumnElement[bool]
+) -> None:
+    """Raise the revision of every partition of the tenant (that also matches ``where``).
+
+    Writes change chunks first and revisions last, always in that order, so that two
+    transactions never wait for each other's locks the other way round on PostgreSQL.
+    """
+    await conn.execute(
+        update(memory_partitions)
+        .where(memory_partitions.c.tenant_id == tenant_id, *where)
+        .values(revision=memory_partitions.c.revision + 1)
+    )
+
+
+async def _revision(conn: AsyncConnection, key: PartitionKey) -> int | None:
+    """The partition's revision, or ``None`` if nothing has been written to it yet."""
+    revision = await conn.scalar(
+        select(memory_partitions.c.revision).where(
+            memory_partitions.c.tenant_id == key.tenant_id,
+            memory_partitions.c.partition == key.partition,
+        )
+    )
+    return None if revision is None else int(revision)
 
 
 def top_indices(scores: npt.NDArray[np.float32], top_k: int) -> list[tuple[int, float]]:

@@ -6,6 +6,12 @@ carries both ``tenant_id`` and the tenant's ``partition``: searches filter by bo
 deletions by the tenant alone, so a changed partition scheme can never strand a
 tenant's rows beyond the reach of a purge.
 
+``memory_partitions`` holds one revision per ``(tenant, partition)``: every write that
+changes a partition's chunks raises it in the same transaction, so a process that keeps
+a partition's vectors in memory knows, with one indexed read, whether they are still
+what the database holds. Rows are never deleted, a purge included (they hold no
+content): a revision that started again from 1 could match vectors cached before.
+
 ``conversation_turns`` is the conversation history keyed ``(tenant, principal,
 conversation)``; the surrogate ``id`` orders turns and avoids a read-then-write to
 number them, which concurrent appends would race on.
@@ -45,6 +51,15 @@ memory_chunks = Table(
     CheckConstraint("dim > 0", name="dim_positive"),
     Index("ix_memory_chunks_tenant_source", "tenant_id", "source"),
     Index("ix_memory_chunks_partition", "partition", "dim"),
+)
+
+memory_partitions = Table(
+    "memory_partitions",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("partition", String(200), primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    CheckConstraint("revision > 0", name="revision_positive"),
 )
 
 conversation_turns = Table(

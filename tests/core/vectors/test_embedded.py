@@ -1,28 +1,37 @@
-"""Tests for core.vectors.embedded beyond the shared contract: storage and hard deletion."""
+"""Tests for core.vectors.embedded beyond the shared contract: storage, hard deletion, and
+the partition cache, which must never outlive a write made by this or any other store."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.engine import make_url
 
 from core.context import MonthlyRemaining, RunCeilings, TenantContext, derive_context
 from core.db.engine import Database
+from core.db.migrate import alembic_config, upgrade
 from core.db.schema import metadata
 from core.vectors.base import VectorItem
 from core.vectors.embedded import EmbeddedVectorStore, purge_tenant, top_indices
 from core.vectors.embeddings import HashingEmbedder
+from core.vectors.tables import memory_chunks, memory_partitions
 from tests.support.databases import SqliteTemplates
 
 EMBEDDER = HashingEmbedder(dim=64)
-MEMORY_TABLES = ("memory_chunks", "conversation_turns")
+MEMORY_TABLES = ("memory_chunks", "memory_partitions", "conversation_turns")
+Write = Callable[[EmbeddedVectorStore], Awaitable[None]]
 
 
 def ctx_for(tenant_id: str) -> TenantContext:
@@ -108,3 +117,182 @@ async def test_the_migration_creates_the_tables_as_declared(db: Database) -> Non
 
     async with db.begin() as conn:
         assert await conn.run_sync(differences) == []
+
+
+async def search(store: EmbeddedVectorStore, tenant_id: str, text: str = "apple") -> list[str]:
+    vector = (await EMBEDDER.embed([text]))[0]
+    return sorted(m.text for m in await store.query(ctx_for(tenant_id), vector, 10))
+
+
+@pytest.fixture
+async def other_store(database_url: str) -> AsyncIterator[EmbeddedVectorStore]:
+    """A store with its own engine on the same database, as another process would have."""
+    database = Database(database_url)
+    yield EmbeddedVectorStore(database)
+    await database.dispose()
+
+
+async def test_a_search_of_an_unchanged_partition_does_not_read_its_vectors_again(
+    db: Database,
+) -> None:
+    store = EmbeddedVectorStore(db)
+    await store.upsert(ctx_for("acme"), [await item("notes", 0, "apple pie"),
+                                         await item("notes", 1, "pear tart")])
+    first = await search(store, "acme")
+    assert (store.cache.stats().hits, store.cache.stats().misses) == (0, 1)
+    assert await search(store, "acme") == first == ["apple pie", "pear tart"]
+    stats = store.cache.stats()
+    assert (stats.hits, stats.misses, stats.entries) == (1, 1, 1)
+    assert stats.bytes > 2 * 64 * 4
+
+
+async def _add_kiwi(store: EmbeddedVectorStore) -> None:
+    await store.upsert(ctx_for("acme"), [await item("fruit", 0, "apple kiwi")])
+
+
+async def _replace_pie(store: EmbeddedVectorStore) -> None:
+    await store.upsert(ctx_for("acme"), [await item("notes", 0, "apple crumble")])
+
+
+async def _delete_notes(store: EmbeddedVectorStore) -> None:
+    assert await store.delete_source(ctx_for("acme"), "notes") == 2
+
+
+async def _purge(store: EmbeddedVectorStore) -> None:
+    await store.purge("acme")
+
+
+async def _purge_in_callers_transaction(store: EmbeddedVectorStore) -> None:
+    async with store.db.begin() as conn:
+        assert await purge_tenant(conn, "acme") == 2
+
+
+WRITES: dict[str, tuple[Write, list[str]]] = {
+    "upsert-new": (_add_kiwi, ["apple kiwi", "apple pie", "pear tart"]),
+    "upsert-replace": (_replace_pie, ["apple crumble", "pear tart"]),
+    "delete-source": (_delete_notes, []),
+    "purge": (_purge, []),
+    "purge-tenant": (_purge_in_callers_transaction, []),
+}
+
+
+@pytest.mark.parametrize("writer", ["same", "other"])
+@pytest.mark.parametrize("write", list(WRITES))
+async def test_a_write_is_seen_at_once_by_this_store_and_by_another_process(
+    db: Database, other_store: EmbeddedVectorStore, write: str, writer: str
+) -> None:
+    store = EmbeddedVectorStore(db)
+    await store.upsert(ctx_for("acme"), [await item("notes", 0, "apple pie"),
+                                         await item("notes", 1, "pear tart")])
+    before = ["apple pie", "pear tart"]
+    assert await search(store, "acme") == await search(other_store, "acme") == before
+    assert await search(store, "acme") == await search(other_store, "acme") == before
+    assert store.cache.stats().hits == other_store.cache.stats().hits == 1
+
+    change, expected = WRITES[write]
+    await change(store if writer == "same" else other_store)
+    assert await search(store, "acme") == expected
+    assert await search(other_store, "acme") == expected
+
+
+async def test_a_partition_written_again_after_a_purge_is_not_served_from_before(
+    db: Database, other_store: EmbeddedVectorStore
+) -> None:
+    store = EmbeddedVectorStore(db)
+    await store.upsert(ctx_for("acme"), [await item("old", 0, "apple old")])
+    assert await search(store, "acme") == ["apple old"]
+    await other_store.purge("acme")
+    await other_store.upsert(ctx_for("acme"), [await item("new", 0, "apple new")])
+    assert await search(store, "acme") == ["apple new"]
+
+
+async def test_tenants_sharing_a_partition_name_never_see_each_others_chunks(
+    db: Database,
+) -> None:
+    # A resolver that gives every tenant the same name is refused at service start
+    # (check_resolver); the store must keep them apart all the same.
+    store = EmbeddedVectorStore(db, _Shared())
+    await store.upsert(ctx_for("alpha"), [await item("doc", 0, "apple alpha")])
+    await store.upsert(ctx_for("beta"), [await item("doc", 0, "apple beta"),
+                                         await item("doc", 1, "apple beta two")])
+    assert await search(store, "alpha") == ["apple alpha"]
+    assert await search(store, "beta") == ["apple beta", "apple beta two"]
+    assert await search(store, "alpha") == ["apple alpha"]
+    assert store.cache.stats().entries == 2
+    await store.upsert(ctx_for("alpha"), [await item("doc", 0, "apple alpha again")])
+    hits = store.cache.stats().hits
+    # A write of one tenant leaves the other's cached matrix valid.
+    assert await search(store, "beta") == ["apple beta", "apple beta two"]
+    assert store.cache.stats().hits == hits + 1
+    assert await search(store, "alpha") == ["apple alpha again"]
+
+
+class _Shared:
+    def partition(self, tenant_id: str) -> str:
+        return "shared-kb"
+
+
+async def test_the_cache_bound_evicts_the_least_recently_searched_partition(
+    db: Database,
+) -> None:
+    probe = EmbeddedVectorStore(db)
+    for tenant_id in ("alpha", "beta"):
+        await probe.upsert(ctx_for(tenant_id), [await item("doc", 0, f"apple {tenant_id}")])
+    await search(probe, "alpha")
+    one_partition = probe.cache.stats().bytes
+
+    store = EmbeddedVectorStore(db, cache_bytes=one_partition)
+    assert await search(store, "alpha") == ["apple alpha"]
+    assert await search(store, "beta") == ["apple beta"]
+    stats = store.cache.stats()
+    assert (stats.evictions, stats.entries, stats.bytes) == (1, 1, one_partition)
+    assert await search(store, "alpha") == ["apple alpha"]
+    assert store.cache.stats().misses == 3
+
+    too_small = EmbeddedVectorStore(db, cache_bytes=one_partition - 1)
+    assert await search(too_small, "alpha") == await search(too_small, "alpha") == [
+        "apple alpha"]
+    assert (too_small.cache.stats().entries, too_small.cache.stats().misses) == (0, 2)
+
+
+async def test_concurrent_searches_of_a_cold_partition_agree_and_cache_it_once(
+    db: Database,
+) -> None:
+    store, alone = EmbeddedVectorStore(db), EmbeddedVectorStore(db)
+    await store.upsert(ctx_for("acme"), [await item("notes", i, f"apple {i}") for i in range(20)])
+    results = await asyncio.gather(*(search(store, "acme") for _ in range(5)))
+    assert results == [await search(alone, "acme")] * 5
+    assert len(results[0]) == 10
+    assert (store.cache.stats().entries, store.cache.stats().bytes) == (
+        1, alone.cache.stats().bytes)
+
+
+async def test_chunks_written_without_a_revision_are_found_but_not_cached(db: Database) -> None:
+    vector = (await EMBEDDER.embed(["apple raw"]))[0]
+    async with db.begin() as conn:
+        await conn.execute(insert(memory_chunks).values(
+            tenant_id="acme", id="raw#0", partition="tenant-acme", source="raw", chunk=0,
+            text="apple raw", vector=vector.tobytes(), dim=64, metadata={},
+            created_at=datetime.now(UTC)))
+    store = EmbeddedVectorStore(db)
+    assert await search(store, "acme") == await search(store, "acme") == ["apple raw"]
+    assert (store.cache.stats().entries, store.cache.stats().misses) == (0, 2)
+
+
+async def test_the_migration_gives_existing_partitions_a_revision(db: Database) -> None:
+    async with db.begin() as conn:
+        await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0007"))
+        vector = (await EMBEDDER.embed(["apple old"]))[0]
+        await conn.execute(insert(memory_chunks).values(
+            tenant_id="acme", id="old#0", partition="tenant-acme", source="old", chunk=0,
+            text="apple old", vector=vector.tobytes(), dim=64, metadata={},
+            created_at=datetime.now(UTC)))
+    await upgrade(db)
+    async with db.read() as conn:
+        rows = (await conn.execute(select(memory_partitions))).all()
+    assert [tuple(row) for row in rows] == [("acme", "tenant-acme", 1)]
+    store = EmbeddedVectorStore(db)
+    assert await search(store, "acme") == await search(store, "acme") == ["apple old"]
+    assert store.cache.stats().hits == 1
+    await store.upsert(ctx_for("acme"), [await item("new", 0, "apple new")])
+    assert await search(store, "acme") == ["apple new", "apple old"]

@@ -1,0 +1,145 @@
+"""Partition matrices kept in memory between searches, bounded by bytes, least recently used.
+
+A search of the embedded store scores every vector of a partition; reading them all from
+the database is what a search would otherwise spend its time on. This cache keeps, per
+``(tenant_id, partition, dim)``, the chunk ids and their unit vectors as one float32
+matrix, together with the partition's revision at the time they were read. The store
+serves an entry only while the database still holds that revision, so the cache never
+decides freshness itself: it only remembers.
+
+The tenant id is part of every key, so two tenants whose resolvers happened to give the
+same partition name would still never share an entry.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from core.errors import ConfigurationError
+
+DEFAULT_CACHE_BYTES: Final = 256 * 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionKey:
+    """Which matrix: a tenant's partition, restricted to vectors of one dimension."""
+
+    tenant_id: str
+    partition: str
+    dim: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PartitionMatrix:
+    """The ids and unit vectors of a partition as read at ``revision``; row ``i`` is ``ids[i]``.
+
+    The matrix is read-only: it is shared by every search served from the cache.
+    """
+
+    revision: int
+    ids: tuple[str, ...]
+    matrix: npt.NDArray[np.float32]
+    nbytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Counted once: the matrix plus the id strings and their tuple, which for short
+        # vectors weigh as much as the matrix does.
+        size = self.matrix.nbytes + sys.getsizeof(self.ids)
+        object.__setattr__(self, "nbytes", size + sum(map(sys.getsizeof, self.ids)))
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """Counters of a ``PartitionCache`` since it was built.
+
+    Attributes:
+        hits: Searches served from a cached matrix at the current revision.
+        misses: Searches that had to read the partition's vectors from the database.
+        evictions: Entries dropped to stay within the byte bound.
+        entries: Matrices held now.
+        bytes: Their size in memory now.
+        max_bytes: The bound; a matrix larger than it is never held.
+    """
+
+    hits: int
+    misses: int
+    evictions: int
+    entries: int
+    bytes: int
+    max_bytes: int
+
+
+class PartitionCache:
+    """A least-recently-used map of partition matrices, bounded by their total bytes.
+
+    It is used from one event loop and never awaits, so every method runs to completion
+    without interleaving; two searches that load the same cold partition at once simply
+    both offer their matrix, and the one read at the newer revision stays.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        if max_bytes < 0:
+            raise ConfigurationError(f"the vector cache bound must be >= 0, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[PartitionKey, PartitionMatrix] = OrderedDict()
+        self._bytes = 0
+        self._hits = 0
+        self._misses = 0
+        self._evictions = 0
+
+    def get(self, key: PartitionKey, revision: int | None) -> PartitionMatrix | None:
+        """The matrix cached for ``key`` if it was read at ``revision``, else ``None``.
+
+        An entry at another revision is stale (the partition changed since) and is
+        dropped. Every call counts as a hit or a miss.
+        """
+        entry = self._entries.get(key)
+        if entry is not None and revision is not None and entry.revision == revision:
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return entry
+        if entry is not None:
+            self._drop(key)
+        self._misses += 1
+        return None
+
+    def put(self, key: PartitionKey, entry: PartitionMatrix) -> None:
+        """Keep ``entry`` for ``key``, evicting the least recently used to stay in bounds.
+
+        An entry read at an older revision than the one held is ignored (a slow load
+        finishing after a faster, newer one); one larger than the bound is not kept.
+        """
+        held = self._entries.get(key)
+        if held is not None and held.revision > entry.revision:
+            return
+        if held is not None:
+            self._drop(key)
+        size = entry.nbytes
+        if size > self.max_bytes:
+            return
+        while self._entries and self._bytes + size > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self._drop(oldest)
+            self._evictions += 1
+        self._entries[key] = entry
+        self._bytes += size
+
+    def stats(self) -> CacheStats:
+        """The counters and current size."""
+        return CacheStats(
+            hits=self._hits,
+            misses=self._misses,
+            evictions=self._evictions,
+            entries=len(self._entries),
+            bytes=self._bytes,
+            max_bytes=self.max_bytes,
+        )
+
+    def _drop(self, key: PartitionKey) -> None:
+        self._bytes -= self._entries.pop(key).nbytes
