@@ -320,8 +320,8 @@ async def count_statements(kind: str, db: Database, tenancy: Runner, runs: int,
                            steps: int) -> None:
     """Print the SQL a tenancy step costs: statements and commits per step, by kind.
 
-    Both engines are counted: the async one, and the synchronous one behind
-    ``Database.run`` that carries the per-step transactions.
+    Every engine is counted: the async one, and the synchronous ones behind
+    ``Database.run`` that carry the per-step transactions.
     """
     kinds: Tally[str] = Tally()
 
@@ -331,7 +331,7 @@ async def count_statements(kind: str, db: Database, tenancy: Runner, runs: int,
     def on_commit(conn: Any) -> None:
         kinds["(commit)"] += 1
 
-    engines = (db.engine.sync_engine, db.sync_engine)
+    engines = db.sync_engines
     for engine in engines:
         event.listen(engine, "before_cursor_execute", on_statement)
         event.listen(engine, "commit", on_commit)

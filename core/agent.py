@@ -12,6 +12,7 @@ instead of doing them again.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Iterable, Sequence
@@ -335,13 +336,18 @@ class AgentService:
     ) -> str:
         """Step through the run, checkpointing after every model response.
 
-        The checkpoint's transaction also settles the response it ends with; if the run
-        stops between a response and its checkpoint, the settlement is written alone.
+        Settlements, checkpoints and tool effects ride on the run's next reservation
+        (``core.journal``); what is still deferred when the allocation ends, normally
+        or by an error or a shutdown, is committed here.
         """
+        journal = model.account.journal
         try:
-            return await self._steps(grant, model, toolset, prompt, history, refused)
-        finally:
-            await model.account.settle_leftover()
+            answer = await self._steps(grant, model, toolset, prompt, history, refused)
+        except (Exception, asyncio.CancelledError):
+            await journal.flush()
+            raise
+        await journal.flush()
+        return answer
 
     async def _steps(
         self,
@@ -367,9 +373,9 @@ class AgentService:
                 if not Agent.is_call_tools_node(node):
                     continue
                 step += 1
-                settlement = model.account.take_unsettled()
-                await self.runs.save_checkpoint(
+                self.runs.save_checkpoint(
                     ctx,
+                    model.account.journal,
                     step_index=step,
                     messages=encoder.encode(run.all_messages()),
                     usage={
@@ -377,7 +383,6 @@ class AgentService:
                         "tool_calls": model.account.meter.tool_calls,
                         "cost_microcents": model.account.meter.cost_microcents,
                     },
-                    along=settlement.apply if settlement else None,
                 )
                 for part in node.model_response.parts:
                     if isinstance(part, ToolCallPart) and part.tool_name not in toolset.bindings:

@@ -26,6 +26,7 @@ from core.context import MonthlyRemaining, TenantContext
 from core.db.engine import Database
 from core.db.schema import monthly_usage, usage_ledger
 from core.errors import BudgetExceeded
+from core.journal import RunJournal
 from core.prices import ModelPrice
 from core.tenants import Plan
 
@@ -212,6 +213,7 @@ class MonthlyLedger:
     async def reserve(
         self,
         ctx: TenantContext,
+        journal: RunJournal,
         *,
         plan: Plan,
         period: str,
@@ -223,6 +225,9 @@ class MonthlyLedger:
         price: ModelPrice | None = None,
     ) -> Reservation:
         """Hold a worst case against the month, atomically, and open the step's ledger row.
+
+        The run's deferred writes commit in the same transaction, so what the run did
+        so far is durable before the call this reservation is for goes out.
 
         Raises:
             BudgetExceeded: with a ``monthly_*`` ceiling when the allowance cannot cover it.
@@ -237,16 +242,21 @@ class MonthlyLedger:
             cost_microcents=cost_microcents,
             tool_calls=tool_calls,
         )
-        await self.db.run(lambda conn: self._reserve_in(conn, reservation, plan, price))
+        refusal = await journal.commit(
+            lambda conn: self._reserve_in(conn, reservation, plan, price)
+        )
+        if refusal is not None:
+            raise refusal
         return reservation
 
     def _reserve_in(
         self, conn: Connection, held: Reservation, plan: Plan, price: ModelPrice | None
-    ) -> None:
-        """The reservation's transaction: charge the month if it still covers it, open the row.
+    ) -> BudgetExceeded | None:
+        """Charge the month if it still covers the reservation, and open the step's row.
 
         The month's row is created by the first reservation that finds none, so the
-        common case is two statements.
+        common case is two statements. A refusal is returned, not raised: it must not
+        roll back the run's deferred writes that share the transaction.
         """
         charge = {
             "m_tenant": held.tenant_id, "m_period": held.period,
@@ -262,7 +272,7 @@ class MonthlyLedger:
                 .on_conflict_do_nothing()
             )
             if conn.execute(_CHARGE, charge).first() is None:
-                raise _monthly_refusal(conn, held, plan)
+                return _monthly_refusal(conn, held, plan)
         conn.execute(
             _OPEN,
             {
@@ -287,6 +297,7 @@ class MonthlyLedger:
                 "created_at": datetime.now(UTC),
             },
         )
+        return None
 
     def settle_in(
         self,
@@ -334,6 +345,25 @@ class MonthlyLedger:
                 {"m_tenant": reservation.tenant_id, "m_period": reservation.period, **delta},
             )
         return True
+
+    def settle_later(
+        self,
+        journal: RunJournal,
+        reservation: Reservation,
+        *,
+        usage: TokenUsage,
+        cost_microcents: int,
+        tool_calls: int,
+        response: str | None = None,
+        retried: bool = False,
+    ) -> None:
+        """Settle a reservation with the run's next transaction (see ``RunJournal``)."""
+        journal.defer(
+            lambda conn: self.settle_in(
+                conn, reservation, usage=usage, cost_microcents=cost_microcents,
+                tool_calls=tool_calls, response=response, retried=retried,
+            )
+        )
 
     async def settle(
         self,

@@ -8,9 +8,9 @@ Every model request of a run goes through ``MeteredModel.request``:
    ceilings, ``max_tokens`` is lowered to what is left, and the same worst case is
    reserved against the tenant's month;
 3. the provider is called under the run's walltime deadline;
-4. the settlement (the reported usage, and the response to replay) is handed to the
-   run, which writes it in the transaction of the checkpoint that follows the
-   response: one commit per model step instead of two.
+4. the settlement (the reported usage, and the response to replay) is deferred to
+   the run's next transaction (``core.journal``), which commits it with the
+   checkpoint and the next reservation: one commit per outside call.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 from pydantic_core import to_json
-from sqlalchemy.engine import Connection
 
 from core.budget import MonthlyLedger, Replay, Reservation, RunMeter, TokenUsage
 from core.context import TenantContext
 from core.errors import BudgetExceeded, ModelFailed
+from core.journal import RunJournal
 from core.logs import log
 from core.prices import ModelPrice
 from core.tenants import Plan
@@ -90,31 +90,13 @@ def model_step_id(messages: list[ModelMessage]) -> str:
     return f"model:{sum(isinstance(m, ModelResponse) for m in messages)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """A model step's actual usage, waiting to be written with the next checkpoint."""
-
-    ledger: MonthlyLedger
-    reservation: Reservation
-    usage: TokenUsage
-    cost_microcents: int
-    response: str
-
-    def apply(self, conn: Connection) -> None:
-        """Settle the step in ``conn``'s transaction."""
-        self.ledger.settle_in(
-            conn, self.reservation, usage=self.usage, cost_microcents=self.cost_microcents,
-            tool_calls=0, response=self.response,
-        )
-
-
 @dataclass
 class RunAccount:
     """What the wrappers of one run share: its context, meter, ledger and plan.
 
     ``replay`` holds what earlier allocations of the run recorded (empty for a new
-    run), so the per-step replay checks cost no query. ``unsettled`` is the last
-    model step's settlement until the run writes it (``take_unsettled``).
+    run), so the per-step replay checks cost no query. ``journal`` batches the
+    allocation's writes (see ``core.journal``).
     """
 
     ctx: TenantContext
@@ -126,18 +108,10 @@ class RunAccount:
     default_max_tokens: int
     refused_tools: int = 0
     replay: Replay = field(default_factory=Replay)
-    unsettled: Settlement | None = None
+    journal: RunJournal = field(init=False)
 
-    def take_unsettled(self) -> Settlement | None:
-        """The settlement not yet written, handed over once."""
-        settlement, self.unsettled = self.unsettled, None
-        return settlement
-
-    async def settle_leftover(self) -> None:
-        """Write a settlement no checkpoint took (the run ended right after a response)."""
-        settlement = self.take_unsettled()
-        if settlement is not None:
-            await self.ledger.db.run(settlement.apply)
+    def __post_init__(self) -> None:
+        self.journal = RunJournal(self.ledger.db)
 
 
 class MeteredModel(WrapperModel):
@@ -171,6 +145,7 @@ class MeteredModel(WrapperModel):
         log.debug("model call", step_id=step_id, estimate=estimate, max_tokens=max_tokens)
         reservation = await acc.ledger.reserve(
             acc.ctx,
+            acc.journal,
             plan=acc.plan,
             period=acc.period,
             step_id=step_id,
@@ -188,12 +163,12 @@ class MeteredModel(WrapperModel):
                     messages, settings, model_request_parameters
                 )
         except TimeoutError:
-            await self._charge_abandoned(reservation, estimate)
+            self._charge_abandoned(reservation, estimate)
             raise BudgetExceeded(
                 "walltime_ms", acc.meter.budget.walltime_ceiling_ms, acc.meter.elapsed_ms()
             ) from None
         except Exception as exc:
-            await self._charge_abandoned(reservation, 0)
+            self._charge_abandoned(reservation, 0)
             raise ModelFailed(f"model request failed: {type(exc).__name__}: {exc}") from exc
         usage = usage_of(response)
         cost = acc.price.cost(
@@ -206,20 +181,20 @@ class MeteredModel(WrapperModel):
             # Cut short by the limit the budget lowered: a truncated answer or tool call is
             # worth nothing, so the step is paid for as retried work and the run halts;
             # a resume redoes it with a fresh allocation.
-            await acc.ledger.settle(
-                reservation, usage=usage, cost_microcents=cost, tool_calls=0, retried=True
+            acc.ledger.settle_later(
+                acc.journal, reservation, usage=usage, cost_microcents=cost, tool_calls=0,
+                retried=True,
             )
             acc.meter.after_model_call(usage, cost)
             raise BudgetExceeded("tokens", acc.meter.budget.token_ceiling, acc.meter.tokens)
-        await acc.settle_leftover()
-        acc.unsettled = Settlement(
-            ledger=acc.ledger, reservation=reservation, usage=usage, cost_microcents=cost,
+        acc.ledger.settle_later(
+            acc.journal, reservation, usage=usage, cost_microcents=cost, tool_calls=0,
             response=ModelMessagesTypeAdapter.dump_json([response]).decode(),
         )
         acc.meter.after_model_call(usage, cost)
         return response
 
-    async def _charge_abandoned(self, reservation: Reservation, input_tokens: int) -> None:
+    def _charge_abandoned(self, reservation: Reservation, input_tokens: int) -> None:
         """Close the step of a call that never answered.
 
         The input was sent, so its estimate is charged; the output reservation is
@@ -228,8 +203,9 @@ class MeteredModel(WrapperModel):
         acc = self.account
         usage = TokenUsage(input_tokens=input_tokens)
         cost = acc.price.cost(input_tokens=input_tokens, output_tokens=0)
-        await acc.ledger.settle(
-            reservation, usage=usage, cost_microcents=cost, tool_calls=0, retried=True
+        acc.ledger.settle_later(
+            acc.journal, reservation, usage=usage, cost_microcents=cost, tool_calls=0,
+            retried=True,
         )
         acc.meter.after_model_call(usage, cost)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -26,6 +25,7 @@ from core.context import TenantContext
 from core.db.engine import Database
 from core.db.schema import checkpoints, runs, tool_effects
 from core.errors import CheckpointError, NotFound
+from core.journal import RunJournal
 
 RunStatus = Literal["queued", "running", "halted", "completed", "failed", "refused"]
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "refused"})
@@ -237,20 +237,16 @@ class RunStore:
             )
         return result.rowcount == 1
 
-    async def save_checkpoint(
-        self, ctx: TenantContext, *, step_index: int, messages: bytes, usage: dict[str, int],
-        along: Callable[[Connection], None] | None = None,
+    def save_checkpoint(
+        self, ctx: TenantContext, journal: RunJournal, *, step_index: int, messages: bytes,
+        usage: dict[str, int],
     ) -> None:
-        """Replace the run's checkpoint; the digest lets a later load detect corruption.
+        """Replace the run's checkpoint in the run's next transaction (``core.journal``).
 
-        Args:
-            along: Further writes for the same transaction (the settlement of the
-                model response the checkpoint ends with).
-
-        The commit does not wait for PostgreSQL's WAL flush: if a server crash loses
-        it, the run resumes from the checkpoint before, its response's reservation
-        is charged in full as retried work, and no tool effect repeats (effects
-        are committed durably).
+        The digest lets a later load detect corruption. Until that transaction
+        commits, a resume starts from the checkpoint before, where the response this
+        one ends with is still a reservation: charged in full as retried work, and
+        asked again.
         """
         row = {
             "run_id": ctx.run_id,
@@ -262,13 +258,7 @@ class RunStore:
             "updated_at": datetime.now(UTC),
         }
         statement = _save_checkpoint(self.db.is_sqlite)
-
-        def save(conn: Connection) -> None:
-            if along is not None:
-                along(conn)
-            conn.execute(statement, row)
-
-        await self.db.run(save, durable=False)
+        journal.defer(lambda conn: conn.execute(statement, row))
 
     async def load_checkpoint(self, ctx: TenantContext, run_id: str) -> Checkpoint | None:
         """The run's checkpoint, or ``None`` if it never reached one.

@@ -4,7 +4,8 @@
 call, in order: the budget's tool check (ceiling, declared cost, monthly allowance),
 the effect ledger (a call already made in this run returns its stored result),
 execution under the run's deadline, then the effect, the settled cost and the audit
-entry in one transaction.
+entry, written together in the run's next transaction (``core.journal``), before the
+run calls anything again.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ class GuardedToolset(WrapperToolset[TenantContext]):
         acc.meter.before_tool_call(binding.cost_microcents)
         reservation = await acc.ledger.reserve(
             acc.ctx,
+            acc.journal,
             plan=acc.plan,
             period=acc.period,
             step_id=attempt_id,
@@ -135,9 +137,9 @@ class GuardedToolset(WrapperToolset[TenantContext]):
             async with asyncio.timeout(acc.meter.remaining_s()):
                 result = await super().call_tool(name, tool_args, ctx, tool)
         except TimeoutError:
-            await acc.ledger.settle(
-                reservation, usage=TokenUsage(), cost_microcents=binding.cost_microcents,
-                tool_calls=1, retried=True,
+            acc.ledger.settle_later(
+                acc.journal, reservation, usage=TokenUsage(),
+                cost_microcents=binding.cost_microcents, tool_calls=1, retried=True,
             )
             raise BudgetExceeded(
                 "walltime_ms", acc.meter.budget.walltime_ceiling_ms, acc.meter.elapsed_ms()
@@ -147,9 +149,9 @@ class GuardedToolset(WrapperToolset[TenantContext]):
             # is recorded like any other, so a resume does not repeat it.
             result = {"error": type(exc).__name__, "message": str(exc)}
         except Exception as exc:
-            await acc.ledger.settle(
-                reservation, usage=TokenUsage(), cost_microcents=binding.cost_microcents,
-                tool_calls=1, retried=True,
+            acc.ledger.settle_later(
+                acc.journal, reservation, usage=TokenUsage(),
+                cost_microcents=binding.cost_microcents, tool_calls=1, retried=True,
             )
             raise ToolFailed(
                 f"tool {binding.capability} failed unexpectedly ({type(exc).__name__})"
@@ -178,7 +180,7 @@ class GuardedToolset(WrapperToolset[TenantContext]):
             if on_call is not None:
                 on_call(conn, acc.ctx, call)
 
-        await acc.ledger.db.run(record)
+        acc.journal.defer(record)
         acc.replay.effects[step_id] = encoded
         return result
 

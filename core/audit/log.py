@@ -24,7 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.audit.append import GroupCommit, prepare, require_id, write
+from core.audit.append import GroupCommit, KnownHeads, prepare, require_id, write
 from core.audit.bundle import write_bundle
 from core.audit.events import AuditError, AuditEvent, origin_of
 from core.audit.redact import Redactor, default_redactor
@@ -77,7 +77,8 @@ class AuditLog:
         self.origin_prefix = origin_prefix
         self._redactor: Redactor = redactor or default_redactor
         self.verifiers = (signer.verifier, *verifiers)
-        self._group = GroupCommit(db)
+        self._heads = KnownHeads()
+        self._group = GroupCommit(db, self._heads)
 
     @property
     def verifier_key(self) -> str:
@@ -102,7 +103,9 @@ class AuditLog:
                 value that is not JSON.
         """
         entry = prepare(tenant_id, event, fields, run_id)
-        return await conn.run_sync(lambda sync: write(self.db, sync, tenant_id, [entry])[0])
+        return await conn.run_sync(
+            lambda sync: write(self.db, sync, tenant_id, [entry], self._heads)[0]
+        )
 
     def append_in(
         self, conn: Connection, tenant_id: str, event: str, fields: Mapping[str, Any],
@@ -110,7 +113,7 @@ class AuditLog:
     ) -> int:
         """``append`` for a transaction run by ``Database.run``."""
         entry = prepare(tenant_id, event, fields, run_id)
-        return write(self.db, conn, tenant_id, [entry])[0]
+        return write(self.db, conn, tenant_id, [entry], self._heads)[0]
 
     async def record(
         self, tenant_id: str, event: str, fields: Mapping[str, Any], *, run_id: str | None = None

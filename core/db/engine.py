@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.schema import Table
@@ -84,6 +84,10 @@ def _prepare_sqlite(engine: Engine, *, wait_for_lock: bool = True) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class _StaleConnection(Exception):
+    """The pooled connection was dead before the transaction wrote anything."""
+
+
 class _LockTaken(Exception):
     """Another connection holds SQLite's write lock; the transaction goes to a thread."""
 
@@ -108,7 +112,6 @@ class Database:
             }
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
-            sync_kwargs.update(pool_pre_ping=True)
         sync_kwargs.update(pool_size=TRANSACTION_THREADS, max_overflow=0)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self.sync_engine: Engine = create_engine(_sync_url(self.url), **sync_kwargs)
@@ -131,13 +134,19 @@ class Database:
         """Whether this is the embedded SQLite database."""
         return self.url.startswith("sqlite")
 
+    @property
+    def sync_engines(self) -> tuple[Engine, ...]:
+        """Every engine underneath, as synchronous engines: for instrumentation."""
+        inline = (self._inline,) if self._inline is not None else ()
+        return (self.engine.sync_engine, self.sync_engine, *inline)
+
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A transaction: committed when the block ends, rolled back if it raises."""
         async with self.engine.begin() as conn:
             yield conn
 
-    async def run(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
+    async def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` as one transaction and return its result.
 
         ``work`` must only touch the database through the connection it is given and
@@ -150,13 +159,6 @@ class Database:
         statements takes less time than handing it to a thread and back, so it runs
         right here when the write lock is free, and in a worker thread (which waits
         for the lock) when it is not: the event loop never waits for a lock.
-
-        Args:
-            durable: ``False`` lets PostgreSQL commit without waiting for the WAL
-                flush (``synchronous_commit`` off for this transaction only). A server
-                crash may then lose the whole transaction, never part of it, and the
-                next durable commit flushes it anyway. Only for writes whose loss a
-                resume repairs. SQLite (WAL, ``synchronous=NORMAL``) never waits.
         """
         if self._inline is not None:
             try:
@@ -164,7 +166,7 @@ class Database:
             except _LockTaken:
                 pass
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._transaction, work, durable)
+        return await loop.run_in_executor(self._threads, self._transaction, work)
 
     def _inline_transaction(self, work: Callable[[Connection], T]) -> T:
         assert self._inline is not None
@@ -178,11 +180,35 @@ class Database:
             with transaction:
                 return work(conn)
 
-    def _transaction(self, work: Callable[[Connection], T], durable: bool) -> T:
-        with self.sync_engine.begin() as conn:
-            if not durable and not self.is_sqlite:
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            return work(conn)
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in a transaction, once more on a fresh connection if the first was dead.
+
+        The engine does not ping a connection before each transaction (a round trip
+        per transaction on the run's hot path). A connection that died in the pool,
+        say across a server restart, fails at its first statement instead; that is
+        before anything was committed, so the transaction is simply run again.
+        A failure at commit is never retried: the commit may have happened.
+        """
+        try:
+            return self._attempt(work)
+        except _StaleConnection:
+            return self._attempt(work, retry=False)
+
+    def _attempt(self, work: Callable[[Connection], T], *, retry: bool = True) -> T:
+        with self.sync_engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                result = work(conn)
+            except DBAPIError as error:
+                transaction.rollback()
+                if retry and error.connection_invalidated:
+                    raise _StaleConnection from error
+                raise
+            except BaseException:
+                transaction.rollback()
+                raise
+            transaction.commit()
+            return result
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -171,6 +171,32 @@ async def test_appends_through_separate_engines_queue_on_the_head_row(database_u
         await second.dispose()
 
 
+async def test_a_head_guessed_wrong_is_claimed_again_and_the_log_still_verifies(
+        database_url: str) -> None:
+    """Each log remembers the head it last wrote; another writer or a rollback makes it stale."""
+    first, second = Database(database_url), Database(database_url)
+    try:
+        one, other = log_of(first), log_of(second)
+        assert await one.record("acme", TOOL_INVOKED, {"n": 1}) == 1
+        assert await one.record("acme", TOOL_INVOKED, {"n": 2}) == 2  # from its guess
+        assert await other.record("acme", TOOL_INVOKED, {"n": 3}) == 3  # one's guess is stale
+        assert await one.record("acme", TOOL_INVOKED, {"n": 4}) == 4
+        with pytest.raises(RuntimeError):
+            async with first.begin() as conn:
+                assert await one.append(conn, "acme", TOOL_INVOKED, {"n": "lost"}) == 5
+                raise RuntimeError("the work this event records failed")
+        # one's guess now names a head that was rolled back; other's names seq 3.
+        assert await other.record("acme", TOOL_INVOKED, {"n": 5}) == 5
+        assert await one.record("acme", TOOL_INVOKED, {"n": 6}) == 6
+        rows = await stored_rows(first, "acme")
+        assert [json.loads(r.fields)["n"] for r in rows] == [1, 2, 3, 4, 5, 6]
+        report = await one.verify("acme")
+        assert report.ok and report.size == 6
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
 async def test_a_failed_batch_fails_every_caller_in_it(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     log = log_of(db)

@@ -104,3 +104,19 @@ async def test_run_waits_for_a_held_lock_without_blocking_the_event_loop(db: Dat
     async with db.read() as conn:
         tokens = await conn.scalar(select(plans.c.monthly_tokens).where(plans.c.id == "held"))
     assert tokens == 20, "the transaction ran before the lock holder committed"
+
+
+async def test_run_reconnects_when_its_pooled_connection_died(db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("an embedded database has no server to lose the connection")
+
+    def backend_pid(conn: Connection) -> int:
+        return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    pid = await db.run(backend_pid)
+    async with db.begin() as admin:
+        await admin.execute(select(func.pg_terminate_backend(pid)))
+    assert await db.run(backend_pid) != pid
+    assert await db.run(lambda conn: conn.execute(insert(plans).values(**_plan_row("alive"))))
+    async with db.read() as conn:
+        assert await conn.scalar(select(plans.c.id).where(plans.c.id == "alive")) == "alive"

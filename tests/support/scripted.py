@@ -10,9 +10,9 @@ from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
-from sqlalchemy.engine import Connection
 
 from core.context import TenantContext
+from core.journal import RunJournal
 from core.models import ModelFactory
 from core.runs import RunStore
 from core.settings import Settings
@@ -64,20 +64,19 @@ class CrashingModel(WrapperModel):
 
 
 class CrashingRuns(RunStore):
-    """Crashes just before or just after a checkpoint is saved."""
+    """Crashes just before or just after a checkpoint is handed to the run's journal."""
 
     def __init__(self, db: Any, points: CrashPoints) -> None:
         super().__init__(db)
         self.points = points
         self.saves = 0
 
-    async def save_checkpoint(self, ctx: TenantContext, *, step_index: int, messages: bytes,
-                              usage: dict[str, int],
-                              along: Callable[[Connection], None] | None = None) -> None:
+    def save_checkpoint(self, ctx: TenantContext, journal: RunJournal, *, step_index: int,
+                        messages: bytes, usage: dict[str, int]) -> None:
         self.saves += 1
         self.points.hit(f"checkpoint{self.saves}:before")
-        await super().save_checkpoint(ctx, step_index=step_index, messages=messages, usage=usage,
-                                      along=along)
+        super().save_checkpoint(ctx, journal, step_index=step_index, messages=messages,
+                                usage=usage)
         self.points.hit(f"checkpoint{self.saves}:after")
 
 
