@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -122,6 +123,7 @@ class Database:
             max_workers=TRANSACTION_THREADS, thread_name_prefix="tenantry-db"
         )
         self._inline: Engine | None = None
+        self._inline_busy = threading.Lock()  # one connection: never two threads' loops at once
         if self.is_sqlite:
             self._inline = create_engine(
                 _sync_url(self.url), echo=echo, poolclass=StaticPool,
@@ -160,11 +162,13 @@ class Database:
         right here when the write lock is free, and in a worker thread (which waits
         for the lock) when it is not: the event loop never waits for a lock.
         """
-        if self._inline is not None:
+        if self._inline is not None and self._inline_busy.acquire(blocking=False):
             try:
                 return self._inline_transaction(work)
             except _LockTaken:
                 pass
+            finally:
+                self._inline_busy.release()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, self._transaction, work)
 
