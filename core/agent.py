@@ -36,7 +36,7 @@ from core import audit as events
 from core.audit import AuditLog
 from core.audit.log import digest_with
 from core.authz import Authorizer
-from core.budget import MonthlyLedger, Replay, RunMeter, UsageSummary
+from core.budget import MonthlyLedger, Replay, RunMeter, UsageSummary, summary_in
 from core.builder import RunGrant, build_context
 from core.context import Initiator, PrincipalKind, TenantContext
 from core.db.engine import Database
@@ -209,17 +209,24 @@ class AgentService:
         ctx = grant.ctx
         if conversation_id is not None and not history:
             history = await self._history(ctx, conversation_id)
-        await self.runs.create(ctx, prompt=prompt, model=model_id, conversation_id=conversation_id)
-        salt = await self.audit.salt(ctx.tenant_id)
-        await self.audit.record(ctx.tenant_id, events.RUN_STARTED, {
-            "principal": ctx.principal_id,
-            "principal_kind": ctx.principal_kind,
-            "initiator": ctx.audit.initiator,
-            "correlation_id": ctx.audit.correlation_id,
-            "prompt_digest": digest_with(salt, prompt),
-            "model": model_id,
-            "scope": sorted(ctx.scope),
-        }, run_id=ctx.run_id)
+
+        def begin(conn: Connection) -> bytes:
+            self.runs.create_in(
+                conn, ctx, prompt=prompt, model=model_id, conversation_id=conversation_id
+            )
+            salt = self.audit.salt_in(conn, ctx.tenant_id)
+            self.audit.append_in(conn, ctx.tenant_id, events.RUN_STARTED, {
+                "principal": ctx.principal_id,
+                "principal_kind": ctx.principal_kind,
+                "initiator": ctx.audit.initiator,
+                "correlation_id": ctx.audit.correlation_id,
+                "prompt_digest": digest_with(salt, prompt),
+                "model": model_id,
+                "scope": sorted(ctx.scope),
+            }, run_id=ctx.run_id)
+            return salt
+
+        salt = await self.db.run(begin)
         return await self._execute(grant, model_id, prompt, list(history), Replay(), salt)
 
     async def resume(self, grant: RunGrant) -> RunOutcome:
@@ -447,23 +454,26 @@ class AgentService:
         halt: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> RunOutcome:
-        usage = await self.ledger.summary(ctx, ctx.run_id)
         walltime_ms = int((time.monotonic() - started) * 1000)
         detail: dict[str, Any] = {}
-        if answer is not None:
-            record = await self.runs.get(ctx.tenant_id, ctx.run_id)
-            if record.conversation_id is not None:
-                await self.history.append(ctx, record.conversation_id, "user", record.prompt)
-                await self.history.append(ctx, record.conversation_id, "assistant", answer)
         if halt:
             detail["halt"] = halt
         if error:
             detail["error"] = error
         if refused:
             detail["refused_tools"] = [list(pair) for pair in refused]
-        async with self.db.begin() as conn:
-            await self.runs.update(
-                ctx, status=status, answer=answer, detail=detail, conn=conn,
+
+        def finish(conn: Connection) -> UsageSummary:
+            usage = summary_in(conn, ctx, ctx.run_id)
+            if answer is not None:
+                record = self.runs.get_in(conn, ctx.tenant_id, ctx.run_id)
+                if record.conversation_id is not None:
+                    self.history.append_in(conn, ctx, record.conversation_id, "user",
+                                           record.prompt)
+                    self.history.append_in(conn, ctx, record.conversation_id, "assistant",
+                                           answer)
+            self.runs.update_in(
+                conn, ctx, status=status, answer=answer, detail=detail,
                 totals={
                     "input_tokens": usage.input_tokens,
                     "output_tokens": usage.output_tokens,
@@ -471,6 +481,11 @@ class AgentService:
                     "cost_microcents": usage.cost_microcents,
                 },
             )
+            if halt:
+                self.audit.append_in(conn, ctx.tenant_id, events.RUN_HALTED, {
+                    "ceiling": halt["ceiling"], "limit": halt["limit"], "used": halt["used"],
+                }, run_id=ctx.run_id)
+                return usage
             fields: dict[str, Any] = {
                 "outcome": status,
                 "tokens_in": usage.input_tokens,
@@ -483,13 +498,11 @@ class AgentService:
             }
             if answer is not None:
                 fields["answer_digest"] = digest_with(salt, answer)
-            if halt:
-                await self.audit.append(conn, ctx.tenant_id, events.RUN_HALTED, {
-                    "ceiling": halt["ceiling"], "limit": halt["limit"], "used": halt["used"],
-                }, run_id=ctx.run_id)
-            else:
-                await self.audit.append(conn, ctx.tenant_id, events.RUN_COMPLETED, fields,
-                                        run_id=ctx.run_id)
+            self.audit.append_in(conn, ctx.tenant_id, events.RUN_COMPLETED, fields,
+                                 run_id=ctx.run_id)
+            return usage
+
+        usage = await self.db.run(finish)
         return RunOutcome(
             run_id=ctx.run_id, tenant_id=ctx.tenant_id, status=status, model=model_id,
             answer=answer, halt=halt, error=error, usage=usage, refused_tools=tuple(refused),

@@ -161,26 +161,11 @@ class MonthlyLedger:
 
     async def remaining(self, tenant_id: str, plan: Plan, period: str) -> MonthlyRemaining:
         """What is left of the tenant's allowance this period (reservations included)."""
-        tokens, cost, calls = await self.used(tenant_id, period)
-        return MonthlyRemaining(
-            tokens=plan.monthly_tokens - tokens,
-            tool_calls=plan.monthly_tool_calls - calls,
-            cost_microcents=plan.monthly_cost_microcents - cost,
-        )
+        return remaining_of(plan, await self.used(tenant_id, period))
 
     async def used(self, tenant_id: str, period: str) -> tuple[int, int, int]:
         """Tokens, cost and tool calls charged this period (reservations included)."""
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(monthly_usage).where(
-                        monthly_usage.c.tenant_id == tenant_id, monthly_usage.c.period == period
-                    )
-                )
-            ).first()
-        if row is None:
-            return 0, 0, 0
-        return int(row.tokens), int(row.cost_microcents), int(row.tool_calls)
+        return await self.db.run(lambda conn: used_in(conn, tenant_id, period), readonly=True)
 
     async def run_rows(self, tenant_id: str, run_id: str) -> list[LedgerRow]:
         """Every ledger row of a run, oldest first: what a resumed allocation replays."""
@@ -406,34 +391,58 @@ class MonthlyLedger:
 
     async def summary(self, ctx: TenantContext, run_id: str) -> UsageSummary:
         """The run's totals from its ledger: done work apart from retried work."""
-        async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(usage_ledger).where(
-                        usage_ledger.c.tenant_id == ctx.tenant_id, usage_ledger.c.run_id == run_id
-                    )
-                )
-            ).all()
-        done = [r for r in rows if not r.retried]
-        again = [r for r in rows if r.retried]
+        return await self.db.run(lambda conn: summary_in(conn, ctx, run_id), readonly=True)
 
-        def tokens(rs: list[Any]) -> int:
-            return sum(
-                int(r.input_tokens + r.output_tokens + r.cache_read_tokens + r.cache_write_tokens)
-                for r in rs
-            )
 
-        return UsageSummary(
-            input_tokens=sum(int(r.input_tokens + r.cache_read_tokens + r.cache_write_tokens)
-                             for r in done),
-            output_tokens=sum(int(r.output_tokens) for r in done),
-            tokens=tokens(done),
-            tool_calls=sum(int(r.tool_calls) for r in done),
-            cost_microcents=sum(int(r.cost_microcents) for r in done),
-            retried_tokens=tokens(again),
-            retried_tool_calls=sum(int(r.tool_calls) for r in again),
-            retried_cost_microcents=sum(int(r.cost_microcents) for r in again),
+def summary_in(conn: Connection, ctx: TenantContext, run_id: str) -> UsageSummary:
+    """``MonthlyLedger.summary`` inside the caller's transaction."""
+    rows = conn.execute(
+        select(usage_ledger).where(
+            usage_ledger.c.tenant_id == ctx.tenant_id, usage_ledger.c.run_id == run_id
         )
+    ).all()
+    done = [r for r in rows if not r.retried]
+    again = [r for r in rows if r.retried]
+
+    def tokens(rs: list[Any]) -> int:
+        return sum(
+            int(r.input_tokens + r.output_tokens + r.cache_read_tokens + r.cache_write_tokens)
+            for r in rs
+        )
+
+    return UsageSummary(
+        input_tokens=sum(int(r.input_tokens + r.cache_read_tokens + r.cache_write_tokens)
+                         for r in done),
+        output_tokens=sum(int(r.output_tokens) for r in done),
+        tokens=tokens(done),
+        tool_calls=sum(int(r.tool_calls) for r in done),
+        cost_microcents=sum(int(r.cost_microcents) for r in done),
+        retried_tokens=tokens(again),
+        retried_tool_calls=sum(int(r.tool_calls) for r in again),
+        retried_cost_microcents=sum(int(r.cost_microcents) for r in again),
+    )
+
+
+def used_in(conn: Connection, tenant_id: str, period: str) -> tuple[int, int, int]:
+    """``MonthlyLedger.used`` inside the caller's transaction."""
+    row = conn.execute(
+        select(monthly_usage).where(
+            monthly_usage.c.tenant_id == tenant_id, monthly_usage.c.period == period
+        )
+    ).first()
+    if row is None:
+        return 0, 0, 0
+    return int(row.tokens), int(row.cost_microcents), int(row.tool_calls)
+
+
+def remaining_of(plan: Plan, used: tuple[int, int, int]) -> MonthlyRemaining:
+    """What ``used`` (tokens, cost, tool calls) leaves of the plan's monthly allowance."""
+    tokens, cost, calls = used
+    return MonthlyRemaining(
+        tokens=plan.monthly_tokens - tokens,
+        tool_calls=plan.monthly_tool_calls - calls,
+        cost_microcents=plan.monthly_cost_microcents - cost,
+    )
 
 
 def _monthly_refusal(conn: Connection, held: Reservation, plan: Plan) -> BudgetExceeded:

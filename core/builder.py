@@ -6,11 +6,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.budget import MonthlyLedger
+from sqlalchemy.engine import Connection
+
+from core.budget import remaining_of, used_in
 from core.context import Initiator, PrincipalKind, TenantContext, derive_context
 from core.db.engine import Database
 from core.errors import RunRefused
-from core.tenants import Plan, Tenant, billing_period, get_plan, get_tenant
+from core.tenants import Plan, Tenant, billing_period, plan_in, tenant_in
 
 if TYPE_CHECKING:
     from core.authz import Authorizer
@@ -54,15 +56,15 @@ async def build_context(
         NotFound: unknown tenant or plan.
         RunRefused: ``tenant_suspended`` or ``allowance_exhausted``.
     """
-    tenant = await get_tenant(db, tenant_id)
+    tenant, plan, period, used = await db.run(
+        lambda conn: _inputs(conn, tenant_id), readonly=True
+    )
     if tenant.status != "active":
         raise RunRefused(
             "tenant_suspended",
             f"tenant {tenant.id!r} is suspended; an operator can resume it",
         )
-    plan = await get_plan(db, tenant.plan_id)
-    period = billing_period(tenant)
-    remaining = await MonthlyLedger(db).remaining(tenant.id, plan, period)
+    remaining = remaining_of(plan, used)
     spent = remaining.exhausted
     if spent in ("tokens", "cost_microcents"):
         raise RunRefused(
@@ -84,3 +86,11 @@ async def build_context(
         run_id=run_id,
     )
     return RunGrant(ctx=ctx, tenant=tenant, plan=plan, period=period)
+
+
+def _inputs(conn: Connection, tenant_id: str) -> tuple[Tenant, Plan, str, tuple[int, int, int]]:
+    """The tenant, its plan, its billing month and the month's usage, in one snapshot."""
+    tenant = tenant_in(conn, tenant_id)
+    plan = plan_in(conn, tenant.plan_id)
+    period = billing_period(tenant)
+    return tenant, plan, period, used_in(conn, tenant.id, period)

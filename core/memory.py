@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal, get_args
 
 from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.context import TenantContext
@@ -64,22 +65,27 @@ class ConversationHistory:
         self, ctx: TenantContext, conversation_id: str, role: Role, text: str
     ) -> None:
         """Add one turn at the end of the principal's conversation."""
+        await self.db.run(lambda conn: self.append_in(conn, ctx, conversation_id, role, text))
+
+    def append_in(
+        self, conn: Connection, ctx: TenantContext, conversation_id: str, role: Role, text: str
+    ) -> None:
+        """``append`` inside the caller's transaction."""
         _check_conversation(conversation_id)
         if role not in get_args(Role):
             raise InvalidInput(f"role must be one of {get_args(Role)}, got {role!r}")
         if not isinstance(text, str):
             raise InvalidInput("a turn's text must be a string")
-        async with self.db.begin() as conn:
-            await conn.execute(
-                conversation_turns.insert().values(
-                    tenant_id=ctx.tenant_id,
-                    principal_id=ctx.principal_id,
-                    conversation_id=conversation_id,
-                    role=role,
-                    text=text,
-                    created_at=datetime.now(UTC),
-                )
+        conn.execute(
+            conversation_turns.insert().values(
+                tenant_id=ctx.tenant_id,
+                principal_id=ctx.principal_id,
+                conversation_id=conversation_id,
+                role=role,
+                text=text,
+                created_at=datetime.now(UTC),
             )
+        )
 
     async def window(self, ctx: TenantContext, conversation_id: str, limit: int) -> list[Turn]:
         """The newest ``limit`` turns of the principal's conversation, oldest first.

@@ -13,12 +13,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from types import SimpleNamespace
 from typing import Any, Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from core.context import TenantContext
@@ -91,6 +91,7 @@ def _record(row: Any) -> RunRecord:
 
 _CHECKPOINT_FIELDS = ("tenant_id", "step_index", "messages", "usage", "digest", "updated_at")
 _RECORD_EFFECT = tool_effects.insert()
+_CREATE = runs.insert()
 
 
 @cache
@@ -125,40 +126,59 @@ class RunStore:
         detail: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Record a new run of the context's tenant."""
-        now = datetime.now(UTC)
-        async with self.db.begin() as conn:
-            await conn.execute(
-                runs.insert().values(
-                    id=ctx.run_id,
-                    tenant_id=ctx.tenant_id,
-                    principal_id=ctx.principal_id,
-                    principal_kind=ctx.principal_kind,
-                    initiator=ctx.audit.initiator,
-                    correlation_id=ctx.audit.correlation_id,
-                    conversation_id=conversation_id,
-                    model=model,
-                    prompt=prompt,
-                    status=status,
-                    detail=detail or {},
-                    input_tokens=0,
-                    output_tokens=0,
-                    tool_calls=0,
-                    cost_microcents=0,
-                    attempts=1,
-                    created_at=now,
-                    updated_at=now,
-                )
+        return await self.db.run(
+            lambda conn: self.create_in(
+                conn, ctx, prompt=prompt, model=model, status=status,
+                conversation_id=conversation_id, detail=detail,
             )
-        return await self.get(ctx.tenant_id, ctx.run_id)
+        )
+
+    def create_in(
+        self,
+        conn: Connection,
+        ctx: TenantContext,
+        *,
+        prompt: str,
+        model: str,
+        status: RunStatus = "running",
+        conversation_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        """``create`` inside the caller's transaction."""
+        now = datetime.now(UTC)
+        row = {
+            "id": ctx.run_id,
+            "tenant_id": ctx.tenant_id,
+            "principal_id": ctx.principal_id,
+            "principal_kind": ctx.principal_kind,
+            "initiator": ctx.audit.initiator,
+            "correlation_id": ctx.audit.correlation_id,
+            "conversation_id": conversation_id,
+            "model": model,
+            "prompt": prompt,
+            "status": status,
+            "answer": None,
+            "detail": detail or {},
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "tool_calls": 0,
+            "cost_microcents": 0,
+            "attempts": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        conn.execute(_CREATE, row)
+        return _record(SimpleNamespace(**row))
 
     async def get(self, tenant_id: str, run_id: str) -> RunRecord:
         """The run ``run_id`` of ``tenant_id``; another tenant's run is not found."""
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(runs).where(runs.c.tenant_id == tenant_id, runs.c.id == run_id)
-                )
-            ).first()
+        return await self.db.run(lambda conn: self.get_in(conn, tenant_id, run_id), readonly=True)
+
+    def get_in(self, conn: Connection, tenant_id: str, run_id: str) -> RunRecord:
+        """``get`` inside the caller's transaction."""
+        row = conn.execute(
+            select(runs).where(runs.c.tenant_id == tenant_id, runs.c.id == run_id)
+        ).first()
         if row is None:
             raise NotFound(f"no run {run_id!r} in tenant {tenant_id!r}")
         return _record(row)
@@ -199,9 +219,27 @@ class RunStore:
         detail: dict[str, Any] | None = None,
         totals: dict[str, int] | None = None,
         new_attempt: bool = False,
-        conn: AsyncConnection | None = None,
     ) -> None:
         """Move the run to ``status`` with its outcome."""
+        await self.db.run(
+            lambda conn: self.update_in(
+                conn, ctx, status=status, answer=answer, detail=detail, totals=totals,
+                new_attempt=new_attempt,
+            )
+        )
+
+    def update_in(
+        self,
+        conn: Connection,
+        ctx: TenantContext,
+        *,
+        status: RunStatus,
+        answer: str | None = None,
+        detail: dict[str, Any] | None = None,
+        totals: dict[str, int] | None = None,
+        new_attempt: bool = False,
+    ) -> None:
+        """``update`` inside the caller's transaction."""
         values: dict[str, Any] = {"status": status, "updated_at": datetime.now(UTC)}
         if answer is not None:
             values["answer"] = answer
@@ -211,16 +249,11 @@ class RunStore:
             values.update(totals)
         if new_attempt:
             values["attempts"] = runs.c.attempts + 1
-        statement = (
+        conn.execute(
             update(runs)
             .where(runs.c.tenant_id == ctx.tenant_id, runs.c.id == ctx.run_id)
             .values(**values)
         )
-        if conn is not None:
-            await conn.execute(statement)
-            return
-        async with self.db.begin() as own:
-            await own.execute(statement)
 
     async def claim_resume(self, ctx: TenantContext) -> bool:
         """Move a halted run to ``running``; ``False`` if someone else resumed it first.

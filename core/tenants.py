@@ -10,6 +10,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from core.context import FeatureValue, RunCeilings
@@ -140,8 +141,12 @@ async def create_plan(db: Database, plan: Plan) -> Plan:
 
 async def get_plan(db: Database, plan_id: str) -> Plan:
     """The plan ``plan_id``, or ``NotFound``."""
-    async with db.read() as conn:
-        row = (await conn.execute(select(plans).where(plans.c.id == plan_id))).first()
+    return await db.run(lambda conn: plan_in(conn, plan_id), readonly=True)
+
+
+def plan_in(conn: Connection, plan_id: str) -> Plan:
+    """``get_plan`` inside the caller's transaction."""
+    row = conn.execute(select(plans).where(plans.c.id == plan_id)).first()
     if row is None:
         raise NotFound(f"no plan {plan_id!r}")
     return _plan(row)
@@ -234,8 +239,12 @@ async def create_tenant(
 
 async def get_tenant(db: Database, tenant_id: str) -> Tenant:
     """The tenant ``tenant_id``, or ``NotFound``."""
-    async with db.read() as conn:
-        row = (await conn.execute(select(tenants).where(tenants.c.id == tenant_id))).first()
+    return await db.run(lambda conn: tenant_in(conn, tenant_id), readonly=True)
+
+
+def tenant_in(conn: Connection, tenant_id: str) -> Tenant:
+    """``get_tenant`` inside the caller's transaction."""
+    row = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
     if row is None:
         raise NotFound(f"no tenant {tenant_id!r}")
     return _tenant(row)

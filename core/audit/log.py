@@ -137,7 +137,7 @@ class AuditLog:
             salt = await self.salt(tenant_id)
         else:
             require_id("tenant_id", tenant_id)
-            salt = await conn.run_sync(self._salt_in, tenant_id)
+            salt = await conn.run_sync(self.salt_in, tenant_id)
         return digest_with(salt, content)
 
     async def salt(self, tenant_id: str) -> bytes:
@@ -147,9 +147,10 @@ class AuditLog:
         the salt also ends the tenant's runs.
         """
         require_id("tenant_id", tenant_id)
-        return await self.db.run(lambda conn: self._salt_in(conn, tenant_id))
+        return await self.db.run(lambda conn: self.salt_in(conn, tenant_id))
 
-    def _salt_in(self, conn: Connection, tenant_id: str) -> bytes:
+    def salt_in(self, conn: Connection, tenant_id: str) -> bytes:
+        """``salt`` inside the caller's transaction."""
         query = select(audit_salts.c.salt).where(audit_salts.c.tenant_id == tenant_id)
         salt = conn.scalar(query)
         if salt is None:

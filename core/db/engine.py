@@ -148,7 +148,7 @@ class Database:
         async with self.engine.begin() as conn:
             yield conn
 
-    async def run(self, work: Callable[[Connection], T]) -> T:
+    async def run(self, work: Callable[[Connection], T], *, readonly: bool = False) -> T:
         """Run ``work`` as one transaction and return its result.
 
         ``work`` must only touch the database through the connection it is given and
@@ -161,20 +161,31 @@ class Database:
         statements takes less time than handing it to a thread and back, so it runs
         right here when the write lock is free, and in a worker thread (which waits
         for the lock) when it is not: the event loop never waits for a lock.
+
+        Args:
+            readonly: A snapshot read (as ``read``): no write lock on SQLite, a
+                ``READ ONLY`` transaction on PostgreSQL.
         """
+        options = self._read_options if readonly else {}
         if self._inline is not None and self._inline_busy.acquire(blocking=False):
             try:
-                return self._inline_transaction(work)
+                return self._inline_transaction(work, options)
             except _LockTaken:
                 pass
             finally:
                 self._inline_busy.release()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._transaction, work)
+        return await loop.run_in_executor(self._threads, self._transaction, work, options)
 
-    def _inline_transaction(self, work: Callable[[Connection], T]) -> T:
+    @property
+    def _read_options(self) -> dict[str, Any]:
+        return {_READ_ONLY: True} if self.is_sqlite else {"postgresql_readonly": True}
+
+    def _inline_transaction(self, work: Callable[[Connection], T], options: dict[str, Any]) -> T:
         assert self._inline is not None
         with self._inline.connect() as conn:
+            if options:
+                conn = conn.execution_options(**options)
             try:
                 transaction = conn.begin()
             except OperationalError as error:
@@ -184,7 +195,7 @@ class Database:
             with transaction:
                 return work(conn)
 
-    def _transaction(self, work: Callable[[Connection], T]) -> T:
+    def _transaction(self, work: Callable[[Connection], T], options: dict[str, Any]) -> T:
         """``work`` in a transaction, once more on a fresh connection if the first was dead.
 
         The engine does not ping a connection before each transaction (a round trip
@@ -194,12 +205,16 @@ class Database:
         A failure at commit is never retried: the commit may have happened.
         """
         try:
-            return self._attempt(work)
+            return self._attempt(work, options)
         except _StaleConnection:
-            return self._attempt(work, retry=False)
+            return self._attempt(work, options, retry=False)
 
-    def _attempt(self, work: Callable[[Connection], T], *, retry: bool = True) -> T:
+    def _attempt(
+        self, work: Callable[[Connection], T], options: dict[str, Any], *, retry: bool = True
+    ) -> T:
         with self.sync_engine.connect() as conn:
+            if options:
+                conn = conn.execution_options(**options)
             transaction = conn.begin()
             try:
                 result = work(conn)
