@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from core.context import MonthlyRemaining, TenantContext
 from core.db.engine import Database
+from core.db.prepared import Prepared
 from core.db.schema import monthly_usage, usage_ledger
 from core.errors import BudgetExceeded
 from core.journal import RunJournal
@@ -35,13 +36,14 @@ StepKind = Literal["model", "tool"]
 MIN_OUTPUT_TOKENS = 64
 """A model call that could not write even this much is halted instead of truncated."""
 
-# The statements of every step are built once: building and cache-keying a statement
-# costs several times what SQLite takes to run it.
+# The statements of every step are built once and run through ``Prepared``: building,
+# cache-keying and executing a statement through SQLAlchemy costs several times what
+# SQLite takes to run it.
 _IN_MONTH = (
     monthly_usage.c.tenant_id == bindparam("m_tenant"),
     monthly_usage.c.period == bindparam("m_period"),
 )
-_CHARGE = (
+_CHARGE = Prepared(
     update(monthly_usage)
     .where(
         *_IN_MONTH,
@@ -56,7 +58,7 @@ _CHARGE = (
     )
     .returning(monthly_usage.c.tokens)
 )
-_ADJUST = (
+_ADJUST = Prepared(
     update(monthly_usage)
     .where(*_IN_MONTH)
     .values(
@@ -65,8 +67,8 @@ _ADJUST = (
         tool_calls=monthly_usage.c.tool_calls + bindparam("m_calls"),
     )
 )
-_OPEN = usage_ledger.insert()
-_SETTLE = (
+_OPEN = Prepared(usage_ledger.insert())
+_SETTLE = Prepared(
     update(usage_ledger)
     .where(
         usage_ledger.c.run_id == bindparam("l_run"),
@@ -249,17 +251,17 @@ class MonthlyLedger:
             "m_cost": held.cost_microcents, "m_max_cost": plan.monthly_cost_microcents,
             "m_calls": held.tool_calls, "m_max_calls": plan.monthly_tool_calls,
         }
-        if conn.execute(_CHARGE, charge).first() is None:
+        if _CHARGE.execute(conn, charge).fetchone() is None:
             conn.execute(
                 self.db.insert(monthly_usage)
                 .values(tenant_id=held.tenant_id, period=held.period, tokens=0,
                         cost_microcents=0, tool_calls=0)
                 .on_conflict_do_nothing()
             )
-            if conn.execute(_CHARGE, charge).first() is None:
+            if _CHARGE.execute(conn, charge).fetchone() is None:
                 return _monthly_refusal(conn, held, plan)
-        conn.execute(
-            _OPEN,
+        _OPEN.execute(
+            conn,
             {
                 "run_id": held.run_id,
                 "step_id": held.step_id,
@@ -301,8 +303,8 @@ class MonthlyLedger:
         row changes only while it is still ``reserved``, so a second settle of the same
         step is a no-op and returns ``False``.
         """
-        settled = conn.execute(
-            _SETTLE,
+        settled = _SETTLE.execute(
+            conn,
             {
                 "l_run": reservation.run_id,
                 "l_step": reservation.step_id,
@@ -325,9 +327,8 @@ class MonthlyLedger:
             "m_calls": tool_calls - reservation.tool_calls,
         }
         if any(delta.values()):  # a tool call costs what it declared: nothing to move
-            conn.execute(
-                _ADJUST,
-                {"m_tenant": reservation.tenant_id, "m_period": reservation.period, **delta},
+            _ADJUST.execute(
+                conn, {"m_tenant": reservation.tenant_id, "m_period": reservation.period, **delta}
             )
         return True
 

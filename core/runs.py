@@ -19,10 +19,10 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.dml import Insert
 
 from core.context import TenantContext
 from core.db.engine import Database
+from core.db.prepared import Prepared
 from core.db.schema import checkpoints, runs, tool_effects
 from core.errors import CheckpointError, NotFound
 from core.journal import RunJournal
@@ -90,23 +90,23 @@ def _record(row: Any) -> RunRecord:
 
 
 _CHECKPOINT_FIELDS = ("tenant_id", "step_index", "messages", "usage", "digest", "updated_at")
-_RECORD_EFFECT = tool_effects.insert()
-_CREATE = runs.insert()
+_RECORD_EFFECT = Prepared(tool_effects.insert())
+_CREATE = Prepared(runs.insert())
 
 
 @cache
-def _save_checkpoint(is_sqlite: bool) -> Insert:
+def _save_checkpoint(is_sqlite: bool) -> Prepared:
     """The checkpoint upsert, built once per dialect (it runs after every model response).
 
     The update applies only to the same tenant's row, so a run id reused by another
     tenant cannot overwrite its checkpoint.
     """
     insert = sqlite.insert(checkpoints) if is_sqlite else postgresql.insert(checkpoints)
-    return insert.on_conflict_do_update(
+    return Prepared(insert.on_conflict_do_update(
         index_elements=["run_id"],
         set_={name: insert.excluded[name] for name in _CHECKPOINT_FIELDS},
         where=checkpoints.c.tenant_id == insert.excluded.tenant_id,
-    )
+    ))
 
 
 class RunStore:
@@ -167,7 +167,7 @@ class RunStore:
             "created_at": now,
             "updated_at": now,
         }
-        conn.execute(_CREATE, row)
+        _CREATE.execute(conn, row)
         return _record(SimpleNamespace(**row))
 
     async def get(self, tenant_id: str, run_id: str) -> RunRecord:
@@ -291,7 +291,7 @@ class RunStore:
             "updated_at": datetime.now(UTC),
         }
         statement = _save_checkpoint(self.db.is_sqlite)
-        journal.defer(lambda conn: conn.execute(statement, row))
+        journal.defer(lambda conn: statement.execute(conn, row))
 
     async def load_checkpoint(self, ctx: TenantContext, run_id: str) -> Checkpoint | None:
         """The run's checkpoint, or ``None`` if it never reached one.
@@ -343,8 +343,8 @@ class RunStore:
         result: str,
     ) -> None:
         """Record a tool call's result inside the caller's transaction."""
-        conn.execute(
-            _RECORD_EFFECT,
+        _RECORD_EFFECT.execute(
+            conn,
             {
                 "run_id": ctx.run_id,
                 "step_id": step_id,

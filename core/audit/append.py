@@ -27,23 +27,24 @@ from core.audit.events import AuditError, canonical_bytes, check_fields, utc_now
 from core.audit.store import decode_range, encode_range
 from core.audit.tables import audit_events, audit_heads
 from core.db.engine import Database
+from core.db.prepared import Prepared
 from core.merkle import CompactRange, leaf_hash
 
 MAX_BATCH = 500
 
 # Built once: an append runs with every tool call.
-_CLAIM = (
+_CLAIM = Prepared(
     update(audit_heads)
     .where(audit_heads.c.tenant_id == bindparam("h_tenant"))
     .values(size=audit_heads.c.size + bindparam("h_count"))
     .returning(audit_heads.c.size, audit_heads.c.compact_range)
 )
-_MOVE_HEAD = (
+_MOVE_HEAD = Prepared(
     update(audit_heads)
     .where(audit_heads.c.tenant_id == bindparam("h_tenant"))
     .values(compact_range=bindparam("h_range"), updated_at=bindparam("h_at"))
 )
-_ADVANCE = (
+_ADVANCE = Prepared(
     update(audit_heads)
     .where(
         audit_heads.c.tenant_id == bindparam("h_tenant"),
@@ -56,7 +57,7 @@ _ADVANCE = (
         updated_at=bindparam("h_at"),
     )
 )
-_INSERT_EVENTS = audit_events.insert()
+_INSERT_EVENTS = Prepared(audit_events.insert())
 _MAX_LENGTH = {"tenant_id": 64, "run_id": 36, "event": 64}
 
 
@@ -126,22 +127,22 @@ def write(
         tree = decode_range(size, stored)
         seqs, rows = _extend(tree, tenant_id, entries)
         encoded = encode_range(tree)
-        moved = conn.execute(_ADVANCE, {
+        moved = _ADVANCE.execute(conn, {
             "h_tenant": tenant_id, "h_size": size, "h_range": stored,
             "h_new_size": tree.size, "h_new_range": encoded, "h_at": datetime.now(UTC),
         })
         if moved.rowcount == 1:
-            conn.execute(_INSERT_EVENTS, rows)
+            _INSERT_EVENTS.execute_many(conn, rows)
             if heads is not None:
                 heads.remember(tenant_id, tree.size, encoded)
             return seqs
     tree = _claim(db, conn, tenant_id, len(entries))
     seqs, rows = _extend(tree, tenant_id, entries)
     encoded = encode_range(tree)
-    conn.execute(
-        _MOVE_HEAD, {"h_tenant": tenant_id, "h_range": encoded, "h_at": datetime.now(UTC)}
+    _MOVE_HEAD.execute(
+        conn, {"h_tenant": tenant_id, "h_range": encoded, "h_at": datetime.now(UTC)}
     )
-    conn.execute(_INSERT_EVENTS, rows)
+    _INSERT_EVENTS.execute_many(conn, rows)
     if heads is not None:
         heads.remember(tenant_id, tree.size, encoded)
     return seqs
@@ -170,15 +171,18 @@ def _extend(
 def _claim(db: Database, conn: Connection, tenant_id: str, count: int) -> CompactRange:
     """Lock the tenant's head, counting ``count`` new events in it; return the prior tree."""
     claim = {"h_tenant": tenant_id, "h_count": count}
-    row = conn.execute(_CLAIM, claim).first()
+    row = _CLAIM.execute(conn, claim).fetchone()
     if row is None:
         conn.execute(
             db.insert(audit_heads)
             .values(tenant_id=tenant_id, size=0, compact_range="[]", updated_at=datetime.now(UTC))
             .on_conflict_do_nothing()
         )
-        row = conn.execute(_CLAIM, claim).one()
-    return decode_range(int(row.size) - count, row.compact_range)
+        row = _CLAIM.execute(conn, claim).fetchone()
+    if row is None:
+        raise AuditError(f"the audit head of tenant {tenant_id!r} vanished while created")
+    size, compact_range = row
+    return decode_range(int(size) - count, compact_range)
 
 
 @dataclass(slots=True)

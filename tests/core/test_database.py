@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from core.db.engine import Database
+from core.db.prepared import Prepared
 from core.db.schema import plans
 
 
@@ -120,3 +121,37 @@ async def test_run_reconnects_when_its_pooled_connection_died(db: Database) -> N
     assert await db.run(lambda conn: conn.execute(insert(plans).values(**_plan_row("alive"))))
     async with db.read() as conn:
         assert await conn.scalar(select(plans.c.id).where(plans.c.id == "alive")) == "alive"
+
+
+async def test_a_prepared_statement_converts_its_values_and_raises_sqlalchemy_errors(
+    db: Database,
+) -> None:
+    add = Prepared(insert(plans))
+    row = _plan_row("prepared") | {"capabilities": ["knowledge.search"]}
+    await db.run(lambda conn: add.execute(conn, row))
+    async with db.read() as conn:
+        stored = (await conn.execute(select(plans).where(plans.c.id == "prepared"))).one()
+    assert stored.capabilities == ["knowledge.search"]  # JSON, through the column's type
+    created = row["created_at"]
+    assert isinstance(created, datetime)
+    assert stored.created_at.replace(tzinfo=None) == created.replace(tzinfo=None)
+    with pytest.raises(IntegrityError):
+        await db.run(lambda conn: add.execute(conn, row))
+
+
+async def test_a_prepared_statement_on_a_dead_connection_is_retried_on_a_fresh_one(
+    db: Database,
+) -> None:
+    if db.is_sqlite:
+        pytest.skip("an embedded database has no server to lose the connection")
+    add = Prepared(insert(plans))
+
+    def backend_pid(conn: Connection) -> int:
+        return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    pid = await db.run(backend_pid)
+    async with db.begin() as admin:
+        await admin.execute(select(func.pg_terminate_backend(pid)))
+    await db.run(lambda conn: add.execute(conn, _plan_row("after-restart")))
+    async with db.read() as conn:
+        assert await conn.scalar(select(func.count()).where(plans.c.id == "after-restart")) == 1
