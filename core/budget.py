@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.engine import Connection
 
 from core.context import MonthlyRemaining, TenantContext
@@ -43,7 +43,7 @@ _IN_MONTH = (
     monthly_usage.c.tenant_id == bindparam("m_tenant"),
     monthly_usage.c.period == bindparam("m_period"),
 )
-_CHARGE = Prepared(
+_CHARGE_STATEMENT = (
     update(monthly_usage)
     .where(
         *_IN_MONTH,
@@ -58,7 +58,8 @@ _CHARGE = Prepared(
     )
     .returning(monthly_usage.c.tokens)
 )
-_ADJUST = Prepared(
+_CHARGE = Prepared(_CHARGE_STATEMENT)
+_ADJUST_STATEMENT = (
     update(monthly_usage)
     .where(*_IN_MONTH)
     .values(
@@ -68,7 +69,25 @@ _ADJUST = Prepared(
     )
 )
 _OPEN = Prepared(usage_ledger.insert())
-_SETTLE = Prepared(
+_OPENED = (
+    "run_id", "step_id", "tenant_id", "period", "kind", "status", "retried", "model",
+    "price_version", "reserved_tokens", "reserved_cost_microcents", "reserved_tool_calls",
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "tool_calls",
+    "cost_microcents", "created_at",
+)
+_CHARGE_AND_OPEN = Prepared(
+    # PostgreSQL: the charge and the ledger row in one statement, one round trip. The
+    # row is inserted only if the charge updated the month (a data-modifying CTE).
+    usage_ledger.insert()
+    .from_select(
+        list(_OPENED),
+        select(
+            *(bindparam("o_" + name, type_=usage_ledger.c[name].type) for name in _OPENED)
+        ).select_from(_CHARGE_STATEMENT.cte("charged")),
+    )
+    .returning(usage_ledger.c.step_id)
+)
+_SETTLE_STATEMENT = (
     update(usage_ledger)
     .where(
         usage_ledger.c.run_id == bindparam("l_run"),
@@ -87,6 +106,17 @@ _SETTLE = Prepared(
         response=bindparam("l_response"),
         settled_at=bindparam("l_at"),
     )
+)
+
+_ADJUST = Prepared(_ADJUST_STATEMENT)
+_SETTLE = Prepared(_SETTLE_STATEMENT)
+_SETTLED = _SETTLE_STATEMENT.returning(usage_ledger.c.step_id).cte("settled")
+_SETTLE_AND_ADJUST = Prepared(
+    # PostgreSQL: the ledger row settles and the month moves in one statement, the
+    # month only if the row was still reserved; the count says whether it was.
+    select(func.count())
+    .select_from(_SETTLED)
+    .add_cte(_ADJUST_STATEMENT.where(exists(select(_SETTLED.c.step_id))).cte("adjusted"))
 )
 
 
@@ -242,8 +272,9 @@ class MonthlyLedger:
         """Charge the month if it still covers the reservation, and open the step's row.
 
         The month's row is created by the first reservation that finds none, so the
-        common case is two statements. A refusal is returned, not raised: it must not
-        roll back the run's deferred writes that share the transaction.
+        common case is two statements on SQLite and one on PostgreSQL. A refusal is
+        returned, not raised: it must not roll back the run's deferred writes that
+        share the transaction.
         """
         charge = {
             "m_tenant": held.tenant_id, "m_period": held.period,
@@ -251,40 +282,52 @@ class MonthlyLedger:
             "m_cost": held.cost_microcents, "m_max_cost": plan.monthly_cost_microcents,
             "m_calls": held.tool_calls, "m_max_calls": plan.monthly_tool_calls,
         }
-        if _CHARGE.execute(conn, charge).fetchone() is None:
-            conn.execute(
-                self.db.insert(monthly_usage)
-                .values(tenant_id=held.tenant_id, period=held.period, tokens=0,
-                        cost_microcents=0, tool_calls=0)
-                .on_conflict_do_nothing()
-            )
-            if _CHARGE.execute(conn, charge).fetchone() is None:
-                return _monthly_refusal(conn, held, plan)
-        _OPEN.execute(
-            conn,
-            {
-                "run_id": held.run_id,
-                "step_id": held.step_id,
-                "tenant_id": held.tenant_id,
-                "period": held.period,
-                "kind": held.kind,
-                "status": "reserved",
-                "retried": False,
-                "model": price.model if price else None,
-                "price_version": price.version if price else None,
-                "reserved_tokens": held.tokens,
-                "reserved_cost_microcents": held.cost_microcents,
-                "reserved_tool_calls": held.tool_calls,
-                "input_tokens": 0,
-                "output_tokens": 0,
-                "cache_read_tokens": 0,
-                "cache_write_tokens": 0,
-                "tool_calls": 0,
-                "cost_microcents": 0,
-                "created_at": datetime.now(UTC),
-            },
+        row = {
+            "run_id": held.run_id,
+            "step_id": held.step_id,
+            "tenant_id": held.tenant_id,
+            "period": held.period,
+            "kind": held.kind,
+            "status": "reserved",
+            "retried": False,
+            "model": price.model if price else None,
+            "price_version": price.version if price else None,
+            "reserved_tokens": held.tokens,
+            "reserved_cost_microcents": held.cost_microcents,
+            "reserved_tool_calls": held.tool_calls,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "tool_calls": 0,
+            "cost_microcents": 0,
+            "created_at": datetime.now(UTC),
+        }
+        if self.db.is_sqlite:
+
+            def attempt() -> bool:
+                if _CHARGE.execute(conn, charge).fetchone() is None:
+                    return False
+                _OPEN.execute(conn, row)
+                return True
+
+        else:
+            both = charge | {"o_" + name: value for name, value in row.items()}
+
+            def attempt() -> bool:
+                return _CHARGE_AND_OPEN.execute(conn, both).fetchone() is not None
+
+        if attempt():
+            return None
+        conn.execute(
+            self.db.insert(monthly_usage)
+            .values(tenant_id=held.tenant_id, period=held.period, tokens=0,
+                    cost_microcents=0, tool_calls=0)
+            .on_conflict_do_nothing()
         )
-        return None
+        if attempt():
+            return None
+        return _monthly_refusal(conn, held, plan)
 
     def settle_in(
         self,
@@ -303,33 +346,34 @@ class MonthlyLedger:
         row changes only while it is still ``reserved``, so a second settle of the same
         step is a no-op and returns ``False``.
         """
-        settled = _SETTLE.execute(
-            conn,
-            {
-                "l_run": reservation.run_id,
-                "l_step": reservation.step_id,
-                "l_retried": retried,
-                "l_input": usage.input_tokens,
-                "l_output": usage.output_tokens,
-                "l_cache_read": usage.cache_read_tokens,
-                "l_cache_write": usage.cache_write_tokens,
-                "l_calls": tool_calls,
-                "l_cost": cost_microcents,
-                "l_response": response,
-                "l_at": datetime.now(UTC),
-            },
-        )
-        if settled.rowcount == 0:
-            return False
-        delta = {
+        row = {
+            "l_run": reservation.run_id,
+            "l_step": reservation.step_id,
+            "l_retried": retried,
+            "l_input": usage.input_tokens,
+            "l_output": usage.output_tokens,
+            "l_cache_read": usage.cache_read_tokens,
+            "l_cache_write": usage.cache_write_tokens,
+            "l_calls": tool_calls,
+            "l_cost": cost_microcents,
+            "l_response": response,
+            "l_at": datetime.now(UTC),
+        }
+        month = {
+            "m_tenant": reservation.tenant_id,
+            "m_period": reservation.period,
             "m_tokens": usage.total - reservation.tokens,
             "m_cost": cost_microcents - reservation.cost_microcents,
             "m_calls": tool_calls - reservation.tool_calls,
         }
-        if any(delta.values()):  # a tool call costs what it declared: nothing to move
-            _ADJUST.execute(
-                conn, {"m_tenant": reservation.tenant_id, "m_period": reservation.period, **delta}
-            )
+        moves = any(month[key] for key in ("m_tokens", "m_cost", "m_calls"))
+        if moves and not self.db.is_sqlite:
+            counted = _SETTLE_AND_ADJUST.execute(conn, row | month).fetchone()
+            return counted is not None and counted[0] == 1
+        if _SETTLE.execute(conn, row).rowcount == 0:
+            return False
+        if moves:  # a tool call costs what it declared: nothing to move
+            _ADJUST.execute(conn, month)
         return True
 
     def settle_later(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from core.audit.events import AuditError, canonical_bytes, check_fields, utc_now
@@ -44,7 +44,7 @@ _MOVE_HEAD = Prepared(
     .where(audit_heads.c.tenant_id == bindparam("h_tenant"))
     .values(compact_range=bindparam("h_range"), updated_at=bindparam("h_at"))
 )
-_ADVANCE = Prepared(
+_ADVANCE_STATEMENT = (
     update(audit_heads)
     .where(
         audit_heads.c.tenant_id == bindparam("h_tenant"),
@@ -57,7 +57,21 @@ _ADVANCE = Prepared(
         updated_at=bindparam("h_at"),
     )
 )
+_ADVANCE = Prepared(_ADVANCE_STATEMENT)
 _INSERT_EVENTS = Prepared(audit_events.insert())
+_EVENT_COLUMNS = ("tenant_id", "seq", "run_id", "event", "time", "fields", "leaf_hash")
+_ADVANCE_AND_INSERT = Prepared(
+    # PostgreSQL, one event: the head moves and the event is inserted in one statement,
+    # the event only if the head still was where this process left it.
+    audit_events.insert()
+    .from_select(
+        list(_EVENT_COLUMNS),
+        select(
+            *(bindparam("e_" + name, type_=audit_events.c[name].type) for name in _EVENT_COLUMNS)
+        ).select_from(_ADVANCE_STATEMENT.returning(audit_heads.c.size).cte("advanced")),
+    )
+    .returning(audit_events.c.seq)
+)
 _MAX_LENGTH = {"tenant_id": 64, "run_id": 36, "event": 64}
 
 
@@ -127,12 +141,18 @@ def write(
         tree = decode_range(size, stored)
         seqs, rows = _extend(tree, tenant_id, entries)
         encoded = encode_range(tree)
-        moved = _ADVANCE.execute(conn, {
+        head = {
             "h_tenant": tenant_id, "h_size": size, "h_range": stored,
             "h_new_size": tree.size, "h_new_range": encoded, "h_at": datetime.now(UTC),
-        })
-        if moved.rowcount == 1:
-            _INSERT_EVENTS.execute_many(conn, rows)
+        }
+        if not db.is_sqlite and len(rows) == 1:
+            event = {"e_" + name: value for name, value in rows[0].items()}
+            moved = _ADVANCE_AND_INSERT.execute(conn, head | event).fetchone() is not None
+        else:
+            moved = _ADVANCE.execute(conn, head).rowcount == 1
+            if moved:
+                _INSERT_EVENTS.execute_many(conn, rows)
+        if moved:
             if heads is not None:
                 heads.remember(tenant_id, tree.size, encoded)
             return seqs
