@@ -16,11 +16,18 @@ the last minute) signed as Slack signs it: ``v0=`` + HMAC-SHA256 of
 ``v0:{timestamp}:{body}``. A batch sends ``N`` of them at once (50, then 200) and
 records, per request, the time from sending to having read the response. The requests
 are sent by a client in a child process (its own event loop and core), so the client's
-own work does not queue behind, or in front of, the server's. After a
-warm-up, each level runs three times per side, alternating sides; the figures are the
-medians of the batches' p50s and p99s. The runs the commands start execute in the
-app's executor after the acknowledgement (in the same event loop, as in
+own work does not queue behind, or in front of, the server's; it keeps its connections
+open between batches, so every timed batch runs on the connections the warm-up opened.
+After a warm-up, each level runs three times per side, alternating sides; the figures
+are the medians of the batches' p50s and p99s. The runs the commands start execute in
+the app's executor after the acknowledgement (in the same event loop, as in
 ``tenantry serve``); between batches the script waits for it to go idle, untimed.
+
+For the tenantry side it also reports how long runs waited: from a command's
+acknowledgement (read by the client) to its run's record (``runs.created_at``, written
+when the run starts), median and max over the level's batches, and how long after the
+burst's last acknowledgement the first run started. The machine's load average is
+printed before and after, since the figures mean little on a busy machine.
 
     .venv/bin/python benchmarks/slack_ack.py [--repeats 3] [--levels 50 200]
 """
@@ -29,10 +36,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import hmac
 import itertools
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
@@ -50,11 +59,13 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select
 
 from bots.executor import Executor
 from bots.runtime import Runtime
 from bots.slack.standin import SlackStandIn, SlackUser
 from bots.web import EXECUTOR, RUNTIME, create_app
+from core.db.schema import runs
 from core.logs import configure
 from core.settings import Settings
 from core.tenants import Plan, create_plan, create_tenant
@@ -78,24 +89,38 @@ TARGET_RATIO = 1.5
 """Most the tenantry side may take relative to bare Bolt (p50 and p99)."""
 WINDOW_S = 60
 """Timestamps are spread over this many seconds back from now (Slack allows 300)."""
+KEEPALIVE_S = 600
+"""How long the client keeps an idle connection: longer than the whole benchmark, where
+aiohttp's default (15 s) would close the warm-up's connections before the last level."""
 
 
 @dataclass(frozen=True, slots=True)
 class Server:
-    """A server under test: where to post, and the executor to drain (tenantry only)."""
+    """A server under test and where to post to it.
+
+    For tenantry also the executor to drain and the runtime whose runs are read.
+    """
 
     name: str
     url: str
     executor: Executor | None = None
+    runtime: Runtime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """The acknowledgement times of one batch, in milliseconds."""
+    """The acknowledgement times of one batch, in milliseconds.
+
+    Attributes:
+        waits: Per command, from its acknowledgement to its run's start (tenantry only).
+        first_start: From the last acknowledgement to the first run's start.
+    """
 
     p50: float
     p99: float
     failures: int
+    waits: tuple[float, ...] = ()
+    first_start: float | None = None
 
 
 def sign(body: bytes, timestamp: int) -> dict[str, str]:
@@ -104,6 +129,11 @@ def sign(body: bytes, timestamp: int) -> dict[str, str]:
     digest = hmac.new(SIGNING_SECRET.encode(), base, hashlib.sha256).hexdigest()
     return {"Content-Type": FORM, "X-Slack-Request-Timestamp": str(timestamp),
             "X-Slack-Signature": f"v0={digest}"}
+
+
+def trigger_id(serial: int) -> str:
+    """The ``trigger_id`` of command ``serial``; its run's correlation id is ``command:`` + it."""
+    return f"{serial}.1234.bench{serial:08x}"
 
 
 def command_request(serial: int, response_base: str) -> tuple[bytes, dict[str, str]]:
@@ -116,7 +146,7 @@ def command_request(serial: int, response_base: str) -> tuple[bytes, dict[str, s
         "command": COMMAND, "text": f"how are we doing? #{serial}",
         "api_app_id": APP_ID, "is_enterprise_install": "false",
         "response_url": f"{response_base}response_url.{serial}",
-        "trigger_id": f"{serial}.1234.bench{serial:08x}",
+        "trigger_id": trigger_id(serial),
     }
     body = urlencode(form).encode()
     return body, sign(body, int(time.time()) - serial % WINDOW_S)
@@ -130,18 +160,23 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 
 async def one(session: aiohttp.ClientSession, url: str, body: bytes,
-              headers: dict[str, str]) -> tuple[float, int]:
-    """Post one request; milliseconds until its response was read, and its status."""
+              headers: dict[str, str]) -> tuple[float, int, float]:
+    """Post one request; milliseconds until its response was read, its status, and when.
+
+    The last is wall-clock time (``time.time()``), comparable with the server's
+    timestamps: client and server run on the same machine.
+    """
     started = time.perf_counter()
     async with session.post(url, data=body, headers=headers) as resp:
         await resp.read()
-        return (time.perf_counter() - started) * 1000, resp.status
+        return (time.perf_counter() - started) * 1000, resp.status, time.time()
 
 
 async def client_loop(conn: Connection, limit: int) -> None:
     """Serve batches sent by the parent until it sends ``None``; answer their timings."""
     loop = asyncio.get_running_loop()
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0)
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0,
+                                     keepalive_timeout=KEEPALIVE_S)
     async with aiohttp.ClientSession(connector=connector) as session:
         while (job := await loop.run_in_executor(None, conn.recv)) is not None:
             url, requests = job
@@ -150,21 +185,39 @@ async def client_loop(conn: Connection, limit: int) -> None:
 
 
 def client_process(conn: Connection, limit: int) -> None:
-    """The load generator: its own process, so its CPU is not the server's event loop."""
+    """The load generator: its own process, so its CPU is not the server's event loop.
+
+    The process imports this module, and with it everything the server imports (some
+    300,000 objects); a full garbage collection over those stalls the client for about
+    170 ms in the middle of whichever batch it falls in. Frozen, they are left out.
+    """
+    gc.collect()
+    gc.freeze()
     asyncio.run(client_loop(conn, limit))
 
 
 async def batch(conn: Connection, server: Server, size: int,
                 serials: itertools.count[int], response_base: str) -> Batch:
     """``size`` distinct commands at once (signed beforehand); their p50 and p99."""
-    requests = [command_request(next(serials), response_base) for _ in range(size)]
+    numbers = [next(serials) for _ in range(size)]
+    requests = [command_request(serial, response_base) for serial in numbers]
     conn.send((server.url + "/slack/events", requests))
-    results: list[tuple[float, int]] = await asyncio.to_thread(conn.recv)
-    if server.executor is not None:
-        await server.executor.wait_idle()  # untimed: the runs behind the acks
-    times = [ms for ms, _ in results]
-    return Batch(percentile(times, 50), percentile(times, 99),
-                 sum(status != 200 for _, status in results))
+    results: list[tuple[float, int, float]] = await asyncio.to_thread(conn.recv)
+    times = [ms for ms, _, _ in results]
+    timed = Batch(percentile(times, 50), percentile(times, 99),
+                  sum(status != 200 for _, status, _ in results))
+    if server.executor is None or server.runtime is None:
+        return timed
+    await server.executor.wait_idle()  # untimed: the runs behind the acks
+    acked = {f"command:{trigger_id(serial)}": at
+             for serial, (_, _, at) in zip(numbers, results, strict=True)}
+    async with server.runtime.db.read() as read:
+        rows = (await read.execute(select(runs.c.correlation_id, runs.c.created_at)
+                                   .where(runs.c.correlation_id.in_(acked)))).all()
+    starts = {row.correlation_id: row.created_at.timestamp() for row in rows}
+    waits = tuple((starts[key] - at) * 1000 for key, at in acked.items() if key in starts)
+    first = (min(starts.values()) - max(acked.values())) * 1000 if starts else None
+    return Batch(timed.p50, timed.p99, timed.failures, waits, first)
 
 
 def bare_bolt_app(slack: SlackStandIn) -> web.Application:
@@ -227,15 +280,32 @@ def report(name: str, level: int, batches: list[Batch]) -> tuple[float, float]:
     p50 = statistics.median(b.p50 for b in batches)
     p99 = statistics.median(b.p99 for b in batches)
     failures = sum(b.failures for b in batches)
-    runs = ", ".join(f"{b.p50:.1f}/{b.p99:.1f}" for b in batches)
+    each = ", ".join(f"{b.p50:.1f}/{b.p99:.1f}" for b in batches)
     print(f"  {name:<9} N={level:<4} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
-          f"  (batches p50/p99: {runs}; non-200: {failures})")
+          f"  (batches p50/p99: {each}; non-200: {failures})")
     return p50, p99
+
+
+def report_waits(level: int, batches: list[Batch]) -> None:
+    """Print how long the level's runs waited after their acknowledgements."""
+    waits = [wait for b in batches for wait in b.waits]
+    firsts = [b.first_start for b in batches if b.first_start is not None]
+    if not waits or not firsts:
+        return
+    print(f"  run start N={level:<4} after its ack: median {statistics.median(waits):.0f} ms,"
+          f" max {max(waits):.0f} ms ({len(waits)} runs); first run after the last ack:"
+          f" {', '.join(f'{first:.0f}' for first in firsts)} ms")
+
+
+def load() -> str:
+    """The 1-, 5- and 15-minute load averages."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 async def main(levels: list[int], repeats: int) -> int:
     configure("WARNING")
     missed = False
+    load_before = load()
     with tempfile.TemporaryDirectory(prefix="slack-ack-") as tmp:
         async with SlackStandIn(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                                 app_id=APP_ID) as slack:
@@ -249,7 +319,8 @@ async def main(levels: list[int], repeats: int) -> int:
             tenantry_app = create_app(settings)
             async with serve(tenantry_app) as tenantry_url, serve(bare_bolt_app(slack)) as bare_url:
                 await link_workspace(tenantry_app[RUNTIME], slack)
-                sides = [Server("tenantry", tenantry_url, tenantry_app[EXECUTOR]),
+                sides = [Server("tenantry", tenantry_url, tenantry_app[EXECUTOR],
+                                tenantry_app[RUNTIME]),
                          Server("bare bolt", bare_url)]
                 serials = itertools.count(1)
                 conn, child_end = multiprocessing.get_context("spawn").Pipe()
@@ -271,9 +342,11 @@ async def main(levels: list[int], repeats: int) -> int:
                 await tenantry_app[EXECUTOR].wait_idle()
                 print(f"Slack acknowledgement latency ({repeats} batches per level, "
                       "median of batch percentiles)")
+                print(f"  load average before: {load_before}; after: {load()}")
                 for level in levels:
                     t50, t99 = report("tenantry", level, results[("tenantry", level)])
                     b50, b99 = report("bare bolt", level, results[("bare bolt", level)])
+                    report_waits(level, results[("tenantry", level)])
                     r50, r99 = t50 / b50, t99 / b99
                     ratio_ok = r50 <= TARGET_RATIO and r99 <= TARGET_RATIO
                     missed |= not ratio_ok

@@ -2,14 +2,18 @@
 
 The app owns the runtime and the executor through a cleanup context, so clients are
 created at startup, never at import, and in-flight runs drain at shutdown. Runs left
-unfinished by a crash are resumed at the next start.
+unfinished by a crash are resumed at the next start. A middleware tells the executor
+which requests are in flight, so runs start between bursts of requests rather than
+delaying their acknowledgements.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bots.executor import Executor
 from bots.runtime import Runtime, open_runtime
@@ -28,14 +32,27 @@ DELIVERERS = web.AppKey("deliverers", list[Deliver])
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness and a glance at the executor."""
+    """Liveness and a glance at the executor: jobs waiting for admission, and running."""
     executor = request.app[EXECUTOR]
-    return web.json_response({"ok": True, "runs_in_flight": executor.in_flight})
+    return web.json_response({"ok": True, "runs_in_flight": executor.in_flight,
+                              "runs_queued": executor.queued,
+                              "runs_running": executor.running})
+
+
+@web.middleware
+async def serving(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count the request as in flight for the executor's admission of runs."""
+    with request.app[EXECUTOR].serving():
+        return await handler(request)
 
 
 async def resume_unfinished(runtime: Runtime, executor: Executor,
                             deliverers: list[Deliver] | None = None) -> int:
-    """Hand every run a crash left ``queued`` or ``running`` back to the executor."""
+    """Hand every unfinished run back to the executor.
+
+    ``queued``: acknowledged but parked at shutdown before it started; ``running``:
+    interrupted by a crash or cancelled at shutdown.
+    """
     count = 0
     for record in await runtime.agent.runs.unfinished():
         async def job(record_id: str = record.id, tenant_id: str = record.tenant_id,
@@ -47,7 +64,8 @@ async def resume_unfinished(runtime: Runtime, executor: Executor,
                     principal_kind=kind,  # type: ignore[arg-type]
                     run_id=record_id,
                 )
-                outcome = await runtime.agent.resume(grant)
+                async with executor.slot(tenant_id):
+                    outcome = await runtime.agent.resume(grant)
                 for deliver in deliverers or []:
                     await deliver(outcome)
             except TenantryError as exc:
@@ -79,13 +97,15 @@ def transports(settings: Settings, app: web.Application) -> list[Mount]:
 
 def create_app(settings: Settings, mounts: list[Mount] | None = None) -> web.Application:
     """The web application with every configured transport (or exactly ``mounts``)."""
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[serving])
     if mounts is None:
         mounts = transports(settings, app)
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
-            executor = Executor(per_tenant=settings.runs_per_tenant)
+            executor = Executor(per_tenant=settings.runs_per_tenant,
+                                max_running=settings.runs_per_process,
+                                max_delay_s=settings.run_admission_max_delay_ms / 1000)
             app[RUNTIME] = runtime
             app[EXECUTOR] = executor
             app[DELIVERERS] = []
@@ -94,8 +114,13 @@ def create_app(settings: Settings, mounts: list[Mount] | None = None) -> web.App
             resumed = await resume_unfinished(runtime, executor, app[DELIVERERS])
             if resumed:
                 log.info("resuming unfinished runs", count=resumed)
+            # What startup loaded lives as long as the app: keep it out of the collector's
+            # full passes, which stop the event loop, acknowledgements included, for a
+            # time that grows with everything tracked (200 ms, docs/benchmarks.md).
+            gc.freeze()
             yield
             await executor.shutdown()
+            gc.unfreeze()
 
     app.cleanup_ctx.append(lifespan)
     app.router.add_get("/healthz", healthz)

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         public_url: The deployment's public base URL (install links, manifests).
         host, port: Where ``tenantry serve`` listens.
         runs_per_tenant: Runs of one tenant executing at once in this process.
+        runs_per_process: Runs executing at once in this process, all tenants together:
+            by default four tenants at their full ``runs_per_tenant``, and fewer than
+            the PostgreSQL connection pool holds (30), so runs leave connections for
+            the requests.
+        run_admission_max_delay_ms: The longest a run waits for the web process to
+            finish the requests in flight (so that their acknowledgements do not wait
+            for it) before it starts anyway.
         slack_signing_secret, slack_client_id, slack_client_secret: The Slack app's
             credentials; all three or none (Slack disabled).
         slack_api_url: Base URL of Slack's Web API (a gateway or a local stand-in).
@@ -85,6 +92,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)
     runs_per_tenant: int = Field(default=4, gt=0)
+    runs_per_process: int = Field(default=16, gt=0)
+    run_admission_max_delay_ms: int = Field(default=250, ge=0)
     slack_signing_secret: SecretStr | None = None
     slack_client_id: str | None = None
     slack_client_secret: SecretStr | None = None

@@ -4,7 +4,9 @@ Everything here happens after the acknowledgement, inside an executor job: claim
 the event id (Slack's retries never start a second run), resolving the link, the
 principal and its roles (``users.info``, fresh for every run), opening the context,
 and posting. A run's answer lives in one message whose ts is stored with the run, so
-a resumed run edits that message instead of posting again.
+a resumed run edits that message instead of posting again. A request whose run has
+not started by shutdown is recorded as a ``queued`` run, which the next start resumes
+into that same message.
 
 In a thread the answer is streamed (``chat.startStream``/``appendStream``/
 ``stopStream``) under a status line; a stream Slack has ended on its side
@@ -14,6 +16,7 @@ on the same message, so the answer always ends complete in one message.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -165,6 +168,15 @@ class AnswerMessage:
                                       blocks=shown.blocks())
 
 
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A request that passed every check, its answer message open: ready to run."""
+
+    grant: RunGrant
+    answer: AnswerMessage
+    conversation: str
+
+
 class SlackAnswers:
     """Runs Slack requests and renders their outcomes."""
 
@@ -214,23 +226,62 @@ class SlackAnswers:
 
     async def handle(self, request: Request) -> None:
         """The whole life of one request after its acknowledgement."""
+        accepted = await self._accept(request)
+        if accepted is None:
+            return
+        started = False
+        try:
+            async with self.executor.slot(accepted.grant.ctx.tenant_id):
+                started = True
+                await self._run(accepted.answer, accepted.grant, request.prompt,
+                                accepted.conversation)
+        except asyncio.CancelledError:
+            if not started:  # shutdown came while the tenant's slot was taken: as ``park``
+                await self._queue(request, accepted)
+            raise
+        await self.home(request.origin)
+
+    async def park(self, request: Request) -> None:
+        """Record a request that had not started by shutdown as a ``queued`` run.
+
+        The next start resumes it (``bots.web.resume_unfinished``) and delivers the
+        answer into the message opened here, so an acknowledged request is never lost.
+        """
+        accepted = await self._accept(request)
+        if accepted is not None:
+            await self._queue(request, accepted)
+
+    async def _queue(self, request: Request, accepted: Accepted) -> None:
+        agent = self.runtime.agent
+        await agent.runs.create(accepted.grant.ctx, prompt=request.prompt,
+                                model=agent.models.check(self.runtime.settings.model),
+                                status="queued", conversation_id=accepted.conversation)
+        log.info("slack request queued for the next start", run_id=accepted.grant.ctx.run_id,
+                 tenant_id=accepted.grant.ctx.tenant_id)
+
+    async def _accept(self, request: Request) -> Accepted | None:
+        """Everything before the run: claim, link, roles, context, the answer message.
+
+        ``None`` when the request ends here (a duplicate, no installation, no link, a
+        refusal or an empty prompt), after telling the person why where there is one.
+        """
         db = self.runtime.db
         origin = request.origin
         if not await first_delivery(db, request.event_id, origin.key):
             log.info("duplicate Slack delivery dropped", event_id=request.event_id)
-            return
+            return None
         self._claims += 1
         if self._claims % PRUNE_EVERY == 0:
             await forget_events_before(db, EVENTS_KEPT)
         client = await self._client(origin)
         if client is None:
-            return
+            return None
         link = await self._link(client, request)
         if link is None:
-            return
+            return None
         if not request.prompt:
             await self._reply(client, request, render.ask_hint(self.runtime.settings.slack_command))
-            return
+            return None
         roles = await self._roles(client, origin.user_id)
         try:
             grant = await self.runtime.agent.open(
@@ -239,10 +290,10 @@ class SlackAnswers:
             )
         except RunRefused as refused:
             await self._reply(client, request, render.refusal(refused.reason))
-            return
+            return None
         except NotFound:
             await self._reply(client, request, render.refusal("not_linked"))
-            return
+            return None
         thread_ts = request.thread_ts
         if request.surface == "command":
             try:
@@ -251,7 +302,7 @@ class SlackAnswers:
             except SlackApiError as exc:
                 log.info("slash command channel not writable", error=str(exc.response.get("error")))
                 await self._reply(client, request, render.cannot_post())
-                return
+                return None
             thread_ts = str(asked["ts"])
         answer = await AnswerMessage.open(client, request.channel, thread_ts, origin)
         await remember_run(db, RunMessage(
@@ -260,10 +311,8 @@ class SlackAnswers:
             user_id=origin.user_id, channel=request.channel, thread_ts=thread_ts,
             answer_ts=answer.ts,
         ))
-        conversation = request.conversation_id(thread_ts)
-        async with self.executor.slot(link.tenant_id):
-            await self._run(answer, grant, request.prompt, conversation)
-        await self.home(origin)
+        return Accepted(grant=grant, answer=answer,
+                        conversation=request.conversation_id(thread_ts))
 
     async def _run(self, answer: AnswerMessage, grant: RunGrant, prompt: str,
                    conversation: str) -> None:

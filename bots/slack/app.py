@@ -1,19 +1,20 @@
 """The Slack transport: Bolt's ``AsyncApp`` with Tenantry's listeners, on our aiohttp app.
 
-Bolt verifies signatures, runs OAuth and authorises each request against the
-encrypted installation store. In front of it, ``_dispatch`` refuses replayed requests
-(Bolt checks a signature's age, not whether it was seen before; see ``ReplayGuard``)
-and answers malformed bodies with 400 instead of letting a parse error become a 500.
+Bolt runs OAuth and authorises each request against the encrypted installation
+store. In front of it, ``_dispatch`` verifies the signature and refuses replayed
+requests (``ReplayGuard``, with slack_sdk's verifier: Bolt checks a signature's age,
+not whether it was seen before, so its own check would only repeat the HMAC) and
+answers malformed bodies with 400 instead of letting a parse error become a 500.
 Listeners only turn the payload into a typed ``Request``, acknowledge, and hand the
 work to the executor; nothing slow runs before the acknowledgement
-(``process_before_response`` keeps Bolt from spawning untracked tasks of its own).
+(``process_before_response`` keeps Bolt from spawning untracked tasks of its own), and
+the executor starts the work once the burst of requests it came in has been answered.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +23,6 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_bolt.request.internals import parse_body
 from slack_bolt.response import BoltResponse
 
 from bots.executor import Executor
@@ -99,19 +99,14 @@ def _origin(context: AsyncBoltContext, user_id: object, user_team: object) -> Or
                   user_team=acting_team, user_id=user)
 
 
-async def _well_formed_ids(context: AsyncBoltContext,
-                           next_: Callable[[], Awaitable[None]]) -> BoltResponse | None:
-    """Stop a payload whose workspace or user ids are not Slack ids before authorisation.
+def _malformed_ids(context: AsyncBoltContext) -> bool:
+    """Whether a payload's workspace or user ids are not Slack ids.
 
     Authorisation looks the installation up by these ids; a number or an object there
     is no Slack payload, and would otherwise reach the database as a query parameter.
     """
     ids = (context.enterprise_id, context.team_id, context.user_id)
-    if any(value is not None and _id(value) is None for value in ids):
-        log.warning("slack payload with malformed ids refused")
-        return BoltResponse(status=400, body="request body is not a Slack payload")
-    await next_()
-    return None
+    return any(value is not None and _id(value) is None for value in ids)
 
 
 def build_bolt(runtime: Runtime, executor: Executor) -> tuple[AsyncApp, SlackAnswers]:
@@ -145,14 +140,14 @@ def build_bolt(runtime: Runtime, executor: Executor) -> tuple[AsyncApp, SlackAns
                                    client=base_client, settings=oauth),
         installation_store=store,
         authorize=authorize,  # type: ignore[arg-type]  # Bolt accepts AsyncAuthorize instances
-        before_authorize=_well_formed_ids,
+        request_verification_enabled=False,  # ``_dispatch`` verified it with the same HMAC
         process_before_response=True,
         logger=bolt_logger,
     )
 
     def submit(request: Request) -> None:
         executor.submit(request.origin.key, f"slack:{request.event_id}",
-                        lambda: answers.handle(request))
+                        lambda: answers.handle(request), park=lambda: answers.park(request))
 
     def request(surface: Surface, context: AsyncBoltContext, event: dict[str, Any],
                 prompt: str, channel: object, thread_ts: object, event_id: object,
@@ -270,8 +265,12 @@ def build_bolt(runtime: Runtime, executor: Executor) -> tuple[AsyncApp, SlackAns
         event_id = body.get("event_id")
         if not isinstance(event_id, str) or not (enterprise or team):
             return
-        executor.submit(enterprise or team or "", f"slack:{event_id}",
-                        lambda: forget(enterprise, team, org, event_id, why, users))
+
+        async def job() -> None:
+            await forget(enterprise, team, org, event_id, why, users)
+
+        # Forgetting is short and must happen even if shutdown comes first: its own park.
+        executor.submit(enterprise or team or "", f"slack:{event_id}", job, park=job)
 
     @app.event("app_uninstalled")
     async def on_uninstalled(ack: Any, body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -305,7 +304,10 @@ def build_bolt(runtime: Runtime, executor: Executor) -> tuple[AsyncApp, SlackAns
 
 
 async def _dispatch(request: web.Request) -> web.Response:
-    """Verify, refuse replays, parse, then let Bolt route; never a 500 for bad input."""
+    """Verify, refuse replays, parse, check ids, then let Bolt route; never a 500 for bad input.
+
+    All of this is done once, here, before Bolt's own middleware chain.
+    """
     raw = await request.read()
     try:
         body = raw.decode("utf-8")
@@ -317,11 +319,14 @@ async def _dispatch(request: web.Request) -> web.Response:
                     retry=request.headers.get("X-Slack-Retry-Num"))
         return web.Response(status=401, text=f"refused: {refused}")
     try:
-        payload = parse_body(body, request.content_type)
-        if not isinstance(payload, dict) or not payload:
-            raise TypeError(f"a Slack payload is an object, not {type(payload).__name__}")
         bolt_request = AsyncBoltRequest(body=body, query=request.query_string,
                                         headers=dict(request.headers))
+        payload = bolt_request.body
+        if not isinstance(payload, dict) or not payload:
+            raise TypeError(f"a Slack payload is an object, not {type(payload).__name__}")
+        if _malformed_ids(bolt_request.context):
+            log.warning("slack payload with malformed ids refused")
+            return web.Response(status=400, text="request body is not a Slack payload")
         response = await request.app[BOLT].async_dispatch(bolt_request)
     except MALFORMED as exc:
         log.warning("malformed slack payload", error=f"{type(exc).__name__}: {exc}"[:200])

@@ -8,11 +8,13 @@ The claim logic lives in ``installs.oauth``; this class only routes Bolt to it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.authorization.authorize_result import AuthorizeResult
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.oauth.async_callback_options import AsyncFailureArgs, AsyncSuccessArgs
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -94,6 +96,10 @@ class TenantOAuthFlow(AsyncOAuthFlow):
         return self._page(args.suggested_status_code, render.install_failed(args.reason))
 
 
+_Workspace = tuple[str | None, str | None, bool]
+"""Enterprise id, team id, and whether the installation is the enterprise's."""
+
+
 class _ExpiringCache(dict[str, AuthorizeResult]):
     """A dict whose entries vanish ``ttl`` seconds after they were set."""
 
@@ -118,61 +124,84 @@ class ExpiringAuthorize(AsyncInstallationStoreAuthorize):
 
     Bolt caches an authorisation per token forever once ``cache_enabled`` is on; here
     an entry lives ``AUTHORIZE_CACHE_S`` seconds, which saves the ``auth.test`` on a
-    busy workspace's every request without trusting a revoked token for long.
+    busy workspace's every request without trusting a revoked token for long. Tenantry
+    acts with bot tokens only (the manifest asks for no user scopes), so it looks up
+    the workspace's bot (``bot_only``): one lookup per workspace, not one per person.
+
+    When a workspace's entry expires, one request renews it (the bot lookup and
+    ``auth.test``); requests of the same workspace arriving meanwhile are authorised
+    by the expired entry if it is younger than ``2 * AUTHORIZE_CACHE_S``, or else
+    wait for the renewal. So a burst pays for one renewal, not one per request, and
+    only the request that renews waits for it.
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cache_enabled=True, **kwargs)
+        super().__init__(cache_enabled=True, bot_only=True, **kwargs)
         self.authorize_result_cache = _ExpiringCache(AUTHORIZE_CACHE_S)
+        self._renewing: dict[_Workspace, asyncio.Future[None]] = {}
+        self._last: dict[_Workspace, tuple[float, AuthorizeResult]] = {}
+
+    async def __call__(self, *, context: AsyncBoltContext, enterprise_id: str | None,
+                       team_id: str | None, user_id: str | None,
+                       **actor: str | None) -> AuthorizeResult | None:
+        """Bolt's authorisation, renewed once per workspace at a time."""
+        key = (enterprise_id, team_id, bool(context.is_enterprise_install))
+        while (renewing := self._renewing.get(key)) is not None:
+            last = self._last.get(key)
+            if last is not None and time.monotonic() - last[0] <= 2 * AUTHORIZE_CACHE_S:
+                return last[1]
+            await asyncio.wait([renewing])
+        done = asyncio.get_running_loop().create_future()
+        self._renewing[key] = done
+        try:
+            result = await super().__call__(context=context, enterprise_id=enterprise_id,
+                                            team_id=team_id, user_id=user_id, **actor)
+        except BaseException:
+            self._last.pop(key, None)
+            raise
+        finally:
+            del self._renewing[key]
+            done.set_result(None)
+        last = self._last.get(key)
+        if result is None:
+            self._last.pop(key, None)
+        elif last is None or last[1] is not result:
+            self._last[key] = (time.monotonic(), result)
+        return result
 
 
 class RecentInstallations(SlackInstallationStore):
     """The installation store as Bolt's pre-acknowledgement authorisation reads it.
 
-    Every request is authorised before it is acknowledged; reading and decrypting the
-    installation each time puts a database round trip, queued behind the runs' writes,
-    on the acknowledgement path. Lookups are kept ``AUTHORIZE_CACHE_S`` seconds (the
-    same window as the token cache above) and dropped when this process deletes an
-    installation; the job behind the acknowledgement re-reads the store and the link.
+    Every request is authorised before it is acknowledged. A workspace's bot is kept
+    ``AUTHORIZE_CACHE_S`` seconds (the same window as the token cache above) and
+    dropped when this process deletes an installation; the job behind the
+    acknowledgement re-reads the store and the link. A lookup is a read-only
+    transaction, which does not queue behind the runs' writes.
     """
 
     def __init__(self, db: Database, keyring: Keyring) -> None:
         super().__init__(db, keyring)
-        self._seen: dict[tuple[object, ...], tuple[float, object]] = {}
-
-    async def _remember(self, key: tuple[object, ...], load: Any) -> Any:
-        now = time.monotonic()
-        hit = self._seen.get(key)
-        if hit is not None and now - hit[0] <= AUTHORIZE_CACHE_S:
-            return hit[1]
-        value = await load()
-        self._seen[key] = (now, value)
-        return value
+        self._seen: dict[tuple[str | None, str | None], tuple[float, Bot | None]] = {}
+        self._generation = 0
 
     async def async_find_bot(self, *, enterprise_id: str | None, team_id: str | None,
                              is_enterprise_install: bool | None = False) -> Bot | None:
         """``SlackInstallationStore.async_find_bot``, remembered briefly."""
-        result: Bot | None = await self._remember(
-            ("bot", enterprise_id, team_id, is_enterprise_install),
-            lambda: super(RecentInstallations, self).async_find_bot(
-                enterprise_id=enterprise_id, team_id=team_id,
-                is_enterprise_install=is_enterprise_install))
-        return result
-
-    async def async_find_installation(
-        self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None,
-        is_enterprise_install: bool | None = False,
-    ) -> Installation | None:
-        """``SlackInstallationStore.async_find_installation``, remembered briefly."""
-        result: Installation | None = await self._remember(
-            ("installation", enterprise_id, team_id, user_id, is_enterprise_install),
-            lambda: super(RecentInstallations, self).async_find_installation(
-                enterprise_id=enterprise_id, team_id=team_id, user_id=user_id,
-                is_enterprise_install=is_enterprise_install))
-        return result
+        key = (enterprise_id, None if is_enterprise_install else team_id)
+        hit = self._seen.get(key)
+        if hit is not None and time.monotonic() - hit[0] <= AUTHORIZE_CACHE_S:
+            return hit[1]
+        generation = self._generation
+        async with self.db.read() as conn:
+            bot = await self._latest_bot(conn, *key)
+        if generation == self._generation:
+            self._seen[key] = (time.monotonic(), bot)
+        return bot
 
     async def async_delete_all(self, *, enterprise_id: str | None,
                                team_id: str | None) -> None:
         """Forget everything remembered, then delete."""
         self._seen.clear()
+        self._generation += 1
         await super().async_delete_all(enterprise_id=enterprise_id, team_id=team_id)

@@ -144,8 +144,8 @@ async def remember_run(db: Database, message: RunMessage) -> None:
 
 
 async def run_message(db: Database, tenant_id: str, run_id: str) -> RunMessage | None:
-    """Where run ``run_id`` of ``tenant_id`` is answered."""
-    async with db.begin() as conn:
+    """Where run ``run_id`` of ``tenant_id`` is answered (a read that never waits for writers)."""
+    async with db.read() as conn:
         row = (await conn.execute(
             select(slack_run_messages).where(
                 slack_run_messages.c.tenant_id == tenant_id,
