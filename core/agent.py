@@ -232,6 +232,11 @@ class AgentService:
     async def resume(self, grant: RunGrant) -> RunOutcome:
         """Continue ``grant.ctx.run_id`` from its checkpoint with the grant's fresh budget.
 
+        A ``queued`` run (recorded but never started, as a transport parks a request at
+        shutdown) starts here for the first time: it is audited as started, not as a
+        second attempt. A run without a checkpoint starts from its prompt, with its
+        conversation's history as ``start`` gives it.
+
         Raises:
             NotFound: the run does not exist in this tenant.
             CheckpointError: its checkpoint is another tenant's or corrupt.
@@ -248,22 +253,29 @@ class AgentService:
                 messages = ModelMessagesTypeAdapter.validate_json(checkpoint.messages)
             except ValidationError:
                 raise CheckpointError(f"checkpoint of run {ctx.run_id} is corrupt") from None
-        await self.runs.update(ctx, status="running", new_attempt=True)
-        await self.audit.record(ctx.tenant_id, events.RUN_STARTED, {
+        first = record.status == "queued"
+        await self.runs.update(ctx, status="running", new_attempt=not first)
+        salt = await self.audit.salt(ctx.tenant_id)
+        started: dict[str, Any] = {
             "principal": ctx.principal_id,
             "principal_kind": ctx.principal_kind,
             "initiator": ctx.audit.initiator,
             "correlation_id": ctx.audit.correlation_id,
-            "resumed": True,
-            "attempt": record.attempts + 1,
             "model": record.model,
-        }, run_id=ctx.run_id)
+        }
+        if first:
+            started |= {"prompt_digest": digest_with(salt, record.prompt),
+                        "scope": sorted(ctx.scope)}
+        else:
+            started |= {"resumed": True, "attempt": record.attempts + 1}
+        await self.audit.record(ctx.tenant_id, events.RUN_STARTED, started, run_id=ctx.run_id)
         replay = Replay.of(
             await self.ledger.run_rows(ctx.tenant_id, ctx.run_id), await self.runs.effects(ctx)
         )
-        salt = await self.audit.salt(ctx.tenant_id)
         if checkpoint is None:
-            return await self._execute(grant, record.model, record.prompt, [], replay, salt)
+            history = (await self._history(ctx, record.conversation_id)
+                       if record.conversation_id is not None else [])
+            return await self._execute(grant, record.model, record.prompt, history, replay, salt)
         return await self._execute(grant, record.model, None, messages, replay, salt)
 
     async def _execute(

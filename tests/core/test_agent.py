@@ -3,9 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+from pydantic_ai.models.function import AgentInfo
 from sqlalchemy import select, update
 
 from core.agent import AgentService, RunOutcome
+from core.audit import RUN_STARTED
 from core.builder import build_context
 from core.db.engine import Database
 from core.db.schema import checkpoints, usage_ledger
@@ -199,3 +202,34 @@ async def test_unknown_models_and_missing_credentials_are_configuration_errors(
     with pytest.raises(ConfigurationError, match="--model sandbox"):
         models.check("anthropic:claude-sonnet-4-5")
     assert models.check("sandbox") == "sandbox"
+
+
+async def test_a_queued_run_starts_on_resume_with_its_conversation_and_as_a_first_attempt(
+        db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan())
+    seen: list[list[ModelMessage]] = []
+
+    def remembering(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        seen.append(list(messages))
+        return ModelResponse(parts=[TextPart("hello again")])
+
+    log = audit_log(db)
+    svc = AgentService(db, settings, ScriptedModels(settings, remembering), log,
+                       CapabilityRegistry([CounterCapability()]))
+    grant = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"})
+    await svc.history.append(grant.ctx, "thread-1", "user", "my name is Ada")
+    await svc.history.append(grant.ctx, "thread-1", "assistant", "noted, Ada")
+    await svc.runs.create(grant.ctx, prompt="what is my name?", model="sandbox",
+                          status="queued", conversation_id="thread-1")
+
+    again = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"},
+                           run_id=grant.ctx.run_id)
+    outcome = await svc.resume(again)
+
+    assert outcome.status == "completed" and outcome.answer == "hello again"
+    texts = [getattr(part, "content", None) for m in seen[0] for part in m.parts]
+    assert texts[:3] == ["my name is Ada", "noted, Ada", "what is my name?"]
+    record = await svc.runs.get("acme", outcome.run_id)
+    assert record.attempts == 1
+    [started] = await log.recent("acme", events=[RUN_STARTED])
+    assert "resumed" not in started.fields and "prompt_digest" in started.fields
