@@ -350,7 +350,7 @@ async def resolve(
     if not keys:
         return None
     c = slack_links.c
-    async with db.begin() as conn:
+    async with db.read() as conn:
         rows = (await conn.execute(select(slack_links).where(
             or_(*(and_(c.enterprise_id == e, c.team_id == t) for e, t in keys))
         ))).all()
@@ -373,7 +373,7 @@ async def revoke(db: Database, enterprise_id: str | None, team_id: str | None) -
 
 async def list_links(db: Database) -> list[Link]:
     """Every link, active and revoked, by enterprise then team (for operators)."""
-    async with db.begin() as conn:
+    async with db.read() as conn:
         rows = (await conn.execute(
             select(slack_links).order_by(slack_links.c.enterprise_id, slack_links.c.team_id)
         )).all()

@@ -186,7 +186,7 @@ class SlackInstallationStore(AsyncInstallationStore):
     ) -> Bot | None:
         """The latest bot with a token in the workspace, or the org for an org-wide install."""
         team = None if is_enterprise_install else team_id
-        async with self.db.begin() as conn:
+        async with self.db.read() as conn:
             return await self._latest_bot(conn, enterprise_id, team)
 
     async def async_find_installation(
@@ -207,7 +207,7 @@ class SlackInstallationStore(AsyncInstallationStore):
         where = [c.enterprise_id == enterprise_id, c.team_id == team]
         if user_id is not None:
             where.append(c.user_id == user_id)
-        async with self.db.begin() as conn:
+        async with self.db.read() as conn:
             row = (await conn.execute(
                 select(slack_installations).where(*where)
                 .order_by(desc(c.installed_at)).limit(1)
