@@ -19,7 +19,9 @@ three hold:
 
 Inside a job, ``slot`` bounds the tenant's runs once more when the transport learns
 the tenant only there (a Slack request names its workspace, and several workspaces
-can share a tenant).
+can share a tenant). A job waiting there gives its place in ``max_running`` back
+until it has the slot, so the workspaces of one busy tenant cannot fill the process
+with jobs that only wait.
 
 Shutdown stops admitting. A job that never started is handed to its ``park``: the
 Slack transport records the request as a ``queued`` run, which the next start resumes.
@@ -105,6 +107,10 @@ class Executor:
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _running: Counter[str] = field(default_factory=Counter)
     _tenant_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _aside: int = 0
+    """Running jobs waiting in ``slot``: they hold no place in ``max_running``."""
+    _returning: int = 0
+    """Jobs of ``_aside`` that have their tenant's slot: the next free places are theirs."""
     _requests: int = 0
     _quiet_from: float = float("-inf")
     _timer: asyncio.TimerHandle | None = None
@@ -173,7 +179,7 @@ class Executor:
         loop = asyncio.get_running_loop()
         now = loop.time()
         quiet = not self._requests and now >= self._quiet_from
-        while len(self._tasks) < self.max_running:
+        while self._active + self._returning < self.max_running:
             ready = [tenant_id for tenant_id in self._turns
                      if self._running[tenant_id] < self.per_tenant
                      and (quiet or self._queues[tenant_id][0].due <= now)]
@@ -190,7 +196,7 @@ class Executor:
             self._start(entry, entry.job)
             self.stats.started += 1
         wake = None
-        if not quiet and len(self._tasks) < self.max_running:  # else a job's end admits
+        if not quiet and self._active + self._returning < self.max_running:  # else an end admits
             due = [queue[0].due for tenant_id, queue in self._queues.items()
                    if queue[0].due > now and self._running[tenant_id] < self.per_tenant]
             if due:
@@ -247,13 +253,49 @@ class Executor:
 
         A transport only learns the tenant after the acknowledgement, inside the job
         (a Slack request names its workspace, and several workspaces can share a
-        tenant); the run itself then waits here, so the bound is per tenant. A job
-        waiting here keeps its place in ``max_running``; with one workspace per tenant
-        that seldom happens, since admission bounds a workspace's jobs the same way.
+        tenant); the run itself then waits here, so the bound is per tenant. While it
+        waits, the job gives its place in ``max_running`` to other tenants' jobs; once
+        it has the slot it takes a place again as soon as one is free, before any job
+        not yet admitted.
         """
         limit = self._tenant_slots.setdefault(tenant_id, asyncio.Semaphore(self.per_tenant))
-        async with limit:
+        if not limit.locked():
+            async with limit:
+                yield
+            return
+        self._aside += 1
+        self._admit()
+        acquired = False
+        try:
+            await limit.acquire()
+            acquired = True
+            self._returning += 1
+            try:
+                while self._active >= self.max_running:
+                    await self._changed()
+            finally:
+                self._returning -= 1
+        except BaseException:
+            if acquired:
+                limit.release()
+            raise
+        finally:
+            self._aside -= 1
+        try:
             yield
+        finally:
+            limit.release()
+
+    @property
+    def _active(self) -> int:
+        """Running jobs that hold a place in ``max_running``."""
+        return len(self._tasks) - self._aside
+
+    async def _changed(self) -> None:
+        """Wait until a job starts or ends."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
     @property
     def queued(self) -> int:

@@ -335,3 +335,66 @@ async def test_shutdown_parks_jobs_that_never_started_and_drops_those_without_a_
     assert (stats.started, stats.parked, stats.dropped) == (1, 2, 1)
     assert (stats.finished, stats.cancelled) == (3, 0)
     assert executor.in_flight == 0
+
+
+async def test_a_job_waiting_for_its_tenants_slot_leaves_its_place_to_other_tenants() -> None:
+    """Two workspaces of one tenant: the second waits for the tenant, not the process."""
+    executor = Executor(per_tenant=1, max_running=2, max_delay_s=LONG_DELAY_S)
+    release = asyncio.Event()
+    inside: dict[str, int] = {}
+    peak_active = 0
+
+    def job(tenant: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            nonlocal peak_active
+            async with executor.slot(tenant):
+                inside[tenant] = inside.get(tenant, 0) + 1
+                peak_active = max(peak_active, sum(inside.values()))
+                await release.wait()
+                inside[tenant] -= 1
+        return run
+
+    executor.submit("workspace-1", "w1", job("acme"))
+    executor.submit("workspace-2", "w2", job("acme"))
+    executor.submit("globex", "g1", job("globex"))
+    await turns(10)
+    # w1 runs, w2 waits for acme's slot without holding the second place: globex runs.
+    assert inside == {"acme": 1, "globex": 1}
+    executor.submit("initech", "i1", job("initech"))
+    await turns(10)
+    assert "initech" not in inside, "the process bound still holds"
+    release.set()
+    await executor.wait_idle()
+    assert peak_active == 2
+    assert executor.stats.finished == 4 and executor.running == 0
+
+
+async def test_a_job_that_got_its_tenants_slot_takes_the_next_free_place_first() -> None:
+    executor = Executor(per_tenant=1, max_running=2, max_delay_s=LONG_DELAY_S)
+    gates = {name: asyncio.Event() for name in ("w1", "w2", "g1", "i1")}
+    order: list[str] = []
+
+    def job(tenant: str, name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            async with executor.slot(tenant):
+                order.append(name)
+                await gates[name].wait()
+        return run
+
+    executor.submit("workspace-1", "w1", job("acme", "w1"))
+    executor.submit("workspace-2", "w2", job("acme", "w2"))
+    executor.submit("globex", "g1", job("globex", "g1"))
+    executor.submit("initech", "i1", job("initech", "i1"))
+    await turns(10)
+    # w2 waits for acme's slot and left its place to g1; the process is full for i1.
+    assert order == ["w1", "g1"] and executor.queued == 1
+    gates["w1"].set()  # acme's slot goes to w2, and w1's place too, not to the queued i1
+    await turns(10)
+    assert order == ["w1", "g1", "w2"] and executor.queued == 1
+    gates["g1"].set()
+    await turns(10)
+    assert order == ["w1", "g1", "w2", "i1"]
+    gates["w2"].set()
+    gates["i1"].set()
+    await executor.wait_idle()
+    assert executor.stats.finished == 4
