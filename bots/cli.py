@@ -285,7 +285,9 @@ def _print_outcome(outcome: Any) -> None:
     if outcome.error:
         click.echo(f"error: {outcome.error}")
     u = outcome.usage
-    click.echo(f"usage: {u.input_tokens} in / {u.output_tokens} out tokens, "
+    cached = (f" ({u.cache_read_tokens} read from / {u.cache_write_tokens} written to the "
+              "prompt cache)" if u.cache_read_tokens or u.cache_write_tokens else "")
+    click.echo(f"usage: {u.input_tokens} in{cached} / {u.output_tokens} out tokens, "
                f"{u.tool_calls} tool calls, {format_microcents(u.cost_microcents)}"
                + (f" (retried work: {u.retried_tokens} tokens, "
                   f"{format_microcents(u.retried_cost_microcents)})"

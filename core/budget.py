@@ -173,10 +173,17 @@ class LedgerRow:
 
 @dataclass(frozen=True, slots=True)
 class UsageSummary:
-    """Totals of a run's ledger, telling done work from retried work."""
+    """Totals of a run's ledger, telling done work from retried work.
+
+    ``input_tokens`` counts every prompt token, cached or not (what a model was
+    shown); ``cache_read_tokens`` and ``cache_write_tokens`` say how many of them were
+    read from or written to the provider's prompt cache, which are priced apart.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
     tokens: int = 0
     tool_calls: int = 0
     cost_microcents: int = 0
@@ -459,6 +466,8 @@ def summary_in(conn: Connection, ctx: TenantContext, run_id: str) -> UsageSummar
         input_tokens=sum(int(r.input_tokens + r.cache_read_tokens + r.cache_write_tokens)
                          for r in done),
         output_tokens=sum(int(r.output_tokens) for r in done),
+        cache_read_tokens=sum(int(r.cache_read_tokens) for r in done),
+        cache_write_tokens=sum(int(r.cache_write_tokens) for r in done),
         tokens=tokens(done),
         tool_calls=sum(int(r.tool_calls) for r in done),
         cost_microcents=sum(int(r.cost_microcents) for r in done),

@@ -201,17 +201,13 @@ async def test_usage_keeps_cache_tokens_apart_and_is_priced_exactly(
     assert sent.body.get("stream") in (None, False)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core gap: UsageSummary (RunOutcome.usage) and the runs row have no cache_read/"
-    "cache_write fields; MonthlyLedger.summary folds cache tokens back into input_tokens, so "
-    "only usage_ledger rows keep the split that prices them"))
 async def test_the_run_summary_keeps_cache_tokens_apart(
         db: Database, service: AgentService, emu: AnthropicEmulator) -> None:
     emu.script(CACHED_REPLY)
     outcome = await start(service, db)
     assert outcome.status == "completed"
-    assert getattr(outcome.usage, "cache_read_tokens", None) == 100
-    assert getattr(outcome.usage, "cache_write_tokens", None) == 20
+    assert outcome.usage.cache_read_tokens == 100
+    assert outcome.usage.cache_write_tokens == 20
 
 
 async def test_a_tool_use_turn_runs_the_tool_once_and_the_answer_comes_back(
