@@ -59,7 +59,7 @@ from core.resources import ResourceLocator
 from core.runs import FINAL_STATUSES, RunRecord, RunStatus, RunStore
 from core.settings import Settings
 from core.tools import CapabilityRegistry, tool_name
-from core.toolset import GuardedToolset, ToolCallRecord, build_toolset
+from core.toolset import GuardedToolset, ToolCallRecord, ToolStarted, build_toolset
 
 INSTRUCTIONS = (
     "You are Tenantry, an assistant working inside a customer's workspace. Use only the "
@@ -197,6 +197,7 @@ class AgentService:
         model: str | None = None,
         conversation_id: str | None = None,
         history: Sequence[ModelMessage] = (),
+        on_tool: ToolStarted | None = None,
     ) -> RunOutcome:
         """Record and execute a new run under ``grant``.
 
@@ -204,6 +205,7 @@ class AgentService:
             conversation_id: Continues that conversation of the principal: its latest
                 turns (``settings.history_window``) are shown to the model, and this
                 run's prompt and answer are added to it.
+            on_tool: Told each tool call's capability as it starts (a status line).
         """
         model_id = self.models.check(model or self.settings.model)
         ctx = grant.ctx
@@ -227,9 +229,10 @@ class AgentService:
             return salt
 
         salt = await self.db.run(begin)
-        return await self._execute(grant, model_id, prompt, list(history), Replay(), salt)
+        return await self._execute(grant, model_id, prompt, list(history), Replay(), salt,
+                                   on_tool)
 
-    async def resume(self, grant: RunGrant) -> RunOutcome:
+    async def resume(self, grant: RunGrant, *, on_tool: ToolStarted | None = None) -> RunOutcome:
         """Continue ``grant.ctx.run_id`` from its checkpoint with the grant's fresh budget.
 
         A ``queued`` run (recorded but never started, as a transport parks a request at
@@ -275,8 +278,9 @@ class AgentService:
         if checkpoint is None:
             history = (await self._history(ctx, record.conversation_id)
                        if record.conversation_id is not None else [])
-            return await self._execute(grant, record.model, record.prompt, history, replay, salt)
-        return await self._execute(grant, record.model, None, messages, replay, salt)
+            return await self._execute(grant, record.model, record.prompt, history, replay, salt,
+                                       on_tool)
+        return await self._execute(grant, record.model, None, messages, replay, salt, on_tool)
 
     async def _execute(
         self,
@@ -286,12 +290,14 @@ class AgentService:
         history: list[ModelMessage],
         replay: Replay,
         salt: bytes,
+        on_tool: ToolStarted | None,
     ) -> RunOutcome:
         """One allocation of the run.
 
         Args:
             replay: What earlier allocations recorded (empty for a new run).
             salt: The tenant's digest salt, fetched once per allocation.
+            on_tool: Told each tool call's capability as it starts.
         """
         ctx = grant.ctx
         started = time.monotonic()
@@ -325,6 +331,7 @@ class AgentService:
                 or await Authorizer.for_run(self.db, ctx, grant.extra_roles),
                 locator=self.locator,
                 on_refused=on_refused,
+                on_start=on_tool,
             )
             model = MeteredModel(self.models.get(model_id), account)
             try:

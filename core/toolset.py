@@ -27,6 +27,7 @@ from core.authz import Authorizer
 from core.budget import TokenUsage
 from core.context import TenantContext
 from core.errors import BudgetExceeded, ToolFailed, ToolRefused
+from core.logs import log
 from core.metered_model import RunAccount
 from core.resources import ResourceLocator
 from core.runs import RunStore
@@ -34,6 +35,11 @@ from core.tools import ToolBinding
 
 ToolHook = Callable[[Connection, TenantContext, "ToolCallRecord"], None]
 RefusalHook = Callable[[TenantContext, ToolRefused, dict[str, Any]], Awaitable[None]]
+ToolStarted = Callable[[str], Awaitable[None]]
+"""Told a capability's name as its call starts (a transport's status line)."""
+
+OBSERVER_TIMEOUT_S = 2.0
+"""How long a tool call waits for ``on_start``: a status line must never stall a run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,7 @@ class GuardedToolset(WrapperToolset[TenantContext]):
     authorizer: Authorizer | None = None
     locator: ResourceLocator | None = None
     on_refused: RefusalHook | None = None
+    on_start: ToolStarted | None = None
     _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def call_tool(
@@ -132,6 +139,7 @@ class GuardedToolset(WrapperToolset[TenantContext]):
             tool_calls=1,
         )
         acc.replay.opened(reservation)
+        await self._announce(binding.capability)
         started = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(acc.meter.remaining_s()):
@@ -183,6 +191,17 @@ class GuardedToolset(WrapperToolset[TenantContext]):
         acc.journal.defer(record)
         acc.replay.effects[step_id] = encoded
         return result
+
+    async def _announce(self, capability: str) -> None:
+        """Tell ``on_start``; its failure or slowness is logged, never the run's."""
+        if self.on_start is None:
+            return
+        try:
+            async with asyncio.timeout(OBSERVER_TIMEOUT_S):
+                await self.on_start(capability)
+        except Exception as exc:  # an observer's trouble is not the run's
+            log.info("tool observer failed", capability=capability,
+                     error=f"{type(exc).__name__}: {exc}"[:200])
 
     async def _authorise(self, binding: ToolBinding, arguments: dict[str, Any]) -> None:
         """First thing in every call: the principal's right, then the resource's owner."""

@@ -148,6 +148,21 @@ class AnswerMessage:
                                                text=render.ANSWER_PENDING)
         return cls(client, channel, str(posted["ts"]), streaming=False)
 
+    async def progress(self, capability: str) -> None:
+        """Name the tool the run is using in the stream's status line.
+
+        Only a streamed answer has a status line; a stream Slack refuses to extend is
+        left to ``finish``, which falls back to an edit.
+        """
+        if not self.streaming:
+            return
+        try:
+            await self.client.chat_appendStream(
+                channel=self.channel, ts=self.ts,
+                chunks=[_status(render.status_using(capability), "in_progress")])
+        except SlackApiError as exc:
+            log.info("slack status line not updated", error=str(exc.response.get("error")))
+
     async def finish(self, shown: render.Rendered) -> None:
         """Write the final state; a stream that cannot take it is finished by an edit."""
         if self.streaming:
@@ -322,7 +337,8 @@ class SlackAnswers:
         ``conversation`` and keeps this exchange when the run completes.
         """
         try:
-            outcome = await self.runtime.agent.start(grant, prompt, conversation_id=conversation)
+            outcome = await self.runtime.agent.start(grant, prompt, conversation_id=conversation,
+                                                     on_tool=answer.progress)
         except Exception:
             await answer.finish(render.Rendered(render.failure(None), status="error",
                                                 title=render.STATUS_DONE["failed"]))

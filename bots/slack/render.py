@@ -57,6 +57,12 @@ CEILINGS = {
 ACK_WORKING = "On it: I'll answer in a thread."
 ANSWER_PENDING = ":hourglass_flowing_sand: Working on it…"
 STATUS_WORKING = "Working on it"
+
+
+def status_using(capability: str) -> str:
+    """The status line while a tool runs: which capability, by its name."""
+    return f"Using {capability}"
+
 STATUS_DONE = {"completed": "Done", "halted": "Paused", "failed": "Stopped"}
 
 

@@ -233,3 +233,22 @@ async def test_a_queued_run_starts_on_resume_with_its_conversation_and_as_a_firs
     assert record.attempts == 1
     [started] = await log.recent("acme", events=[RUN_STARTED])
     assert "resumed" not in started.fields and "prompt_digest" in started.fields
+
+
+async def test_each_tool_call_is_announced_and_a_failing_listener_does_not_stop_the_run(
+        db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan())
+    counter = CounterCapability()
+    svc = service(db, settings, counter)
+    heard: list[str] = []
+
+    async def broken_status_line(capability: str) -> None:
+        heard.append(capability)
+        raise RuntimeError("the status line is down")
+
+    grant = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"})
+    outcome = await svc.start(grant, "bump it", model="sandbox", on_tool=broken_status_line)
+
+    assert outcome.status == "completed" and outcome.answer == "bumped twice"
+    assert heard == ["counter.bump", "counter.bump"]
+    assert counter.executions == {"acme": 11}

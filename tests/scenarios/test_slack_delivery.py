@@ -146,3 +146,35 @@ async def test_a_stream_that_cannot_stop_is_finished_by_an_edit(scenario: Scenar
     [run] = await runs_of(scenario, "acme")
     assert answer.text == run.answer
     assert len(scenario.slack.calls("chat.update")) == 1
+
+
+async def test_the_status_line_names_each_tool_while_it_runs(scenario: Scenario) -> None:
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+
+    mention = await scenario.mention(t1, ADA.id, "how much is left? check budget.status")
+    await scenario.idle()
+
+    [answer] = thread(scenario.slack, t1.channel, mention)
+    updates = [(c["title"], c["status"]) for c in answer.chunks if c["type"] == "task_update"]
+    assert updates == [
+        (render.STATUS_WORKING, "in_progress"),
+        (render.status_using("budget.status"), "in_progress"),
+        (render.STATUS_DONE["completed"], "complete"),
+    ]
+    [run] = await runs_of(scenario, "acme")
+    assert run.tool_calls == 1 and answer.text == run.answer
+
+
+async def test_a_status_line_slack_refuses_does_not_stop_the_answer(scenario: Scenario) -> None:
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+    scenario.slack.fail_next("chat.appendStream", "internal_error")
+
+    mention = await scenario.mention(t1, ADA.id, "check budget.status")
+    await scenario.idle()
+
+    [answer] = thread(scenario.slack, t1.channel, mention)
+    [run] = await runs_of(scenario, "acme")
+    assert run.status == "completed" and run.tool_calls == 1
+    assert answer.text == run.answer
