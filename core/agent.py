@@ -257,21 +257,27 @@ class AgentService:
             except ValidationError:
                 raise CheckpointError(f"checkpoint of run {ctx.run_id} is corrupt") from None
         first = record.status == "queued"
-        await self.runs.update(ctx, status="running", new_attempt=not first)
-        salt = await self.audit.salt(ctx.tenant_id)
-        started: dict[str, Any] = {
-            "principal": ctx.principal_id,
-            "principal_kind": ctx.principal_kind,
-            "initiator": ctx.audit.initiator,
-            "correlation_id": ctx.audit.correlation_id,
-            "model": record.model,
-        }
-        if first:
-            started |= {"prompt_digest": digest_with(salt, record.prompt),
-                        "scope": sorted(ctx.scope)}
-        else:
-            started |= {"resumed": True, "attempt": record.attempts + 1}
-        await self.audit.record(ctx.tenant_id, events.RUN_STARTED, started, run_id=ctx.run_id)
+
+        def begin(conn: Connection) -> bytes:
+            self.runs.update_in(conn, ctx, status="running", new_attempt=not first)
+            salt = self.audit.salt_in(conn, ctx.tenant_id)
+            started: dict[str, Any] = {
+                "principal": ctx.principal_id,
+                "principal_kind": ctx.principal_kind,
+                "initiator": ctx.audit.initiator,
+                "correlation_id": ctx.audit.correlation_id,
+                "model": record.model,
+            }
+            if first:
+                started |= {"prompt_digest": digest_with(salt, record.prompt),
+                            "scope": sorted(ctx.scope)}
+            else:
+                started |= {"resumed": True, "attempt": record.attempts + 1}
+            self.audit.append_in(conn, ctx.tenant_id, events.RUN_STARTED, started,
+                                 run_id=ctx.run_id)
+            return salt
+
+        salt = await self.db.run(begin)
         replay = Replay.of(
             await self.ledger.run_rows(ctx.tenant_id, ctx.run_id), await self.runs.effects(ctx)
         )
@@ -366,55 +372,45 @@ class AgentService:
         (``core.journal``); what is still deferred when the allocation ends, normally
         or by an error or a shutdown, is committed here.
         """
+        ctx = grant.ctx
+        step = 0
+        encoder = HistoryEncoder()
         journal = model.account.journal
         try:
-            answer = await self._steps(grant, model, toolset, prompt, history, refused)
+            async with self._agent.iter(
+                prompt,
+                deps=ctx,
+                model=model,
+                message_history=history or None,
+                toolsets=[toolset],
+                model_settings={"max_tokens": self.settings.default_max_tokens},
+            ) as run:
+                async for node in run:
+                    if not Agent.is_call_tools_node(node):
+                        continue
+                    step += 1
+                    self.runs.save_checkpoint(
+                        ctx,
+                        journal,
+                        step_index=step,
+                        messages=encoder.encode(run.all_messages()),
+                        usage={
+                            "tokens": model.account.meter.tokens,
+                            "tool_calls": model.account.meter.tool_calls,
+                            "cost_microcents": model.account.meter.cost_microcents,
+                        },
+                    )
+                    for part in node.model_response.parts:
+                        if (isinstance(part, ToolCallPart)
+                                and part.tool_name not in toolset.bindings):
+                            refused.append(await self._refuse_unresolved(grant, part))
+                assert run.result is not None
+                answer = run.result.output
         except (Exception, asyncio.CancelledError):
             await journal.flush()
             raise
         await journal.flush()
         return answer
-
-    async def _steps(
-        self,
-        grant: RunGrant,
-        model: MeteredModel,
-        toolset: GuardedToolset,
-        prompt: str | None,
-        history: list[ModelMessage],
-        refused: list[tuple[str, str]],
-    ) -> str:
-        ctx = grant.ctx
-        step = 0
-        encoder = HistoryEncoder()
-        async with self._agent.iter(
-            prompt,
-            deps=ctx,
-            model=model,
-            message_history=history or None,
-            toolsets=[toolset],
-            model_settings={"max_tokens": self.settings.default_max_tokens},
-        ) as run:
-            async for node in run:
-                if not Agent.is_call_tools_node(node):
-                    continue
-                step += 1
-                self.runs.save_checkpoint(
-                    ctx,
-                    model.account.journal,
-                    step_index=step,
-                    messages=encoder.encode(run.all_messages()),
-                    usage={
-                        "tokens": model.account.meter.tokens,
-                        "tool_calls": model.account.meter.tool_calls,
-                        "cost_microcents": model.account.meter.cost_microcents,
-                    },
-                )
-                for part in node.model_response.parts:
-                    if isinstance(part, ToolCallPart) and part.tool_name not in toolset.bindings:
-                        refused.append(await self._refuse_unresolved(grant, part))
-            assert run.result is not None
-            return run.result.output
 
     async def _refuse_unresolved(self, grant: RunGrant, part: ToolCallPart) -> tuple[str, str]:
         """A call to a tool this run never offered: audit it, and say why it was not offered.

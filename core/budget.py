@@ -402,26 +402,8 @@ class MonthlyLedger:
             )
         )
 
-    async def settle(
-        self,
-        reservation: Reservation,
-        *,
-        usage: TokenUsage,
-        cost_microcents: int,
-        tool_calls: int,
-        response: str | None = None,
-        retried: bool = False,
-    ) -> bool:
-        """Settle a reservation in a transaction of its own."""
-        return await self.db.run(
-            lambda conn: self.settle_in(
-                conn, reservation, usage=usage, cost_microcents=cost_microcents,
-                tool_calls=tool_calls, response=response, retried=retried,
-            )
-        )
-
-    async def abandon(self, run_id: str, row: LedgerRow, tenant_id: str) -> None:
-        """Close a reservation orphaned by a crash as retried work.
+    def abandon(self, journal: RunJournal, run_id: str, row: LedgerRow, tenant_id: str) -> None:
+        """Close a reservation orphaned by a crash as retried work, with the run's next write.
 
         Nobody knows what the lost call used, so it is charged at its reserved worst
         case: the ledger must never undercount what the provider may bill. The charge
@@ -433,7 +415,8 @@ class MonthlyLedger:
             kind="model", tokens=row.reserved_tokens,
             cost_microcents=row.reserved_cost_microcents, tool_calls=row.reserved_tool_calls,
         )
-        await self.settle(
+        self.settle_later(
+            journal,
             reservation,
             usage=TokenUsage(input_tokens=row.reserved_tokens),
             cost_microcents=row.reserved_cost_microcents,

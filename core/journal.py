@@ -33,11 +33,6 @@ class RunJournal:
         self.db = db
         self._deferred: list[Write] = []
 
-    @property
-    def pending(self) -> int:
-        """How many writes wait for the next commit."""
-        return len(self._deferred)
-
     def defer(self, write: Write) -> None:
         """Queue ``write`` for the run's next transaction."""
         self._deferred.append(write)

@@ -136,7 +136,7 @@ class MeteredModel(WrapperModel):
                 return _stored_response(row.response)
         for row in attempts:
             if row.status == "reserved":
-                await acc.ledger.abandon(acc.ctx.run_id, row, acc.ctx.tenant_id)
+                acc.ledger.abandon(acc.journal, acc.ctx.run_id, row, acc.ctx.tenant_id)
         step_id = base_step if not attempts else f"{base_step}#{len(attempts) + 1}"
 
         wanted = int((model_settings or {}).get("max_tokens") or acc.default_max_tokens)

@@ -210,24 +210,6 @@ class RunStore:
             rows = (await conn.execute(query.order_by(runs.c.id))).all()
         return [_record(row) for row in rows]
 
-    async def update(
-        self,
-        ctx: TenantContext,
-        *,
-        status: RunStatus,
-        answer: str | None = None,
-        detail: dict[str, Any] | None = None,
-        totals: dict[str, int] | None = None,
-        new_attempt: bool = False,
-    ) -> None:
-        """Move the run to ``status`` with its outcome."""
-        await self.db.run(
-            lambda conn: self.update_in(
-                conn, ctx, status=status, answer=answer, detail=detail, totals=totals,
-                new_attempt=new_attempt,
-            )
-        )
-
     def update_in(
         self,
         conn: Connection,
@@ -239,7 +221,7 @@ class RunStore:
         totals: dict[str, int] | None = None,
         new_attempt: bool = False,
     ) -> None:
-        """``update`` inside the caller's transaction."""
+        """Move the run to ``status`` with its outcome, inside the caller's transaction."""
         values: dict[str, Any] = {"status": status, "updated_at": datetime.now(UTC)}
         if answer is not None:
             values["answer"] = answer

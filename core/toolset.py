@@ -124,7 +124,7 @@ class GuardedToolset(WrapperToolset[TenantContext]):
         attempts = acc.replay.attempts(step_id)
         for row in attempts:
             if row.status == "reserved":
-                await acc.ledger.abandon(acc.ctx.run_id, row, acc.ctx.tenant_id)
+                acc.ledger.abandon(acc.journal, acc.ctx.run_id, row, acc.ctx.tenant_id)
         attempt_id = step_id if not attempts else f"{step_id}#{len(attempts) + 1}"
         acc.meter.before_tool_call(binding.cost_microcents)
         reservation = await acc.ledger.reserve(

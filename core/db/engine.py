@@ -96,10 +96,11 @@ class _LockTaken(Exception):
 class Database:
     """The app database: an async engine plus the dialect-specific statements.
 
-    Most work goes through the async engine (``begin``, ``read``). The per-step writes
-    of a run go through ``run`` instead: a whole transaction as one synchronous
-    function on a second, synchronous engine, in a worker thread, so a transaction
-    costs one hop off the event loop rather than one per statement.
+    Most work goes through the async engine (``begin``, ``read``). A run's writes go
+    through ``run`` instead: a whole transaction as one synchronous function, on the
+    event loop's own SQLite connection while the write lock is free, else on a
+    synchronous engine in a worker thread, so a transaction costs at most one hop off
+    the event loop rather than one per statement.
     """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
