@@ -33,7 +33,6 @@ from core.tenants import (
     create_plan,
     create_tenant,
     get_plan,
-    get_tenant,
     list_plans,
     list_tenants,
     set_status,
@@ -241,12 +240,10 @@ async def tenants_show(tenant_id: str) -> None:
 
     async def go(rt: Runtime) -> None:
         from core.budget import MonthlyLedger
-        from core.tenants import billing_period
 
-        t = await get_tenant(rt.db, tenant_id)
-        plan = await get_plan(rt.db, t.plan_id)
-        period = billing_period(t)
-        tokens, cost, calls = await MonthlyLedger(rt.db).used(t.id, period)
+        standing = await MonthlyLedger(rt.db).standing(tenant_id)
+        t, plan, period = standing.tenant, standing.plan, standing.period
+        tokens, cost, calls = standing.used
         click.echo(f"tenant {t.id} ({t.name}), plan {t.plan_id}, {t.status}, {t.time_zone}")
         click.echo(
             f"  {period}: {tokens}/{plan.monthly_tokens} tokens, "

@@ -29,7 +29,7 @@ from core.db.schema import monthly_usage, usage_ledger
 from core.errors import BudgetExceeded
 from core.journal import RunJournal
 from core.prices import ModelPrice
-from core.tenants import Plan
+from core.tenants import Plan, Tenant, billing_period, plan_in, tenant_in
 
 StepKind = Literal["model", "tool"]
 
@@ -43,6 +43,11 @@ _IN_MONTH = (
     monthly_usage.c.tenant_id == bindparam("m_tenant"),
     monthly_usage.c.period == bindparam("m_period"),
 )
+_MONTH_MOVES = {
+    "tokens": monthly_usage.c.tokens + bindparam("m_tokens"),
+    "cost_microcents": monthly_usage.c.cost_microcents + bindparam("m_cost"),
+    "tool_calls": monthly_usage.c.tool_calls + bindparam("m_calls"),
+}
 _CHARGE_STATEMENT = (
     update(monthly_usage)
     .where(
@@ -51,23 +56,11 @@ _CHARGE_STATEMENT = (
         monthly_usage.c.cost_microcents + bindparam("m_cost") <= bindparam("m_max_cost"),
         monthly_usage.c.tool_calls + bindparam("m_calls") <= bindparam("m_max_calls"),
     )
-    .values(
-        tokens=monthly_usage.c.tokens + bindparam("m_tokens"),
-        cost_microcents=monthly_usage.c.cost_microcents + bindparam("m_cost"),
-        tool_calls=monthly_usage.c.tool_calls + bindparam("m_calls"),
-    )
+    .values(**_MONTH_MOVES)
     .returning(monthly_usage.c.tokens)
 )
 _CHARGE = Prepared(_CHARGE_STATEMENT)
-_ADJUST_STATEMENT = (
-    update(monthly_usage)
-    .where(*_IN_MONTH)
-    .values(
-        tokens=monthly_usage.c.tokens + bindparam("m_tokens"),
-        cost_microcents=monthly_usage.c.cost_microcents + bindparam("m_cost"),
-        tool_calls=monthly_usage.c.tool_calls + bindparam("m_calls"),
-    )
-)
+_ADJUST_STATEMENT = update(monthly_usage).where(*_IN_MONTH).values(**_MONTH_MOVES)
 _OPEN = Prepared(usage_ledger.insert())
 _OPENED = (
     "run_id", "step_id", "tenant_id", "period", "kind", "status", "retried", "model",
@@ -107,7 +100,6 @@ _SETTLE_STATEMENT = (
         settled_at=bindparam("l_at"),
     )
 )
-
 _ADJUST = Prepared(_ADJUST_STATEMENT)
 _SETTLE = Prepared(_SETTLE_STATEMENT)
 _SETTLED = _SETTLE_STATEMENT.returning(usage_ledger.c.step_id).cte("settled")
@@ -192,15 +184,37 @@ class UsageSummary:
     retried_cost_microcents: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A tenant, its plan, its billing month and the month's usage, from one snapshot.
+
+    ``used`` is tokens, cost in microcents and tool calls, reservations included.
+    """
+
+    tenant: Tenant
+    plan: Plan
+    period: str
+    used: tuple[int, int, int]
+
+    @property
+    def remaining(self) -> MonthlyRemaining:
+        """What is left of the plan's monthly allowance."""
+        return remaining_of(self.plan, self.used)
+
+
 class MonthlyLedger:
     """The tenant's month-to-date usage, shared by all of its runs."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def remaining(self, tenant_id: str, plan: Plan, period: str) -> MonthlyRemaining:
-        """What is left of the tenant's allowance this period (reservations included)."""
-        return remaining_of(plan, await self.used(tenant_id, period))
+    async def standing(self, tenant_id: str) -> Standing:
+        """The tenant, its plan and this month's usage, in one read.
+
+        Raises:
+            NotFound: unknown tenant, or its plan is gone.
+        """
+        return await self.db.run(lambda conn: standing_in(conn, tenant_id), readonly=True)
 
     async def used(self, tenant_id: str, period: str) -> tuple[int, int, int]:
         """Tokens, cost and tool calls charged this period (reservations included)."""
@@ -458,6 +472,14 @@ def summary_in(conn: Connection, ctx: TenantContext, run_id: str) -> UsageSummar
         retried_tool_calls=sum(int(r.tool_calls) for r in again),
         retried_cost_microcents=sum(int(r.cost_microcents) for r in again),
     )
+
+
+def standing_in(conn: Connection, tenant_id: str) -> Standing:
+    """``MonthlyLedger.standing`` inside the caller's transaction."""
+    tenant = tenant_in(conn, tenant_id)
+    plan = plan_in(conn, tenant.plan_id)
+    period = billing_period(tenant)
+    return Standing(tenant, plan, period, used_in(conn, tenant.id, period))
 
 
 def used_in(conn: Connection, tenant_id: str, period: str) -> tuple[int, int, int]:

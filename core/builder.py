@@ -6,13 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Connection
-
-from core.budget import remaining_of, used_in
+from core.budget import MonthlyLedger
 from core.context import Initiator, PrincipalKind, TenantContext, derive_context
 from core.db.engine import Database
 from core.errors import RunRefused
-from core.tenants import Plan, Tenant, billing_period, plan_in, tenant_in
+from core.tenants import Plan, Tenant
 
 if TYPE_CHECKING:
     from core.authz import Authorizer
@@ -56,15 +54,14 @@ async def build_context(
         NotFound: unknown tenant or plan.
         RunRefused: ``tenant_suspended`` or ``allowance_exhausted``.
     """
-    tenant, plan, period, used = await db.run(
-        lambda conn: _inputs(conn, tenant_id), readonly=True
-    )
+    standing = await MonthlyLedger(db).standing(tenant_id)
+    tenant, plan, period = standing.tenant, standing.plan, standing.period
     if tenant.status != "active":
         raise RunRefused(
             "tenant_suspended",
             f"tenant {tenant.id!r} is suspended; an operator can resume it",
         )
-    remaining = remaining_of(plan, used)
+    remaining = standing.remaining
     spent = remaining.exhausted
     if spent in ("tokens", "cost_microcents"):
         raise RunRefused(
@@ -87,10 +84,3 @@ async def build_context(
     )
     return RunGrant(ctx=ctx, tenant=tenant, plan=plan, period=period)
 
-
-def _inputs(conn: Connection, tenant_id: str) -> tuple[Tenant, Plan, str, tuple[int, int, int]]:
-    """The tenant, its plan, its billing month and the month's usage, in one snapshot."""
-    tenant = tenant_in(conn, tenant_id)
-    plan = plan_in(conn, tenant.plan_id)
-    period = billing_period(tenant)
-    return tenant, plan, period, used_in(conn, tenant.id, period)

@@ -11,7 +11,6 @@ from core.context import TenantContext
 from core.db.engine import Database
 from core.prices import format_microcents
 from core.runs import RunStore
-from core.tenants import billing_period, get_plan, get_tenant
 from core.tools import ToolBinding
 
 
@@ -32,12 +31,11 @@ class BudgetStatus:
 
         async def budget_status() -> dict[str, Any]:
             """Month-to-date usage of this tenant."""
-            tenant = await get_tenant(self.db, tenant_id)
-            plan = await get_plan(self.db, tenant.plan_id)
-            period = billing_period(tenant)
-            tokens, cost, calls = await MonthlyLedger(self.db).used(tenant_id, period)
+            standing = await MonthlyLedger(self.db).standing(tenant_id)
+            plan = standing.plan
+            tokens, cost, calls = standing.used
             return {
-                "period": period,
+                "period": standing.period,
                 "tokens": {"used": tokens, "allowance": plan.monthly_tokens},
                 "cost": {
                     "used": format_microcents(cost),

@@ -27,7 +27,7 @@ from core.budget import MonthlyLedger
 from core.db.schema import runs, usage_ledger
 from core.prices import format_microcents
 from core.runs import RunRecord
-from core.tenants import Plan, billing_period, get_plan, get_tenant
+from core.tenants import Plan
 
 Block = dict[str, Any]
 
@@ -271,10 +271,8 @@ async def home_view(runtime: Runtime, *, tenant_id: str, principal_id: str, is_a
     Raises:
         NotFound: No such tenant, or its plan is gone.
     """
-    tenant = await get_tenant(runtime.db, tenant_id)
-    plan = await get_plan(runtime.db, tenant.plan_id)
-    period = billing_period(tenant)
-    used = await MonthlyLedger(runtime.db).used(tenant.id, period)
+    standing = await MonthlyLedger(runtime.db).standing(tenant_id)
+    tenant, plan, period, used = standing.tenant, standing.plan, standing.period, standing.used
     mine = await runtime.agent.runs.recent(tenant.id, RECENT_RUNS, principal_id=principal_id)
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "emoji": True,
