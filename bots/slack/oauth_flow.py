@@ -176,8 +176,8 @@ class RecentInstallations(SlackInstallationStore):
     Every request is authorised before it is acknowledged. A workspace's bot is kept
     ``AUTHORIZE_CACHE_S`` seconds (the same window as the token cache above) and
     dropped when this process deletes an installation; the job behind the
-    acknowledgement re-reads the store and the link. A lookup is a read-only
-    transaction, which does not queue behind the runs' writes.
+    acknowledgement re-reads the store and the link. The store reads in read-only
+    transactions, which do not queue behind the runs' writes.
     """
 
     def __init__(self, db: Database, keyring: Keyring) -> None:
@@ -193,8 +193,8 @@ class RecentInstallations(SlackInstallationStore):
         if hit is not None and time.monotonic() - hit[0] <= AUTHORIZE_CACHE_S:
             return hit[1]
         generation = self._generation
-        async with self.db.read() as conn:
-            bot = await self._latest_bot(conn, *key)
+        bot = await super().async_find_bot(enterprise_id=enterprise_id, team_id=team_id,
+                                           is_enterprise_install=is_enterprise_install)
         if generation == self._generation:
             self._seen[key] = (time.monotonic(), bot)
         return bot
