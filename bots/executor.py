@@ -318,9 +318,7 @@ class Executor:
             if self._tasks:
                 await asyncio.wait(list(self._tasks.values()))
                 continue
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            await waiter
+            await self._changed()
 
     async def shutdown(self) -> None:
         """Stop admitting, park what never started, let running jobs finish within the grace.
