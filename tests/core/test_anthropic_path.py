@@ -32,7 +32,7 @@ from core.models import ModelFactory
 from core.prices import price_for
 from core.runs import RunRecord, RunStore
 from core.settings import Settings
-from core.tenants import Plan
+from core.tenants import Plan, update_plan
 from core.tools import CapabilityRegistry
 from tests.fakes.anthropic_api import (
     AnthropicEmulator,
@@ -335,15 +335,17 @@ async def test_overload_until_retries_run_out_fails_the_run_and_releases_the_res
     assert (record.status, record.detail.get("error")) == ("failed", outcome.error)
 
 
-WALLTIME_MS = 400
+WALLTIME_MS = 1000
+"""Long enough that a busy machine reaches the model call inside it, short beside SLOW_S."""
 SLOW_S = 10.0
 
 
 async def test_the_walltime_deadline_cuts_a_slow_reply_and_a_resume_completes(
         db: Database, service: AgentService, emu: AnthropicEmulator) -> None:
     emu.script(TextTurn("Too late.", delay=SLOW_S))
+    the_plan = plan(run_walltime_ms=WALLTIME_MS)
     began = time.perf_counter()
-    halted = await start(service, db, plan(run_walltime_ms=WALLTIME_MS))
+    halted = await start(service, db, the_plan)
     took = time.perf_counter() - began
 
     assert halted.status == "halted"
@@ -359,6 +361,9 @@ async def test_the_walltime_deadline_cuts_a_slow_reply_and_a_resume_completes(
     assert cut.cost_microcents == row_cost(cut)
 
     emu.script(TextTurn("In time."))
+    # The operator gives the plan room before resuming: the fresh allocation, not a
+    # race with the clock, is what this part is about.
+    await update_plan(db, the_plan.id, limits={"run_walltime_ms": 60_000})
     outcome = await resume(service, db, halted.run_id)
 
     assert (outcome.status, outcome.answer) == ("completed", "In time.")
