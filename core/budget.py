@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from core.context import MonthlyRemaining, TenantContext
 from core.db.engine import Database
+from core.db.pipeline import wait
 from core.db.prepared import Prepared
 from core.db.schema import monthly_usage, usage_ledger
 from core.errors import BudgetExceeded
@@ -105,7 +106,7 @@ _SETTLE = Prepared(_SETTLE_STATEMENT)
 _SETTLED = _SETTLE_STATEMENT.returning(usage_ledger.c.step_id).cte("settled")
 _SETTLE_AND_ADJUST = Prepared(
     # PostgreSQL: the ledger row settles and the month moves in one statement, the
-    # month only if the row was still reserved; the count says whether it was.
+    # month only if the row was still reserved.
     select(func.count())
     .select_from(_SETTLED)
     .add_cte(_ADJUST_STATEMENT.where(exists(select(_SETTLED.c.step_id))).cte("adjusted"))
@@ -280,22 +281,27 @@ class MonthlyLedger:
             cost_microcents=cost_microcents,
             tool_calls=tool_calls,
         )
-        refusal = await journal.commit(
-            lambda conn: self._reserve_in(conn, reservation, plan, price)
+        charged = await journal.commit(
+            lambda conn: self._charge_in(conn, reservation, plan, price)
         )
-        if refusal is not None:
-            raise refusal
+        if not charged():
+            refusal = await self.db.run(
+                lambda conn: self._charge_or_refuse_in(conn, reservation, plan, price)
+            )
+            if refusal is not None:
+                raise refusal
         return reservation
 
-    def _reserve_in(
+    def _charge_in(
         self, conn: Connection, held: Reservation, plan: Plan, price: ModelPrice | None
-    ) -> BudgetExceeded | None:
+    ) -> Callable[[], bool]:
         """Charge the month if it still covers the reservation, and open the step's row.
 
-        The month's row is created by the first reservation that finds none, so the
-        common case is two statements on SQLite and one on PostgreSQL. A refusal is
-        returned, not raised: it must not roll back the run's deferred writes that
-        share the transaction.
+        Returns whether it did, to be asked once the transaction is over: on
+        PostgreSQL the charge is one statement that does not wait for its result, so
+        the run's deferred writes, the charge and ``COMMIT`` share one round trip.
+        ``False`` means the allowance cannot cover it or the month has no row yet
+        (``_charge_or_refuse_in`` tells which).
         """
         charge = {
             "m_tenant": held.tenant_id, "m_period": held.period,
@@ -324,29 +330,31 @@ class MonthlyLedger:
             "cost_microcents": 0,
             "created_at": datetime.now(UTC),
         }
-        if self.db.is_sqlite:
-
-            def attempt() -> bool:
-                if _CHARGE.execute(conn, charge).fetchone() is None:
-                    return False
-                _OPEN.execute(conn, row)
-                return True
-
-        else:
+        if not self.db.is_sqlite:
             both = charge | {"o_" + name: value for name, value in row.items()}
+            charge_and_open = _CHARGE_AND_OPEN.queue(conn, both)
+            return lambda: charge_and_open.row() is not None
+        charged = _CHARGE.execute(conn, charge).fetchone() is not None
+        if charged:
+            _OPEN.execute(conn, row)
+        return lambda: charged
 
-            def attempt() -> bool:
-                return _CHARGE_AND_OPEN.execute(conn, both).fetchone() is not None
-
-        if attempt():
-            return None
+    def _charge_or_refuse_in(
+        self, conn: Connection, held: Reservation, plan: Plan, price: ModelPrice | None
+    ) -> BudgetExceeded | None:
+        """After a charge that did not happen: create the month's row if it is missing
+        (the first reservation of a month finds none) and charge again, or say which
+        monthly ceiling the reservation would break.
+        """
         conn.execute(
             self.db.insert(monthly_usage)
             .values(tenant_id=held.tenant_id, period=held.period, tokens=0,
                     cost_microcents=0, tool_calls=0)
             .on_conflict_do_nothing()
         )
-        if attempt():
+        charged = self._charge_in(conn, held, plan, price)
+        wait(conn)
+        if charged():
             return None
         return _monthly_refusal(conn, held, plan)
 
@@ -360,12 +368,13 @@ class MonthlyLedger:
         tool_calls: int,
         response: str | None = None,
         retried: bool = False,
-    ) -> bool:
+    ) -> None:
         """Settle a reservation inside the caller's transaction.
 
         The month moves from the reserved worst case to the actual amounts. The ledger
         row changes only while it is still ``reserved``, so a second settle of the same
-        step is a no-op and returns ``False``.
+        step is a no-op. Nothing waits for the result: on PostgreSQL the settlement
+        travels with the transaction's next round trip (``Prepared.queue``).
         """
         row = {
             "l_run": reservation.run_id,
@@ -387,15 +396,12 @@ class MonthlyLedger:
             "m_cost": cost_microcents - reservation.cost_microcents,
             "m_calls": tool_calls - reservation.tool_calls,
         }
-        moves = any(month[key] for key in ("m_tokens", "m_cost", "m_calls"))
-        if moves and not self.db.is_sqlite:
-            counted = _SETTLE_AND_ADJUST.execute(conn, row | month).fetchone()
-            return counted is not None and counted[0] == 1
-        if _SETTLE.execute(conn, row).rowcount == 0:
-            return False
-        if moves:  # a tool call costs what it declared: nothing to move
+        if not any(month[key] for key in ("m_tokens", "m_cost", "m_calls")):
+            _SETTLE.queue(conn, row)  # a tool call costs what it declared: nothing to move
+        elif not self.db.is_sqlite:
+            _SETTLE_AND_ADJUST.queue(conn, row | month)
+        elif _SETTLE.execute(conn, row).rowcount == 1:
             _ADJUST.execute(conn, month)
-        return True
 
     def settle_later(
         self,

@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.schema import Table
 
+from core.db import pipeline
 from core.errors import ConfigurationError
 
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -85,10 +86,6 @@ def _prepare_sqlite(engine: Engine, *, wait_for_lock: bool = True) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class _StaleConnection(Exception):
-    """The pooled connection was dead before the transaction wrote anything."""
-
-
 class _LockTaken(Exception):
     """Another connection holds SQLite's write lock; the transaction goes to a thread."""
 
@@ -114,12 +111,16 @@ class Database:
             }
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # Database.run sends its own BEGIN and COMMIT, in pipeline mode.
+            sync_kwargs["isolation_level"] = "AUTOCOMMIT"
         sync_kwargs.update(pool_size=TRANSACTION_THREADS, max_overflow=0)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self.sync_engine: Engine = create_engine(_sync_url(self.url), **sync_kwargs)
         if self.is_sqlite:
             _prepare_sqlite(self.engine.sync_engine)
             _prepare_sqlite(self.sync_engine)
+        else:
+            event.listen(self.sync_engine, "after_cursor_execute", pipeline.wait_after_execute)
         self._threads = ThreadPoolExecutor(
             max_workers=TRANSACTION_THREADS, thread_name_prefix="tenantry-db"
         )
@@ -158,35 +159,33 @@ class Database:
         process had stopped after the commit. Never call this while holding a write
         transaction from ``begin`` on SQLite: the two would wait for each other's lock.
 
-        On PostgreSQL it runs in a worker thread. On SQLite a transaction of a few
-        statements takes less time than handing it to a thread and back, so it runs
-        right here when the write lock is free, and in a worker thread (which waits
-        for the lock) when it is not: the event loop never waits for a lock.
+        On PostgreSQL it runs in a worker thread, in pipeline mode
+        (``core.db.pipeline``), where statements that need not wait share round
+        trips. On SQLite a transaction of a few statements takes less time than
+        handing it to a thread and back, so it runs right here when the write lock
+        is free, and in a worker thread (which waits for the lock) when it is not:
+        the event loop never waits for a lock.
 
         Args:
             readonly: A snapshot read (as ``read``): no write lock on SQLite, a
                 ``READ ONLY`` transaction on PostgreSQL.
         """
-        options = self._read_options if readonly else {}
         if self._inline is not None and self._inline_busy.acquire(blocking=False):
             try:
-                return self._inline_transaction(work, options)
+                return self._inline_transaction(work, readonly)
             except _LockTaken:
                 pass
             finally:
                 self._inline_busy.release()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._transaction, work, options)
+        transaction = self._sqlite_transaction if self.is_sqlite else self._postgres_transaction
+        return await loop.run_in_executor(self._threads, transaction, work, readonly)
 
-    @property
-    def _read_options(self) -> dict[str, Any]:
-        return {_READ_ONLY: True} if self.is_sqlite else {"postgresql_readonly": True}
-
-    def _inline_transaction(self, work: Callable[[Connection], T], options: dict[str, Any]) -> T:
+    def _inline_transaction(self, work: Callable[[Connection], T], readonly: bool) -> T:
         assert self._inline is not None
         with self._inline.connect() as conn:
-            if options:
-                conn = conn.execution_options(**options)
+            if readonly:
+                conn = conn.execution_options(**{_READ_ONLY: True})
             try:
                 transaction = conn.begin()
             except OperationalError as error:
@@ -196,39 +195,28 @@ class Database:
             with transaction:
                 return work(conn)
 
-    def _transaction(self, work: Callable[[Connection], T], options: dict[str, Any]) -> T:
+    def _sqlite_transaction(self, work: Callable[[Connection], T], readonly: bool) -> T:
+        """``work`` in a transaction on a worker thread's connection, which waits for the lock."""
+        with self.sync_engine.connect() as conn:
+            if readonly:
+                conn = conn.execution_options(**{_READ_ONLY: True})
+            with conn.begin():
+                return work(conn)
+
+    def _postgres_transaction(self, work: Callable[[Connection], T], readonly: bool) -> T:
         """``work`` in a transaction, once more on a fresh connection if the first was dead.
 
         The engine does not ping a connection before each transaction (a round trip
         per transaction on the run's hot path). A connection that died in the pool,
-        say across a server restart, fails at its first statement instead; that is
-        before anything was committed, so the transaction is simply run again.
-        A failure at commit is never retried: the commit may have happened.
+        say across a server restart, is found dead before anything was committed, so
+        the transaction is simply run again (``pipeline.StaleConnection``).
         """
         try:
-            return self._attempt(work, options)
-        except _StaleConnection:
-            return self._attempt(work, options, retry=False)
-
-    def _attempt(
-        self, work: Callable[[Connection], T], options: dict[str, Any], *, retry: bool = True
-    ) -> T:
-        with self.sync_engine.connect() as conn:
-            if options:
-                conn = conn.execution_options(**options)
-            transaction = conn.begin()
-            try:
-                result = work(conn)
-            except DBAPIError as error:
-                transaction.rollback()
-                if retry and error.connection_invalidated:
-                    raise _StaleConnection from error
-                raise
-            except BaseException:
-                transaction.rollback()
-                raise
-            transaction.commit()
-            return result
+            with self.sync_engine.connect() as conn:
+                return pipeline.transaction(conn, work, readonly=readonly, retry=True)
+        except pipeline.StaleConnection:
+            with self.sync_engine.connect() as conn:
+                return pipeline.transaction(conn, work, readonly=readonly, retry=False)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -11,6 +11,10 @@ path changes, not the statement: the same SQL runs, in the same transaction.
 Driver errors come back as SQLAlchemy's exceptions (``IntegrityError``...), and a
 connection found dead is invalidated exactly as SQLAlchemy would do it, so callers
 and ``Database.run``'s reconnect see no difference.
+
+``execute`` returns with the statement's result. ``queue`` does not wait for it:
+on PostgreSQL the statement then shares the round trip of the transaction's next
+statement that waits, or of its ``COMMIT`` (``core.db.pipeline``).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
+
+from core.db.pipeline import driver_error, in_pipeline, wait
 
 Params = Mapping[str, Any]
 
@@ -48,14 +53,30 @@ class Prepared:
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
 
     def execute(self, conn: Connection, params: Params) -> Any:
-        """Run the statement with ``params`` in ``conn``'s transaction; the DBAPI cursor."""
+        """Run the statement with ``params`` in ``conn``'s transaction; the DBAPI cursor.
+
+        The cursor holds the statement's result (rows, ``rowcount``) when this returns.
+        """
         compiled = self._for(conn.dialect, params)
-        return _send(conn, compiled, [_values(compiled, params)], many=False)
+        return _send(conn, compiled, [_values(compiled, params)], many=False, waits=True)
+
+    def queue(self, conn: Connection, params: Params) -> Later:
+        """Send the statement without waiting for its result.
+
+        In a pipeline it goes out with the transaction's next round trip, and so
+        does any error it meets, which fails the transaction there; elsewhere it is
+        simply executed. Its result can be read once the transaction is over.
+        """
+        compiled = self._for(conn.dialect, params)
+        cursor = _send(conn, compiled, [_values(compiled, params)], many=False, waits=False)
+        return Later(cursor, pending=in_pipeline(conn))
 
     def execute_many(self, conn: Connection, rows: Sequence[Params]) -> Any:
         """Run the statement once per row (all rows have the same keys)."""
         compiled = self._for(conn.dialect, rows[0])
-        return _send(conn, compiled, [_values(compiled, row) for row in rows], many=True)
+        return _send(
+            conn, compiled, [_values(compiled, row) for row in rows], many=True, waits=True
+        )
 
     def _for(self, dialect: Dialect, params: Params) -> _Compiled:
         key = (dialect.name, tuple(params))
@@ -63,6 +84,26 @@ class Prepared:
         if compiled is None:
             compiled = self._compiled[key] = _compile(self.statement, dialect, list(params))
         return compiled
+
+
+class Later:
+    """The first row a queued statement returned, once its transaction is over."""
+
+    def __init__(self, cursor: Any, *, pending: bool) -> None:
+        if pending:  # the pipeline fills the cursor in when its transaction waits
+            self._cursor: Any = cursor
+            return
+        # Read now: SQLite cannot commit while a statement still has rows to give.
+        rows = cursor.fetchall() if cursor.description else []
+        self._cursor = None
+        self._row = rows[0] if rows else None
+
+    def row(self) -> Any:
+        """The statement's first row, or ``None`` if it returned none."""
+        if self._cursor is not None:
+            self._row = self._cursor.fetchone()
+            self._cursor = None
+        return self._row
 
 
 def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str]) -> _Compiled:
@@ -98,7 +139,9 @@ def _values(compiled: _Compiled, params: Params) -> Any:
     }
 
 
-def _send(conn: Connection, compiled: _Compiled, values: list[Any], *, many: bool) -> Any:
+def _send(
+    conn: Connection, compiled: _Compiled, values: list[Any], *, many: bool, waits: bool
+) -> Any:
     dbapi_connection = conn.connection.dbapi_connection
     assert dbapi_connection is not None
     cursor = dbapi_connection.cursor()
@@ -107,12 +150,8 @@ def _send(conn: Connection, compiled: _Compiled, values: list[Any], *, many: boo
             cursor.executemany(compiled.sql, values)
         else:
             cursor.execute(compiled.sql, values[0])
+        if waits:
+            wait(conn)
     except conn.dialect.loaded_dbapi.Error as error:
-        invalidated = conn.dialect.is_disconnect(error, dbapi_connection, cursor)
-        if invalidated:
-            conn.invalidate(error)
-        raise DBAPIError.instance(
-            compiled.sql, values, error, conn.dialect.loaded_dbapi.Error,
-            connection_invalidated=invalidated, dialect=conn.dialect,
-        ) from error
+        raise driver_error(conn, error, compiled.sql, values, cursor) from error
     return cursor

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from core.db.engine import Database
-from core.db.prepared import Prepared
+from core.db.prepared import Later, Prepared
 from core.db.schema import plans
 
 
@@ -139,8 +139,9 @@ async def test_a_prepared_statement_converts_its_values_and_raises_sqlalchemy_er
         await db.run(lambda conn: add.execute(conn, row))
 
 
+@pytest.mark.parametrize("send", ["execute", "queue"])
 async def test_a_prepared_statement_on_a_dead_connection_is_retried_on_a_fresh_one(
-    db: Database,
+    db: Database, send: str,
 ) -> None:
     if db.is_sqlite:
         pytest.skip("an embedded database has no server to lose the connection")
@@ -152,6 +153,55 @@ async def test_a_prepared_statement_on_a_dead_connection_is_retried_on_a_fresh_o
     pid = await db.run(backend_pid)
     async with db.begin() as admin:
         await admin.execute(select(func.pg_terminate_backend(pid)))
-    await db.run(lambda conn: add.execute(conn, _plan_row("after-restart")))
+    await asyncio.sleep(0.05)  # the server has closed it by now
+    # A queued statement does not wait before COMMIT: the dead connection must be
+    # found out before the COMMIT goes, or the write would be reported failed.
+    await db.run(lambda conn: getattr(add, send)(conn, _plan_row("after-restart")))
     async with db.read() as conn:
         assert await conn.scalar(select(func.count()).where(plans.c.id == "after-restart")) == 1
+
+
+async def test_a_queued_statement_that_fails_rolls_back_the_whole_transaction(
+    db: Database,
+) -> None:
+    add = Prepared(insert(plans))
+    await db.run(lambda conn: add.execute(conn, _plan_row("first")))
+    before = await _plan_count(db)
+
+    def queued(conn: Connection) -> None:
+        add.queue(conn, _plan_row("second"))
+        add.queue(conn, _plan_row("first"))  # duplicate key: its error comes later on PostgreSQL
+        add.queue(conn, _plan_row("third"))
+
+    with pytest.raises(IntegrityError):
+        await db.run(queued)
+    assert await _plan_count(db) == before
+    await db.run(lambda conn: add.queue(conn, _plan_row("second")))  # the connection is fine
+    assert await _plan_count(db) == before + 1
+
+
+async def test_a_queued_statement_is_seen_by_the_next_one_and_its_result_read_afterwards(
+    db: Database,
+) -> None:
+    add = Prepared(insert(plans).returning(plans.c.id))
+
+    def write_then_read(conn: Connection) -> tuple[Later, int]:
+        added = add.queue(conn, _plan_row("queued"))
+        seen = conn.execute(select(func.count()).where(plans.c.id == "queued")).scalar_one()
+        return added, int(seen)
+
+    added, seen = await db.run(write_then_read)
+    assert seen == 1
+    assert tuple(added.row()) == ("queued",)
+
+
+async def test_a_read_only_run_cannot_write_on_postgresql(db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite has no read-only transactions; the contract is not to write")
+    add = Prepared(insert(plans))
+    with pytest.raises(DBAPIError):
+        await db.run(lambda conn: add.queue(conn, _plan_row("nope")), readonly=True)
+    assert await db.run(
+        lambda conn: conn.execute(select(func.count()).select_from(plans)).scalar_one(),
+        readonly=True,
+    ) == await _plan_count(db)
