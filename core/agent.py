@@ -56,7 +56,7 @@ from core.metered_model import MeteredModel, RunAccount
 from core.models import ModelFactory
 from core.prices import price_for
 from core.resources import ResourceLocator
-from core.runs import FINAL_STATUSES, RunRecord, RunStatus, RunStore
+from core.runs import FINAL_STATUSES, HistoryEncoder, RunRecord, RunStatus, RunStore
 from core.settings import Settings
 from core.tools import CapabilityRegistry, tool_name
 from core.toolset import GuardedToolset, ToolCallRecord, ToolStarted, build_toolset
@@ -80,39 +80,6 @@ class RunOutcome:
     error: str | None = None
     usage: UsageSummary = field(default_factory=UsageSummary)
     refused_tools: tuple[tuple[str, str], ...] = ()
-
-
-class HistoryEncoder:
-    """Encodes a run's growing history for its checkpoints, each older message once.
-
-    A checkpoint holds the whole history, so encoding all of it after every step
-    grows with the run. Messages well behind the end no longer change; they are
-    encoded once and reused, and only the latest few are encoded afresh. The bytes
-    are exactly ``ModelMessagesTypeAdapter.dump_json(messages)``.
-    """
-
-    SETTLED_AFTER = 2
-    """Messages at least this far from the end are taken as final."""
-
-    def __init__(self) -> None:
-        self._done: list[tuple[ModelMessage, bytes]] = []
-
-    def encode(self, messages: Sequence[ModelMessage]) -> bytes:
-        """The JSON array of ``messages``."""
-        settled = max(0, len(messages) - self.SETTLED_AFTER)
-        kept = 0
-        while (kept < len(self._done) and kept < settled
-               and self._done[kept][0] is messages[kept]):
-            kept += 1
-        del self._done[kept:]
-        for message in messages[kept:settled]:
-            self._done.append((message, _encode_one(message)))
-        fresh = [_encode_one(message) for message in messages[settled:]]
-        return b"[" + b",".join([data for _, data in self._done] + fresh) + b"]"
-
-
-def _encode_one(message: ModelMessage) -> bytes:
-    return ModelMessagesTypeAdapter.dump_json([message])[1:-1]
 
 
 def _halt_detail(exc: BudgetExceeded) -> dict[str, Any]:
@@ -286,7 +253,9 @@ class AgentService:
                        if record.conversation_id is not None else [])
             return await self._execute(grant, record.model, record.prompt, history, replay, salt,
                                        on_tool)
-        return await self._execute(grant, record.model, None, messages, replay, salt, on_tool)
+        encoder = HistoryEncoder(messages[:checkpoint.settled], checkpoint.segments)
+        return await self._execute(grant, record.model, None, messages, replay, salt, on_tool,
+                                   encoder)
 
     async def _execute(
         self,
@@ -297,6 +266,7 @@ class AgentService:
         replay: Replay,
         salt: bytes,
         on_tool: ToolStarted | None,
+        encoder: HistoryEncoder | None = None,
     ) -> RunOutcome:
         """One allocation of the run.
 
@@ -304,6 +274,7 @@ class AgentService:
             replay: What earlier allocations recorded (empty for a new run).
             salt: The tenant's digest salt, fetched once per allocation.
             on_tool: Told each tool call's capability as it starts.
+            encoder: What the run's checkpoint already stores of ``history``.
         """
         ctx = grant.ctx
         started = time.monotonic()
@@ -341,7 +312,8 @@ class AgentService:
             )
             model = MeteredModel(self.models.get(model_id), account)
             try:
-                answer = await self._loop(grant, model, toolset, prompt, history, refused)
+                answer = await self._loop(grant, model, toolset, prompt, history, refused,
+                                          encoder or HistoryEncoder())
             except BudgetExceeded as exc:
                 log.info("run halted", ceiling=exc.ceiling, limit=exc.limit, used=exc.used)
                 return await self._finish(ctx, model_id, "halted", started, refused, salt,
@@ -365,6 +337,7 @@ class AgentService:
         prompt: str | None,
         history: list[ModelMessage],
         refused: list[tuple[str, str]],
+        encoder: HistoryEncoder,
     ) -> str:
         """Step through the run, checkpointing after every model response.
 
@@ -374,7 +347,6 @@ class AgentService:
         """
         ctx = grant.ctx
         step = 0
-        encoder = HistoryEncoder()
         journal = model.account.journal
         try:
             async with self._agent.iter(
@@ -393,7 +365,7 @@ class AgentService:
                         ctx,
                         journal,
                         step_index=step,
-                        messages=encoder.encode(run.all_messages()),
+                        history=encoder.encode(run.all_messages()),
                         usage={
                             "tokens": model.account.meter.tokens,
                             "tool_calls": model.account.meter.tool_calls,

@@ -18,7 +18,14 @@ from core.audit import AuditLog
 from core.authz import purge_tenant as purge_grants
 from core.credentials import tenant_credentials
 from core.db.engine import Database
-from core.db.schema import checkpoints, runs, tenants, tool_effects, usage_ledger
+from core.db.schema import (
+    checkpoint_segments,
+    checkpoints,
+    runs,
+    tenants,
+    tool_effects,
+    usage_ledger,
+)
 from core.memory import purge_tenant as purge_history
 from core.tenants import get_tenant
 from core.vectors import VectorStore
@@ -37,7 +44,9 @@ async def purge_tenant(db: Database, audit: AuditLog, store: VectorStore, tenant
     async with db.begin() as conn:
         counts["chunks"] = await purge_embedded(conn, tenant_id)
         counts["turns"] = await purge_history(conn, tenant_id)
-        for name, table in (("checkpoints", checkpoints), ("tool_effects", tool_effects),
+        for name, table in (("checkpoints", checkpoints),
+                            ("checkpoint_segments", checkpoint_segments),
+                            ("tool_effects", tool_effects),
                             ("runs", runs), ("credentials", tenant_credentials)):
             result = await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
             counts[name] = result.rowcount

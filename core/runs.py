@@ -4,26 +4,33 @@ A run's durable state is its row in ``runs`` (status, outcome), its latest
 checkpoint (messages, usage, step index), and one effect row per tool call keyed
 ``(run_id, step_id)``. Every read is filtered by the caller's tenant, so a run id
 from another tenant is simply not found, and a checkpoint is refused.
+
+A checkpoint's history grows by a step each time, so it is stored in pieces
+(``HistoryEncoder``): the messages that can no longer change are appended to
+``checkpoint_segments`` once, and only the newest few are rewritten with every
+checkpoint. What a checkpoint writes no longer grows with the run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from types import SimpleNamespace
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.context import TenantContext
 from core.db.engine import Database
 from core.db.prepared import Prepared
-from core.db.schema import checkpoints, runs, tool_effects
+from core.db.schema import checkpoint_segments, checkpoints, runs, tool_effects
 from core.errors import CheckpointError, NotFound
 from core.journal import RunJournal
 
@@ -63,7 +70,79 @@ class Checkpoint:
     tenant_id: str
     step_index: int
     messages: bytes
+    """The whole history, a JSON array of messages."""
     usage: dict[str, int] = field(default_factory=dict)
+    segments: int = 0
+    """How many stored segments hold the settled part of the history."""
+    settled: int = 0
+    """How many messages, from the first, those segments hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryWrite:
+    """What one checkpoint writes of its run's history."""
+
+    first_segment: int
+    """The sequence number of the first of ``segments``."""
+    segments: tuple[bytes, ...]
+    """Newly settled messages, each a JSON array to append as a segment."""
+    replace: bool
+    """The stored segments no longer match the history: delete them first."""
+    total_segments: int
+    """How many segments make up the settled history once this is written."""
+    tail: bytes
+    """The JSON array of the newest messages, which may still change."""
+
+
+class HistoryEncoder:
+    """Encodes a run's growing history for its checkpoints, each settled message once.
+
+    Messages at least ``SETTLED_AFTER`` from the end are taken as final: they are
+    encoded once and written once, as a new segment. The newest few are encoded and
+    written afresh with every checkpoint. A history that no longer starts with the
+    messages already written (or is shorter) replaces the stored segments.
+    Concatenated, the segments and the tail are exactly
+    ``ModelMessagesTypeAdapter.dump_json(messages)``.
+
+    Args:
+        stored: The messages a resumed run's checkpoint already holds in segments.
+        segments: How many segments hold them.
+    """
+
+    SETTLED_AFTER = 2
+
+    def __init__(self, stored: Sequence[ModelMessage] = (), segments: int = 0) -> None:
+        self._stored = list(stored)
+        self._segments = segments
+
+    def encode(self, messages: Sequence[ModelMessage]) -> HistoryWrite:
+        """What the checkpoint of ``messages`` must write."""
+        settled = max(0, len(messages) - self.SETTLED_AFTER)
+        kept = 0
+        while (kept < len(self._stored) and kept < settled
+               and self._stored[kept] is messages[kept]):
+            kept += 1
+        replace = kept < len(self._stored)
+        if replace:
+            kept, self._stored, self._segments = 0, [], 0
+        fresh = list(messages[kept:settled])
+        first = self._segments
+        segments = (ModelMessagesTypeAdapter.dump_json(fresh),) if fresh else ()
+        self._stored.extend(fresh)
+        self._segments += len(segments)
+        return HistoryWrite(
+            first_segment=first,
+            segments=segments,
+            replace=replace,
+            total_segments=self._segments,
+            tail=ModelMessagesTypeAdapter.dump_json(list(messages[settled:])),
+        )
+
+
+def joined(arrays: Sequence[bytes]) -> bytes:
+    """JSON arrays joined into one: ``[1,2]`` and ``[3]`` make ``[1,2,3]``."""
+    items = [array[1:-1] for array in arrays if array != b"[]"]
+    return b"[" + b",".join(items) + b"]"
 
 
 def _record(row: Any) -> RunRecord:
@@ -89,8 +168,17 @@ def _record(row: Any) -> RunRecord:
     )
 
 
-_CHECKPOINT_FIELDS = ("tenant_id", "step_index", "messages", "usage", "digest", "updated_at")
+_CHECKPOINT_FIELDS = (
+    "tenant_id", "step_index", "messages", "usage", "digest", "updated_at", "segments",
+)
 _RECORD_EFFECT = Prepared(tool_effects.insert())
+_ADD_SEGMENT = Prepared(checkpoint_segments.insert())
+_DROP_SEGMENTS = Prepared(
+    delete(checkpoint_segments).where(
+        checkpoint_segments.c.run_id == bindparam("run_id"),
+        checkpoint_segments.c.tenant_id == bindparam("tenant_id"),
+    )
+)
 _CREATE = Prepared(runs.insert())
 
 
@@ -253,58 +341,108 @@ class RunStore:
         return result.rowcount == 1
 
     def save_checkpoint(
-        self, ctx: TenantContext, journal: RunJournal, *, step_index: int, messages: bytes,
+        self, ctx: TenantContext, journal: RunJournal, *, step_index: int, history: HistoryWrite,
         usage: dict[str, int],
     ) -> None:
-        """Replace the run's checkpoint in the run's next transaction (``core.journal``).
+        """Write the run's checkpoint in the run's next transaction (``core.journal``).
 
-        The digest lets a later load detect corruption. Until that transaction
-        commits, a resume starts from the checkpoint before, where the response this
-        one ends with is still a reservation: charged in full as retried work, and
-        asked again.
+        New segments are appended and the checkpoint row replaced, together. The
+        digests let a later load detect corruption. Until that transaction commits,
+        a resume starts from the checkpoint before, where the response this one ends
+        with is still a reservation: charged in full as retried work, and asked again.
         """
-        row = {
+        now = datetime.now(UTC)
+        head = {
             "run_id": ctx.run_id,
             "tenant_id": ctx.tenant_id,
             "step_index": step_index,
-            "messages": messages.decode(),
+            "messages": history.tail.decode(),
             "usage": usage,
-            "digest": hashlib.sha256(messages).hexdigest(),
-            "updated_at": datetime.now(UTC),
+            "digest": hashlib.sha256(history.tail).hexdigest(),
+            "updated_at": now,
+            "segments": history.total_segments,
         }
-        statement = _save_checkpoint(self.db.is_sqlite)
-        journal.defer(lambda conn: statement.execute(conn, row))
+        segments = [
+            {
+                "run_id": ctx.run_id,
+                "seq": history.first_segment + offset,
+                "tenant_id": ctx.tenant_id,
+                "messages": data.decode(),
+                "digest": hashlib.sha256(data).hexdigest(),
+                "created_at": now,
+            }
+            for offset, data in enumerate(history.segments)
+        ]
+        save = _save_checkpoint(self.db.is_sqlite)
+
+        def write(conn: Connection) -> None:
+            if history.replace:
+                _DROP_SEGMENTS.queue(conn, {"run_id": ctx.run_id, "tenant_id": ctx.tenant_id})
+            for segment in segments:
+                _ADD_SEGMENT.queue(conn, segment)
+            save.queue(conn, head)
+
+        journal.defer(write)
 
     async def load_checkpoint(self, ctx: TenantContext, run_id: str) -> Checkpoint | None:
         """The run's checkpoint, or ``None`` if it never reached one.
 
         Raises:
-            CheckpointError: the checkpoint belongs to another tenant, or is corrupt.
+            CheckpointError: the checkpoint belongs to another tenant, or is corrupt
+                (a digest does not match, a segment is missing, or it is not JSON).
         """
         async with self.db.read() as conn:
             row = (
                 await conn.execute(select(checkpoints).where(checkpoints.c.run_id == run_id))
             ).first()
-        if row is None:
-            return None
-        if row.tenant_id != ctx.tenant_id:
-            raise CheckpointError(
-                f"checkpoint of run {run_id!r} belongs to another tenant; refused"
-            )
-        data = str(row.messages).encode()
-        if hashlib.sha256(data).hexdigest() != row.digest:
-            raise CheckpointError(f"checkpoint of run {run_id!r} is corrupt (digest mismatch)")
-        try:
-            json.loads(data)
-        except ValueError:
-            raise CheckpointError(f"checkpoint of run {run_id!r} is corrupt (not JSON)") from None
+            if row is None:
+                return None
+            if row.tenant_id != ctx.tenant_id:
+                raise CheckpointError(
+                    f"checkpoint of run {run_id!r} belongs to another tenant; refused"
+                )
+            stored = (
+                await conn.execute(
+                    select(checkpoint_segments.c.messages, checkpoint_segments.c.digest)
+                    .where(
+                        checkpoint_segments.c.tenant_id == ctx.tenant_id,
+                        checkpoint_segments.c.run_id == run_id,
+                        checkpoint_segments.c.seq < row.segments,
+                    )
+                    .order_by(checkpoint_segments.c.seq)
+                )
+            ).all()
+        if len(stored) != row.segments:
+            raise CheckpointError(f"checkpoint of run {run_id!r} is corrupt (segment missing)")
+        parts = [(str(s.messages).encode(), str(s.digest)) for s in stored]
+        parts.append((str(row.messages).encode(), str(row.digest)))
+        settled = 0
+        for index, (data, digest) in enumerate(parts):
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise CheckpointError(
+                    f"checkpoint of run {run_id!r} is corrupt (digest mismatch)"
+                )
+            try:
+                messages = json.loads(data)
+            except ValueError:
+                raise CheckpointError(
+                    f"checkpoint of run {run_id!r} is corrupt (not JSON)"
+                ) from None
+            if not isinstance(messages, list):
+                raise CheckpointError(
+                    f"checkpoint of run {run_id!r} is corrupt (not a list of messages)"
+                )
+            if index < len(stored):
+                settled += len(messages)
         usage = row.usage if isinstance(row.usage, dict) else {}
         return Checkpoint(
             run_id=run_id,
             tenant_id=row.tenant_id,
             step_index=int(row.step_index),
-            messages=data,
+            messages=joined([data for data, _ in parts]),
             usage={k: int(v) for k, v in usage.items()},
+            segments=int(row.segments),
+            settled=settled,
         )
 
     async def effects(self, ctx: TenantContext) -> dict[str, str]:
@@ -324,8 +462,8 @@ class RunStore:
         self, conn: Connection, ctx: TenantContext, *, step_id: str, capability: str,
         result: str,
     ) -> None:
-        """Record a tool call's result inside the caller's transaction."""
-        _RECORD_EFFECT.execute(
+        """Record a tool call's result inside the caller's transaction (not waited for)."""
+        _RECORD_EFFECT.queue(
             conn,
             {
                 "run_id": ctx.run_id,

@@ -143,6 +143,10 @@ runs = Table(
 )
 
 checkpoints = Table(
+    # A run's latest checkpoint. Its history is the messages of its first ``segments``
+    # rows in checkpoint_segments, then ``messages``: the newest few, which may still
+    # change and are rewritten by every checkpoint. ``digest`` is the SHA-256 of
+    # ``messages``.
     "checkpoints",
     metadata,
     Column("run_id", String(36), primary_key=True),
@@ -152,6 +156,20 @@ checkpoints = Table(
     Column("usage", JSON, nullable=False),
     Column("digest", String(64), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("segments", Integer, nullable=False, server_default="0"),
+)
+
+checkpoint_segments = Table(
+    # The settled part of a checkpoint's history, appended as it grows: each row a JSON
+    # array of the messages that settled since the one before, written once.
+    "checkpoint_segments",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("messages", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 tool_effects = Table(

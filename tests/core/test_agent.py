@@ -1,19 +1,21 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from core.agent import AgentService, RunOutcome
 from core.audit import RUN_STARTED
 from core.builder import build_context
 from core.db.engine import Database
-from core.db.schema import checkpoints, usage_ledger
+from core.db.schema import checkpoint_segments, checkpoints, usage_ledger
 from core.errors import CheckpointError, ConfigurationError, NotFound, RunRefused
 from core.models import ModelFactory
+from core.runs import Checkpoint
 from core.settings import Settings
 from core.tenants import set_status
 from core.tools import CapabilityRegistry
@@ -252,3 +254,55 @@ async def test_each_tool_call_is_announced_and_a_failing_listener_does_not_stop_
     assert outcome.status == "completed" and outcome.answer == "bumped twice"
     assert heard == ["counter.bump", "counter.bump"]
     assert counter.executions == {"acme": 11}
+
+
+async def completed_with_checkpoint(
+        db: Database, settings: Settings) -> tuple[AgentService, RunOutcome, Checkpoint]:
+    """A completed run of acme's, and its last checkpoint as loaded back."""
+    await tenant_on(db, "acme", plan())
+    svc = service(db, settings, CounterCapability())
+    outcome = await start(svc, db)
+    grant = await svc.open(tenant_id="acme", principal_id="alice", run_id=outcome.run_id)
+    checkpoint = await svc.runs.load_checkpoint(grant.ctx, outcome.run_id)
+    assert checkpoint is not None and checkpoint.segments >= 1
+    return svc, outcome, checkpoint
+
+
+async def test_a_checkpoint_stores_each_settled_message_once_under_its_tenant(
+        db: Database, settings: Settings) -> None:
+    _, outcome, checkpoint = await completed_with_checkpoint(db, settings)
+    async with db.read() as conn:
+        segments = (await conn.execute(
+            select(checkpoint_segments).where(checkpoint_segments.c.run_id == outcome.run_id)
+            .order_by(checkpoint_segments.c.seq))).all()
+        tail = (await conn.execute(select(checkpoints.c.messages)
+                                   .where(checkpoints.c.run_id == outcome.run_id))).scalar_one()
+    assert [s.seq for s in segments] == list(range(checkpoint.segments))
+    assert {s.tenant_id for s in segments} == {"acme"}
+    stored = [m for s in segments for m in json.loads(s.messages)]
+    history = json.loads(checkpoint.messages)
+    assert len(stored) == checkpoint.settled == len(history) - len(json.loads(tail))
+    assert stored + json.loads(tail) == history
+
+
+@pytest.mark.parametrize("damage", ["tampered", "missing"])
+async def test_a_damaged_checkpoint_segment_is_a_clear_error_and_changes_nothing(
+        db: Database, settings: Settings, damage: str) -> None:
+    await tenant_on(db, "acme", plan(run_tokens=400))
+    svc = service(db, settings, CounterCapability())
+    halted = await start(svc, db)
+    assert halted.status == "halted"
+    async with db.begin() as conn:
+        first = (checkpoint_segments.c.run_id == halted.run_id) & (checkpoint_segments.c.seq == 0)
+        if damage == "tampered":
+            changed = await conn.execute(update(checkpoint_segments).where(first)
+                                         .values(messages='[{"kind": "request", "parts": []}]'))
+        else:
+            changed = await conn.execute(delete(checkpoint_segments).where(first))
+        assert changed.rowcount == 1
+    grant = await svc.open(tenant_id="acme", principal_id="alice", run_id=halted.run_id)
+    before = await ledger_rows(db, halted.run_id)
+    expected = "digest mismatch" if damage == "tampered" else "segment missing"
+    with pytest.raises(CheckpointError, match=expected):
+        await svc.resume(grant)
+    assert await ledger_rows(db, halted.run_id) == before

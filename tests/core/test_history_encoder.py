@@ -1,4 +1,5 @@
-"""Checkpoint encoding: the incremental encoder writes exactly what a full dump would."""
+"""Checkpoint encoding: settled messages are written once, and what a checkpoint
+stores always reads back as exactly the full history."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 
-from core.agent import HistoryEncoder
+from core.runs import HistoryEncoder, HistoryWrite, joined
 
 
 def _turn(i: int) -> list[ModelMessage]:
@@ -24,22 +25,75 @@ def _turn(i: int) -> list[ModelMessage]:
     ]
 
 
-def test_each_checkpoint_equals_a_full_dump_of_the_history_so_far() -> None:
-    encoder = HistoryEncoder()
+class Stored:
+    """What the checkpoint tables hold for one run, written as ``save_checkpoint`` does."""
+
+    def __init__(self) -> None:
+        self.segments: dict[int, bytes] = {}
+        self.count = 0
+        self.tail = b"[]"
+
+    def write(self, history: HistoryWrite) -> None:
+        if history.replace:
+            self.segments.clear()
+        for offset, data in enumerate(history.segments):
+            seq = history.first_segment + offset
+            assert seq not in self.segments, "a segment is written once"
+            self.segments[seq] = data
+        self.count, self.tail = history.total_segments, history.tail
+
+    def history(self) -> bytes:
+        return joined([self.segments[seq] for seq in range(self.count)] + [self.tail])
+
+
+def test_every_checkpoint_reads_back_as_a_full_dump_of_the_history_so_far() -> None:
+    encoder, stored = HistoryEncoder(), Stored()
     history: list[ModelMessage] = []
-    assert encoder.encode(history) == b"[]"
+    stored.write(encoder.encode(history))
+    assert stored.history() == b"[]"
     for i in range(8):
         for message in _turn(i):
             history.append(message)
-            assert encoder.encode(history) == ModelMessagesTypeAdapter.dump_json(history)
+            stored.write(encoder.encode(history))
+            assert stored.history() == ModelMessagesTypeAdapter.dump_json(history)
 
 
-def test_a_history_that_differs_from_the_one_encoded_before_is_encoded_afresh() -> None:
+def test_what_a_checkpoint_writes_does_not_grow_with_the_run() -> None:
     encoder = HistoryEncoder()
+    history: list[ModelMessage] = []
+    written = []
+    for i in range(30):
+        history.extend(_turn(i))
+        write = encoder.encode(history)
+        written.append(len(write.tail) + sum(len(s) for s in write.segments))
+    whole = len(ModelMessagesTypeAdapter.dump_json(history))
+    assert max(written) < whole / 10  # a turn's worth, not the history's
+    assert max(written[20:]) <= max(written[:10]) + 64
+
+
+def test_a_history_that_differs_from_the_one_stored_replaces_its_segments() -> None:
+    encoder, stored = HistoryEncoder(), Stored()
     history = [m for i in range(4) for m in _turn(i)]
-    encoder.encode(history)
+    stored.write(encoder.encode(history))
     replaced = list(history)
     replaced[2] = ModelRequest(parts=[UserPromptPart("another request")])
-    assert encoder.encode(replaced) == ModelMessagesTypeAdapter.dump_json(replaced)
-    shorter = history[:5]
-    assert encoder.encode(shorter) == ModelMessagesTypeAdapter.dump_json(shorter)
+    write = encoder.encode(replaced)
+    assert write.replace and write.first_segment == 0
+    stored.write(write)
+    assert stored.history() == ModelMessagesTypeAdapter.dump_json(replaced)
+    shorter = replaced[:5]
+    stored.write(encoder.encode(shorter))
+    assert stored.history() == ModelMessagesTypeAdapter.dump_json(shorter)
+
+
+def test_a_resumed_run_appends_to_the_segments_its_checkpoint_has() -> None:
+    first, stored = HistoryEncoder(), Stored()
+    history = [m for i in range(3) for m in _turn(i)]
+    stored.write(first.encode(history))
+    settled = len(history) - HistoryEncoder.SETTLED_AFTER
+    resumed = HistoryEncoder(history[:settled], stored.count)
+    history.extend(_turn(3))
+    write = resumed.encode(history)
+    assert not write.replace and write.first_segment == stored.count
+    stored.write(write)
+    assert stored.history() == ModelMessagesTypeAdapter.dump_json(history)

@@ -14,7 +14,7 @@ from pydantic_ai.settings import ModelSettings
 from core.context import TenantContext
 from core.journal import RunJournal
 from core.models import ModelFactory
-from core.runs import RunStore
+from core.runs import HistoryWrite, RunStore
 from core.settings import Settings
 
 
@@ -72,10 +72,10 @@ class CrashingRuns(RunStore):
         self.saves = 0
 
     def save_checkpoint(self, ctx: TenantContext, journal: RunJournal, *, step_index: int,
-                        messages: bytes, usage: dict[str, int]) -> None:
+                        history: HistoryWrite, usage: dict[str, int]) -> None:
         self.saves += 1
         self.points.hit(f"checkpoint{self.saves}:before")
-        super().save_checkpoint(ctx, journal, step_index=step_index, messages=messages,
+        super().save_checkpoint(ctx, journal, step_index=step_index, history=history,
                                 usage=usage)
         self.points.hit(f"checkpoint{self.saves}:after")
 
