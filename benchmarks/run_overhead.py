@@ -51,6 +51,7 @@ from core.agent import AgentService
 from core.audit import AuditLog, load_signer
 from core.authz import grant
 from core.context import TenantContext
+from core.db import pipeline
 from core.db.engine import Database
 from core.db.migrate import upgrade
 from core.db.prepared import Prepared
@@ -61,6 +62,7 @@ from core.tenants import Plan, create_plan, create_tenant
 from core.tools import CapabilityRegistry, ToolBinding
 
 PG_ENV = "TENANTRY_TEST_DATABASE_URL"
+COMMITS, ROUND_TRIPS = "(commit)", "(round trip)"
 TARGET_MS = {"sqlite": 3.0, "postgresql": 5.0}
 """Most milliseconds the tenancy layer may add to one step, per database."""
 TOOL = "counter__bump"
@@ -323,7 +325,10 @@ async def count_statements(kind: str, db: Database, tenancy: Runner, runs: int,
 
     Every engine is counted: the async one, and the synchronous ones behind
     ``Database.run`` that carry the per-step transactions, whose hot statements go
-    to the driver through ``Prepared`` (counted by wrapping it).
+    to the driver through ``Prepared`` (counted by wrapping it). On PostgreSQL those
+    transactions send their own ``BEGIN`` and ``COMMIT`` in pipeline mode; each
+    ``pipeline.transaction`` is a commit, and every time psycopg's pipeline waits for
+    the server (a sync, or leaving the pipeline after ``COMMIT``) is a round trip.
     """
     kinds: Tally[str] = Tally()
 
@@ -331,35 +336,47 @@ async def count_statements(kind: str, db: Database, tenancy: Runner, runs: int,
         kinds[statement_kind(statement)] += 1
 
     def on_commit(conn: Any) -> None:
-        kinds["(commit)"] += 1
+        kinds[COMMITS] += 1
 
-    execute, execute_many = Prepared.execute, Prepared.execute_many
+    def counting(name: str | None, method: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            kinds[name or statement_kind(str(self.statement))] += 1
+            return method(self, *args, **kwargs)
+        return counted
 
-    def prepared(self: Prepared, conn: Any, params: Any) -> Any:
-        kinds[statement_kind(str(self.statement))] += 1
-        return execute(self, conn, params)
+    def counted_transaction(*args: Any, **kwargs: Any) -> Any:
+        kinds[COMMITS] += 1
+        return transaction(*args, **kwargs)
 
-    def prepared_many(self: Prepared, conn: Any, rows: Any) -> Any:
-        kinds[statement_kind(str(self.statement))] += 1
-        return execute_many(self, conn, rows)
-
+    wrapped = [
+        (Prepared, "execute", None), (Prepared, "execute_many", None),
+        (Prepared, "queue", None), (psycopg.Pipeline, "sync", ROUND_TRIPS),
+        (psycopg.Pipeline, "__exit__", ROUND_TRIPS),
+    ]
+    originals = [getattr(owner, name) for owner, name, _ in wrapped]
+    transaction = pipeline.transaction
     engines = db.sync_engines
     for engine in engines:
         event.listen(engine, "before_cursor_execute", on_statement)
         event.listen(engine, "commit", on_commit)
-    Prepared.execute, Prepared.execute_many = prepared, prepared_many  # type: ignore[method-assign]
+    for (owner, name, label), method in zip(wrapped, originals, strict=True):
+        setattr(owner, name, counting(label, method))
+    pipeline.transaction = counted_transaction
     try:
         for _ in range(runs):
             await tenancy()
     finally:
-        Prepared.execute, Prepared.execute_many = execute, execute_many  # type: ignore[method-assign]
+        pipeline.transaction = transaction
+        for (owner, name, _), method in zip(wrapped, originals, strict=True):
+            setattr(owner, name, method)
         for engine in engines:
             event.remove(engine, "before_cursor_execute", on_statement)
             event.remove(engine, "commit", on_commit)
     total = runs * steps
-    sent = sum(n for k, n in kinds.items() if k != "(commit)")
-    print(f"\n{kind}: {sent / total:.2f} statements and {kinds['(commit)'] / total:.2f}"
-          " commits per step (run-level work spread over its steps)")
+    sent = sum(n for k, n in kinds.items() if k not in (COMMITS, ROUND_TRIPS))
+    trips = f", {kinds[ROUND_TRIPS] / total:.2f} round trips" if kinds[ROUND_TRIPS] else ""
+    print(f"\n{kind}: {sent / total:.2f} statements, {kinds[COMMITS] / total:.2f}"
+          f" commits{trips} per step (run-level work spread over its steps)")
     for name, n in kinds.most_common():
         print(f"  {n / total:6.2f}  {name}")
 
