@@ -36,38 +36,64 @@ from core.errors import BudgetExceeded, ModelFailed
 from core.journal import RunJournal
 from core.logs import log
 from core.prices import ModelPrice
+from core.runs import common_prefix
 from core.tenants import Plan
 
 CHARS_PER_TOKEN = 3
 """A deliberately low ratio: over-estimating input only makes a reservation safer."""
 
 
-def estimate_input_tokens(
-    messages: list[ModelMessage], parameters: ModelRequestParameters
-) -> int:
-    """A conservative token estimate of a request, without calling the provider.
+class InputEstimate:
+    """A conservative token estimate of a run's requests, without calling the provider.
 
     Counts the characters the provider will tokenise (texts, tool arguments and
     results, instructions, tool schemas) at ``CHARS_PER_TOKEN``, plus a per-part
     framing allowance. Over-estimating only makes a reservation safer; settling
     corrects it to the provider's count.
+
+    A request resends the run's whole history, so measuring all of it at every step
+    would grow with the run (tool results are serialised to be measured). Messages
+    at least ``SETTLED_AFTER`` from the end are measured once and remembered while
+    the history still starts with them; the newest are measured afresh.
     """
+
+    SETTLED_AFTER = 2
+
+    def __init__(self) -> None:
+        self._measured: list[tuple[ModelMessage, int, int]] = []
+        """Settled messages with the running totals of characters and parts up to them."""
+
+    def of(self, messages: list[ModelMessage], parameters: ModelRequestParameters) -> int:
+        """The estimate for a request of ``messages`` with ``parameters``' tools."""
+        settled = max(0, len(messages) - self.SETTLED_AFTER)
+        kept = common_prefix([m for m, _, _ in self._measured], messages, settled)
+        del self._measured[kept:]
+        chars, parts = self._measured[-1][1:] if self._measured else (0, 0)
+        for message in messages[kept:settled]:
+            more_chars, more_parts = _measure(message)
+            chars, parts = chars + more_chars, parts + more_parts
+            self._measured.append((message, chars, parts))
+        for message in messages[settled:]:
+            more_chars, more_parts = _measure(message)
+            chars, parts = chars + more_chars, parts + more_parts
+        for tool in parameters.function_tools:
+            chars += len(tool.name) + len(tool.description or "")
+            chars += len(to_json(tool.parameters_json_schema))
+        return chars // CHARS_PER_TOKEN + 8 * parts + 16
+
+
+def _measure(message: ModelMessage) -> tuple[int, int]:
+    """The characters a provider tokenises in ``message``, and its number of parts."""
     chars = 0
-    parts = 0
-    for message in messages:
-        if isinstance(message, ModelRequest) and message.instructions:
-            chars += len(message.instructions)
-        for part in message.parts:
-            parts += 1
-            if isinstance(part, ToolCallPart):
-                chars += len(part.tool_name) + len(part.args_as_json_str())
-                continue
-            content = getattr(part, "content", "")
-            chars += len(content) if isinstance(content, str) else len(to_json(content))
-    for tool in parameters.function_tools:
-        chars += len(tool.name) + len(tool.description or "")
-        chars += len(to_json(tool.parameters_json_schema))
-    return chars // CHARS_PER_TOKEN + 8 * parts + 16
+    if isinstance(message, ModelRequest) and message.instructions:
+        chars += len(message.instructions)
+    for part in message.parts:
+        if isinstance(part, ToolCallPart):
+            chars += len(part.tool_name) + len(part.args_as_json_str())
+            continue
+        content = getattr(part, "content", "")
+        chars += len(content) if isinstance(content, str) else len(to_json(content))
+    return chars, len(message.parts)
 
 
 def usage_of(response: ModelResponse) -> TokenUsage:
@@ -108,6 +134,7 @@ class RunAccount:
     default_max_tokens: int
     refused_tools: int = 0
     replay: Replay = field(default_factory=Replay)
+    estimate: InputEstimate = field(default_factory=InputEstimate)
     journal: RunJournal = field(init=False)
 
     def __post_init__(self) -> None:
@@ -140,7 +167,7 @@ class MeteredModel(WrapperModel):
         step_id = base_step if not attempts else f"{base_step}#{len(attempts) + 1}"
 
         wanted = int((model_settings or {}).get("max_tokens") or acc.default_max_tokens)
-        estimate = estimate_input_tokens(messages, model_request_parameters)
+        estimate = acc.estimate.of(messages, model_request_parameters)
         max_tokens = acc.meter.before_model_call(estimate, wanted, acc.price)
         log.debug("model call", step_id=step_id, estimate=estimate, max_tokens=max_tokens)
         reservation = await acc.ledger.reserve(

@@ -118,10 +118,7 @@ class HistoryEncoder:
     def encode(self, messages: Sequence[ModelMessage]) -> HistoryWrite:
         """What the checkpoint of ``messages`` must write."""
         settled = max(0, len(messages) - self.SETTLED_AFTER)
-        kept = 0
-        while (kept < len(self._stored) and kept < settled
-               and self._stored[kept] is messages[kept]):
-            kept += 1
+        kept = common_prefix(self._stored, messages, settled)
         replace = kept < len(self._stored)
         if replace:
             kept, self._stored, self._segments = 0, [], 0
@@ -137,6 +134,16 @@ class HistoryEncoder:
             total_segments=self._segments,
             tail=ModelMessagesTypeAdapter.dump_json(list(messages[settled:])),
         )
+
+
+def common_prefix(
+    known: Sequence[ModelMessage], messages: Sequence[ModelMessage], limit: int
+) -> int:
+    """How many of ``messages``, at most ``limit``, start out as the very ``known`` objects."""
+    kept = 0
+    while kept < len(known) and kept < limit and known[kept] is messages[kept]:
+        kept += 1
+    return kept
 
 
 def joined(arrays: Sequence[bytes]) -> bytes:

@@ -1,5 +1,6 @@
-"""Checkpoint encoding: settled messages are written once, and what a checkpoint
-stores always reads back as exactly the full history."""
+"""A run's growing history, handled once per message: checkpoint encoding (settled
+messages are written once, and what a checkpoint stores always reads back as exactly
+the full history) and the input estimate of each model request."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from pydantic_ai.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
+from pydantic_ai.models import ModelRequestParameters
+from pydantic_ai.tools import ToolDefinition
 
+from core.metered_model import InputEstimate
 from core.runs import HistoryEncoder, HistoryWrite, joined
 
 
@@ -97,3 +101,25 @@ def test_a_resumed_run_appends_to_the_segments_its_checkpoint_has() -> None:
     assert not write.replace and write.first_segment == stored.count
     stored.write(write)
     assert stored.history() == ModelMessagesTypeAdapter.dump_json(history)
+
+
+def _fresh_estimate(history: list[ModelMessage], parameters: ModelRequestParameters) -> int:
+    return InputEstimate().of(history, parameters)
+
+
+def test_a_runs_input_estimate_equals_measuring_the_whole_history_every_time() -> None:
+    parameters = ModelRequestParameters(function_tools=[ToolDefinition(
+        name="bump", description="Bump the counter.",
+        parameters_json_schema={"type": "object", "properties": {"by": {"type": "integer"}}},
+    )])
+    estimate = InputEstimate()
+    history: list[ModelMessage] = []
+    for i in range(8):
+        for message in _turn(i):
+            history.append(message)
+            assert estimate.of(history, parameters) == _fresh_estimate(history, parameters)
+    assert estimate.of(history, parameters) > _fresh_estimate(history[:-3], parameters)
+    replaced = list(history)
+    replaced[1] = ModelResponse(parts=[TextPart("a much longer answer than before " * 20)])
+    assert estimate.of(replaced, parameters) == _fresh_estimate(replaced, parameters)
+    assert estimate.of(replaced, parameters) > _fresh_estimate(history, parameters)
