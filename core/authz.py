@@ -5,7 +5,9 @@ pycasbin RBAC with domains, the domain being the tenant. Every rule lives in the
 ``casbin_async_sqlalchemy_adapter`` through a session on *our* connection, so policy
 writes join the caller's transaction. A run loads only its own tenant's rules into a
 fresh enforcer (``Authorizer.for_run``) that dies with the run: no decision outlives
-it, and a revoke takes effect at the next run. The rules, in casbin's columns::
+it, and a revoke takes effect at the next run. Reading (a run's authoriser, a
+principal's roles) loads the rules with one query into an enforcer without the
+adapter; writing goes through the adapter. The rules, in casbin's columns::
 
     ptype  v0                v1           v2                   v3
     p      role:<role>       <tenant>     <capability pattern> use
@@ -17,6 +19,7 @@ subject stand for itself: a principal whose id were ``admin`` would *be* the rol
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -24,8 +27,11 @@ from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import casbin
+from casbin.persist import load_policy_line
 from casbin_async_sqlalchemy_adapter import Adapter
-from sqlalchemy import select
+from casbin_async_sqlalchemy_adapter.adapter import CasbinRule
+from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.context import TenantContext
@@ -67,6 +73,16 @@ e = some(where (p.eft == allow))
 [matchers]
 m = {_MATCHER}
 """
+
+_RULES = CasbinRule.__table__
+_TENANT_RULES = (
+    select(*(_RULES.c[name] for name in ("ptype", "v0", "v1", "v2", "v3", "v4", "v5")))
+    .where(or_(
+        and_(_RULES.c.ptype == "p", _RULES.c.v1 == bindparam("tenant")),
+        and_(_RULES.c.ptype == "g", _RULES.c.v2 == bindparam("tenant")),
+    ))
+    .order_by(_RULES.c.id)
+)
 
 # casbin re-parses stored rules from "p, a, b" text: these characters would split or
 # unbalance a rule, so they never enter a principal id (nor does whitespace).
@@ -167,6 +183,28 @@ async def _tenant_policy(conn: AsyncConnection, tenant_id: str) -> AsyncIterator
         yield _TenantPolicy(enforcer, tenant_id)
 
 
+def _policy_rows_in(conn: Connection, tenant_id: str) -> list[Any]:
+    """One tenant's rules as stored, oldest first, in one query."""
+    return list(conn.execute(_TENANT_RULES, {"tenant": tenant_id}).all())
+
+
+def _policy_of(rows: Iterable[Any], tenant_id: str) -> _TenantPolicy:
+    """The rules in an enforcer of their own, for reading.
+
+    They go into the model exactly as the adapter would put them (the same rule
+    lines, in the same order), without its session; the enforcer has no adapter, so
+    it cannot write.
+    """
+    enforcer = casbin.Enforcer(casbin.Enforcer.new_model(text=_MODEL))
+    enforcer.add_function("capabilityMatch", capability_matches)
+    model = enforcer.get_model()
+    for row in rows:
+        values = list(itertools.takewhile(lambda value: value is not None, row))
+        load_policy_line(", ".join(values), model)
+    enforcer.build_role_links()
+    return _TenantPolicy(enforcer, tenant_id)
+
+
 async def _require_tenant(conn: AsyncConnection, tenant_id: str, *, lock: bool) -> None:
     """Refuse an unknown tenant; with ``lock``, serialise this tenant's policy writes.
 
@@ -229,8 +267,9 @@ async def revoke(db: Database, tenant_id: str, principal_id: str, role: str) -> 
 async def roles_of(db: Database, tenant_id: str, principal_id: str) -> list[str]:
     """The roles a principal holds in one tenant, most powerful first."""
     check_id("tenant", tenant_id)
-    async with db.begin() as conn, _tenant_policy(conn, tenant_id) as policy:
-        return [role for principal, role in policy.grants() if principal == principal_id]
+    rows = await db.run(lambda conn: _policy_rows_in(conn, tenant_id), readonly=True)
+    return [role for principal, role in _policy_of(rows, tenant_id).grants()
+            if principal == principal_id]
 
 
 async def list_grants(db: Database, tenant_id: str) -> list[tuple[str, str]]:
@@ -239,10 +278,10 @@ async def list_grants(db: Database, tenant_id: str) -> list[tuple[str, str]]:
     Raises:
         NotFound: no such tenant (rather than an empty list that hides a typo).
     """
-    async with db.begin() as conn:
+    async with db.read() as conn:
         await _require_tenant(conn, tenant_id, lock=False)
-        async with _tenant_policy(conn, tenant_id) as policy:
-            return policy.grants()
+        rows = await conn.run_sync(lambda sync: _policy_rows_in(sync, tenant_id))
+    return _policy_of(rows, tenant_id).grants()
 
 
 async def purge_tenant(conn: AsyncConnection, tenant_id: str) -> None:
@@ -283,8 +322,8 @@ class Authorizer:
                 workspace admin is a tenant admin while acting from that workspace);
                 they are never stored, so they end with the run.
         """
-        async with db.begin() as conn, _tenant_policy(conn, ctx.tenant_id) as policy:
-            return cls(ctx, policy, extra_roles)
+        rows = await db.run(lambda conn: _policy_rows_in(conn, ctx.tenant_id), readonly=True)
+        return cls(ctx, _policy_of(rows, ctx.tenant_id), extra_roles)
 
     @property
     def loaded_rules(self) -> tuple[tuple[str, ...], ...]:
