@@ -14,9 +14,9 @@ Failures keep their meaning. Any error rolls the transaction back, ``COMMIT``
 included, since in a pipeline the server skips everything after an error. A
 failure once ``COMMIT`` is out is never retried: the commit may have happened. A
 connection that died in the pool (across a server restart, say) is found out
-before that: the server writes to a connection it closes, so an idle connection
-with input waiting is asked a round trip before anything is sent, and if it is
-dead, ``StaleConnection`` tells the caller it may run the work again.
+before that: the server writes to a connection it closes, so a connection with
+input waiting while idle waits for its ``BEGIN`` before the work is sent, and if it
+is dead, ``StaleConnection`` tells the caller it may run the work again.
 """
 
 from __future__ import annotations
@@ -121,9 +121,13 @@ def transaction(
 
 
 def _has_input(dbapi_connection: Any) -> bool:
-    """Whether the server wrote to this idle connection: most likely, that it closed it."""
-    readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
-    return bool(readable)
+    """Whether the server wrote to this idle connection: most likely, that it closed it.
+
+    ``poll``, not ``select``: a busy process's descriptors go past ``select``'s 1024.
+    """
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _rollback(conn: Connection) -> None:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 from datetime import UTC, datetime
 
 import pytest
@@ -205,3 +207,24 @@ async def test_a_read_only_run_cannot_write_on_postgresql(db: Database) -> None:
         lambda conn: conn.execute(select(func.count()).select_from(plans)).scalar_one(),
         readonly=True,
     ) == await _plan_count(db)
+
+
+async def test_a_transaction_works_when_the_process_has_many_descriptors_open(
+    database_url: str,
+) -> None:
+    """A connection's descriptor past 1024, as in a busy web process (``select`` breaks)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit ({hard}) is too low to get past 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    db = Database(database_url)
+    try:
+        add = Prepared(insert(plans))
+        await db.run(lambda conn: add.queue(conn, _plan_row("crowded")))
+        assert await _plan_count(db) >= 1
+    finally:
+        await db.dispose()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
