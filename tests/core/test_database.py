@@ -228,3 +228,18 @@ async def test_a_transaction_works_when_the_process_has_many_descriptors_open(
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_work_that_raises_after_queueing_commits_nothing(db: Database) -> None:
+    add = Prepared(insert(plans))
+    before = await _plan_count(db)
+
+    def fails(conn: Connection) -> None:
+        add.queue(conn, _plan_row("queued-then-failed"))
+        raise RuntimeError("the work failed after sending")
+
+    with pytest.raises(RuntimeError, match="after sending"):
+        await db.run(fails)
+    assert await _plan_count(db) == before
+    await db.run(lambda conn: add.queue(conn, _plan_row("queued-then-failed")))
+    assert await _plan_count(db) == before + 1
