@@ -36,7 +36,7 @@ from core.errors import BudgetExceeded, ModelFailed
 from core.journal import RunJournal
 from core.logs import log
 from core.prices import ModelPrice
-from core.runs import common_prefix
+from core.runs import SETTLED_AFTER, common_prefix
 from core.tenants import Plan
 
 CHARS_PER_TOKEN = 3
@@ -57,15 +57,13 @@ class InputEstimate:
     the history still starts with them; the newest are measured afresh.
     """
 
-    SETTLED_AFTER = 2
-
     def __init__(self) -> None:
         self._measured: list[tuple[ModelMessage, int, int]] = []
         """Settled messages with the running totals of characters and parts up to them."""
 
     def of(self, messages: list[ModelMessage], parameters: ModelRequestParameters) -> int:
         """The estimate for a request of ``messages`` with ``parameters``' tools."""
-        settled = max(0, len(messages) - self.SETTLED_AFTER)
+        settled = max(0, len(messages) - SETTLED_AFTER)
         kept = common_prefix([m for m, _, _ in self._measured], messages, settled)
         del self._measured[kept:]
         chars, parts = self._measured[-1][1:] if self._measured else (0, 0)

@@ -78,14 +78,18 @@ class Checkpoint:
     """How many messages, from the first, those segments hold."""
 
 
+SETTLED_AFTER = 2
+"""Messages at least this far from the end of a run's history are taken as final."""
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryWrite:
     """What one checkpoint writes of its run's history."""
 
-    first_segment: int
-    """The sequence number of the first of ``segments``."""
-    segments: tuple[bytes, ...]
-    """Newly settled messages, each a JSON array to append as a segment."""
+    segment: bytes | None
+    """The messages settled since the checkpoint before, a JSON array, if any."""
+    seq: int
+    """The segment's sequence number."""
     replace: bool
     """The stored segments no longer match the history: delete them first."""
     total_segments: int
@@ -109,27 +113,25 @@ class HistoryEncoder:
         segments: How many segments hold them.
     """
 
-    SETTLED_AFTER = 2
-
     def __init__(self, stored: Sequence[ModelMessage] = (), segments: int = 0) -> None:
         self._stored = list(stored)
         self._segments = segments
 
     def encode(self, messages: Sequence[ModelMessage]) -> HistoryWrite:
         """What the checkpoint of ``messages`` must write."""
-        settled = max(0, len(messages) - self.SETTLED_AFTER)
+        settled = max(0, len(messages) - SETTLED_AFTER)
         kept = common_prefix(self._stored, messages, settled)
         replace = kept < len(self._stored)
         if replace:
             kept, self._stored, self._segments = 0, [], 0
         fresh = list(messages[kept:settled])
-        first = self._segments
-        segments = (ModelMessagesTypeAdapter.dump_json(fresh),) if fresh else ()
-        self._stored.extend(fresh)
-        self._segments += len(segments)
+        seq = self._segments
+        if fresh:
+            self._stored.extend(fresh)
+            self._segments += 1
         return HistoryWrite(
-            first_segment=first,
-            segments=segments,
+            segment=ModelMessagesTypeAdapter.dump_json(fresh) if fresh else None,
+            seq=seq,
             replace=replace,
             total_segments=self._segments,
             tail=ModelMessagesTypeAdapter.dump_json(list(messages[settled:])),
@@ -353,7 +355,7 @@ class RunStore:
     ) -> None:
         """Write the run's checkpoint in the run's next transaction (``core.journal``).
 
-        New segments are appended and the checkpoint row replaced, together. The
+        A new segment is appended and the checkpoint row replaced, together. The
         digests let a later load detect corruption. Until that transaction commits,
         a resume starts from the checkpoint before, where the response this one ends
         with is still a reservation: charged in full as retried work, and asked again.
@@ -369,23 +371,20 @@ class RunStore:
             "updated_at": now,
             "segments": history.total_segments,
         }
-        segments = [
-            {
-                "run_id": ctx.run_id,
-                "seq": history.first_segment + offset,
-                "tenant_id": ctx.tenant_id,
-                "messages": data.decode(),
-                "digest": hashlib.sha256(data).hexdigest(),
-                "created_at": now,
-            }
-            for offset, data in enumerate(history.segments)
-        ]
+        segment = None if history.segment is None else {
+            "run_id": ctx.run_id,
+            "seq": history.seq,
+            "tenant_id": ctx.tenant_id,
+            "messages": history.segment.decode(),
+            "digest": hashlib.sha256(history.segment).hexdigest(),
+            "created_at": now,
+        }
         save = _save_checkpoint(self.db.is_sqlite)
 
         def write(conn: Connection) -> None:
             if history.replace:
                 _DROP_SEGMENTS.queue(conn, {"run_id": ctx.run_id, "tenant_id": ctx.tenant_id})
-            for segment in segments:
+            if segment is not None:
                 _ADD_SEGMENT.queue(conn, segment)
             save.queue(conn, head)
 

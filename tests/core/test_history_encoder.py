@@ -18,7 +18,7 @@ from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.tools import ToolDefinition
 
 from core.metered_model import InputEstimate
-from core.runs import HistoryEncoder, HistoryWrite, joined
+from core.runs import SETTLED_AFTER, HistoryEncoder, HistoryWrite, joined
 
 
 def _turn(i: int) -> list[ModelMessage]:
@@ -40,10 +40,9 @@ class Stored:
     def write(self, history: HistoryWrite) -> None:
         if history.replace:
             self.segments.clear()
-        for offset, data in enumerate(history.segments):
-            seq = history.first_segment + offset
-            assert seq not in self.segments, "a segment is written once"
-            self.segments[seq] = data
+        if history.segment is not None:
+            assert history.seq not in self.segments, "a segment is written once"
+            self.segments[history.seq] = history.segment
         self.count, self.tail = history.total_segments, history.tail
 
     def history(self) -> bytes:
@@ -69,7 +68,7 @@ def test_what_a_checkpoint_writes_does_not_grow_with_the_run() -> None:
     for i in range(30):
         history.extend(_turn(i))
         write = encoder.encode(history)
-        written.append(len(write.tail) + sum(len(s) for s in write.segments))
+        written.append(len(write.tail) + len(write.segment or b""))
     whole = len(ModelMessagesTypeAdapter.dump_json(history))
     assert max(written) < whole / 10  # a turn's worth, not the history's
     assert max(written[20:]) <= max(written[:10]) + 64
@@ -82,7 +81,7 @@ def test_a_history_that_differs_from_the_one_stored_replaces_its_segments() -> N
     replaced = list(history)
     replaced[2] = ModelRequest(parts=[UserPromptPart("another request")])
     write = encoder.encode(replaced)
-    assert write.replace and write.first_segment == 0
+    assert write.replace and write.seq == 0
     stored.write(write)
     assert stored.history() == ModelMessagesTypeAdapter.dump_json(replaced)
     shorter = replaced[:5]
@@ -94,11 +93,11 @@ def test_a_resumed_run_appends_to_the_segments_its_checkpoint_has() -> None:
     first, stored = HistoryEncoder(), Stored()
     history = [m for i in range(3) for m in _turn(i)]
     stored.write(first.encode(history))
-    settled = len(history) - HistoryEncoder.SETTLED_AFTER
+    settled = len(history) - SETTLED_AFTER
     resumed = HistoryEncoder(history[:settled], stored.count)
     history.extend(_turn(3))
     write = resumed.encode(history)
-    assert not write.replace and write.first_segment == stored.count
+    assert not write.replace and write.seq == stored.count
     stored.write(write)
     assert stored.history() == ModelMessagesTypeAdapter.dump_json(history)
 
