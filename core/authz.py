@@ -183,6 +183,12 @@ async def _tenant_policy(conn: AsyncConnection, tenant_id: str) -> AsyncIterator
         yield _TenantPolicy(enforcer, tenant_id)
 
 
+async def _read_policy(db: Database, tenant_id: str) -> _TenantPolicy:
+    """One tenant's rules, in one read-only query, in an enforcer for reading."""
+    rows = await db.run(lambda conn: _policy_rows_in(conn, tenant_id), readonly=True)
+    return _policy_of(rows, tenant_id)
+
+
 def _policy_rows_in(conn: Connection, tenant_id: str) -> list[Any]:
     """One tenant's rules as stored, oldest first, in one query."""
     return list(conn.execute(_TENANT_RULES, {"tenant": tenant_id}).all())
@@ -267,9 +273,8 @@ async def revoke(db: Database, tenant_id: str, principal_id: str, role: str) -> 
 async def roles_of(db: Database, tenant_id: str, principal_id: str) -> list[str]:
     """The roles a principal holds in one tenant, most powerful first."""
     check_id("tenant", tenant_id)
-    rows = await db.run(lambda conn: _policy_rows_in(conn, tenant_id), readonly=True)
-    return [role for principal, role in _policy_of(rows, tenant_id).grants()
-            if principal == principal_id]
+    policy = await _read_policy(db, tenant_id)
+    return [role for principal, role in policy.grants() if principal == principal_id]
 
 
 async def list_grants(db: Database, tenant_id: str) -> list[tuple[str, str]]:
@@ -322,8 +327,7 @@ class Authorizer:
                 workspace admin is a tenant admin while acting from that workspace);
                 they are never stored, so they end with the run.
         """
-        rows = await db.run(lambda conn: _policy_rows_in(conn, ctx.tenant_id), readonly=True)
-        return cls(ctx, _policy_of(rows, ctx.tenant_id), extra_roles)
+        return cls(ctx, await _read_policy(db, ctx.tenant_id), extra_roles)
 
     @property
     def loaded_rules(self) -> tuple[tuple[str, ...], ...]:
