@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bots.slack import render
-from bots.slack.standin import SlackStandIn, SlackUser
+from bots.slack.standin import SlackMessage, SlackStandIn, SlackUser
+from core.runs import RunRecord
 from core.settings import Settings
 from tests.scenarios.harness import (
     APP_ID,
@@ -22,6 +23,17 @@ from tests.scenarios.harness import (
 
 ADA = SlackUser("U1ADA")
 LONG = "Please compare these options in detail: " + "option alpha, option beta; " * 16
+
+
+async def answered_mention(scenario: Scenario, text: str) -> tuple[SlackMessage, RunRecord]:
+    """Ada mentions the app with ``text`` in acme's workspace T1: its one answer and run."""
+    await scenario.tenant("acme")
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+    mention = await scenario.mention(t1, ADA.id, text)
+    await scenario.idle()
+    [answer] = thread(scenario.slack, t1.channel, mention)
+    [run] = await runs_of(scenario, "acme")
+    return answer, run
 
 
 async def test_a_rate_limited_post_is_retried_and_posted_once(scenario: Scenario) -> None:
@@ -43,15 +55,8 @@ async def test_a_rate_limited_post_is_retried_and_posted_once(scenario: Scenario
 
 
 async def test_a_rate_limited_stream_append_is_retried(scenario: Scenario) -> None:
-    await scenario.tenant("acme")
-    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
     scenario.slack.fail_next("chat.appendStream", "ratelimited", retry_after=1)
-
-    mention = await scenario.mention(t1, ADA.id, "hello")
-    await scenario.idle()
-
-    [answer] = thread(scenario.slack, t1.channel, mention)
-    [run] = await runs_of(scenario, "acme")
+    answer, run = await answered_mention(scenario, "hello")
     assert answer.text == run.answer
     assert answer.stream_state == "stopped"
 
@@ -84,14 +89,7 @@ async def expiring(settings: Settings) -> AsyncIterator[Scenario]:
 async def test_a_stream_that_expires_mid_answer_ends_complete_in_one_message(
     expiring: Scenario,
 ) -> None:
-    await expiring.tenant("acme")
-    t1 = await expiring.link_workspace("T1", "acme", users=[ADA])
-
-    mention = await expiring.mention(t1, ADA.id, LONG)
-    await expiring.idle()
-
-    [answer] = thread(expiring.slack, t1.channel, mention)
-    [run] = await runs_of(expiring, "acme")
+    answer, run = await answered_mention(expiring, LONG)
     assert run.answer is not None and len(run.answer) > 400
     assert answer.text == run.answer
     assert answer.stream_state == "expired" and answer.edited
@@ -103,14 +101,7 @@ async def test_a_stream_that_expires_mid_answer_ends_complete_in_one_message(
 
 
 async def test_a_long_answer_streams_in_pieces(scenario: Scenario) -> None:
-    await scenario.tenant("acme")
-    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
-
-    mention = await scenario.mention(t1, ADA.id, LONG)
-    await scenario.idle()
-
-    [answer] = thread(scenario.slack, t1.channel, mention)
-    [run] = await runs_of(scenario, "acme")
+    answer, run = await answered_mention(scenario, LONG)
     assert answer.text == run.answer
     assert len(scenario.slack.calls("chat.appendStream")) == 2
     statuses = [c["status"] for c in answer.chunks if c["type"] == "task_update"]
@@ -120,61 +111,33 @@ async def test_a_long_answer_streams_in_pieces(scenario: Scenario) -> None:
 async def test_a_stream_that_cannot_start_falls_back_to_a_posted_message(
     scenario: Scenario,
 ) -> None:
-    await scenario.tenant("acme")
-    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
     scenario.slack.fail_next("chat.startStream", "not_allowed_token_type")
-
-    mention = await scenario.mention(t1, ADA.id, "hello")
-    await scenario.idle()
-
-    [answer] = thread(scenario.slack, t1.channel, mention)
-    [run] = await runs_of(scenario, "acme")
+    answer, run = await answered_mention(scenario, "hello")
     assert answer.text == run.answer and answer.edited
     assert [c.params["text"] for c in scenario.slack.calls("chat.postMessage")] == [
         render.ANSWER_PENDING]
 
 
 async def test_a_stream_that_cannot_stop_is_finished_by_an_edit(scenario: Scenario) -> None:
-    await scenario.tenant("acme")
-    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
     scenario.slack.fail_next("chat.stopStream", "internal_error")
-
-    mention = await scenario.mention(t1, ADA.id, "hello")
-    await scenario.idle()
-
-    [answer] = thread(scenario.slack, t1.channel, mention)
-    [run] = await runs_of(scenario, "acme")
+    answer, run = await answered_mention(scenario, "hello")
     assert answer.text == run.answer
     assert len(scenario.slack.calls("chat.update")) == 1
 
 
 async def test_the_status_line_names_each_tool_while_it_runs(scenario: Scenario) -> None:
-    await scenario.tenant("acme")
-    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
-
-    mention = await scenario.mention(t1, ADA.id, "how much is left? check budget.status")
-    await scenario.idle()
-
-    [answer] = thread(scenario.slack, t1.channel, mention)
+    answer, run = await answered_mention(scenario, "how much is left? check budget.status")
     updates = [(c["title"], c["status"]) for c in answer.chunks if c["type"] == "task_update"]
     assert updates == [
         (render.STATUS_WORKING, "in_progress"),
         (render.status_using("budget.status"), "in_progress"),
         (render.STATUS_DONE["completed"], "complete"),
     ]
-    [run] = await runs_of(scenario, "acme")
     assert run.tool_calls == 1 and answer.text == run.answer
 
 
 async def test_a_status_line_slack_refuses_does_not_stop_the_answer(scenario: Scenario) -> None:
-    await scenario.tenant("acme")
-    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
     scenario.slack.fail_next("chat.appendStream", "internal_error")
-
-    mention = await scenario.mention(t1, ADA.id, "check budget.status")
-    await scenario.idle()
-
-    [answer] = thread(scenario.slack, t1.channel, mention)
-    [run] = await runs_of(scenario, "acme")
+    answer, run = await answered_mention(scenario, "check budget.status")
     assert run.status == "completed" and run.tool_calls == 1
     assert answer.text == run.answer
