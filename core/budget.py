@@ -106,7 +106,8 @@ _SETTLE = Prepared(_SETTLE_STATEMENT)
 _SETTLED = _SETTLE_STATEMENT.returning(usage_ledger.c.step_id).cte("settled")
 _SETTLE_AND_ADJUST = Prepared(
     # PostgreSQL: the ledger row settles and the month moves in one statement, the
-    # month only if the row was still reserved.
+    # month only if the row was still reserved. The outer SELECT only gives the two
+    # data-modifying CTEs a statement; its count is not read (the settlement is queued).
     select(func.count())
     .select_from(_SETTLED)
     .add_cte(_ADJUST_STATEMENT.where(exists(select(_SETTLED.c.step_id))).cte("adjusted"))
