@@ -63,7 +63,6 @@ from sqlalchemy import select
 
 from bots.executor import Executor
 from bots.runtime import Runtime
-from bots.slack.standin import SlackStandIn, SlackUser
 from bots.web import EXECUTOR, RUNTIME, create_app
 from core.db.schema import runs
 from core.logs import configure
@@ -71,6 +70,7 @@ from core.settings import Settings
 from core.tenants import Plan, create_plan, create_tenant
 from installs.links import link
 from installs.slack_store import SlackInstallationStore
+from standins.slack.api import SlackStandIn, SlackUser
 
 SIGNING_SECRET = "bench-signing-secret"  # noqa: S105 - a benchmark value
 BARE_TOKEN = "xoxb-test"  # noqa: S105 - the baseline's bot token, known to the stand-in

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from bots.demo import DOCUMENTS, PLANS, Transcript
 from bots.slack import render
-from bots.slack.driver import Scenario, Workspace, open_scenario, runs_of
-from bots.slack.standin import SlackUser
 from core.authz import grant as grant_role
 from core.settings import Settings
+from standins.slack.api import SlackUser
+from standins.slack.driver import Scenario, Workspace, open_scenario, runs_of
 
 ALICE = SlackUser("U0ALICE", name="alice", is_admin=True)
 BOB = SlackUser("U0BOB", name="bob")

@@ -34,7 +34,7 @@ from core.runs import RunRecord, RunStore
 from core.settings import Settings
 from core.tenants import Plan, update_plan
 from core.tools import CapabilityRegistry
-from tests.fakes.anthropic_api import (
+from standins.anthropic import (
     AnthropicEmulator,
     ErrorTurn,
     RecordedRequest,

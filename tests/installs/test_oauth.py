@@ -8,7 +8,6 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func, select, update
 
-from bots.slack.standin import SlackStandIn, SlackUser
 from core.crypto import Keyring, generate_key
 from core.db.engine import Database
 from core.errors import InvalidInput
@@ -16,6 +15,7 @@ from installs.links import InstallLinkError, issue_install_link, link, list_link
 from installs.oauth import TenantClaimState, complete_install, slack_oauth_states, uninstall
 from installs.principals import roles_from_slack, slack_principal
 from installs.slack_store import SlackInstallationStore
+from standins.slack.api import SlackStandIn, SlackUser
 from tests.support.tenancy import plan, tenant_on
 
 # slack_sdk 3.48's oauth_v2_access sends the client credentials through aiohttp.BasicAuth,

@@ -1,8 +1,8 @@
-"""The scenario tests drive the app through ``bots.slack.driver``; these are its names."""
+"""The scenario tests drive the app through ``standins.slack.driver``; these are its names."""
 
 from __future__ import annotations
 
-from bots.slack.driver import (
+from standins.slack.driver import (
     APP_ID,
     CLIENT_ID,
     CLIENT_SECRET,

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from bots.slack import render
 from bots.slack.records import slack_run_messages
-from bots.slack.standin import SlackStandIn, SlackUser
 from core.settings import Settings
 from installs.slack_store import SlackInstallationStore
+from standins.slack.api import SlackStandIn, SlackUser
 from tests.scenarios.harness import (
     APP_ID,
     CLIENT_ID,

@@ -8,9 +8,9 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCall
 from pydantic_ai.models.function import AgentInfo
 
 from bots.slack import render
-from bots.slack.standin import SlackMessage, SlackUser
 from core import audit as events
 from core.tenants import update_plan
+from standins.slack.api import SlackMessage, SlackUser
 from tests.scenarios.harness import Scenario, Workspace, audit_events, runs_of, thread
 from tests.support.scripted import ScriptedModels
 from tests.support.tenancy import plan

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bots.slack import render
-from bots.slack.standin import SlackMessage, SlackStandIn, SlackUser
 from core.runs import RunRecord
 from core.settings import Settings
+from standins.slack.api import SlackMessage, SlackStandIn, SlackUser
 from tests.scenarios.harness import (
     APP_ID,
     CLIENT_ID,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bots.slack import render
-from bots.slack.standin import SlackUser
+from standins.slack.api import SlackUser
 from tests.scenarios.harness import Scenario
 
 ADA = SlackUser("U1ADA", name="ada")

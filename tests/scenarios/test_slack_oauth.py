@@ -8,10 +8,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 from sqlalchemy import select, update
 
 from bots.slack import render
-from bots.slack.standin import SlackUser
 from installs.links import issue_install_link, resolve
 from installs.oauth import slack_oauth_states
 from installs.slack_store import SlackInstallationStore, slack_bots
+from standins.slack.api import SlackUser
 from tests.scenarios.harness import (
     CLIENT_ID,
     PUBLIC_URL,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bots.slack import render
-from bots.slack.standin import SlackUser
 from core.sandbox import LABEL
+from standins.slack.api import SlackUser
 from tests.scenarios.harness import Scenario, runs_of, thread
 
 ADA = SlackUser("U1ADA", name="ada")

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bots.slack.standin import SlackUser
+from standins.slack.api import SlackUser
 from tests.scenarios.harness import FORM, JSON, Scenario, Workspace, runs_of, thread
 
 ADA = SlackUser("U1ADA")

@@ -8,13 +8,13 @@ from sqlalchemy import select
 
 from bots.slack import render
 from bots.slack.app import WORKSPACE_UNLINKED
-from bots.slack.standin import SlackUser
 from core import audit as events
 from core.budget import MonthlyLedger
 from core.tenants import set_status
 from core.vectors.tables import conversation_turns
 from installs.links import resolve, revoke
 from installs.slack_store import SlackInstallationStore
+from standins.slack.api import SlackUser
 from tests.scenarios.harness import Scenario, audit_events, runs_of, thread, today
 
 ADA = SlackUser("U1ADA")

@@ -21,7 +21,6 @@ from sqlalchemy import text, update
 
 from bots.runtime import Runtime, open_runtime
 from bots.slack import home, render
-from bots.slack.standin import SlackStandIn, SlackUser
 from core.audit.tables import audit_events
 from core.budget import MonthlyLedger
 from core.errors import RunRefused
@@ -30,6 +29,7 @@ from core.settings import Settings
 from core.tenants import billing_period, get_tenant, set_status
 from installs.links import link, resolve
 from installs.principals import slack_principal
+from standins.slack.api import SlackStandIn, SlackUser
 from tests.support.scripted import ScriptedModels
 from tests.support.tenancy import plan, tenant_on
 

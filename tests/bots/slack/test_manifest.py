@@ -17,8 +17,8 @@ from bots.slack.manifest import (
     bot_scopes,
     render_manifest,
 )
-from bots.slack.standin import DEFAULT_SCOPES
 from core.errors import InvalidInput
+from standins.slack.api import DEFAULT_SCOPES
 
 BASE = "https://agent.acme.io"
 

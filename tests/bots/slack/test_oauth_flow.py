@@ -13,9 +13,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import oauth_flow
 from bots.slack.oauth_flow import ExpiringAuthorize, RecentInstallations
-from bots.slack.standin import SlackStandIn, SlackUser
 from core.crypto import Keyring, generate_key
 from core.db.engine import Database
+from standins.slack.api import SlackStandIn, SlackUser
 
 TEAM = "T1"
 

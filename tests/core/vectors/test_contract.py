@@ -29,7 +29,7 @@ from core.vectors.embedded import EmbeddedVectorStore
 from core.vectors.embeddings import HashingEmbedder
 from core.vectors.pinecone_store import PineconeVectorStore
 from core.vectors.tables import memory_chunks
-from tests.fakes.pinecone_api import PineconeDataPlane
+from standins.pinecone import PineconeDataPlane
 from tests.support.databases import PostgresTemplates, SqliteTemplates
 
 EMBEDDER = HashingEmbedder(dim=256)

@@ -38,8 +38,8 @@ from typing import Any, Self
 
 from aiohttp import hdrs, web
 
-from bots.slack.standin_methods import StandInMethods
-from bots.slack.standin_state import (
+from standins.slack.methods import StandInMethods
+from standins.slack.state import (
     DEFAULT_SCOPES,
     JsonDict,
     RecordedCall,

@@ -17,7 +17,7 @@ from core.context import MonthlyRemaining, RunCeilings, TenantContext, derive_co
 from core.errors import ConfigurationError
 from core.vectors.base import VectorItem
 from core.vectors.pinecone_store import DATA_PLANE_API_VERSION, PineconeVectorStore
-from tests.fakes.pinecone_api import API_VERSION, ROUTES, Exchange, PineconeDataPlane
+from standins.pinecone import API_VERSION, ROUTES, Exchange, PineconeDataPlane
 
 SPEC = "schemas/pinecone-db-data-2026-04.oas.yaml"
 DIM = 8

@@ -28,7 +28,7 @@ from pydantic_ai.models.anthropic import AnthropicModel
 from pydantic_ai.providers.anthropic import AnthropicProvider
 from pydantic_ai.settings import ModelSettings
 
-from tests.fakes.anthropic_api import (
+from standins.anthropic import (
     AnthropicEmulator,
     ErrorTurn,
     TextTurn,

@@ -42,7 +42,6 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from bots.executor import Executor
 from bots.runtime import Runtime
-from bots.slack.standin import SlackMessage, SlackStandIn, SlackUser
 from bots.web import EXECUTOR, RUNTIME, create_app
 from core.audit import AuditEvent
 from core.db.engine import Database
@@ -52,6 +51,7 @@ from core.settings import Settings
 from core.tenants import Plan, create_plan, create_tenant
 from installs.links import link
 from installs.slack_store import SlackInstallationStore
+from standins.slack.api import SlackMessage, SlackStandIn, SlackUser
 
 SIGNING_SECRET = "local-signing-secret"  # noqa: S105  # the stand-in's, never a real app's
 CLIENT_ID = "1111.2222"

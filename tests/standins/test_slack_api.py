@@ -23,7 +23,7 @@ from slack_sdk.oauth.installation_store import FileInstallationStore
 from slack_sdk.oauth.state_store import FileOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack.standin import DEFAULT_SCOPES, SlackStandIn, SlackUser
+from standins.slack.api import DEFAULT_SCOPES, SlackStandIn, SlackUser
 
 ADMIN = SlackUser("U1ADMIN", name="ada", real_name="Ada Admin", is_admin=True)
 OWNER = SlackUser("U1OWNER", name="otto", is_admin=True, is_owner=True, is_primary_owner=True)

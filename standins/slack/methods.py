@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Final, TypeAlias
 
-from bots.slack.standin_state import (
+from standins.slack.state import (
     JsonDict,
     SlackApiFailure,
     SlackMessage,
