@@ -261,11 +261,11 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
 
 async def link_workspace(runtime: Runtime, slack: SlackStandIn) -> None:
     """A tenant on a plan, the app installed in ``TEAM`` and the workspace linked to it."""
-    await create_plan(runtime.db, Plan(
+    await runtime.db.run(create_plan, Plan(
         id="team", monthly_tokens=10**9, monthly_cost_microcents=10**15,
         monthly_tool_calls=10**6, run_tokens=200_000, run_tool_calls=20,
         run_walltime_ms=60_000, run_cost_microcents=10**10, capabilities=frozenset()))
-    await create_tenant(runtime.db, tenant_id=TENANT, name="Bench", plan_id="team")
+    await runtime.db.run(create_tenant, tenant_id=TENANT, name="Bench", plan_id="team")
     token = f"xoxb-{TEAM}".lower()
     made = slack.add_workspace(TEAM, token, None, users=[SlackUser(USER)], channels=[CHANNEL])
     await SlackInstallationStore(runtime.db, runtime.keyring).async_save(Installation(

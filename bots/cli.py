@@ -25,7 +25,7 @@ from core.db.migrate import current_revision, head_revision, upgrade
 from core.errors import TenantryError
 from core.logs import configure
 from core.prices import format_microcents
-from core.runs import RunStore
+from core.runs import find_run_tenant, get_run
 from core.settings import Settings
 from core.tenants import (
     PLAN_LIMITS,
@@ -143,9 +143,8 @@ async def plans_create(plan_id: str, capabilities: tuple[str, ...], **limits: in
     """Create plan PLAN_ID."""
 
     async def go(rt: Runtime) -> None:
-        plan = await create_plan(
-            rt.db, Plan(id=plan_id, capabilities=frozenset(capabilities), **limits)
-        )
+        plan = await rt.db.run(
+            create_plan, Plan(id=plan_id, capabilities=frozenset(capabilities), **limits))
         click.echo("\n".join(_plan_lines(plan)))
 
     await with_runtime(go)
@@ -157,7 +156,7 @@ async def plans_list() -> None:
     """List every plan."""
 
     async def go(rt: Runtime) -> None:
-        for plan in await list_plans(rt.db):
+        for plan in await rt.db.run(list_plans):
             click.echo("\n".join(_plan_lines(plan)))
 
     await with_runtime(go)
@@ -170,7 +169,7 @@ async def plans_show(plan_id: str) -> None:
     """Show plan PLAN_ID."""
 
     async def go(rt: Runtime) -> None:
-        click.echo("\n".join(_plan_lines(await get_plan(rt.db, plan_id))))
+        click.echo("\n".join(_plan_lines(await rt.db.run(get_plan, plan_id))))
 
     await with_runtime(go)
 
@@ -185,9 +184,7 @@ async def plans_set(plan_id: str, capabilities: tuple[str, ...], **limits: int |
     """Change limits or capabilities of plan PLAN_ID; runs started later see the change."""
 
     async def go(rt: Runtime) -> None:
-        plan = await update_plan(
-            rt.db,
-            plan_id,
+        plan = await rt.db.run(update_plan, plan_id,
             limits={k: v for k, v in limits.items() if v is not None},
             capabilities=list(capabilities) if capabilities else None,
         )
@@ -212,9 +209,8 @@ async def tenants_create(tenant_id: str, name: str, plan_id: str, time_zone: str
     """Create tenant TENANT_ID on a plan."""
 
     async def go(rt: Runtime) -> None:
-        tenant = await create_tenant(
-            rt.db, tenant_id=tenant_id, name=name, plan_id=plan_id, time_zone=time_zone
-        )
+        tenant = await rt.db.run(create_tenant, tenant_id=tenant_id, name=name, plan_id=plan_id,
+                                 time_zone=time_zone)
         click.echo(f"tenant {tenant.id} ({tenant.name}) on plan {tenant.plan_id}: active")
 
     await with_runtime(go)
@@ -226,7 +222,7 @@ async def tenants_list() -> None:
     """List every tenant with its plan and status."""
 
     async def go(rt: Runtime) -> None:
-        for t in await list_tenants(rt.db):
+        for t in await rt.db.run(list_tenants):
             click.echo(f"{t.id}\t{t.name}\t{t.plan_id}\t{t.status}\t{t.time_zone}")
 
     await with_runtime(go)
@@ -239,11 +235,11 @@ async def tenants_show(tenant_id: str) -> None:
     """Show a tenant and its usage this month."""
 
     async def go(rt: Runtime) -> None:
-        from core.budget import MonthlyLedger
+        from core.budget.ledger import standing
 
-        standing = await MonthlyLedger(rt.db).standing(tenant_id)
-        t, plan, period = standing.tenant, standing.plan, standing.period
-        tokens, cost, calls = standing.used
+        held = await rt.db.run(standing, tenant_id)
+        t, plan, period = held.tenant, held.plan, held.period
+        tokens, cost, calls = held.used
         click.echo(f"tenant {t.id} ({t.name}), plan {t.plan_id}, {t.status}, {t.time_zone}")
         click.echo(
             f"  {period}: {tokens}/{plan.monthly_tokens} tokens, "
@@ -260,7 +256,7 @@ def _status_command(name: str, status: str, doc: str) -> None:
     @run_async
     async def command(tenant_id: str) -> None:
         async def go(rt: Runtime) -> None:
-            t = await set_status(rt.db, tenant_id, status)  # type: ignore[arg-type]
+            t = await rt.db.run(set_status, tenant_id, status)  # type: ignore[arg-type]
             click.echo(f"tenant {t.id}: {t.status}")
 
         await with_runtime(go)
@@ -331,9 +327,8 @@ async def runs_resume(run_id: str) -> None:
     """Resume a halted or interrupted run from its checkpoint, with a fresh budget."""
 
     async def go(rt: Runtime) -> None:
-        store = RunStore(rt.db)
-        tenant_id = await store.find_tenant(run_id)
-        record = await store.get(tenant_id, run_id)
+        tenant_id = await rt.db.run(find_run_tenant, run_id)
+        record = await rt.db.run(get_run, tenant_id, run_id)
         grant = await rt.agent.open(
             tenant_id=tenant_id, principal_id=record.principal_id,
             principal_kind=record.principal_kind,  # type: ignore[arg-type]
@@ -351,8 +346,7 @@ async def runs_show(run_id: str) -> None:
     """Show a run's status, outcome and usage."""
 
     async def go(rt: Runtime) -> None:
-        store = RunStore(rt.db)
-        r = await store.get(await store.find_tenant(run_id), run_id)
+        r = await rt.db.run(get_run, await rt.db.run(find_run_tenant, run_id), run_id)
         click.echo(f"run {r.id} ({r.tenant_id}, {r.principal_id}, model {r.model}): {r.status}")
         click.echo(f"  {r.input_tokens} in / {r.output_tokens} out tokens, {r.tool_calls} tool "
                    f"calls, {format_microcents(r.cost_microcents)}, attempts {r.attempts}")

@@ -50,7 +50,7 @@ async def roles_grant(tenant_id: str, principal: str, role: str) -> None:
     ROLE is owner, admin, member or guest. The next run of PRINCIPAL has the role.
     """
     async with open_database() as db:
-        added = await grant(db, tenant_id, principal, role)
+        added = await db.run(grant, tenant_id, principal, role)
     state = "now has" if added else "already had"
     click.echo(f"{principal} {state} role {role} in tenant {tenant_id}")
 
@@ -67,7 +67,7 @@ async def roles_revoke(tenant_id: str, principal: str, role: str) -> None:
     PRINCIPAL no longer has the role.
     """
     async with open_database() as db:
-        removed = await revoke(db, tenant_id, principal, role)
+        removed = await db.run(revoke, tenant_id, principal, role)
     state = "no longer has" if removed else "did not have"
     click.echo(f"{principal} {state} role {role} in tenant {tenant_id}")
 
@@ -83,7 +83,7 @@ async def roles_list(tenant_id: str) -> None:
     without grants prints nothing on stdout and says so on stderr.
     """
     async with open_database() as db:
-        grants = await list_grants(db, tenant_id)
+        grants = await db.run(list_grants, tenant_id)
     for principal, role in grants:
         click.echo(f"{principal} {role}")
     if not grants:

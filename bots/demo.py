@@ -17,7 +17,7 @@ import click
 from bots.runtime import Runtime, open_runtime
 from core.agent import RunOutcome
 from core.authz import grant as grant_role
-from core.budget import MonthlyLedger
+from core.budget.ledger import used
 from core.errors import RunRefused
 from core.logs import configure
 from core.prices import format_microcents
@@ -93,12 +93,12 @@ async def _ask(rt: Runtime, t: Transcript, tenant: str, principal: str, prompt: 
 async def _demo(rt: Runtime) -> Transcript:
     t = Transcript()
     for plan in PLANS:
-        await create_plan(rt.db, plan)
-    await create_tenant(rt.db, tenant_id="acme", name="Acme Corp", plan_id="business")
-    await create_tenant(rt.db, tenant_id="globex", name="Globex", plan_id="starter",
+        await rt.db.run(create_plan, plan)
+    await rt.db.run(create_tenant, tenant_id="acme", name="Acme Corp", plan_id="business")
+    await rt.db.run(create_tenant, tenant_id="globex", name="Globex", plan_id="starter",
                         time_zone="Europe/Berlin")
-    await grant_role(rt.db, "acme", "alice", "admin")
-    await grant_role(rt.db, "globex", "bob", "member")
+    await rt.db.run(grant_role, "acme", "alice", "admin")
+    await rt.db.run(grant_role, "globex", "bob", "member")
 
     for tenant_id, (source, text) in DOCUMENTS.items():
         grant = await rt.agent.open(tenant_id=tenant_id, principal_id="operator",
@@ -134,14 +134,14 @@ async def _demo(rt: Runtime) -> Transcript:
     t.check("globex run completed after resume", resumed.status == "completed")
     t.check("resume repeated no tool call", resumed.usage.tool_calls == 2)
 
-    await set_status(rt.db, "globex", "suspended")
+    await rt.db.run(set_status, "globex", "suspended")
     try:
         await rt.agent.open(tenant_id="globex", principal_id="bob")
         t.check("suspended tenant refused", False)
     except RunRefused as exc:
         t.say("globex", f"suspended: a new run is refused: {exc}")
         t.check("suspended tenant refused", exc.reason == "tenant_suspended")
-    await set_status(rt.db, "globex", "active")
+    await rt.db.run(set_status, "globex", "active")
 
     for tenant_id in ("acme", "globex"):
         checkpoint = await rt.audit.sign_checkpoint(tenant_id)
@@ -150,11 +150,10 @@ async def _demo(rt: Runtime) -> Transcript:
                          f"{report.ok}")
         t.check(f"{tenant_id}'s audit log verifies", report.ok)
 
-    ledger = MonthlyLedger(rt.db)
     for tenant_id, outcomes in (("acme", [acme, grounded, probe]),
                                 ("globex", [resumed, refused])):
-        tenant = await get_tenant(rt.db, tenant_id)
-        tokens, cost, calls = await ledger.used(tenant_id, billing_period(tenant))
+        tenant = await rt.db.run(get_tenant, tenant_id)
+        tokens, cost, calls = await rt.db.run(used, tenant_id, billing_period(tenant))
         expected = sum(o.usage.tokens + o.usage.retried_tokens for o in outcomes)
         t.say(tenant_id, f"month to date: {tokens} tokens, {format_microcents(cost)}, "
                          f"{calls} tool calls")

@@ -13,6 +13,7 @@ from pathlib import Path
 from bots.demo import DOCUMENTS, PLANS, Transcript
 from bots.slack import render
 from core.authz import grant as grant_role
+from core.runs import get_run
 from core.settings import Settings
 from standins.slack.api import SlackUser
 from standins.slack.driver import Scenario, Workspace, open_scenario, runs_of
@@ -38,7 +39,7 @@ async def _slack_demo(s: Scenario, t: Transcript) -> None:
         await s.tenant(plan.id.replace("business", "acme").replace("starter", "globex"), plan)
     t1 = await s.link_workspace("T0ACME", "acme", users=[ALICE])
     t2 = await s.link_workspace("T0GLOBEX", "globex", users=[BOB])
-    await grant_role(rt.db, "globex", f"slack:{t2.team_id}:{BOB.id}", "member")
+    await rt.db.run(grant_role, "globex", f"slack:{t2.team_id}:{BOB.id}", "member")
     for tenant_id, (source, text) in DOCUMENTS.items():
         grant = await rt.agent.open(tenant_id=tenant_id, principal_id="operator",
                                     principal_kind="service")
@@ -73,7 +74,7 @@ async def _slack_demo(s: Scenario, t: Transcript) -> None:
     await s.press(t2, BOB.id, render.RESUME_ACTION, halted.id, channel=t2.channel,
                   message_ts=halt_message.ts)
     await s.idle()
-    resumed = await rt.agent.runs.get("globex", halted.id)
+    resumed = await rt.db.run(get_run, "globex", halted.id)
     t.check("pressing Resume completes the run", resumed.status == "completed")
     _show(t, "globex", "after Resume:", [m.text for m in s.slack.messages(t2.channel)
                                          if m.ts == halt_message.ts])

@@ -20,6 +20,7 @@ from bots.runtime import Runtime, open_runtime
 from core.agent import RunOutcome
 from core.errors import TenantryError
 from core.logs import log
+from core.runs import unfinished_runs
 from core.settings import Settings
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -54,7 +55,7 @@ async def resume_unfinished(runtime: Runtime, executor: Executor,
     interrupted by a crash or cancelled at shutdown.
     """
     count = 0
-    for record in await runtime.agent.runs.unfinished():
+    for record in await runtime.db.run(unfinished_runs):
         async def job(record_id: str = record.id, tenant_id: str = record.tenant_id,
                       principal: str = record.principal_id,
                       kind: str = record.principal_kind) -> None:

@@ -1,13 +1,11 @@
 """Authorisation: which capabilities a principal may use, per tenant, decided per run.
 
-pycasbin RBAC with domains, the domain being the tenant. Every rule lives in the
-``casbin_rule`` table of the app database, read and written by
-``casbin_async_sqlalchemy_adapter`` through a session on *our* connection, so policy
-writes join the caller's transaction. A run loads only its own tenant's rules into a
-fresh enforcer (``Authorizer.for_run``) that dies with the run: no decision outlives
-it, and a revoke takes effect at the next run. Reading (a run's authoriser, a
-principal's roles) loads the rules with one query into an enforcer without the
-adapter; writing goes through the adapter. The rules, in casbin's columns::
+pycasbin RBAC with domains, the domain being the tenant. Every rule is a row of the
+``casbin_rule`` table, written here inside the caller's transaction (so creating a
+tenant and seeding its policy is one transaction). A run loads only its own tenant's
+rules into a fresh enforcer (``Authorizer.for_run``) that dies with the run: no
+decision outlives it, and a revoke takes effect at the next run. The rules, in
+casbin's columns::
 
     ptype  v0                v1           v2                   v3
     p      role:<role>       <tenant>     <capability pattern> use
@@ -21,26 +19,21 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
-from types import MappingProxyType, SimpleNamespace
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import casbin
 from casbin.persist import load_policy_line
-from casbin_async_sqlalchemy_adapter import Adapter
-from casbin_async_sqlalchemy_adapter.adapter import CasbinRule
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from core.context import TenantContext
-from core.db.engine import Database
-from core.db.schema import tenants
+from core.context import TenantContext, check_id
+from core.db.engine import Database, reads
+from core.db.schema import casbin_rule, tenants
 from core.errors import InvalidInput, NotFound, ToolRefused
-from core.tenants import check_id
 
-# The default policy, copied into every tenant by ``seed_tenant``. Patterns follow
+# The default policy, copied into every tenant by ``seed_policy``. Patterns follow
 # casbin's keyMatch (``knowledge.*``), except that a bare ``*`` never covers the
 # ADMINISTRATIVE namespaces: those are granted by name. That is how "member may use
 # everything except audit and role administration" stays true for capabilities added
@@ -74,19 +67,10 @@ e = some(where (p.eft == allow))
 m = {_MATCHER}
 """
 
-_RULES = CasbinRule.__table__
-_TENANT_RULES = (
-    select(*(_RULES.c[name] for name in ("ptype", "v0", "v1", "v2", "v3", "v4", "v5")))
-    .where(or_(
-        and_(_RULES.c.ptype == "p", _RULES.c.v1 == bindparam("tenant")),
-        and_(_RULES.c.ptype == "g", _RULES.c.v2 == bindparam("tenant")),
-    ))
-    .order_by(_RULES.c.id)
-)
-
 # casbin re-parses stored rules from "p, a, b" text: these characters would split or
 # unbalance a rule, so they never enter a principal id (nor does whitespace).
 _PRINCIPAL = re.compile(r"^[^\s,()\[\]]{1,200}$")
+_RULE_COLUMNS = ("ptype", "v0", "v1", "v2", "v3")
 
 
 def capability_matches(capability: str, pattern: str) -> bool:
@@ -111,107 +95,58 @@ def _role_order(role: str) -> tuple[int, str]:
     return (ROLES.index(role) if role in ROLES else len(ROLES), role)
 
 
-def _rule_filter(**columns: list[str]) -> SimpleNamespace:
-    """The adapter's filter: every non-empty list becomes ``column IN (...)``, all ANDed."""
-    empty: dict[str, list[str]] = {c: [] for c in ("ptype", "v0", "v1", "v2", "v3", "v4", "v5")}
-    return SimpleNamespace(**(empty | columns))
+class Policy:
+    """One tenant's rules in an enforcer of their own, for reading.
 
+    The rules go into casbin's model exactly as its adapters would load them (the
+    same rule lines, in the same order); the enforcer has no adapter, so it cannot
+    write.
+    """
 
-class _TenantPolicy:
-    """One tenant's rules in a fresh enforcer: the typed face of the untyped casbin API."""
-
-    def __init__(self, enforcer: Any, tenant_id: str) -> None:
-        self._enforcer = enforcer
+    def __init__(self, rows: Iterable[Any], tenant_id: str) -> None:
         self.tenant_id = tenant_id
+        self._enforcer = casbin.Enforcer(casbin.Enforcer.new_model(text=_MODEL))
+        self._enforcer.add_function("capabilityMatch", capability_matches)
+        model = self._enforcer.get_model()
+        for row in rows:
+            values = list(itertools.takewhile(lambda value: value is not None, row))
+            load_policy_line(", ".join(values), model)
+        self._enforcer.build_role_links()
 
     def allows(self, subject: str, capability: str) -> bool:
+        """Whether ``subject`` (a principal or ``role:<role>``) may use ``capability``."""
         return bool(self._enforcer.enforce(subject, self.tenant_id, capability, ACTION))
 
     def grants(self) -> list[tuple[str, str]]:
-        """``(principal, role)`` pairs, without duplicates (concurrent grants may race)."""
+        """``(principal, role)`` pairs, without duplicates, by principal then role."""
         rows = self._enforcer.get_filtered_named_grouping_policy("g", 2, self.tenant_id)
         pairs = {(str(row[0]), str(row[1]).removeprefix(ROLE_PREFIX)) for row in rows}
         return sorted(pairs, key=lambda pair: (pair[0], _role_order(pair[1])))
 
     def rules(self) -> tuple[tuple[str, ...], ...]:
+        """Every rule, as ``("p", ...)`` and ``("g", ...)`` tuples."""
         p_rules = [("p", *map(str, row)) for row in self._enforcer.get_policy()]
         g_rules = [("g", *map(str, row)) for row in self._enforcer.get_grouping_policy()]
         return tuple(p_rules + g_rules)
 
-    async def add_permission(self, role: str, pattern: str) -> bool:
-        rule = [ROLE_PREFIX + role, self.tenant_id, pattern, ACTION]
-        return bool(await self._enforcer.add_policy(rule))
 
-    async def add_grant(self, principal_id: str, subject: str) -> bool:
-        rule = [principal_id, subject, self.tenant_id]
-        return bool(await self._enforcer.add_grouping_policy(rule))
-
-    async def remove_grant(self, principal_id: str, subject: str) -> bool:
-        rule = [principal_id, subject, self.tenant_id]
-        return bool(await self._enforcer.remove_grouping_policy(rule))
+def _tenant_rules(conn: Connection, tenant_id: str) -> list[Any]:
+    c = casbin_rule.c
+    return list(conn.execute(
+        select(c.ptype, c.v0, c.v1, c.v2, c.v3, c.v4, c.v5)
+        .where(or_(and_(c.ptype == "p", c.v1 == tenant_id),
+                   and_(c.ptype == "g", c.v2 == tenant_id)))
+        .order_by(c.id)
+    ).all())
 
 
-@asynccontextmanager
-async def _adapter_on(conn: AsyncConnection) -> AsyncIterator[Any]:
-    """The adapter, writing through a session that joins ``conn``'s transaction.
-
-    The adapter commits nothing with an external session, and stages some inserts
-    without flushing them: the flush here makes them part of the caller's commit.
-    """
-    session = AsyncSession(bind=conn)
-    try:
-        # filtered=True: the adapter must never be asked for every tenant's rules.
-        yield Adapter(conn.engine, db_session=session, filtered=True)
-        await session.flush()
-    finally:
-        await session.close()
+@reads
+def load_policy(conn: Connection, tenant_id: str) -> Policy:
+    """One tenant's rules, and only those, in one query."""
+    return Policy(_tenant_rules(conn, tenant_id), tenant_id)
 
 
-@asynccontextmanager
-async def _tenant_policy(conn: AsyncConnection, tenant_id: str) -> AsyncIterator[_TenantPolicy]:
-    """Load one tenant's rules, and only those, into a new enforcer.
-
-    The adapter's filter ANDs its conditions and the tenant sits in a different column
-    for each rule type (``p``: v1, ``g``: v2), so it takes two filtered loads; both
-    run in ``conn``'s transaction, which keeps them consistent with each other.
-    """
-    async with _adapter_on(conn) as adapter:
-        enforcer = casbin.AsyncEnforcer(casbin.Enforcer.new_model(text=_MODEL), adapter)
-        enforcer.add_function("capabilityMatch", capability_matches)
-        await enforcer.load_filtered_policy(_rule_filter(ptype=["p"], v1=[tenant_id]))
-        await enforcer.load_increment_filtered_policy(_rule_filter(ptype=["g"], v2=[tenant_id]))
-        yield _TenantPolicy(enforcer, tenant_id)
-
-
-async def _read_policy(db: Database, tenant_id: str) -> _TenantPolicy:
-    """One tenant's rules, in one read-only query, in an enforcer for reading."""
-    rows = await db.run(lambda conn: _policy_rows_in(conn, tenant_id), readonly=True)
-    return _policy_of(rows, tenant_id)
-
-
-def _policy_rows_in(conn: Connection, tenant_id: str) -> list[Any]:
-    """One tenant's rules as stored, oldest first, in one query."""
-    return list(conn.execute(_TENANT_RULES, {"tenant": tenant_id}).all())
-
-
-def _policy_of(rows: Iterable[Any], tenant_id: str) -> _TenantPolicy:
-    """The rules in an enforcer of their own, for reading.
-
-    They go into the model exactly as the adapter would put them (the same rule
-    lines, in the same order), without its session; the enforcer has no adapter, so
-    it cannot write.
-    """
-    enforcer = casbin.Enforcer(casbin.Enforcer.new_model(text=_MODEL))
-    enforcer.add_function("capabilityMatch", capability_matches)
-    model = enforcer.get_model()
-    for row in rows:
-        values = list(itertools.takewhile(lambda value: value is not None, row))
-        load_policy_line(", ".join(values), model)
-    enforcer.build_role_links()
-    return _TenantPolicy(enforcer, tenant_id)
-
-
-async def _require_tenant(conn: AsyncConnection, tenant_id: str, *, lock: bool) -> None:
+def _require_tenant(conn: Connection, tenant_id: str, *, lock: bool) -> None:
     """Refuse an unknown tenant; with ``lock``, serialise this tenant's policy writes.
 
     The row lock keeps two concurrent grants from both inserting the same rule on
@@ -219,27 +154,30 @@ async def _require_tenant(conn: AsyncConnection, tenant_id: str, *, lock: bool) 
     """
     check_id("tenant", tenant_id)
     query = select(tenants.c.id).where(tenants.c.id == tenant_id)
-    if await conn.scalar(query.with_for_update() if lock else query) is None:
+    if conn.scalar(query.with_for_update() if lock else query) is None:
         raise NotFound(f"no tenant {tenant_id!r}")
 
 
-async def seed_tenant(db: Database, tenant_id: str) -> int:
-    """Give a new tenant the default roles' permissions; idempotent.
-
-    Returns:
-        How many rules were added (0 when the tenant had them all already).
-    """
-    added = 0
-    async with db.begin() as conn:
-        await _require_tenant(conn, tenant_id, lock=True)
-        async with _tenant_policy(conn, tenant_id) as policy:
-            for role, patterns in DEFAULT_PERMISSIONS.items():
-                for pattern in patterns:
-                    added += await policy.add_permission(role, pattern)
-    return added
+def _add(conn: Connection, tenant_id: str, rules: Iterable[tuple[str, ...]]) -> int:
+    """Insert the rules the tenant does not have yet; how many were new."""
+    have = {tuple(v for v in row if v is not None) for row in _tenant_rules(conn, tenant_id)}
+    new = [rule for rule in dict.fromkeys(rules) if rule not in have]
+    for rule in new:
+        conn.execute(casbin_rule.insert().values(dict(zip(_RULE_COLUMNS, rule, strict=False))))
+    return len(new)
 
 
-async def grant(db: Database, tenant_id: str, principal_id: str, role: str) -> bool:
+def seed_policy(conn: Connection, tenant_id: str) -> int:
+    """Give a tenant the default roles' permissions; how many rules were new."""
+    _require_tenant(conn, tenant_id, lock=True)
+    return _add(conn, tenant_id, [
+        ("p", ROLE_PREFIX + role, tenant_id, pattern, ACTION)
+        for role, patterns in DEFAULT_PERMISSIONS.items()
+        for pattern in patterns
+    ])
+
+
+def grant(conn: Connection, tenant_id: str, principal_id: str, role: str) -> bool:
     """Give a principal a role in one tenant. Returns whether it was new.
 
     Raises:
@@ -252,49 +190,48 @@ async def grant(db: Database, tenant_id: str, principal_id: str, role: str) -> b
             f"principal id must be 1-200 characters without whitespace, ',', brackets or "
             f"a leading {ROLE_PREFIX!r}; got {principal_id!r}"
         )
-    async with db.begin() as conn:
-        await _require_tenant(conn, tenant_id, lock=True)
-        async with _tenant_policy(conn, tenant_id) as policy:
-            return await policy.add_grant(principal_id, subject)
+    _require_tenant(conn, tenant_id, lock=True)
+    return _add(conn, tenant_id, [("g", principal_id, subject, tenant_id)]) == 1
 
 
-async def revoke(db: Database, tenant_id: str, principal_id: str, role: str) -> bool:
+def revoke(conn: Connection, tenant_id: str, principal_id: str, role: str) -> bool:
     """Take a role away in one tenant. Returns whether the principal had it.
 
     Runs already under way keep the policy they loaded; the next run will not.
     """
     subject = _check_role(role)
-    async with db.begin() as conn:
-        await _require_tenant(conn, tenant_id, lock=True)
-        async with _tenant_policy(conn, tenant_id) as policy:
-            return await policy.remove_grant(principal_id, subject)
+    _require_tenant(conn, tenant_id, lock=True)
+    c = casbin_rule.c
+    removed = conn.execute(delete(casbin_rule).where(
+        c.ptype == "g", c.v0 == principal_id, c.v1 == subject, c.v2 == tenant_id))
+    return removed.rowcount > 0
 
 
-async def roles_of(db: Database, tenant_id: str, principal_id: str) -> list[str]:
+@reads
+def roles_of(conn: Connection, tenant_id: str, principal_id: str) -> list[str]:
     """The roles a principal holds in one tenant, most powerful first."""
     check_id("tenant", tenant_id)
-    policy = await _read_policy(db, tenant_id)
-    return [role for principal, role in policy.grants() if principal == principal_id]
+    grants = load_policy(conn, tenant_id).grants()
+    return [role for principal, role in grants if principal == principal_id]
 
 
-async def list_grants(db: Database, tenant_id: str) -> list[tuple[str, str]]:
+@reads
+def list_grants(conn: Connection, tenant_id: str) -> list[tuple[str, str]]:
     """Every ``(principal, role)`` of one tenant, by principal.
 
     Raises:
         NotFound: no such tenant (rather than an empty list that hides a typo).
     """
-    async with db.read() as conn:
-        await _require_tenant(conn, tenant_id, lock=False)
-        rows = await conn.run_sync(lambda sync: _policy_rows_in(sync, tenant_id))
-    return _policy_of(rows, tenant_id).grants()
+    _require_tenant(conn, tenant_id, lock=False)
+    return load_policy(conn, tenant_id).grants()
 
 
-async def purge_tenant(conn: AsyncConnection, tenant_id: str) -> None:
-    """Delete every rule of one tenant, inside the caller's deletion transaction."""
+def purge_policy(conn: Connection, tenant_id: str) -> None:
+    """Delete every rule of one tenant (part of a purge)."""
     check_id("tenant", tenant_id)
-    async with _adapter_on(conn) as adapter:
-        await adapter.remove_filtered_policy("p", "p", 1, tenant_id)
-        await adapter.remove_filtered_policy("g", "g", 2, tenant_id)
+    c = casbin_rule.c
+    conn.execute(delete(casbin_rule).where(or_(and_(c.ptype == "p", c.v1 == tenant_id),
+                                               and_(c.ptype == "g", c.v2 == tenant_id))))
 
 
 class Authorizer:
@@ -305,7 +242,7 @@ class Authorizer:
     """
 
     def __init__(
-        self, ctx: TenantContext, policy: _TenantPolicy, extra_roles: Iterable[str] = ()
+        self, ctx: TenantContext, policy: Policy, extra_roles: Iterable[str] = ()
     ) -> None:
         if policy.tenant_id != ctx.tenant_id:
             raise InvalidInput("an Authorizer needs the policy of its run's tenant")
@@ -327,7 +264,7 @@ class Authorizer:
                 workspace admin is a tenant admin while acting from that workspace);
                 they are never stored, so they end with the run.
         """
-        return cls(ctx, await _read_policy(db, ctx.tenant_id), extra_roles)
+        return cls(ctx, await db.run(load_policy, ctx.tenant_id), extra_roles)
 
     @property
     def loaded_rules(self) -> tuple[tuple[str, ...], ...]:

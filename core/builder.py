@@ -1,26 +1,26 @@
-"""The one builder of ``TenantContext``: tenant, plan and month-to-date usage in."""
+"""The one builder of ``TenantContext``: tenant, plan, month-to-date usage and policy in."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from core.budget import MonthlyLedger
+from sqlalchemy.engine import Connection
+
+from core.authz import Authorizer, Policy, load_policy
+from core.budget.ledger import Standing, standing
 from core.context import Initiator, PrincipalKind, TenantContext, derive_context
-from core.db.engine import Database
+from core.db.engine import Database, reads
 from core.errors import RunRefused
 from core.tenants import Plan, Tenant
-
-if TYPE_CHECKING:
-    from core.authz import Authorizer
 
 
 @dataclass(frozen=True, slots=True)
 class RunGrant:
-    """A context plus the tenant records it was derived from.
+    """A context plus the tenant records and the policy it was derived from.
 
-    ``authorizer`` is the tenant's policy as loaded when the context was opened; the
+    ``authorizer`` is the tenant's policy as loaded when the context was built; the
     run decides with that snapshot, as its scope was derived from it.
     """
 
@@ -28,8 +28,13 @@ class RunGrant:
     tenant: Tenant
     plan: Plan
     period: str
+    authorizer: Authorizer
     extra_roles: frozenset[str] = frozenset()
-    authorizer: Authorizer | None = None
+
+
+@reads
+def _standing_and_policy(conn: Connection, tenant_id: str) -> tuple[Standing, Policy]:
+    return standing(conn, tenant_id), load_policy(conn, tenant_id)
 
 
 async def build_context(
@@ -39,29 +44,30 @@ async def build_context(
     principal_id: str,
     principal_kind: PrincipalKind = "user",
     initiator: Initiator = "user",
-    permitted: Iterable[str] | None = None,
+    extra_roles: Iterable[str] = (),
     correlation_id: str | None = None,
     run_id: str | None = None,
 ) -> RunGrant:
-    """Derive a run's context, or refuse the run.
+    """Derive a run's context from one snapshot of the tenant, or refuse the run.
+
+    The scope is the plan's licences that the principal's roles allow.
 
     Args:
-        permitted: Capabilities the principal's roles allow; the scope is these
-            within the plan's licences. ``None`` means every licensed capability.
+        extra_roles: Roles vouched for by the platform for this run only.
         run_id: Given when resuming: the same run with a fresh allocation.
 
     Raises:
         NotFound: unknown tenant or plan.
         RunRefused: ``tenant_suspended`` or ``allowance_exhausted``.
     """
-    standing = await MonthlyLedger(db).standing(tenant_id)
-    tenant, plan, period = standing.tenant, standing.plan, standing.period
+    held, policy = await db.run(_standing_and_policy, tenant_id)
+    tenant, plan, period = held.tenant, held.plan, held.period
     if tenant.status != "active":
         raise RunRefused(
             "tenant_suspended",
             f"tenant {tenant.id!r} is suspended; an operator can resume it",
         )
-    remaining = standing.remaining
+    remaining = held.remaining
     spent = remaining.exhausted
     if spent in ("tokens", "cost_microcents"):
         raise RunRefused(
@@ -69,12 +75,11 @@ async def build_context(
             f"tenant {tenant.id!r} has used its monthly {spent.replace('_', ' ')} allowance"
             f" for {period}",
         )
-    scope = plan.capabilities if permitted is None else plan.capabilities & set(permitted)
     ctx = derive_context(
         tenant_id=tenant.id,
         principal_id=principal_id,
         principal_kind=principal_kind,
-        scope=scope,
+        scope=plan.capabilities,
         ceilings=plan.ceilings,
         remaining=remaining,
         initiator=initiator,
@@ -82,5 +87,8 @@ async def build_context(
         correlation_id=correlation_id,
         run_id=run_id,
     )
-    return RunGrant(ctx=ctx, tenant=tenant, plan=plan, period=period)
-
+    roles = frozenset(extra_roles)
+    authorizer = Authorizer(ctx, policy, roles)
+    ctx = dataclasses.replace(ctx, scope=authorizer.permitted_capabilities(ctx.scope))
+    return RunGrant(ctx=ctx, tenant=tenant, plan=plan, period=period, authorizer=authorizer,
+                    extra_roles=roles)

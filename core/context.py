@@ -8,6 +8,7 @@ place that turns a tenant, its plan and its month-to-date usage into a context.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,11 +17,29 @@ from typing import Literal, get_args
 
 from uuid6 import uuid7
 
-from core.errors import ContextError
+from core.errors import ContextError, InvalidInput
 
 PrincipalKind = Literal["user", "service", "agent"]
 Initiator = Literal["user", "cron", "webhook", "agent"]
 FeatureValue = bool | int | float | str
+
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def check_id(kind: str, value: str) -> str:
+    """Tenant and plan ids are short lowercase slugs: they appear in URLs, logs and
+    audit origins.
+
+    Raises:
+        InvalidInput: ``value`` is not such a slug.
+    """
+    if not isinstance(value, str) or not _SLUG.match(value):
+        raise InvalidInput(
+            f"{kind} id must be 1-64 characters of a-z, 0-9, '.', '_' or '-', "
+            f"starting with a letter or digit; got {value!r}"
+        )
+    return value
 
 
 def new_run_id() -> str:

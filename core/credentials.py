@@ -12,11 +12,11 @@ import re
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, String, Table, Text, delete, func, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from core.context import TenantContext
 from core.crypto import CryptoError, Keyring
-from core.db.engine import Database
+from core.db.engine import Database, dialect_insert, reads
 from core.db.schema import UTCDateTime, metadata, tenants
 from core.errors import InvalidInput, NotFound
 from core.logs import log
@@ -67,20 +67,7 @@ class CredentialStore:
         check_name(name)
         if not secret:
             raise InvalidInput(f"credential {name!r} must not be empty")
-        ciphertext = self.keyring.encrypt(secret)
-        now = datetime.now(UTC)
-        async with self.db.begin() as conn:
-            known = await conn.scalar(select(tenants.c.id).where(tenants.c.id == tenant_id))
-            if known is None:
-                raise NotFound(f"no tenant {tenant_id!r}")
-            stmt = self.db.insert(tenant_credentials).values(
-                tenant_id=tenant_id, name=name, ciphertext=ciphertext,
-                created_at=now, updated_at=now,
-            )
-            await conn.execute(stmt.on_conflict_do_update(
-                index_elements=[tenant_credentials.c.tenant_id, tenant_credentials.c.name],
-                set_={"ciphertext": ciphertext, "updated_at": now},
-            ))
+        await self.db.run(_put, tenant_id, name, self.keyring.encrypt(secret))
         log.info("credential stored", tenant_id=tenant_id, credential=name)
 
     async def get(self, ctx: TenantContext, name: str) -> str:
@@ -90,26 +77,14 @@ class CredentialStore:
             NotFound: this tenant has no such credential (whatever other tenants have).
             CryptoError: the stored value cannot be decrypted with any configured key.
         """
-        async with self.db.begin() as conn:
-            ciphertext = await conn.scalar(
-                select(tenant_credentials.c.ciphertext).where(
-                    tenant_credentials.c.tenant_id == ctx.tenant_id,
-                    tenant_credentials.c.name == name,
-                )
-            )
+        ciphertext = await self.db.run(_ciphertext, ctx.tenant_id, name)
         if ciphertext is None:
             raise NotFound(f"no credential {name!r} in this tenant")
         return self.keyring.decrypt(ciphertext)
 
     async def names(self, tenant_id: str) -> list[str]:
         """The names of a tenant's credentials, sorted; never their values."""
-        async with self.db.begin() as conn:
-            rows = await conn.scalars(
-                select(tenant_credentials.c.name)
-                .where(tenant_credentials.c.tenant_id == tenant_id)
-                .order_by(tenant_credentials.c.name)
-            )
-            return list(rows)
+        return await self.db.run(credential_names, tenant_id)
 
     async def delete(self, tenant_id: str, name: str) -> None:
         """Remove a tenant's credential.
@@ -117,36 +92,12 @@ class CredentialStore:
         Raises:
             NotFound: the tenant has no such credential.
         """
-        async with self.db.begin() as conn:
-            result = await conn.execute(
-                delete(tenant_credentials).where(
-                    tenant_credentials.c.tenant_id == tenant_id,
-                    tenant_credentials.c.name == name,
-                )
-            )
-        if result.rowcount == 0:
-            raise NotFound(f"no credential {name!r} for tenant {tenant_id!r}")
+        await self.db.run(_delete, tenant_id, name)
         log.info("credential deleted", tenant_id=tenant_id, credential=name)
-
-    async def purge_tenant(self, conn: AsyncConnection, tenant_id: str) -> int:
-        """Delete every credential of a tenant inside the caller's transaction.
-
-        Takes a connection so that a tenant's deletion removes its secrets in the
-        same transaction as the rest of its data, or not at all.
-
-        Returns:
-            How many credentials were deleted.
-        """
-        result = await conn.execute(
-            delete(tenant_credentials).where(tenant_credentials.c.tenant_id == tenant_id)
-        )
-        return result.rowcount
 
     async def count(self) -> int:
         """How many credentials are stored, across all tenants (for operators)."""
-        async with self.db.begin() as conn:
-            total = await conn.scalar(select(func.count()).select_from(tenant_credentials))
-        return int(total or 0)
+        return await self.db.run(_count)
 
     async def rotate_all(self) -> int:
         """Re-encrypt every credential under the keyring's newest key.
@@ -166,36 +117,11 @@ class CredentialStore:
         unreadable: list[str] = []
         after: tuple[str, str] | None = None
         while True:
-            query = select(
-                tenant_credentials.c.tenant_id, tenant_credentials.c.name,
-                tenant_credentials.c.ciphertext,
-            ).order_by(tenant_credentials.c.tenant_id, tenant_credentials.c.name)
-            if after is not None:
-                key = tuple_(tenant_credentials.c.tenant_id, tenant_credentials.c.name)
-                query = query.where(key > tuple_(*after))
-            async with self.db.begin() as conn:
-                rows = (await conn.execute(query.limit(ROTATE_BATCH))).all()
-                for row in rows:
-                    try:
-                        fresh = self.keyring.rotate(row.ciphertext)
-                    except CryptoError:
-                        unreadable.append(f"{row.tenant_id}/{row.name}")
-                        log.warning("credential unreadable", tenant_id=row.tenant_id,
-                                    credential=row.name)
-                        continue
-                    result = await conn.execute(
-                        update(tenant_credentials)
-                        .where(
-                            tenant_credentials.c.tenant_id == row.tenant_id,
-                            tenant_credentials.c.name == row.name,
-                            tenant_credentials.c.ciphertext == row.ciphertext,
-                        )
-                        .values(ciphertext=fresh)
-                    )
-                    rotated += result.rowcount
-            if len(rows) < ROTATE_BATCH:
+            count, failed, after = await self.db.run(self._rotate_batch, after)
+            rotated += count
+            unreadable += failed
+            if after is None:
                 break
-            after = (rows[-1].tenant_id, rows[-1].name)
         if unreadable:
             raise CryptoError(
                 f"re-encrypted {rotated} credentials, but {len(unreadable)} cannot be "
@@ -203,3 +129,78 @@ class CredentialStore:
                 "with `tenantry credentials set`"
             )
         return rotated
+
+    def _rotate_batch(
+        self, conn: Connection, after: tuple[str, str] | None
+    ) -> tuple[int, list[str], tuple[str, str] | None]:
+        """Re-encrypt one batch; what it rotated, what it could not read, where to go on."""
+        c = tenant_credentials.c
+        query = select(c.tenant_id, c.name, c.ciphertext).order_by(c.tenant_id, c.name)
+        if after is not None:
+            query = query.where(tuple_(c.tenant_id, c.name) > tuple_(*after))
+        rows = conn.execute(query.limit(ROTATE_BATCH)).all()
+        rotated, unreadable = 0, []
+        for row in rows:
+            try:
+                fresh = self.keyring.rotate(row.ciphertext)
+            except CryptoError:
+                unreadable.append(f"{row.tenant_id}/{row.name}")
+                log.warning("credential unreadable", tenant_id=row.tenant_id,
+                            credential=row.name)
+                continue
+            rotated += conn.execute(
+                update(tenant_credentials)
+                .where(c.tenant_id == row.tenant_id, c.name == row.name,
+                       c.ciphertext == row.ciphertext)
+                .values(ciphertext=fresh)
+            ).rowcount
+        more = len(rows) == ROTATE_BATCH
+        return rotated, unreadable, (rows[-1].tenant_id, rows[-1].name) if more else None
+
+
+def _put(conn: Connection, tenant_id: str, name: str, ciphertext: str) -> None:
+    if conn.scalar(select(tenants.c.id).where(tenants.c.id == tenant_id)) is None:
+        raise NotFound(f"no tenant {tenant_id!r}")
+    now = datetime.now(UTC)
+    stmt = dialect_insert(conn, tenant_credentials).values(
+        tenant_id=tenant_id, name=name, ciphertext=ciphertext, created_at=now, updated_at=now,
+    )
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=[tenant_credentials.c.tenant_id, tenant_credentials.c.name],
+        set_={"ciphertext": ciphertext, "updated_at": now},
+    ))
+
+
+@reads
+def _ciphertext(conn: Connection, tenant_id: str, name: str) -> str | None:
+    return conn.scalar(select(tenant_credentials.c.ciphertext).where(
+        tenant_credentials.c.tenant_id == tenant_id, tenant_credentials.c.name == name))
+
+
+@reads
+def credential_names(conn: Connection, tenant_id: str) -> list[str]:
+    """The names of a tenant's credentials, sorted; never their values."""
+    return list(conn.scalars(
+        select(tenant_credentials.c.name)
+        .where(tenant_credentials.c.tenant_id == tenant_id)
+        .order_by(tenant_credentials.c.name)
+    ))
+
+
+def _delete(conn: Connection, tenant_id: str, name: str) -> None:
+    result = conn.execute(delete(tenant_credentials).where(
+        tenant_credentials.c.tenant_id == tenant_id, tenant_credentials.c.name == name))
+    if result.rowcount == 0:
+        raise NotFound(f"no credential {name!r} for tenant {tenant_id!r}")
+
+
+@reads
+def _count(conn: Connection) -> int:
+    return int(conn.scalar(select(func.count()).select_from(tenant_credentials)) or 0)
+
+
+def purge_credentials(conn: Connection, tenant_id: str) -> int:
+    """Delete every credential of a tenant (part of a purge); how many went."""
+    return int(conn.execute(
+        delete(tenant_credentials).where(tenant_credentials.c.tenant_id == tenant_id)
+    ).rowcount)

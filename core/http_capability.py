@@ -2,8 +2,8 @@
 
 ``resolve`` is synchronous and runs inside the event loop, so it cannot read the
 database to learn whether the tenant has stored the credential. The binding is
-therefore resolved whenever the capability is in the run's scope, and the bound
-function looks the credential up when it is called: a tenant without one gets a
+therefore resolved whenever the capability is in the run's scope, and the tool looks
+the run's tenant's credential up when it is called: a tenant without one gets a
 ``not_configured`` result the model can explain, not a failed run.
 
 The token is sent only as ``Authorization: Bearer`` to ``base_url`` (redirects are not
@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic_ai import RunContext
 
 from core.context import TenantContext
 from core.credentials import CredentialStore, check_name
@@ -93,31 +94,30 @@ class HttpApiCapability:
             raise ConfigurationError(f"{self.name}: timeout_s and max_response_bytes must be > 0")
 
     def resolve(self, ctx: TenantContext) -> ToolBinding:
-        """Bound to the run's tenant: the function can only ever send that tenant's token."""
-
-        async def lookup(query: str) -> dict[str, Any]:
-            """Look something up in the tenant's account.
-
-            Args:
-                query: What to search for.
-            """
-            try:
-                token = await self.credentials.get(ctx, self.credential_name)
-            except NotFound:
-                return {
-                    "error": "not_configured",
-                    "message": f"{self.name} is not set up for this workspace: an operator "
-                    f"must store its {self.credential_name!r} credential first.",
-                }
-            return await self._request(query, token)
-
+        """Every run in scope gets it; the call reads its own tenant's token only."""
         return ToolBinding(
             capability=self.name,
             description=self.description,
-            function=lookup,
+            function=self.lookup,
             cost_microcents=self.cost_microcents,
             resource_kind=self.resource_kind,
         )
+
+    async def lookup(self, ctx: RunContext[TenantContext], query: str) -> dict[str, Any]:
+        """Look something up in the tenant's account.
+
+        Args:
+            query: What to search for.
+        """
+        try:
+            token = await self.credentials.get(ctx.deps, self.credential_name)
+        except NotFound:
+            return {
+                "error": "not_configured",
+                "message": f"{self.name} is not set up for this workspace: an operator "
+                f"must store its {self.credential_name!r} credential first.",
+            }
+        return await self._request(query, token)
 
     def _client(self) -> httpx.AsyncClient:
         if self._session is None or self._session.is_closed:

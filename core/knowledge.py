@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_ai import RunContext
+
 from core import audit as events
 from core.audit import AuditLog
 from core.context import TenantContext
@@ -67,7 +69,7 @@ class Knowledge:
         removed = await self.store.delete_source(ctx, source)
         await self.audit.record(ctx.tenant_id, events.MEMORY_DELETED, {
             "principal": ctx.principal_id,
-            "source_digest": await self.audit.digest(None, ctx.tenant_id, source),
+            "source_digest": await self.audit.digest(ctx.tenant_id, source),
             "chunks": removed,
         }, run_id=None)
         return removed
@@ -85,18 +87,18 @@ class KnowledgeSearch:
     )
 
     def resolve(self, ctx: TenantContext) -> ToolBinding:
-        """Bound to the run's context, so it can only search the run's tenant."""
-
-        async def knowledge_search(query: str, top_k: int = 5) -> list[dict[str, Any]]:
-            """Passages of this workspace's documents that match the query.
-
-            Args:
-                query: What to look for.
-                top_k: How many passages, 1 to 20.
-            """
-            matches = await self.knowledge.search(ctx, query, top_k)
-            return [{"source": m.source, "score": round(m.score, 3), "text": m.text[:800]}
-                    for m in matches]
-
+        """Every run in scope gets it; a search reaches the run's tenant only."""
         return ToolBinding(capability=self.name, description=self.description,
-                           function=knowledge_search)
+                           function=self.knowledge_search)
+
+    async def knowledge_search(self, ctx: RunContext[TenantContext], query: str,
+                               top_k: int = 5) -> list[dict[str, Any]]:
+        """Passages of this workspace's documents that match the query.
+
+        Args:
+            query: What to look for.
+            top_k: How many passages, 1 to 20.
+        """
+        matches = await self.knowledge.search(ctx.deps, query, top_k)
+        return [{"source": m.source, "score": round(m.score, 3), "text": m.text[:800]}
+                for m in matches]

@@ -14,10 +14,9 @@ from typing import Final, Literal, get_args
 
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.context import TenantContext
-from core.db.engine import Database
+from core.db.engine import reads
 from core.errors import InvalidInput
 from core.vectors.tables import conversation_turns
 
@@ -48,88 +47,68 @@ def _check_conversation(conversation_id: str) -> str:
     return conversation_id
 
 
-class ConversationHistory:
-    """The turns of each principal's conversations, in the app database."""
+def _key(ctx: TenantContext, conversation_id: str) -> tuple[ColumnElement[bool], ...]:
+    return (
+        conversation_turns.c.tenant_id == ctx.tenant_id,
+        conversation_turns.c.principal_id == ctx.principal_id,
+        conversation_turns.c.conversation_id == _check_conversation(conversation_id),
+    )
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
 
-    def _key(self, ctx: TenantContext, conversation_id: str) -> tuple[ColumnElement[bool], ...]:
-        return (
-            conversation_turns.c.tenant_id == ctx.tenant_id,
-            conversation_turns.c.principal_id == ctx.principal_id,
-            conversation_turns.c.conversation_id == _check_conversation(conversation_id),
+def append_turn(
+    conn: Connection, ctx: TenantContext, conversation_id: str, role: Role, text: str
+) -> None:
+    """Add one turn at the end of the principal's conversation."""
+    _check_conversation(conversation_id)
+    if role not in get_args(Role):
+        raise InvalidInput(f"role must be one of {get_args(Role)}, got {role!r}")
+    if not isinstance(text, str):
+        raise InvalidInput("a turn's text must be a string")
+    conn.execute(
+        conversation_turns.insert().values(
+            tenant_id=ctx.tenant_id,
+            principal_id=ctx.principal_id,
+            conversation_id=conversation_id,
+            role=role,
+            text=text,
+            created_at=datetime.now(UTC),
         )
-
-    async def append(
-        self, ctx: TenantContext, conversation_id: str, role: Role, text: str
-    ) -> None:
-        """Add one turn at the end of the principal's conversation."""
-        await self.db.run(lambda conn: self.append_in(conn, ctx, conversation_id, role, text))
-
-    def append_in(
-        self, conn: Connection, ctx: TenantContext, conversation_id: str, role: Role, text: str
-    ) -> None:
-        """``append`` inside the caller's transaction."""
-        _check_conversation(conversation_id)
-        if role not in get_args(Role):
-            raise InvalidInput(f"role must be one of {get_args(Role)}, got {role!r}")
-        if not isinstance(text, str):
-            raise InvalidInput("a turn's text must be a string")
-        conn.execute(
-            conversation_turns.insert().values(
-                tenant_id=ctx.tenant_id,
-                principal_id=ctx.principal_id,
-                conversation_id=conversation_id,
-                role=role,
-                text=text,
-                created_at=datetime.now(UTC),
-            )
-        )
-
-    async def window(self, ctx: TenantContext, conversation_id: str, limit: int) -> list[Turn]:
-        """The newest ``limit`` turns of the principal's conversation, oldest first.
-
-        Raises:
-            InvalidInput: ``limit`` is negative or above ``MAX_WINDOW``.
-        """
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_WINDOW:
-            raise InvalidInput(f"limit must be an integer from 0 to {MAX_WINDOW}, got {limit!r}")
-        key = self._key(ctx, conversation_id)
-        if limit == 0:
-            return []
-        query = (
-            select(
-                conversation_turns.c.role,
-                conversation_turns.c.text,
-                conversation_turns.c.created_at,
-            )
-            .where(*key)
-            .order_by(conversation_turns.c.id.desc())
-            .limit(limit)
-        )
-        async with self.db.begin() as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            Turn(role=row.role, text=row.text, created_at=_utc(row.created_at))
-            for row in reversed(rows)
-        ]
-
-    async def forget(self, ctx: TenantContext, conversation_id: str) -> int:
-        """Delete the principal's conversation; how many turns went."""
-        key = self._key(ctx, conversation_id)
-        async with self.db.begin() as conn:
-            result = await conn.execute(delete(conversation_turns).where(*key))
-        return int(result.rowcount)
+    )
 
 
-async def purge_tenant(conn: AsyncConnection, tenant_id: str) -> int:
-    """Delete every conversation turn of a tenant inside the caller's deletion transaction.
+@reads
+def conversation_window(
+    conn: Connection, ctx: TenantContext, conversation_id: str, limit: int
+) -> list[Turn]:
+    """The newest ``limit`` turns of the principal's conversation, oldest first.
 
-    Returns:
-        How many turns were deleted.
+    Raises:
+        InvalidInput: ``limit`` is negative or above ``MAX_WINDOW``.
     """
-    result = await conn.execute(
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_WINDOW:
+        raise InvalidInput(f"limit must be an integer from 0 to {MAX_WINDOW}, got {limit!r}")
+    key = _key(ctx, conversation_id)
+    if limit == 0:
+        return []
+    c = conversation_turns.c
+    rows = conn.execute(
+        select(c.role, c.text, c.created_at).where(*key).order_by(c.id.desc()).limit(limit)
+    ).all()
+    return [
+        Turn(role=row.role, text=row.text, created_at=_utc(row.created_at))
+        for row in reversed(rows)
+    ]
+
+
+def forget_conversation(conn: Connection, ctx: TenantContext, conversation_id: str) -> int:
+    """Delete the principal's conversation; how many turns went."""
+    return int(conn.execute(delete(conversation_turns).where(*_key(ctx, conversation_id)))
+               .rowcount)
+
+
+def purge_history(conn: Connection, tenant_id: str) -> int:
+    """Delete every conversation turn of a tenant (part of a purge); how many went."""
+    result = conn.execute(
         delete(conversation_turns).where(conversation_turns.c.tenant_id == tenant_id)
     )
     return int(result.rowcount)

@@ -1,23 +1,27 @@
 """The budget wrapper around the model: reserve, call under a deadline, settle.
 
-Every model request of a run goes through ``MeteredModel.request``:
+Every way a run can call its model goes through ``MeteredModel``, and anything it
+does not meter raises instead of reaching the provider. A request, streamed or not:
 
-1. the step id is derived from the history (``model:<n>`` for the n-th response), so
+1. its step id is derived from the history (``model:<n>`` for the n-th response), so
    a replayed request finds the response it already paid for and returns it;
 2. the worst case (estimated input + ``max_tokens``) is checked against the run's
    ceilings, ``max_tokens`` is lowered to what is left, and the same worst case is
-   reserved against the tenant's month;
+   reserved against the tenant's month and committed (``RunAccount.open_attempt``);
 3. the provider is called under the run's walltime deadline;
-4. the settlement (the reported usage, and the response to replay) is deferred to
-   the run's next transaction (``core.journal``), which commits it with the
-   checkpoint and the next reservation: one commit per outside call.
+4. the settlement, with the response to replay, is committed as soon as the
+   response is complete.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
+from pydantic_ai import RunContext
 from pydantic_ai.messages import (
     ModelMessage,
     ModelMessagesTypeAdapter,
@@ -25,19 +29,18 @@ from pydantic_ai.messages import (
     ModelResponse,
     ToolCallPart,
 )
-from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 from pydantic_core import to_json
 
-from core.budget import MonthlyLedger, Replay, Reservation, RunMeter, TokenUsage
-from core.context import TenantContext
-from core.errors import BudgetExceeded, ModelFailed
-from core.journal import RunJournal
+from core.budget.account import RunAccount
+from core.budget.ledger import Reservation, settle
+from core.budget.meter import TokenUsage
+from core.checkpoints import SETTLED_AFTER, common_prefix
+from core.errors import BudgetExceeded, ModelFailed, RunError
 from core.logs import log
 from core.prices import ModelPrice
-from core.runs import SETTLED_AFTER, common_prefix
-from core.tenants import Plan
 
 CHARS_PER_TOKEN = 3
 """A deliberately low ratio: over-estimating input only makes a reservation safer."""
@@ -61,7 +64,7 @@ class InputEstimate:
         self._measured: list[tuple[ModelMessage, int, int]] = []
         """Settled messages with the running totals of characters and parts up to them."""
 
-    def of(self, messages: list[ModelMessage], parameters: ModelRequestParameters) -> int:
+    def of(self, messages: Sequence[ModelMessage], parameters: ModelRequestParameters) -> int:
         """The estimate for a request of ``messages`` with ``parameters``' tools."""
         settled = max(0, len(messages) - SETTLED_AFTER)
         kept = common_prefix([m for m, _, _ in self._measured], messages, settled)
@@ -109,42 +112,31 @@ def usage_of(response: ModelResponse) -> TokenUsage:
     )
 
 
-def model_step_id(messages: list[ModelMessage]) -> str:
+def model_step_id(messages: Sequence[ModelMessage]) -> str:
     """``model:<n>``: the n-th model response of the run, stable across a resume."""
     return f"model:{sum(isinstance(m, ModelResponse) for m in messages)}"
 
 
-@dataclass
-class RunAccount:
-    """What the wrappers of one run share: its context, meter, ledger and plan.
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """A reserved model call: its reservation, its settings and what it asked for."""
 
-    ``replay`` holds what earlier allocations of the run recorded (empty for a new
-    run), so the per-step replay checks cost no query. ``journal`` batches the
-    allocation's writes (see ``core.journal``).
-    """
-
-    ctx: TenantContext
-    meter: RunMeter
-    ledger: MonthlyLedger
-    plan: Plan
-    period: str
-    price: ModelPrice
-    default_max_tokens: int
-    refused_tools: int = 0
-    replay: Replay = field(default_factory=Replay)
-    estimate: InputEstimate = field(default_factory=InputEstimate)
-    journal: RunJournal = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.journal = RunJournal(self.ledger.db)
+    held: Reservation
+    settings: ModelSettings
+    wanted_max_tokens: int
+    estimated_input: int
 
 
 class MeteredModel(WrapperModel):
-    """Wraps the provider model with the run's budget checks."""
+    """Wraps the provider model with the run's budget: every call reserved, then settled."""
 
-    def __init__(self, wrapped: Model, account: RunAccount) -> None:
+    def __init__(self, wrapped: Model, account: RunAccount, price: ModelPrice,
+                 default_max_tokens: int) -> None:
         super().__init__(wrapped)
         self.account = account
+        self.price = price
+        self.default_max_tokens = default_max_tokens
+        self.estimate = InputEstimate()
 
     async def request(
         self,
@@ -153,90 +145,124 @@ class MeteredModel(WrapperModel):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         """Reserve, call under the deadline, settle; replay a response already paid for."""
-        acc = self.account
-        base_step = model_step_id(messages)
-        attempts = acc.replay.attempts(base_step)
-        for row in attempts:
-            if row.status == "settled" and not row.retried and row.response is not None:
-                return _stored_response(row.response)
-        for row in attempts:
-            if row.status == "reserved":
-                acc.ledger.abandon(acc.journal, acc.ctx.run_id, row, acc.ctx.tenant_id)
-        step_id = base_step if not attempts else f"{base_step}#{len(attempts) + 1}"
-
-        wanted = int((model_settings or {}).get("max_tokens") or acc.default_max_tokens)
-        estimate = acc.estimate.of(messages, model_request_parameters)
-        max_tokens = acc.meter.before_model_call(estimate, wanted, acc.price)
-        log.debug("model call", step_id=step_id, estimate=estimate, max_tokens=max_tokens)
-        reservation = await acc.ledger.reserve(
-            acc.ctx,
-            acc.journal,
-            plan=acc.plan,
-            period=acc.period,
-            step_id=step_id,
-            kind="model",
-            tokens=estimate + max_tokens,
-            cost_microcents=acc.price.cost(input_tokens=estimate, output_tokens=max_tokens),
-            tool_calls=0,
-            price=acc.price,
-        )
-        acc.replay.opened(reservation)
-        settings: ModelSettings = {**(model_settings or {}), "max_tokens": max_tokens}
+        stored = self._replayed(messages)
+        if stored is not None:
+            return stored
+        attempt = await self._reserve(messages, model_settings, model_request_parameters)
         try:
-            async with asyncio.timeout(acc.meter.remaining_s()):
-                response = await self.wrapped.request(
-                    messages, settings, model_request_parameters
-                )
-        except TimeoutError:
-            self._charge_abandoned(reservation, estimate)
-            raise BudgetExceeded(
-                "walltime_ms", acc.meter.budget.walltime_ceiling_ms, acc.meter.elapsed_ms()
-            ) from None
+            async with asyncio.timeout(self.account.meter.remaining_s()):
+                response = await self.wrapped.request(messages, attempt.settings,
+                                                      model_request_parameters)
         except Exception as exc:
-            self._charge_abandoned(reservation, 0)
-            raise ModelFailed(f"model request failed: {type(exc).__name__}: {exc}") from exc
+            await self._unanswered(attempt, exc)
+        await self._settle(attempt, response)
+        return response
+
+    @asynccontextmanager
+    async def request_stream(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+        run_context: RunContext[Any] | None = None,
+    ) -> AsyncIterator[StreamedResponse]:
+        """``request``, streamed: reserved before, settled once the stream is complete.
+
+        A response already paid for is not replayed as a stream: a resumed run gets it
+        through ``request`` (a run resumes without streaming).
+        """
+        if self._replayed(messages) is not None:
+            raise RunError("a response already paid for is replayed, never streamed again")
+        attempt = await self._reserve(messages, model_settings, model_request_parameters)
+        try:
+            async with asyncio.timeout(self.account.meter.remaining_s()), \
+                    self.wrapped.request_stream(messages, attempt.settings,
+                                                model_request_parameters, run_context) as stream:
+                yield stream
+                async for _ in stream:  # the caller may stop early: read the rest
+                    pass
+        except Exception as exc:
+            await self._unanswered(attempt, exc)
+        await self._settle(attempt, stream.get())
+
+    def _replayed(self, messages: Sequence[ModelMessage]) -> ModelResponse | None:
+        stored = self.account.replay.responses.get(model_step_id(messages))
+        if stored is None:
+            return None
+        response = ModelMessagesTypeAdapter.validate_json(stored)[0]
+        assert isinstance(response, ModelResponse)
+        return response
+
+    async def _reserve(
+        self, messages: Sequence[ModelMessage], model_settings: ModelSettings | None,
+        parameters: ModelRequestParameters,
+    ) -> _Attempt:
+        acc = self.account
+        wanted = int((model_settings or {}).get("max_tokens") or self.default_max_tokens)
+        estimate = self.estimate.of(messages, parameters)
+        max_tokens = acc.meter.before_model_call(estimate, wanted, self.price)
+        step = model_step_id(messages)
+        log.debug("model call", step=step, estimate=estimate, max_tokens=max_tokens)
+        held = await acc.open_attempt(
+            step, "model", tokens=estimate + max_tokens,
+            cost_microcents=self.price.cost(input_tokens=estimate, output_tokens=max_tokens),
+            tool_calls=0, price=self.price,
+        )
+        settings: ModelSettings = {**(model_settings or {}), "max_tokens": max_tokens}
+        return _Attempt(held, settings, wanted, estimate)
+
+    async def _unanswered(self, attempt: _Attempt, exc: Exception) -> NoReturn:
+        """Close the attempt of a call that never answered, and say why the run stops.
+
+        On a timeout the input was sent, so its estimate is charged; the output
+        reservation is released. The attempt is retried work: a resume redoes it. A
+        cancelled call (a shutdown) stays reserved: the resume charges its worst case.
+        """
+        acc = self.account
+        timed_out = isinstance(exc, TimeoutError)
+        usage = TokenUsage(input_tokens=attempt.estimated_input if timed_out else 0)
+        cost = self.price.cost(input_tokens=usage.input_tokens, output_tokens=0)
+        await acc.abandon(attempt.held, usage=usage, cost_microcents=cost)
+        acc.meter.after_model_call(usage, cost)
+        if timed_out:
+            raise acc.meter.out_of_time() from None
+        raise ModelFailed(f"model request failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _settle(self, attempt: _Attempt, response: ModelResponse) -> None:
+        """Commit what the response used and the response itself (to replay it).
+
+        A response cut short by the limit the budget lowered is worth nothing (a
+        truncated answer or tool call): it is paid for as retried work and the run
+        halts; a resume redoes it with a fresh allocation.
+        """
+        acc = self.account
         usage = usage_of(response)
-        cost = acc.price.cost(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
+        cost = self.price.cost(
+            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cache_read_tokens=usage.cache_read_tokens,
             cache_write_tokens=usage.cache_write_tokens,
         )
-        if response.finish_reason == "length" and max_tokens < wanted:
-            # Cut short by the limit the budget lowered: a truncated answer or tool call is
-            # worth nothing, so the step is paid for as retried work and the run halts;
-            # a resume redoes it with a fresh allocation.
-            acc.ledger.settle_later(
-                acc.journal, reservation, usage=usage, cost_microcents=cost, tool_calls=0,
-                retried=True,
-            )
-            acc.meter.after_model_call(usage, cost)
+        lowered = attempt.settings.get("max_tokens", 0) < attempt.wanted_max_tokens
+        truncated = response.finish_reason == "length" and lowered
+        replay = None if truncated else ModelMessagesTypeAdapter.dump_json([response]).decode()
+        await acc.db.run(settle, attempt.held, usage=usage, cost_microcents=cost,
+                         response=replay, retried=truncated)
+        acc.meter.after_model_call(usage, cost)
+        if truncated:
             raise BudgetExceeded("tokens", acc.meter.budget.token_ceiling, acc.meter.tokens)
-        acc.ledger.settle_later(
-            acc.journal, reservation, usage=usage, cost_microcents=cost, tool_calls=0,
-            response=ModelMessagesTypeAdapter.dump_json([response]).decode(),
-        )
-        acc.meter.after_model_call(usage, cost)
-        return response
 
-    def _charge_abandoned(self, reservation: Reservation, input_tokens: int) -> None:
-        """Close the step of a call that never answered.
+    async def count_tokens(self, *args: Any, **kwargs: Any) -> Any:
+        """Not metered, so not allowed: a run's provider calls all go through ``request``."""
+        _unmetered("count_tokens")
 
-        The input was sent, so its estimate is charged; the output reservation is
-        released. The step is marked retried: a resume redoes it.
-        """
-        acc = self.account
-        usage = TokenUsage(input_tokens=input_tokens)
-        cost = acc.price.cost(input_tokens=input_tokens, output_tokens=0)
-        acc.ledger.settle_later(
-            acc.journal, reservation, usage=usage, cost_microcents=cost, tool_calls=0,
-            retried=True,
-        )
-        acc.meter.after_model_call(usage, cost)
+    async def compact_messages(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        """Not metered, so not allowed (a compaction is a paid model call)."""
+        _unmetered("compact_messages")
+
+    async def batch_create(self, *args: Any, **kwargs: Any) -> Any:
+        """Not metered, so not allowed (batches are paid outside the run's budget)."""
+        _unmetered("batch_create")
 
 
-def _stored_response(text: str) -> ModelResponse:
-    messages = ModelMessagesTypeAdapter.validate_json(text)
-    response = messages[0]
-    assert isinstance(response, ModelResponse)
-    return response
+def _unmetered(method: str) -> NoReturn:
+    raise RunError(f"{method} would reach the model provider unmetered; Tenantry refuses it")

@@ -12,11 +12,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, update
+from sqlalchemy.engine import Connection
 
 from core import audit as events
 from core.audit import AuditLog
-from core.authz import purge_tenant as purge_grants
-from core.credentials import tenant_credentials
+from core.audit.log import shred
+from core.authz import purge_policy
+from core.credentials import purge_credentials
 from core.db.engine import Database
 from core.db.schema import (
     checkpoint_segments,
@@ -26,10 +28,10 @@ from core.db.schema import (
     tool_effects,
     usage_ledger,
 )
-from core.memory import purge_tenant as purge_history
+from core.memory import purge_history
 from core.tenants import get_tenant
 from core.vectors import VectorStore
-from core.vectors.embedded import purge_tenant as purge_embedded
+from core.vectors.embedded import purge_chunks
 
 
 async def purge_tenant(db: Database, audit: AuditLog, store: VectorStore, tenant_id: str,
@@ -39,24 +41,23 @@ async def purge_tenant(db: Database, audit: AuditLog, store: VectorStore, tenant
     Raises:
         NotFound: no such tenant.
     """
-    await get_tenant(db, tenant_id)
-    counts: dict[str, int] = {}
-    async with db.begin() as conn:
-        counts["chunks"] = await purge_embedded(conn, tenant_id)
-        counts["turns"] = await purge_history(conn, tenant_id)
-        for name, table in (("checkpoints", checkpoints),
-                            ("checkpoint_segments", checkpoint_segments),
-                            ("tool_effects", tool_effects),
-                            ("runs", runs), ("credentials", tenant_credentials)):
-            result = await conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
-            counts[name] = result.rowcount
-        await conn.execute(update(usage_ledger).where(usage_ledger.c.tenant_id == tenant_id)
-                           .values(response=None))
-        await purge_grants(conn, tenant_id)
-        await conn.execute(update(tenants).where(tenants.c.id == tenant_id)
-                           .values(status="suspended", updated_at=datetime.now(UTC)))
-        await audit.shred(conn, tenant_id)
-        await audit.append(conn, tenant_id, events.TENANT_PURGED,
-                           {"operator": operator, **counts})
+    counts = await db.run(_purge, audit, tenant_id, operator)
     await store.purge(tenant_id)
+    return counts
+
+
+def _purge(conn: Connection, audit: AuditLog, tenant_id: str, operator: str) -> dict[str, int]:
+    get_tenant(conn, tenant_id)
+    counts = {"chunks": purge_chunks(conn, tenant_id), "turns": purge_history(conn, tenant_id)}
+    for name, table in (("checkpoints", checkpoints), ("checkpoint_segments", checkpoint_segments),
+                        ("tool_effects", tool_effects), ("runs", runs)):
+        counts[name] = conn.execute(delete(table).where(table.c.tenant_id == tenant_id)).rowcount
+    counts["credentials"] = purge_credentials(conn, tenant_id)
+    conn.execute(update(usage_ledger).where(usage_ledger.c.tenant_id == tenant_id)
+                 .values(response=None))
+    purge_policy(conn, tenant_id)
+    conn.execute(update(tenants).where(tenants.c.id == tenant_id)
+                 .values(status="suspended", updated_at=datetime.now(UTC)))
+    shred(conn, tenant_id)
+    audit.append(conn, tenant_id, events.TENANT_PURGED, {"operator": operator, **counts})
     return counts

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
-from core.db.engine import Database
+from core.db.engine import Database, reads
 from core.db.schema import runs
 
 Locate = Callable[[str], Awaitable[str | None]]
@@ -35,5 +36,9 @@ class ResourceLocator:
         return None if locate is None else await locate(resource_id)
 
     async def _run_owner(self, run_id: str) -> str | None:
-        async with self.db.begin() as conn:
-            return await conn.scalar(select(runs.c.tenant_id).where(runs.c.id == run_id))
+        return await self.db.run(_run_owner, run_id)
+
+
+@reads
+def _run_owner(conn: Connection, run_id: str) -> str | None:
+    return conn.scalar(select(runs.c.tenant_id).where(runs.c.id == run_id))

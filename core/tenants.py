@@ -1,8 +1,12 @@
-"""Tenants and plans: who the customers are and what each one has bought."""
+"""Tenants and plans: who the customers are and what each one has bought.
+
+Every function runs inside the caller's transaction (``Database.run``)::
+
+    await db.run(create_tenant, tenant_id="acme", name="Acme", plan_id="team")
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,23 +17,23 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from core.context import FeatureValue, RunCeilings
-from core.db.engine import Database
+from core.authz import seed_policy
+from core.context import FeatureValue, RunCeilings, check_id
+from core.db.engine import reads
 from core.db.schema import plans, tenants
 from core.errors import Conflict, InvalidInput, NotFound
 
 TenantStatus = Literal["active", "suspended"]
-_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
-
-def check_id(kind: str, value: str) -> str:
-    """Ids are short lowercase slugs: they appear in URLs, logs and audit origins."""
-    if not _ID.match(value):
-        raise InvalidInput(
-            f"{kind} id must be 1-64 characters of a-z, 0-9, '.', '_' or '-', "
-            f"starting with a letter or digit; got {value!r}"
-        )
-    return value
+PLAN_LIMITS = (
+    "monthly_tokens",
+    "monthly_cost_microcents",
+    "monthly_tool_calls",
+    "run_tokens",
+    "run_tool_calls",
+    "run_walltime_ms",
+    "run_cost_microcents",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +66,6 @@ class Plan:
             walltime_ms=self.run_walltime_ms,
             cost_microcents=self.run_cost_microcents,
         )
-
-
-PLAN_LIMITS = (
-    "monthly_tokens",
-    "monthly_cost_microcents",
-    "monthly_tool_calls",
-    "run_tokens",
-    "run_tool_calls",
-    "run_walltime_ms",
-    "run_cost_microcents",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,88 +102,66 @@ def _plan(row: Any) -> Plan:
 
 
 def _tenant(row: Any) -> Tenant:
-    return Tenant(
-        id=row.id,
-        name=row.name,
-        plan_id=row.plan_id,
-        status=row.status,
-        time_zone=row.time_zone,
-        features=dict(row.features),
-    )
+    return Tenant(id=row.id, name=row.name, plan_id=row.plan_id, status=row.status,
+                  time_zone=row.time_zone, features=dict(row.features))
 
 
-async def create_plan(db: Database, plan: Plan) -> Plan:
+def create_plan(conn: Connection, plan: Plan) -> Plan:
     """Store a new plan; an existing id is a conflict."""
     now = datetime.now(UTC)
-    values = {name: getattr(plan, name) for name in PLAN_LIMITS}
     try:
-        async with db.begin() as conn:
-            await conn.execute(
-                plans.insert().values(
-                    id=plan.id,
-                    capabilities=sorted(plan.capabilities),
-                    created_at=now,
-                    updated_at=now,
-                    **values,
-                )
-            )
+        conn.execute(plans.insert().values(
+            id=plan.id, capabilities=sorted(plan.capabilities), created_at=now,
+            updated_at=now, **{name: getattr(plan, name) for name in PLAN_LIMITS},
+        ))
     except IntegrityError:
         raise Conflict(f"plan {plan.id!r} exists already") from None
     return plan
 
 
-async def get_plan(db: Database, plan_id: str) -> Plan:
+@reads
+def get_plan(conn: Connection, plan_id: str) -> Plan:
     """The plan ``plan_id``, or ``NotFound``."""
-    return await db.run(lambda conn: plan_in(conn, plan_id), readonly=True)
-
-
-def plan_in(conn: Connection, plan_id: str) -> Plan:
-    """``get_plan`` inside the caller's transaction."""
     row = conn.execute(select(plans).where(plans.c.id == plan_id)).first()
     if row is None:
         raise NotFound(f"no plan {plan_id!r}")
     return _plan(row)
 
 
-async def list_plans(db: Database) -> list[Plan]:
+@reads
+def list_plans(conn: Connection) -> list[Plan]:
     """Every plan, by id."""
-    async with db.read() as conn:
-        rows = (await conn.execute(select(plans).order_by(plans.c.id))).all()
-    return [_plan(row) for row in rows]
+    return [_plan(row) for row in conn.execute(select(plans).order_by(plans.c.id))]
 
 
-async def update_plan(
-    db: Database,
+def update_plan(
+    conn: Connection,
     plan_id: str,
     *,
     limits: Mapping[str, int] | None = None,
     capabilities: Sequence[str] | None = None,
 ) -> Plan:
     """Change a plan's limits or capabilities; the change applies to the next run."""
-    current = await get_plan(db, plan_id)
-    values: dict[str, Any] = {}
-    for name, value in (limits or {}).items():
+    current = get_plan(conn, plan_id)
+    for name in limits or {}:
         if name not in PLAN_LIMITS:
             raise InvalidInput(f"unknown plan limit {name!r}; known: {', '.join(PLAN_LIMITS)}")
-        values[name] = value
-    if capabilities is not None:
-        values["capabilities"] = sorted(set(capabilities))
-    merged = {name: getattr(current, name) for name in PLAN_LIMITS} | {
-        k: v for k, v in values.items() if k != "capabilities"
-    }
-    caps = frozenset(values.get("capabilities", current.capabilities))
-    new = Plan(id=plan_id, capabilities=caps, **merged)
-    async with db.begin() as conn:
-        await conn.execute(
-            update(plans)
-            .where(plans.c.id == plan_id)
-            .values(updated_at=datetime.now(UTC), **values)
+    new = Plan(
+        id=plan_id,
+        capabilities=current.capabilities if capabilities is None else frozenset(capabilities),
+        **({name: getattr(current, name) for name in PLAN_LIMITS} | dict(limits or {})),
+    )
+    conn.execute(
+        update(plans).where(plans.c.id == plan_id).values(
+            updated_at=datetime.now(UTC), capabilities=sorted(new.capabilities),
+            **{name: getattr(new, name) for name in PLAN_LIMITS},
         )
+    )
     return new
 
 
-async def create_tenant(
-    db: Database,
+def create_tenant(
+    conn: Connection,
     *,
     tenant_id: str,
     name: str,
@@ -198,76 +169,49 @@ async def create_tenant(
     time_zone: str = "UTC",
     features: Mapping[str, FeatureValue] | None = None,
 ) -> Tenant:
-    """Create an active tenant on an existing plan."""
+    """Create an active tenant on an existing plan, with the default roles' policy."""
     check_id("tenant", tenant_id)
     if not name.strip():
         raise InvalidInput("tenant name must not be empty")
     _check_zone(time_zone)
-    await get_plan(db, plan_id)
+    get_plan(conn, plan_id)
     now = datetime.now(UTC)
-    tenant = Tenant(
-        id=tenant_id,
-        name=name,
-        plan_id=plan_id,
-        status="active",
-        time_zone=time_zone,
-        features=dict(features or {}),
-    )
+    tenant = Tenant(id=tenant_id, name=name, plan_id=plan_id, status="active",
+                    time_zone=time_zone, features=dict(features or {}))
     try:
-        async with db.begin() as conn:
-            await conn.execute(
-                tenants.insert().values(
-                    id=tenant.id,
-                    name=tenant.name,
-                    plan_id=tenant.plan_id,
-                    status=tenant.status,
-                    time_zone=tenant.time_zone,
-                    features=dict(tenant.features),
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+        conn.execute(tenants.insert().values(
+            id=tenant.id, name=tenant.name, plan_id=tenant.plan_id, status=tenant.status,
+            time_zone=tenant.time_zone, features=dict(tenant.features), created_at=now,
+            updated_at=now,
+        ))
     except IntegrityError:
         raise Conflict(f"tenant {tenant_id!r} exists already") from None
-    # Imported here because authorisation builds on tenants: every new tenant starts
-    # with the default roles' permissions.
-    from core.authz import seed_tenant
-
-    await seed_tenant(db, tenant_id)
+    seed_policy(conn, tenant_id)
     return tenant
 
 
-async def get_tenant(db: Database, tenant_id: str) -> Tenant:
+@reads
+def get_tenant(conn: Connection, tenant_id: str) -> Tenant:
     """The tenant ``tenant_id``, or ``NotFound``."""
-    return await db.run(lambda conn: tenant_in(conn, tenant_id), readonly=True)
-
-
-def tenant_in(conn: Connection, tenant_id: str) -> Tenant:
-    """``get_tenant`` inside the caller's transaction."""
     row = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
     if row is None:
         raise NotFound(f"no tenant {tenant_id!r}")
     return _tenant(row)
 
 
-async def list_tenants(db: Database) -> list[Tenant]:
+@reads
+def list_tenants(conn: Connection) -> list[Tenant]:
     """Every tenant, by id."""
-    async with db.read() as conn:
-        rows = (await conn.execute(select(tenants).order_by(tenants.c.id))).all()
-    return [_tenant(row) for row in rows]
+    return [_tenant(row) for row in conn.execute(select(tenants).order_by(tenants.c.id))]
 
 
-async def set_status(db: Database, tenant_id: str, status: TenantStatus) -> Tenant:
+def set_status(conn: Connection, tenant_id: str, status: TenantStatus) -> Tenant:
     """Suspend or resume a tenant; a suspended tenant's new runs are refused."""
-    async with db.begin() as conn:
-        result = await conn.execute(
-            update(tenants)
-            .where(tenants.c.id == tenant_id)
-            .values(status=status, updated_at=datetime.now(UTC))
-        )
-    if result.rowcount == 0:
-        raise NotFound(f"no tenant {tenant_id!r}")
-    return await get_tenant(db, tenant_id)
+    conn.execute(
+        update(tenants).where(tenants.c.id == tenant_id)
+        .values(status=status, updated_at=datetime.now(UTC))
+    )
+    return get_tenant(conn, tenant_id)
 
 
 def billing_period(tenant: Tenant, now: datetime | None = None) -> str:

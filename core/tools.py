@@ -1,10 +1,13 @@
 """Capabilities and their per-run bindings.
 
 A ``ToolCapability`` is what a plan licenses (``knowledge.search``); for one run it
-resolves to a ``ToolBinding`` (a typed function bound to that tenant) or to nothing.
-Only resolved bindings are ever shown to the model. Authorisation, idempotency, cost
-and audit are added once, around every binding, by ``core.toolset``; a tool author
-writes only the function.
+resolves to a ``ToolBinding`` or to nothing. Only resolved bindings are ever shown to
+the model. Authorisation, idempotency, cost and audit are added once, around every
+binding, by ``core.toolset``; a tool author writes only the function, which gets the
+run's context as pydantic-ai's ``RunContext`` (its ``deps``)::
+
+    async def search(ctx: RunContext[TenantContext], query: str) -> list[str]:
+        return await notes.search(ctx.deps, query)
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ class ToolBinding:
     Attributes:
         capability: The capability name, e.g. ``knowledge.search``.
         description: What the model is told the tool does.
-        function: The async function; its type hints are the argument schema.
+        function: The async function. Its first parameter is the run's
+            ``RunContext[TenantContext]``; the type hints of the others are the
+            argument schema the model sees.
         cost_microcents: The declared cost of one call, reserved before it runs.
         resource_kind: The kind of resource a call touches (``run``), for authorisation.
         resource_arg: The argument holding that resource's id.

@@ -1,19 +1,27 @@
-"""The one wrapper around every tool call of a run.
+"""The two wrappers around every tool call of a run, and the tool-effect ledger.
 
-``GuardedToolset`` wraps the toolset built from the run's resolved bindings. For each
-call, in order: the budget's tool check (ceiling, declared cost, monthly allowance),
-the effect ledger (a call already made in this run returns its stored result),
-execution under the run's deadline, then the effect, the settled cost and the audit
-entry, written together in the run's next transaction (``core.journal``), before the
-run calls anything again.
+A run's toolset is built from its resolved bindings and wrapped twice, each wrapper
+one concern (pydantic-ai's ``WrapperToolset``)::
+
+    AuthorisedToolset(MeteredToolset(FunctionToolset(bindings)))
+
+- ``AuthorisedToolset``, first: the principal's right to the capability and the
+  owner of any resource it names; a refusal is audited and told to the model.
+- ``MeteredToolset``: a call already made in this run returns its recorded result;
+  otherwise the run's ceilings are checked, the declared cost is reserved against the
+  month, the tool runs under the run's deadline, and its result is committed with its
+  settlement and its audit event (``record_tool_call``) as soon as it returns.
+
+``tool_effects`` is written here and nowhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_ai import RunContext
@@ -21,38 +29,29 @@ from pydantic_ai.tools import Tool
 from pydantic_ai.toolsets import FunctionToolset, WrapperToolset
 from pydantic_ai.toolsets.abstract import ToolsetTool
 from pydantic_core import to_json
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from core import audit as events
+from core.audit import AuditLog
+from core.audit.log import digest_with
 from core.authz import Authorizer
-from core.budget import TokenUsage
+from core.budget.account import RunAccount
+from core.budget.ledger import Reservation, settle
+from core.budget.meter import TokenUsage
 from core.context import TenantContext
-from core.errors import BudgetExceeded, ToolFailed, ToolRefused
+from core.db.engine import reads
+from core.db.schema import tool_effects
+from core.errors import ToolFailed, ToolRefused
 from core.logs import log
-from core.metered_model import RunAccount
 from core.resources import ResourceLocator
-from core.runs import RunStore
-from core.tools import ToolBinding
+from core.tools import ToolBinding, tool_name
 
-ToolHook = Callable[[Connection, TenantContext, "ToolCallRecord"], None]
-RefusalHook = Callable[[TenantContext, ToolRefused, dict[str, Any]], Awaitable[None]]
 ToolStarted = Callable[[str], Awaitable[None]]
 """Told a capability's name as its call starts (a transport's status line)."""
 
 OBSERVER_TIMEOUT_S = 2.0
 """How long a tool call waits for ``on_start``: a status line must never stall a run."""
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCallRecord:
-    """What one finished tool call leaves behind, for audit and reporting."""
-
-    capability: str
-    step_id: str
-    arguments: dict[str, Any]
-    result: str
-    cost_microcents: int
-    latency_ms: int
-    replayed: bool
 
 
 def tool_step_id(tool_call_id: str | None) -> str:
@@ -62,134 +61,153 @@ def tool_step_id(tool_call_id: str | None) -> str:
 
 def build_toolset(bindings: Sequence[ToolBinding]) -> FunctionToolset[TenantContext]:
     """A pydantic-ai toolset exposing exactly the resolved bindings."""
-    return FunctionToolset(
-        [
-            Tool(b.function, takes_ctx=False, name=b.name, description=b.description)
-            for b in bindings
-        ]
-    )
+    return FunctionToolset([
+        Tool(b.function, takes_ctx=True, name=b.name, description=b.description)
+        for b in bindings
+    ])
+
+
+@reads
+def recorded_effects(conn: Connection, ctx: TenantContext) -> dict[str, str]:
+    """The recorded results of the run's tool calls so far, by step id."""
+    rows = conn.execute(
+        select(tool_effects.c.step_id, tool_effects.c.result).where(
+            tool_effects.c.tenant_id == ctx.tenant_id, tool_effects.c.run_id == ctx.run_id,
+        )
+    ).all()
+    return {str(row.step_id): str(row.result) for row in rows}
+
+
+_RECORD_EFFECT = tool_effects.insert()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One finished tool call: what the effect ledger and the audit log keep of it."""
+
+    capability: str
+    step_id: str
+    arguments: dict[str, Any]
+    result: str
+    cost_microcents: int
+    latency_ms: int
+
+
+def record_tool_call(conn: Connection, ctx: TenantContext, held: Reservation, call: ToolCall,
+                     audit: AuditLog, salt: bytes) -> None:
+    """The effect, its settlement and its ``tool.invoked`` event, in one transaction."""
+    conn.execute(_RECORD_EFFECT, {
+        "run_id": ctx.run_id, "step_id": call.step_id, "tenant_id": ctx.tenant_id,
+        "capability": call.capability, "result": call.result, "created_at": datetime.now(UTC),
+    })
+    settle(conn, held, usage=TokenUsage(), cost_microcents=call.cost_microcents)
+    audit.append(conn, ctx.tenant_id, events.TOOL_INVOKED, {
+        "capability": call.capability,
+        "step_id": call.step_id,
+        "principal": ctx.principal_id,
+        "arguments": audit.redact(call.arguments),
+        "result_digest": digest_with(salt, call.result),
+        "latency_ms": call.latency_ms,
+        "cost_microcents": call.cost_microcents,
+    }, run_id=ctx.run_id)
+
+
+async def audit_refusal(audit: AuditLog, ctx: TenantContext, refusal: ToolRefused,
+                        arguments: Mapping[str, Any]) -> None:
+    """Record a refused tool call in the tenant's log."""
+    log.info("tool refused", capability=refusal.capability, reason=refusal.reason)
+    await audit.record(ctx.tenant_id, events.TOOL_REFUSED, {
+        "capability": refusal.capability,
+        "tool": tool_name(refusal.capability),
+        "principal": ctx.principal_id,
+        "reason": refusal.reason,
+        "arguments": audit.redact(arguments),
+    }, run_id=ctx.run_id)
 
 
 @dataclass
-class GuardedToolset(WrapperToolset[TenantContext]):
-    """Budget, idempotency, cost and audit around every binding of one run."""
+class AuthorisedToolset(WrapperToolset[TenantContext]):
+    """Authorisation first, inside every call: the capability, then the resource's owner."""
 
-    account: RunAccount | None = None
-    runs: RunStore | None = None
-    bindings: dict[str, ToolBinding] = field(default_factory=dict)
-    on_call: ToolHook | None = None
-    authorizer: Authorizer | None = None
-    locator: ResourceLocator | None = None
-    on_refused: RefusalHook | None = None
+    bindings: Mapping[str, ToolBinding]
+    authorizer: Authorizer
+    locator: ResourceLocator
+    audit: AuditLog
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    """``(capability, reason)`` of every call refused in this run, in order."""
+
+    async def call_tool(self, name: str, tool_args: dict[str, Any],
+                        ctx: RunContext[TenantContext], tool: ToolsetTool[TenantContext]) -> Any:
+        """Refuse (audited, and told to the model) or pass the call on."""
+        binding = self.bindings[name]
+        try:
+            self.authorizer.require(binding.capability)
+            if binding.resource_kind and binding.resource_arg:
+                resource_id = str(tool_args.get(binding.resource_arg, ""))
+                owner = await self.locator.owner(binding.resource_kind, resource_id)
+                self.authorizer.require_resource(binding.capability, owner or "", resource_id)
+        except ToolRefused as refusal:
+            self.refused.append((refusal.capability, refusal.reason))
+            await audit_refusal(self.audit, ctx.deps, refusal, tool_args)
+            return {"error": "refused", "reason": refusal.reason, "message": str(refusal)}
+        return await super().call_tool(name, tool_args, ctx, tool)
+
+
+@dataclass
+class MeteredToolset(WrapperToolset[TenantContext]):
+    """Each call at most once per ``(run_id, step_id)``, within budget, recorded at once."""
+
+    bindings: Mapping[str, ToolBinding]
+    account: RunAccount
+    audit: AuditLog
+    salt: bytes
     on_start: ToolStarted | None = None
     _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
-    async def call_tool(
-        self,
-        name: str,
-        tool_args: dict[str, Any],
-        ctx: RunContext[TenantContext],
-        tool: ToolsetTool[TenantContext],
-    ) -> Any:
-        """Run one tool call at most once per ``(run_id, step_id)``, one call at a time.
+    async def call_tool(self, name: str, tool_args: dict[str, Any],
+                        ctx: RunContext[TenantContext], tool: ToolsetTool[TenantContext]) -> Any:
+        """Replay a recorded call, or make it once; the calls of a response one at a time.
 
         Serialising the calls of a response makes the budget deterministic: a call that
         hits a ceiling halts the run after the calls before it were recorded, instead
         of cancelling siblings half-way.
         """
+        step = tool_step_id(ctx.tool_call_id)
         async with self._one_at_a_time:
-            return await self._call(name, tool_args, ctx, tool)
+            stored = self.account.replay.effects.get(step)
+            if stored is not None:
+                return json.loads(stored)
+            return await self._call(self.bindings[name], step, name, tool_args, ctx, tool)
 
-    async def _call(
-        self,
-        name: str,
-        tool_args: dict[str, Any],
-        ctx: RunContext[TenantContext],
-        tool: ToolsetTool[TenantContext],
-    ) -> Any:
-        assert self.account is not None and self.runs is not None
-        acc = self.account
-        binding = self.bindings[name]
-        step_id = tool_step_id(ctx.tool_call_id)
-        try:
-            await self._authorise(binding, tool_args)
-        except ToolRefused as refused:
-            acc.refused_tools += 1
-            if self.on_refused is not None:
-                await self.on_refused(acc.ctx, refused, tool_args)
-            return {"error": "refused", "reason": refused.reason, "message": str(refused)}
-        stored = acc.replay.effects.get(step_id)
-        if stored is not None:
-            return json.loads(stored)
-        attempts = acc.replay.attempts(step_id)
-        for row in attempts:
-            if row.status == "reserved":
-                acc.ledger.abandon(acc.journal, acc.ctx.run_id, row, acc.ctx.tenant_id)
-        attempt_id = step_id if not attempts else f"{step_id}#{len(attempts) + 1}"
-        acc.meter.before_tool_call(binding.cost_microcents)
-        reservation = await acc.ledger.reserve(
-            acc.ctx,
-            acc.journal,
-            plan=acc.plan,
-            period=acc.period,
-            step_id=attempt_id,
-            kind="tool",
-            tokens=0,
-            cost_microcents=binding.cost_microcents,
-            tool_calls=1,
-        )
-        acc.replay.opened(reservation)
+    async def _call(self, binding: ToolBinding, step: str, name: str, tool_args: dict[str, Any],
+                    ctx: RunContext[TenantContext], tool: ToolsetTool[TenantContext]) -> Any:
+        acc, cost = self.account, binding.cost_microcents
+        acc.meter.before_tool_call(cost)
+        held = await acc.open_attempt(step, "tool", tokens=0, cost_microcents=cost, tool_calls=1)
         await self._announce(binding.capability)
         started = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(acc.meter.remaining_s()):
                 result = await super().call_tool(name, tool_args, ctx, tool)
         except TimeoutError:
-            acc.ledger.settle_later(
-                acc.journal, reservation, usage=TokenUsage(),
-                cost_microcents=binding.cost_microcents, tool_calls=1, retried=True,
-            )
-            raise BudgetExceeded(
-                "walltime_ms", acc.meter.budget.walltime_ceiling_ms, acc.meter.elapsed_ms()
-            ) from None
+            await acc.abandon(held, usage=TokenUsage(), cost_microcents=cost)
+            raise acc.meter.out_of_time() from None
         except (ToolFailed, ToolRefused) as exc:
             # The model hears what went wrong and may try something else; the failed call
             # is recorded like any other, so a resume does not repeat it.
             result = {"error": type(exc).__name__, "message": str(exc)}
         except Exception as exc:
-            acc.ledger.settle_later(
-                acc.journal, reservation, usage=TokenUsage(),
-                cost_microcents=binding.cost_microcents, tool_calls=1, retried=True,
-            )
+            await acc.abandon(held, usage=TokenUsage(), cost_microcents=cost)
             raise ToolFailed(
                 f"tool {binding.capability} failed unexpectedly ({type(exc).__name__})"
             ) from exc
-        latency_ms = int((asyncio.get_running_loop().time() - started) * 1000)
-        encoded = to_json(result).decode()
-        call = ToolCallRecord(
-            capability=binding.capability,
-            step_id=step_id,
-            arguments=tool_args,
-            result=encoded,
-            cost_microcents=binding.cost_microcents,
-            latency_ms=latency_ms,
-            replayed=False,
+        call = ToolCall(
+            capability=binding.capability, step_id=step, arguments=tool_args,
+            result=to_json(result).decode(), cost_microcents=cost,
+            latency_ms=int((asyncio.get_running_loop().time() - started) * 1000),
         )
-        runs, on_call = self.runs, self.on_call
-
-        def record(conn: Connection) -> None:
-            runs.record_effect_in(
-                conn, acc.ctx, step_id=step_id, capability=binding.capability, result=encoded
-            )
-            acc.ledger.settle_in(
-                conn, reservation, usage=TokenUsage(),
-                cost_microcents=binding.cost_microcents, tool_calls=1,
-            )
-            if on_call is not None:
-                on_call(conn, acc.ctx, call)
-
-        acc.journal.defer(record)
-        acc.replay.effects[step_id] = encoded
+        await acc.db.run(record_tool_call, acc.ctx, held, call, self.audit, self.salt)
+        acc.replay.effects[step] = call.result
         return result
 
     async def _announce(self, capability: str) -> None:
@@ -202,13 +220,3 @@ class GuardedToolset(WrapperToolset[TenantContext]):
         except Exception as exc:  # an observer's trouble is not the run's
             log.info("tool observer failed", capability=capability,
                      error=f"{type(exc).__name__}: {exc}"[:200])
-
-    async def _authorise(self, binding: ToolBinding, arguments: dict[str, Any]) -> None:
-        """First thing in every call: the principal's right, then the resource's owner."""
-        if self.authorizer is None:
-            raise ToolRefused(binding.capability, "forbidden", "no authoriser for this run")
-        self.authorizer.require(binding.capability)
-        if binding.resource_kind and binding.resource_arg and self.locator is not None:
-            resource_id = str(arguments.get(binding.resource_arg, ""))
-            owner = await self.locator.owner(binding.resource_kind, resource_id)
-            self.authorizer.require_resource(binding.capability, owner or "", resource_id)

@@ -29,11 +29,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import CheckConstraint, Column, String, Table, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.context import check_id
 from core.crypto import CryptoError, Keyring
 from core.db.engine import Database
 from core.db.schema import UTCDateTime, metadata, tenants
 from core.errors import Conflict, InvalidInput, NotFound
-from core.tenants import check_id
 
 LinkStatus = Literal["active", "revoked"]
 PURPOSE = "tenantry/slack-install-link/v1"

@@ -42,6 +42,7 @@ from core.authz import roles_of
 from core.builder import RunGrant
 from core.errors import Conflict, NotFound, RunRefused
 from core.logs import log
+from core.runs import claim_resume, create_run, get_run
 from installs.links import Link, resolve
 from installs.principals import roles_from_slack, slack_principal
 
@@ -268,7 +269,7 @@ class SlackAnswers:
 
     async def _queue(self, request: Request, accepted: Accepted) -> None:
         agent = self.runtime.agent
-        await agent.runs.create(accepted.grant.ctx, prompt=request.prompt,
+        await self.runtime.db.run(create_run, accepted.grant.ctx, prompt=request.prompt,
                                 model=agent.models.check(self.runtime.settings.model),
                                 status="queued", conversation_id=accepted.conversation)
         log.info("slack request queued for the next start", run_id=accepted.grant.ctx.run_id,
@@ -375,9 +376,9 @@ class SlackAnswers:
         if message is None or message.answer_ts is None:
             log.warning("resume pressed for an unknown run", run_id=run_id)
             return
-        record = await self.runtime.agent.runs.get(link.tenant_id, run_id)
+        record = await self.runtime.db.run(get_run, link.tenant_id, run_id)
         roles = await self._roles(client, origin.user_id)
-        granted = set(await roles_of(db, link.tenant_id, origin.principal))
+        granted = set(await db.run(roles_of, link.tenant_id, origin.principal))
         if origin.principal != record.principal_id and not {"owner", "admin"} & (roles | granted):
             await client.chat_postEphemeral(channel=channel, user=origin.user_id,
                                             text=render.resume_denied())
@@ -390,7 +391,7 @@ class SlackAnswers:
                 tenant_id=link.tenant_id, principal_id=record.principal_id,
                 extra_roles=owner_roles, correlation_id=f"resume:{run_id}", run_id=run_id,
             )
-            if not await self.runtime.agent.runs.claim_resume(grant.ctx):
+            if not await self.runtime.db.run(claim_resume, grant.ctx):
                 raise Conflict("already resumed")
         except (RunRefused, Conflict, NotFound) as exc:
             log.info("resume not started", run_id=run_id, reason=str(exc))
@@ -420,7 +421,7 @@ class SlackAnswers:
         if link is None or not link.active:
             return
         roles = await self._roles(client, origin.user_id)
-        granted = set(await roles_of(self.runtime.db, link.tenant_id, origin.principal))
+        granted = set(await self.runtime.db.run(roles_of, link.tenant_id, origin.principal))
         is_admin = bool({"owner", "admin"} & (roles | granted))
         extra = await verify_view_section(self.runtime, link.tenant_id) \
             if verify and is_admin else None

@@ -23,10 +23,10 @@ from bots.runtime import Runtime
 from bots.slack import render
 from core import audit as events
 from core.audit import AuditEvent, VerifyReport
-from core.budget import MonthlyLedger
+from core.budget.ledger import standing
 from core.db.schema import runs, usage_ledger
 from core.prices import format_microcents
-from core.runs import RunRecord
+from core.runs import RunRecord, recent_runs
 from core.tenants import Plan
 
 Block = dict[str, Any]
@@ -271,9 +271,10 @@ async def home_view(runtime: Runtime, *, tenant_id: str, principal_id: str, is_a
     Raises:
         NotFound: No such tenant, or its plan is gone.
     """
-    standing = await MonthlyLedger(runtime.db).standing(tenant_id)
-    tenant, plan, period, used = standing.tenant, standing.plan, standing.period, standing.used
-    mine = await runtime.agent.runs.recent(tenant.id, RECENT_RUNS, principal_id=principal_id)
+    held = await runtime.db.run(standing, tenant_id)
+    tenant, plan, period, used = held.tenant, held.plan, held.period, held.used
+    mine = await runtime.db.run(recent_runs, tenant.id, RECENT_RUNS,
+                                principal_id=principal_id)
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "emoji": True,
                                     "text": _clip(TITLE.format(tenant=tenant.name), MAX_HEADER)}},

@@ -20,59 +20,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection
 
 from core.audit.events import AuditError, canonical_bytes, check_fields, utc_now
 from core.audit.store import decode_range, encode_range
 from core.audit.tables import audit_events, audit_heads
-from core.db.engine import Database
-from core.db.prepared import Prepared
+from core.db.engine import Database, dialect_insert
 from core.merkle import CompactRange, leaf_hash
 
 MAX_BATCH = 500
 
+_MAX_LENGTH = {"tenant_id": 64, "run_id": 36, "event": 64}
+
 # Built once: an append runs with every tool call.
-_CLAIM = Prepared(
-    update(audit_heads)
-    .where(audit_heads.c.tenant_id == bindparam("h_tenant"))
-    .values(size=audit_heads.c.size + bindparam("h_count"))
+_HEAD = audit_heads.c.tenant_id == bindparam("h_tenant")
+_CLAIM = (
+    update(audit_heads).where(_HEAD).values(size=audit_heads.c.size + bindparam("h_count"))
     .returning(audit_heads.c.size, audit_heads.c.compact_range)
 )
-_MOVE_HEAD = Prepared(
-    update(audit_heads)
-    .where(audit_heads.c.tenant_id == bindparam("h_tenant"))
-    .values(compact_range=bindparam("h_range"), updated_at=bindparam("h_at"))
-)
-_ADVANCE_STATEMENT = (
-    update(audit_heads)
-    .where(
-        audit_heads.c.tenant_id == bindparam("h_tenant"),
-        audit_heads.c.size == bindparam("h_size"),
-        audit_heads.c.compact_range == bindparam("h_range"),
-    )
-    .values(
-        size=bindparam("h_new_size"),
-        compact_range=bindparam("h_new_range"),
-        updated_at=bindparam("h_at"),
-    )
-)
-_ADVANCE = Prepared(_ADVANCE_STATEMENT)
-_INSERT_EVENTS = Prepared(audit_events.insert())
-_EVENT_COLUMNS = ("tenant_id", "seq", "run_id", "event", "time", "fields", "leaf_hash")
-_ADVANCE_AND_INSERT = Prepared(
-    # PostgreSQL, one event: the head moves and the event is inserted in one statement,
-    # the event only if the head still was where this process left it.
-    audit_events.insert()
-    .from_select(
-        list(_EVENT_COLUMNS),
-        select(
-            *(bindparam("e_" + name, type_=audit_events.c[name].type) for name in _EVENT_COLUMNS)
-        ).select_from(_ADVANCE_STATEMENT.returning(audit_heads.c.size).cte("advanced")),
-    )
-    .returning(audit_events.c.seq)
-)
-_MAX_LENGTH = {"tenant_id": 64, "run_id": 36, "event": 64}
+_MOVE_HEAD = update(audit_heads).where(_HEAD)
+_INSERT_EVENTS = audit_events.insert()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,63 +76,18 @@ def require_id(name: str, value: object) -> None:
                          f"{_MAX_LENGTH[name]} characters, got {value!r}")
 
 
-class KnownHeads:
-    """The head each tenant's log had after this process last wrote it.
+def append_entries(conn: Connection, tenant_id: str, entries: Sequence[Entry]) -> list[int]:
+    """Append ``entries`` in order in ``conn``'s transaction; their sequence numbers.
 
-    A guess that saves a statement: an append whose guess still matches the stored
-    head (same size and same compact range, so the same tree) moves the head with one
-    conditional ``UPDATE`` instead of claiming it first. Any other writer in between,
-    in this process or another, or a rolled-back transaction, makes the guess miss;
-    the append then claims the head as usual.
+    The one way an event enters a log: the head is claimed (locked and counted),
+    the leaves extend its compact range, and the head and the events are written
+    together.
     """
-
-    def __init__(self) -> None:
-        self._heads: dict[str, tuple[int, str]] = {}
-
-    def get(self, tenant_id: str) -> tuple[int, str] | None:
-        """The size and encoded compact range last written for the tenant, if any."""
-        return self._heads.get(tenant_id)
-
-    def remember(self, tenant_id: str, size: int, compact_range: str) -> None:
-        """Note the head a transaction of this process has just written."""
-        self._heads[tenant_id] = (size, compact_range)
-
-
-def write(
-    db: Database, conn: Connection, tenant_id: str, entries: Sequence[Entry],
-    heads: KnownHeads | None = None,
-) -> list[int]:
-    """Append ``entries`` in order in ``conn``'s transaction; return their sequence numbers."""
-    guess = heads.get(tenant_id) if heads is not None else None
-    if guess is not None:
-        size, stored = guess
-        tree = decode_range(size, stored)
-        seqs, rows = _extend(tree, tenant_id, entries)
-        encoded = encode_range(tree)
-        head = {
-            "h_tenant": tenant_id, "h_size": size, "h_range": stored,
-            "h_new_size": tree.size, "h_new_range": encoded, "h_at": datetime.now(UTC),
-        }
-        if not db.is_sqlite and len(rows) == 1:
-            event = {"e_" + name: value for name, value in rows[0].items()}
-            moved = _ADVANCE_AND_INSERT.execute(conn, head | event).fetchone() is not None
-        else:
-            moved = _ADVANCE.execute(conn, head).rowcount == 1
-            if moved:
-                _INSERT_EVENTS.execute_many(conn, rows)
-        if moved:
-            if heads is not None:
-                heads.remember(tenant_id, tree.size, encoded)
-            return seqs
-    tree = _claim(db, conn, tenant_id, len(entries))
+    tree = _claim(conn, tenant_id, len(entries))
     seqs, rows = _extend(tree, tenant_id, entries)
-    encoded = encode_range(tree)
-    _MOVE_HEAD.execute(
-        conn, {"h_tenant": tenant_id, "h_range": encoded, "h_at": datetime.now(UTC)}
-    )
-    _INSERT_EVENTS.execute_many(conn, rows)
-    if heads is not None:
-        heads.remember(tenant_id, tree.size, encoded)
+    conn.execute(_MOVE_HEAD, {"h_tenant": tenant_id, "compact_range": encode_range(tree),
+                              "updated_at": datetime.now(UTC)})
+    conn.execute(_INSERT_EVENTS, rows)
     return seqs
 
 
@@ -188,17 +111,17 @@ def _extend(
     return seqs, rows
 
 
-def _claim(db: Database, conn: Connection, tenant_id: str, count: int) -> CompactRange:
+def _claim(conn: Connection, tenant_id: str, count: int) -> CompactRange:
     """Lock the tenant's head, counting ``count`` new events in it; return the prior tree."""
     claim = {"h_tenant": tenant_id, "h_count": count}
-    row = _CLAIM.execute(conn, claim).fetchone()
+    row = conn.execute(_CLAIM, claim).first()
     if row is None:
         conn.execute(
-            db.insert(audit_heads)
+            dialect_insert(conn, audit_heads)
             .values(tenant_id=tenant_id, size=0, compact_range="[]", updated_at=datetime.now(UTC))
             .on_conflict_do_nothing()
         )
-        row = _CLAIM.execute(conn, claim).fetchone()
+        row = conn.execute(_CLAIM, claim).first()
     if row is None:
         raise AuditError(f"the audit head of tenant {tenant_id!r} vanished while created")
     size, compact_range = row
@@ -225,9 +148,8 @@ class GroupCommit:
         db: Where to write.
     """
 
-    def __init__(self, db: Database, heads: KnownHeads | None = None) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._heads = heads
         self._queues: dict[str, _Queue] = {}
 
     async def record(self, tenant_id: str, entry: Entry) -> int:
@@ -260,9 +182,7 @@ class GroupCommit:
         del queue.waiting[:MAX_BATCH]
         entries = [w.entry for w in batch]
         try:
-            seqs = await self._db.run(
-                lambda conn: write(self._db, conn, tenant_id, entries, self._heads)
-            )
+            seqs = await self._db.run(append_entries, tenant_id, entries)
         except BaseException as error:
             failure = error if isinstance(error, Exception) else AuditError(
                 f"the transaction writing {len(batch)} audit events of {tenant_id!r} was "

@@ -42,9 +42,8 @@ async def write_bundle(
     Events appended during the export are left out: the bundle is the log as of
     the head read first, which is what its ``head`` claims.
     """
-    async with db.begin() as conn:
-        head = await read_head(conn, tenant_id) or CompactRange()
-        checkpoints = await read_checkpoints(conn, tenant_id)
+    head = await db.run(read_head, tenant_id) or CompactRange()
+    checkpoints = await db.run(read_checkpoints, tenant_id)
     header = {
         "format": FORMAT,
         "tenant_id": tenant_id,

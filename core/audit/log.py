@@ -22,9 +22,8 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.audit.append import GroupCommit, KnownHeads, prepare, require_id, write
+from core.audit.append import GroupCommit, append_entries, prepare, require_id
 from core.audit.bundle import write_bundle
 from core.audit.events import AuditError, AuditEvent, origin_of
 from core.audit.redact import Redactor, default_redactor
@@ -41,7 +40,7 @@ from core.audit.store import (
 )
 from core.audit.tables import audit_checkpoints, audit_events, audit_salts
 from core.audit.verify import InclusionProof, LogChecker, StoredCheckpoint, VerifyReport
-from core.db.engine import Database
+from core.db.engine import Database, dialect_insert, reads
 from core.errors import NotFound
 from core.merkle import CompactRange, inclusion_proof, root_from_leaf_hashes
 from core.signed_note import (
@@ -77,8 +76,7 @@ class AuditLog:
         self.origin_prefix = origin_prefix
         self._redactor: Redactor = redactor or default_redactor
         self.verifiers = (signer.verifier, *verifiers)
-        self._heads = KnownHeads()
-        self._group = GroupCommit(db, self._heads)
+        self._group = GroupCommit(db)
 
     @property
     def verifier_key(self) -> str:
@@ -89,8 +87,8 @@ class AuditLog:
         """The checkpoint origin of a tenant's log."""
         return origin_of(self.origin_prefix, tenant_id)
 
-    async def append(
-        self, conn: AsyncConnection, tenant_id: str, event: str, fields: Mapping[str, Any],
+    def append(
+        self, conn: Connection, tenant_id: str, event: str, fields: Mapping[str, Any],
         *, run_id: str | None = None,
     ) -> int:
         """Append an event in the caller's transaction and return its sequence number.
@@ -102,18 +100,7 @@ class AuditLog:
             AuditError: An id is malformed, or ``fields`` holds a long string or a
                 value that is not JSON.
         """
-        entry = prepare(tenant_id, event, fields, run_id)
-        return await conn.run_sync(
-            lambda sync: write(self.db, sync, tenant_id, [entry], self._heads)[0]
-        )
-
-    def append_in(
-        self, conn: Connection, tenant_id: str, event: str, fields: Mapping[str, Any],
-        *, run_id: str | None = None,
-    ) -> int:
-        """``append`` for a transaction run by ``Database.run``."""
-        entry = prepare(tenant_id, event, fields, run_id)
-        return write(self.db, conn, tenant_id, [entry], self._heads)[0]
+        return append_entries(conn, tenant_id, [prepare(tenant_id, event, fields, run_id)])[0]
 
     async def record(
         self, tenant_id: str, event: str, fields: Mapping[str, Any], *, run_id: str | None = None
@@ -126,56 +113,13 @@ class AuditLog:
         """
         return await self._group.record(tenant_id, prepare(tenant_id, event, fields, run_id))
 
-    async def digest(self, conn: AsyncConnection | None, tenant_id: str, content: str) -> str:
-        """A salted HMAC-SHA256 (hex) of tenant content, the only form content is logged in.
-
-        The salt is the tenant's own and is created on first use; ``shred`` deletes
-        it, after which no digest can be matched to a guessed content any more.
-        Pass the open ``conn`` when inside a transaction (SQLite has one writer).
-        """
-        if conn is None:
-            salt = await self.salt(tenant_id)
-        else:
-            require_id("tenant_id", tenant_id)
-            salt = await conn.run_sync(self.salt_in, tenant_id)
-        return digest_with(salt, content)
-
-    async def salt(self, tenant_id: str) -> bytes:
-        """The tenant's digest salt, created on first use.
-
-        A run fetches it once and digests with ``digest_with``; a purge that shreds
-        the salt also ends the tenant's runs.
-        """
-        require_id("tenant_id", tenant_id)
-        return await self.db.run(lambda conn: self.salt_in(conn, tenant_id))
-
-    def salt_in(self, conn: Connection, tenant_id: str) -> bytes:
-        """``salt`` inside the caller's transaction."""
-        query = select(audit_salts.c.salt).where(audit_salts.c.tenant_id == tenant_id)
-        salt = conn.scalar(query)
-        if salt is None:
-            conn.execute(
-                self.db.insert(audit_salts)
-                .values(tenant_id=tenant_id, salt=secrets.token_hex(32),
-                        created_at=datetime.now(UTC))
-                .on_conflict_do_nothing()
-            )
-            salt = conn.scalar(query)
-        if salt is None:
-            raise AuditError(f"the audit salt of tenant {tenant_id!r} vanished while created")
-        return bytes.fromhex(salt)
+    async def digest(self, tenant_id: str, content: str) -> str:
+        """The salted digest of ``content``, for an event recorded outside a run."""
+        return digest_with(await self.db.run(salt, tenant_id), content)
 
     def redact(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Tool arguments as the audit log may keep them (see ``core.audit.redact``)."""
         return self._redactor(arguments)
-
-    async def shred(self, conn: AsyncConnection, tenant_id: str) -> None:
-        """Delete the tenant's salt, in the caller's transaction (part of a purge).
-
-        Events stay, so the log still verifies, but their digests no longer link
-        to any content. Append a ``tenant.purged`` event in the same transaction.
-        """
-        await conn.execute(delete(audit_salts).where(audit_salts.c.tenant_id == tenant_id))
 
     async def sign_checkpoint(self, tenant_id: str) -> StoredCheckpoint:
         """Sign the tenant's current tree head and store it.
@@ -187,9 +131,8 @@ class AuditLog:
         Raises:
             AuditError: The events since the last checkpoint do not match the head.
         """
-        async with self.db.begin() as conn:
-            head = await read_head(conn, tenant_id) or CompactRange()
-            latest = await read_latest_checkpoint(conn, tenant_id)
+        head, latest = await self.db.run(_head_and_latest, tenant_id)
+        head = head or CompactRange()
         start = self._signed_range(latest)
         checker = LogChecker(tenant_id, self.origin(tenant_id), self.verifiers, (), start)
         await feed_batches(
@@ -200,22 +143,7 @@ class AuditLog:
             raise AuditError(f"refusing to sign the head of {tenant_id!r}: {report.reason}")
         note = sign_note(format_checkpoint(self.origin(tenant_id), head.size, head.root()),
                          self._signer)
-        async with self.db.begin() as conn:
-            await conn.execute(
-                self.db.insert(audit_checkpoints)
-                .values(tenant_id=tenant_id, size=head.size, root=head.root().hex(), note=note,
-                        compact_range=encode_range(head), created_at=datetime.now(UTC))
-                .on_conflict_do_nothing()
-            )
-            row = (
-                await conn.execute(
-                    select(audit_checkpoints.c.size, audit_checkpoints.c.root,
-                           audit_checkpoints.c.note, audit_checkpoints.c.created_at)
-                    .where(audit_checkpoints.c.tenant_id == tenant_id,
-                           audit_checkpoints.c.size == head.size)
-                )
-            ).one()
-        return checkpoint_of(tenant_id, row)
+        return await self.db.run(_store_checkpoint, tenant_id, head, note)
 
     def _signed_range(self, latest: tuple[StoredCheckpoint, str] | None) -> CompactRange:
         """The tree state of the latest checkpoint, once its signature and root hold."""
@@ -233,29 +161,14 @@ class AuditLog:
 
     async def latest_checkpoint(self, tenant_id: str) -> StoredCheckpoint | None:
         """The newest signed checkpoint of the tenant's log, if any."""
-        async with self.db.begin() as conn:
-            latest = await read_latest_checkpoint(conn, tenant_id)
+        latest = await self.db.run(read_latest_checkpoint, tenant_id)
         return None if latest is None else latest[0]
 
     async def recent(
         self, tenant_id: str, limit: int = 20, events: Collection[str] | None = None
     ) -> list[AuditEvent]:
         """The tenant's newest events, newest first, optionally of some types only."""
-        query = (
-            select(audit_events)
-            .where(audit_events.c.tenant_id == tenant_id)
-            .order_by(audit_events.c.seq.desc())
-            .limit(limit)
-        )
-        if events is not None:
-            query = query.where(audit_events.c.event.in_(list(events)))
-        async with self.db.begin() as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            AuditEvent(row.tenant_id, int(row.seq), row.run_id, row.event, row.time,
-                       json.loads(row.fields), row.leaf_hash)
-            for row in rows
-        ]
+        return await self.db.run(recent_events, tenant_id, limit, events)
 
     async def verify(self, tenant_id: str) -> VerifyReport:
         """Rebuild the tenant's tree from its events and check every checkpoint and the head.
@@ -263,14 +176,12 @@ class AuditLog:
         Events appended while this runs are checked too: the head is read after the
         events ran out, and reading goes on until it has caught up with the head.
         """
-        async with self.db.begin() as conn:
-            checkpoints = await read_checkpoints(conn, tenant_id)
+        checkpoints = await self.db.run(read_checkpoints, tenant_id)
         checker = LogChecker(tenant_id, self.origin(tenant_id), self.verifiers, checkpoints)
         while True:
             before = checker.size
             fed = await feed_batches(checker, event_batches(self.db, tenant_id, after=before))
-            async with self.db.begin() as conn:
-                head = await read_head(conn, tenant_id)
+            head = await self.db.run(read_head, tenant_id)
             if not fed or head is None or head.size <= checker.size or checker.size == before:
                 break
         if head is None:
@@ -288,16 +199,8 @@ class AuditLog:
             NotFound: The tenant's log has no event ``seq``.
             AuditError: The stored leaf hashes do not lead to the tree's root.
         """
-        async with self.db.begin() as conn:
-            head = await read_head(conn, tenant_id)
-            latest = await read_latest_checkpoint(conn, tenant_id)
-            row = (
-                await conn.execute(
-                    select(audit_events).where(
-                        audit_events.c.tenant_id == tenant_id, audit_events.c.seq == seq
-                    )
-                )
-            ).first()
+        head, latest = await self.db.run(_head_and_latest, tenant_id)
+        row = await self.db.run(_event, tenant_id, seq)
         if head is None or row is None or not 1 <= seq <= head.size:
             raise NotFound(f"tenant {tenant_id!r} has no audit event {seq}")
         checkpoint = latest[0] if latest is not None and latest[0].size >= seq else None
@@ -305,14 +208,96 @@ class AuditLog:
         root = head.root() if checkpoint is None else bytes.fromhex(checkpoint.root)
         leaves = await stored_leaves(self.db, tenant_id, size)
         path = await asyncio.to_thread(_audit_path, leaves, seq - 1, size, root)
-        event = AuditEvent(tenant_id, seq, row.run_id, row.event, row.time,
-                           json.loads(row.fields), row.leaf_hash)
-        return InclusionProof(event, row.leaf_hash, seq - 1, size, path, root.hex(),
+        return InclusionProof(row, row.leaf_hash, seq - 1, size, path, root.hex(),
                               None if checkpoint is None else checkpoint.note)
 
     async def export(self, tenant_id: str, path: Path) -> None:
         """Write the tenant's log as a self-contained bundle (see ``verify_bundle``)."""
         await write_bundle(self.db, tenant_id, self.origin(tenant_id), self.verifier_key, path)
+
+
+def salt(conn: Connection, tenant_id: str) -> bytes:
+    """The tenant's digest salt, created on first use.
+
+    Content appears in the log only as ``digest_with(salt, content)``. A run fetches
+    the salt once, when it starts; a purge deletes it (``shred``), after which no
+    digest can be matched to a guessed content any more.
+    """
+    require_id("tenant_id", tenant_id)
+    query = select(audit_salts.c.salt).where(audit_salts.c.tenant_id == tenant_id)
+    found = conn.scalar(query)
+    if found is None:
+        conn.execute(
+            dialect_insert(conn, audit_salts)
+            .values(tenant_id=tenant_id, salt=secrets.token_hex(32), created_at=datetime.now(UTC))
+            .on_conflict_do_nothing()
+        )
+        found = conn.scalar(query)
+    if found is None:
+        raise AuditError(f"the audit salt of tenant {tenant_id!r} vanished while created")
+    return bytes.fromhex(found)
+
+
+def shred(conn: Connection, tenant_id: str) -> None:
+    """Delete the tenant's salt (part of a purge).
+
+    Events stay, so the log still verifies, but their digests no longer link to any
+    content. Append a ``tenant.purged`` event in the same transaction.
+    """
+    conn.execute(delete(audit_salts).where(audit_salts.c.tenant_id == tenant_id))
+
+
+@reads
+def recent_events(
+    conn: Connection, tenant_id: str, limit: int = 20, events: Collection[str] | None = None
+) -> list[AuditEvent]:
+    """The tenant's newest events, newest first, optionally of some types only."""
+    query = (
+        select(audit_events)
+        .where(audit_events.c.tenant_id == tenant_id)
+        .order_by(audit_events.c.seq.desc())
+        .limit(limit)
+    )
+    if events is not None:
+        query = query.where(audit_events.c.event.in_(list(events)))
+    return [_audit_event(row) for row in conn.execute(query)]
+
+
+def _audit_event(row: Any) -> AuditEvent:
+    return AuditEvent(row.tenant_id, int(row.seq), row.run_id, row.event, row.time,
+                      json.loads(row.fields), row.leaf_hash)
+
+
+@reads
+def _event(conn: Connection, tenant_id: str, seq: int) -> AuditEvent | None:
+    row = conn.execute(select(audit_events).where(
+        audit_events.c.tenant_id == tenant_id, audit_events.c.seq == seq)).first()
+    return None if row is None else _audit_event(row)
+
+
+@reads
+def _head_and_latest(
+    conn: Connection, tenant_id: str
+) -> tuple[CompactRange | None, tuple[StoredCheckpoint, str] | None]:
+    return read_head(conn, tenant_id), read_latest_checkpoint(conn, tenant_id)
+
+
+def _store_checkpoint(
+    conn: Connection, tenant_id: str, head: CompactRange, note: str
+) -> StoredCheckpoint:
+    conn.execute(
+        dialect_insert(conn, audit_checkpoints)
+        .values(tenant_id=tenant_id, size=head.size, root=head.root().hex(), note=note,
+                compact_range=encode_range(head), created_at=datetime.now(UTC))
+        .on_conflict_do_nothing()
+    )
+    row = conn.execute(
+        select(audit_checkpoints.c.size, audit_checkpoints.c.root,
+               audit_checkpoints.c.note, audit_checkpoints.c.created_at)
+        .where(audit_checkpoints.c.tenant_id == tenant_id,
+               audit_checkpoints.c.size == head.size)
+    ).one()
+    return checkpoint_of(tenant_id, row)
 
 
 def digest_with(salt: bytes, content: str) -> str:

@@ -1,9 +1,9 @@
 """Reading the audit tables: heads, checkpoints, and events in batches.
 
-Events are read in keyset batches, each in its own short transaction, so that
-checking a long log never holds SQLite's write lock (every transaction there is
-``BEGIN IMMEDIATE``) for more than a moment. That is safe because an event never
-changes once its head is committed: batches read at different times still agree.
+Events are read in keyset batches, each in its own short read transaction, so that
+checking a long log never holds a snapshot (or a connection) for long. That is safe
+because an event never changes once its head is committed: batches read at
+different times still agree.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from core.audit.events import AuditError
 from core.audit.tables import audit_checkpoints, audit_events, audit_heads
 from core.audit.verify import EventRow, LogChecker, StoredCheckpoint
-from core.db.engine import Database
+from core.db.engine import Database, reads
 from core.merkle import CompactRange
 
 BATCH_SIZE = 50_000
@@ -63,13 +63,12 @@ def iso(moment: datetime | str) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-async def read_head(conn: AsyncConnection, tenant_id: str) -> CompactRange | None:
+@reads
+def read_head(conn: Connection, tenant_id: str) -> CompactRange | None:
     """The tenant's current tree state, or ``None`` before its first event."""
-    row = (
-        await conn.execute(
-            select(audit_heads.c.size, audit_heads.c.compact_range).where(
-                audit_heads.c.tenant_id == tenant_id
-            )
+    row = conn.execute(
+        select(audit_heads.c.size, audit_heads.c.compact_range).where(
+            audit_heads.c.tenant_id == tenant_id
         )
     ).first()
     return None if row is None else decode_range(int(row.size), row.compact_range)
@@ -88,9 +87,10 @@ _CHECKPOINT_COLUMNS = (
 )
 
 
-async def read_checkpoints(conn: AsyncConnection, tenant_id: str) -> list[StoredCheckpoint]:
+@reads
+def read_checkpoints(conn: Connection, tenant_id: str) -> list[StoredCheckpoint]:
     """Every stored checkpoint of the tenant, smallest first."""
-    rows = await conn.execute(
+    rows = conn.execute(
         select(*_CHECKPOINT_COLUMNS)
         .where(audit_checkpoints.c.tenant_id == tenant_id)
         .order_by(audit_checkpoints.c.size)
@@ -98,17 +98,16 @@ async def read_checkpoints(conn: AsyncConnection, tenant_id: str) -> list[Stored
     return [checkpoint_of(tenant_id, row) for row in rows]
 
 
-async def read_latest_checkpoint(
-    conn: AsyncConnection, tenant_id: str
+@reads
+def read_latest_checkpoint(
+    conn: Connection, tenant_id: str
 ) -> tuple[StoredCheckpoint, str] | None:
     """The newest checkpoint and the stored tree state it signed."""
-    row = (
-        await conn.execute(
-            select(*_CHECKPOINT_COLUMNS, audit_checkpoints.c.compact_range)
-            .where(audit_checkpoints.c.tenant_id == tenant_id)
-            .order_by(audit_checkpoints.c.size.desc())
-            .limit(1)
-        )
+    row = conn.execute(
+        select(*_CHECKPOINT_COLUMNS, audit_checkpoints.c.compact_range)
+        .where(audit_checkpoints.c.tenant_id == tenant_id)
+        .order_by(audit_checkpoints.c.size.desc())
+        .limit(1)
     ).first()
     if row is None:
         return None
@@ -138,20 +137,10 @@ async def _windows(
     so a window is full unless events are missing, and only then is the next
     stored one looked up.
     """
-    seq = audit_events.c.seq
     last = after
     while upto is None or last < upto:
         high = last + batch_size if upto is None else min(last + batch_size, upto)
-        window = (audit_events.c.tenant_id == tenant_id, seq > last, seq <= high)
-        async with db.begin() as conn:
-            rows = (await conn.execute(select(*columns).where(*window).order_by(seq))).all()
-            following = None
-            if len(rows) < high - last:
-                beyond = select(func.min(seq)).where(audit_events.c.tenant_id == tenant_id,
-                                                     seq > high)
-                if upto is not None:
-                    beyond = beyond.where(seq <= upto)
-                following = await conn.scalar(beyond)
+        rows, following = await db.run(_window, tenant_id, columns, last, high, upto)
         if rows:
             yield rows
         if len(rows) < high - last:
@@ -160,6 +149,23 @@ async def _windows(
             last = int(following) - 1
         else:
             last = high
+
+
+@reads
+def _window(
+    conn: Connection, tenant_id: str, columns: Sequence[Any], last: int, high: int,
+    upto: int | None,
+) -> tuple[Sequence[Any], int | None]:
+    """The rows with ``last < seq <= high``, and the next stored seq if some are missing."""
+    seq = audit_events.c.seq
+    window = (audit_events.c.tenant_id == tenant_id, seq > last, seq <= high)
+    rows = conn.execute(select(*columns).where(*window).order_by(seq)).all()
+    if len(rows) == high - last:
+        return rows, None
+    beyond = select(func.min(seq)).where(audit_events.c.tenant_id == tenant_id, seq > high)
+    if upto is not None:
+        beyond = beyond.where(seq <= upto)
+    return rows, conn.scalar(beyond)
 
 
 async def feed_batches(

@@ -9,7 +9,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
-from core.db.engine import Database
+from core.db.engine import Database, reads
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,17 +31,17 @@ def head_revision() -> str:
 
 async def upgrade(db: Database, revision: str = "head") -> None:
     """Bring the database schema up to ``revision``."""
-    async with db.begin() as conn:
-        await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+    await db.run(lambda conn: command.upgrade(alembic_config(conn), revision))
+
+
+@reads
+def _revision(conn: Connection) -> str | None:
+    if not conn.dialect.has_table(conn, "alembic_version"):
+        return None
+    row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+    return None if row is None else str(row[0])
 
 
 async def current_revision(db: Database) -> str | None:
     """The revision the database is at, or ``None`` before the first migration."""
-    async with db.begin() as conn:
-        has_table = await conn.run_sync(
-            lambda sync: sync.dialect.has_table(sync, "alembic_version")
-        )
-        if not has_table:
-            return None
-        row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
-        return None if row is None else str(row[0])
+    return await db.run(_revision)

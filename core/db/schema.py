@@ -182,3 +182,15 @@ tool_effects = Table(
     Column("result", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+
+casbin_rule = Table(
+    # pycasbin's rule table, as its SQLAlchemy adapters define it (migration 0004): the
+    # tenant is ``v1`` of a ``p`` rule and ``v2`` of a ``g`` rule (``core.authz``).
+    "casbin_rule",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    *(Column(name, String(255)) for name in ("ptype", "v0", "v1", "v2", "v3", "v4", "v5")),
+    Index("ix_casbin_rule_ptype_v1", "ptype", "v1"),
+    Index("ix_casbin_rule_ptype_v2", "ptype", "v2"),
+)

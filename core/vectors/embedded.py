@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.context import TenantContext
-from core.db.engine import Database
+from core.db.engine import Database, dialect_insert, reads
 from core.vectors.base import (
     Match,
     MetadataValue,
@@ -103,23 +103,8 @@ class EmbeddedVectorStore:
         }
         if not rows:
             return 0
-        insert = self.db.insert(memory_chunks)
-        statement = insert.on_conflict_do_update(
-            index_elements=[memory_chunks.c.tenant_id, memory_chunks.c.id],
-            set_={
-                name: insert.excluded[name]
-                for name in (
-                    "partition", "source", "chunk", "text", "vector", "dim", "metadata",
-                    "created_at",
-                )
-            },
-        )
-        values = list(rows.values())
-        async with self.db.begin() as conn:
-            for start in range(0, len(values), _UPSERT_BATCH):
-                await conn.execute(statement, values[start : start + _UPSERT_BATCH])
-            await self._raise_revision(conn, tenant_id, partition)
-        return len(values)
+        await self.db.run(_upsert, tenant_id, partition, list(rows.values()))
+        return len(rows)
 
     async def query(self, ctx: TenantContext, vector: npt.ArrayLike, top_k: int) -> list[Match]:
         """The ``top_k`` chunks of the tenant's partition most similar to ``vector``.
@@ -131,64 +116,52 @@ class EmbeddedVectorStore:
         check_top_k(top_k)
         query = unit_vector(vector, what="query vector")
         key = PartitionKey(tenant_id, partition, int(query.shape[0]))
-        async with self.db.read() as conn:
-            revision = await _revision(conn, key)
-            entry = self.cache.get(key, revision)
-            if entry is None:
-                entry = await self._load(conn, key, revision)
-            if not entry.ids:
-                return []
-            scores = {
-                entry.ids[i]: score for i, score in top_indices(entry.matrix @ query, top_k)
-            }
-            details = (
-                await conn.execute(
-                    select(
-                        memory_chunks.c.id,
-                        memory_chunks.c.source,
-                        memory_chunks.c.chunk,
-                        memory_chunks.c.text,
-                        memory_chunks.c.metadata,
-                    ).where(
-                        memory_chunks.c.tenant_id == tenant_id,
-                        # Compared as an expression, the partition cannot steer SQLite's
-                        # planner to the partition index (a scan of every chunk of the
-                        # partition) instead of the primary key (one lookup per winner).
-                        memory_chunks.c.partition.concat("") == partition,
-                        memory_chunks.c.id.in_(list(scores)),
-                    )
-                )
-            ).all()
+        return await self.db.run(self._search, key, query, top_k)
+
+    @reads
+    def _search(
+        self, conn: Connection, key: PartitionKey, query: npt.NDArray[np.float32], top_k: int
+    ) -> list[Match]:
+        """Score the partition (its cached matrix if still current), then read the winners."""
+        revision = _revision(conn, key)
+        entry = self.cache.get(key, revision)
+        if entry is None:
+            entry = self._load(conn, key, revision)
+        if not entry.ids:
+            return []
+        scores = {entry.ids[i]: score for i, score in top_indices(entry.matrix @ query, top_k)}
+        c = memory_chunks.c
+        details = conn.execute(
+            select(c.id, c.source, c.chunk, c.text, c.metadata).where(
+                c.tenant_id == key.tenant_id,
+                # Compared as an expression, the partition cannot steer SQLite's planner to
+                # the partition index (a scan of every chunk of the partition) instead of
+                # the primary key (one lookup per winner).
+                c.partition.concat("") == key.partition,
+                c.id.in_(list(scores)),
+            )
+        ).all()
         by_id = {row.id: row for row in details}
         # On PostgreSQL a winner deleted after the revision was read is gone by now.
         return [
-            Match(
-                id=chunk_id,
-                source=by_id[chunk_id].source,
-                chunk=by_id[chunk_id].chunk,
-                text=by_id[chunk_id].text,
-                score=score,
-                metadata=_metadata(by_id[chunk_id].metadata),
-            )
+            Match(id=chunk_id, source=by_id[chunk_id].source, chunk=by_id[chunk_id].chunk,
+                  text=by_id[chunk_id].text, score=score,
+                  metadata=_metadata(by_id[chunk_id].metadata))
             for chunk_id, score in scores.items()
             if chunk_id in by_id
         ]
 
-    async def _load(
-        self, conn: AsyncConnection, key: PartitionKey, revision: int | None
-    ) -> PartitionMatrix:
+    def _load(self, conn: Connection, key: PartitionKey, revision: int | None) -> PartitionMatrix:
         """Read the ids and vectors of a partition, and cache them if ``revision`` held.
 
         A partition without a revision has never been written through a store that
         keeps one, so nothing could tell when its matrix went stale: it is not cached.
         """
-        rows = (
-            await conn.execute(
-                select(memory_chunks.c.id, memory_chunks.c.vector).where(
-                    memory_chunks.c.tenant_id == key.tenant_id,
-                    memory_chunks.c.partition == key.partition,
-                    memory_chunks.c.dim == key.dim,
-                )
+        rows = conn.execute(
+            select(memory_chunks.c.id, memory_chunks.c.vector).where(
+                memory_chunks.c.tenant_id == key.tenant_id,
+                memory_chunks.c.partition == key.partition,
+                memory_chunks.c.dim == key.dim,
             )
         ).all()
         matrix = np.frombuffer(b"".join(row.vector for row in rows), dtype=np.float32)
@@ -199,7 +172,7 @@ class EmbeddedVectorStore:
         )
         # On PostgreSQL each statement reads its own snapshot: a write committed between
         # the two reads of the revision would otherwise be cached under the older one.
-        if revision is not None and await _revision(conn, key) == revision:
+        if revision is not None and _revision(conn, key) == revision:
             self.cache.put(key, entry)
         return entry
 
@@ -207,73 +180,81 @@ class EmbeddedVectorStore:
         """Delete every chunk of ``source`` the tenant has, whatever its partition."""
         tenant_id, _ = resolve_partition(self.resolver, ctx)
         check_source(source)
-        async with self.db.begin() as conn:
-            result = await conn.execute(
-                delete(memory_chunks).where(
-                    memory_chunks.c.tenant_id == tenant_id, memory_chunks.c.source == source
-                )
-            )
-            if result.rowcount:
-                await _raise_revisions(conn, tenant_id)
-        return int(result.rowcount)
+        return await self.db.run(_delete_source, tenant_id, source)
 
     async def purge(self, subject: TenantContext | str) -> None:
         """Delete every chunk the tenant has, in every partition."""
         tenant_id, _ = resolve_partition(self.resolver, subject)
-        async with self.db.begin() as conn:
-            await purge_tenant(conn, tenant_id)
-
-    async def _raise_revision(self, conn: AsyncConnection, tenant_id: str, partition: str) -> None:
-        """Raise the revision of the partition written to, and of the tenant's other ones.
-
-        A chunk's id is unique per tenant, not per partition, so an upsert under a new
-        partition scheme moves chunks out of the old partition: that one changed too.
-        A tenant normally has one partition, so the second statement matches nothing.
-        """
-        insert = self.db.insert(memory_partitions)
-        await conn.execute(
-            insert.values(tenant_id=tenant_id, partition=partition, revision=1)
-            .on_conflict_do_update(
-                index_elements=[memory_partitions.c.tenant_id, memory_partitions.c.partition],
-                set_={"revision": memory_partitions.c.revision + 1},
-            )
-        )
-        await _raise_revisions(conn, tenant_id, memory_partitions.c.partition != partition)
+        await self.db.run(purge_chunks, tenant_id)
 
 
-async def purge_tenant(conn: AsyncConnection, tenant_id: str) -> int:
-    """Delete every chunk of a tenant inside the caller's deletion transaction.
+def _upsert(conn: Connection, tenant_id: str, partition: str, rows: list[dict[str, Any]]) -> None:
+    insert = dialect_insert(conn, memory_chunks)
+    statement = insert.on_conflict_do_update(
+        index_elements=[memory_chunks.c.tenant_id, memory_chunks.c.id],
+        set_={name: insert.excluded[name] for name in (
+            "partition", "source", "chunk", "text", "vector", "dim", "metadata", "created_at",
+        )},
+    )
+    for start in range(0, len(rows), _UPSERT_BATCH):
+        conn.execute(statement, rows[start : start + _UPSERT_BATCH])
+    _raise_revision(conn, tenant_id, partition)
 
-    The tenant's partition revisions are raised, not deleted, so that no process serves
-    vectors it cached before the purge.
 
-    Returns:
-        How many chunks were deleted.
-    """
-    result = await conn.execute(delete(memory_chunks).where(memory_chunks.c.tenant_id == tenant_id))
+def _delete_source(conn: Connection, tenant_id: str, source: str) -> int:
+    result = conn.execute(delete(memory_chunks).where(
+        memory_chunks.c.tenant_id == tenant_id, memory_chunks.c.source == source))
     if result.rowcount:
-        await _raise_revisions(conn, tenant_id)
+        _raise_revisions(conn, tenant_id)
     return int(result.rowcount)
 
 
-async def _raise_revisions(
-    conn: AsyncConnection, tenant_id: str, *where: ColumnElement[bool]
-) -> None:
+def _raise_revision(conn: Connection, tenant_id: str, partition: str) -> None:
+    """Raise the revision of the partition written to, and of the tenant's other ones.
+
+    A chunk's id is unique per tenant, not per partition, so an upsert under a new
+    partition scheme moves chunks out of the old partition: that one changed too.
+    A tenant normally has one partition, so the second statement matches nothing.
+    """
+    insert = dialect_insert(conn, memory_partitions)
+    conn.execute(
+        insert.values(tenant_id=tenant_id, partition=partition, revision=1)
+        .on_conflict_do_update(
+            index_elements=[memory_partitions.c.tenant_id, memory_partitions.c.partition],
+            set_={"revision": memory_partitions.c.revision + 1},
+        )
+    )
+    _raise_revisions(conn, tenant_id, memory_partitions.c.partition != partition)
+
+
+def purge_chunks(conn: Connection, tenant_id: str) -> int:
+    """Delete every chunk of a tenant (part of a purge); how many went.
+
+    The tenant's partition revisions are raised, not deleted, so that no process serves
+    vectors it cached before the purge.
+    """
+    result = conn.execute(delete(memory_chunks).where(memory_chunks.c.tenant_id == tenant_id))
+    if result.rowcount:
+        _raise_revisions(conn, tenant_id)
+    return int(result.rowcount)
+
+
+def _raise_revisions(conn: Connection, tenant_id: str, *where: ColumnElement[bool]) -> None:
     """Raise the revision of every partition of the tenant (that also matches ``where``).
 
     Writes change chunks first and revisions last, always in that order, so that two
     transactions never wait for each other's locks the other way round on PostgreSQL.
     """
-    await conn.execute(
+    conn.execute(
         update(memory_partitions)
         .where(memory_partitions.c.tenant_id == tenant_id, *where)
         .values(revision=memory_partitions.c.revision + 1)
     )
 
 
-async def _revision(conn: AsyncConnection, key: PartitionKey) -> int | None:
+def _revision(conn: Connection, key: PartitionKey) -> int | None:
     """The partition's revision, or ``None`` if nothing has been written to it yet."""
-    revision = await conn.scalar(
+    revision = conn.scalar(
         select(memory_partitions.c.revision).where(
             memory_partitions.c.tenant_id == key.tenant_id,
             memory_partitions.c.partition == key.partition,

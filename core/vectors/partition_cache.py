@@ -14,6 +14,7 @@ same partition name would still never share an entry.
 from __future__ import annotations
 
 import sys
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
@@ -78,9 +79,9 @@ class CacheStats:
 class PartitionCache:
     """A least-recently-used map of partition matrices, bounded by their total bytes.
 
-    It is used from one event loop and never awaits, so every method runs to completion
-    without interleaving; two searches that load the same cold partition at once simply
-    both offer their matrix, and the one read at the newer revision stays.
+    Searches run in the database's worker threads, so every method holds the cache's
+    lock; two searches that load the same cold partition at once simply both offer
+    their matrix, and the one read at the newer revision stays.
     """
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
@@ -92,6 +93,7 @@ class PartitionCache:
         self._hits = 0
         self._misses = 0
         self._evictions = 0
+        self._lock = threading.Lock()
 
     def get(self, key: PartitionKey, revision: int | None) -> PartitionMatrix | None:
         """The matrix cached for ``key`` if it was read at ``revision``, else ``None``.
@@ -99,6 +101,10 @@ class PartitionCache:
         An entry at another revision is stale (the partition changed since) and is
         dropped. Every call counts as a hit or a miss.
         """
+        with self._lock:
+            return self._get(key, revision)
+
+    def _get(self, key: PartitionKey, revision: int | None) -> PartitionMatrix | None:
         entry = self._entries.get(key)
         if entry is not None and revision is not None and entry.revision == revision:
             self._entries.move_to_end(key)
@@ -115,6 +121,10 @@ class PartitionCache:
         An entry read at an older revision than the one held is ignored (a slow load
         finishing after a faster, newer one); one larger than the bound is not kept.
         """
+        with self._lock:
+            self._put(key, entry)
+
+    def _put(self, key: PartitionKey, entry: PartitionMatrix) -> None:
         held = self._entries.get(key)
         if held is not None and held.revision > entry.revision:
             return

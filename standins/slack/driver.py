@@ -46,7 +46,7 @@ from bots.web import EXECUTOR, RUNTIME, create_app
 from core.audit import AuditEvent
 from core.db.engine import Database
 from core.errors import Conflict
-from core.runs import RunRecord
+from core.runs import RunRecord, recent_runs
 from core.settings import Settings
 from core.tenants import Plan, create_plan, create_tenant
 from installs.links import link
@@ -153,8 +153,8 @@ class Scenario:
         """Create a tenant (and its plan, once)."""
         the_plan = the_plan or default_plan()
         with contextlib.suppress(Conflict):
-            await create_plan(self.db, the_plan)
-        await create_tenant(self.db, tenant_id=tenant_id, name=tenant_id.title(),
+            await self.db.run(create_plan, the_plan)
+        await self.db.run(create_tenant, tenant_id=tenant_id, name=tenant_id.title(),
                             plan_id=the_plan.id)
         return tenant_id
 
@@ -433,7 +433,7 @@ def thread(slack: SlackStandIn, channel: str, thread_ts: str) -> list[SlackMessa
 
 async def runs_of(scenario: Scenario, tenant_id: str) -> list[RunRecord]:
     """The tenant's runs, oldest first."""
-    return list(reversed(await scenario.runtime.agent.runs.recent(tenant_id, limit=100)))
+    return list(reversed(await scenario.db.run(recent_runs, tenant_id, limit=100)))
 
 
 async def audit_events(scenario: Scenario, tenant_id: str, *names: str) -> list[AuditEvent]:

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bots.cli_roles import roles
-from core.authz import roles_of, seed_tenant
+from core.authz import roles_of, seed_policy
 from core.db.engine import Database
 from core.db.migrate import upgrade
 from core.settings import Settings
@@ -20,7 +20,7 @@ async def _prepare(url: str, *tenant_ids: str) -> None:
         await upgrade(db)
         for tenant_id in tenant_ids:
             await tenant_on(db, tenant_id, plan())
-            await seed_tenant(db, tenant_id)
+            await db.run(seed_policy, tenant_id)
     finally:
         await db.dispose()
 
@@ -28,7 +28,7 @@ async def _prepare(url: str, *tenant_ids: str) -> None:
 async def _roles_of(url: str, tenant_id: str, principal_id: str) -> list[str]:
     db = Database(url)
     try:
-        return await roles_of(db, tenant_id, principal_id)
+        return await db.run(roles_of, tenant_id, principal_id)
     finally:
         await db.dispose()
 

@@ -25,7 +25,7 @@ async def _setup(url: str) -> None:
     try:
         await tenant_on(db, "acme", plan())
         await tenant_on(db, "globex", plan())
-        await set_status(db, "globex", "suspended")
+        await db.run(set_status, "globex", "suspended")
     finally:
         await db.dispose()
 

@@ -25,12 +25,12 @@ from sqlalchemy import inspect, select, table, text
 import core.agent
 import core.metered_model
 from core.agent import AgentService, RunOutcome
-from core.budget import MIN_OUTPUT_TOKENS
+from core.budget.meter import MIN_OUTPUT_TOKENS
 from core.db.engine import Database
 from core.db.schema import monthly_usage, tool_effects, usage_ledger
 from core.models import ModelFactory
 from core.prices import price_for
-from core.runs import RunRecord, RunStore
+from core.runs import RunRecord, get_run
 from core.settings import Settings
 from core.tenants import Plan, update_plan
 from core.tools import CapabilityRegistry
@@ -127,7 +127,7 @@ async def month_row(db: Database) -> Any:
 
 
 async def run_record(db: Database, run_id: str) -> RunRecord:
-    return await RunStore(db).get("acme", run_id)
+    return await db.run(get_run, "acme", run_id)
 
 
 def row_cost(row: Any) -> int:
@@ -363,7 +363,7 @@ async def test_the_walltime_deadline_cuts_a_slow_reply_and_a_resume_completes(
     emu.script(TextTurn("In time."))
     # The operator gives the plan room before resuming: the fresh allocation, not a
     # race with the clock, is what this part is about.
-    await update_plan(db, the_plan.id, limits={"run_walltime_ms": 60_000})
+    await db.run(update_plan, the_plan.id, limits={"run_walltime_ms": 60_000})
     outcome = await resume(service, db, halted.run_id)
 
     assert (outcome.status, outcome.answer) == ("completed", "In time.")

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from core.audit import (
@@ -30,6 +31,7 @@ from core.audit import (
 )
 from core.audit import append as audit_append
 from core.audit.keys import KEY_FILE
+from core.audit.log import digest_with, salt, shred
 from core.audit.store import event_batches
 from core.audit.tables import audit_checkpoints, audit_events, audit_heads, audit_salts
 from core.db.engine import Database
@@ -62,35 +64,38 @@ async def fill(log: AuditLog, tenant_id: str, count: int, start: int = 0) -> Non
 
 async def drop_guards(db: Database) -> None:
     """What an attacker with owner rights on the database does first."""
-    async with db.begin() as conn:
-        if db.is_sqlite:
-            await conn.execute(text("DROP TRIGGER audit_events_no_update"))
-            await conn.execute(text("DROP TRIGGER audit_events_no_delete"))
-        else:
-            await conn.execute(text("DROP TRIGGER audit_events_append_only ON audit_events"))
+    if db.is_sqlite:
+        await sql(db, "DROP TRIGGER audit_events_no_update", "DROP TRIGGER audit_events_no_delete")
+    else:
+        await sql(db, "DROP TRIGGER audit_events_append_only ON audit_events")
 
 
 async def sql(db: Database, *statements: str) -> None:
-    async with db.begin() as conn:
+    def execute(conn: Connection) -> None:
         for statement in statements:
-            await conn.execute(text(statement))
+            conn.execute(text(statement))
+
+    await db.run(execute)
 
 
 async def stored_rows(db: Database, tenant_id: str) -> list[Any]:
-    async with db.begin() as conn:
-        query = select(audit_events).where(audit_events.c.tenant_id == tenant_id)
-        return list((await conn.execute(query.order_by(audit_events.c.seq))).all())
+    query = select(audit_events).where(audit_events.c.tenant_id == tenant_id)
+    return await db.run(lambda conn: list(conn.execute(query.order_by(audit_events.c.seq))))
 
 
 async def test_append_joins_the_callers_transaction(db: Database) -> None:
     log = log_of(db)
-    async with db.begin() as conn:
-        assert await log.append(conn, "acme", RUN_STARTED, {"model": "x"}, run_id="r1") == 1
-        assert await log.append(conn, "acme", TOOL_INVOKED, {"capability": "c"}, run_id="r1") == 2
+    def two(conn: Connection) -> None:
+        assert log.append(conn, "acme", RUN_STARTED, {"model": "x"}, run_id="r1") == 1
+        assert log.append(conn, "acme", TOOL_INVOKED, {"capability": "c"}, run_id="r1") == 2
+
+    def failing(conn: Connection) -> None:
+        assert log.append(conn, "acme", RUN_COMPLETED, {}, run_id="r1") == 3
+        raise RuntimeError("the run's transaction fails")
+
+    await db.run(two)
     with pytest.raises(RuntimeError):
-        async with db.begin() as conn:
-            assert await log.append(conn, "acme", RUN_COMPLETED, {}, run_id="r1") == 3
-            raise RuntimeError("the run's transaction fails")
+        await db.run(failing)
     assert await log.record("acme", MEMORY_DELETED, {"count": 2}) == 3
     assert await log.record("globex", RUN_STARTED, {}, run_id="r2") == 1
 
@@ -157,8 +162,8 @@ async def test_appends_through_separate_engines_queue_on_the_head_row(database_u
         logs = [log_of(first), log_of(second)]
 
         async def in_transaction(log: AuditLog, n: int) -> int:
-            async with log.db.begin() as conn:
-                return await log.append(conn, "acme", TOOL_INVOKED, {"n": n})
+            return await log.db.run(
+                lambda conn: log.append(conn, "acme", TOOL_INVOKED, {"n": n}))
 
         seqs = await asyncio.gather(
             *(in_transaction(logs[n % 2], n) for n in range(30)),
@@ -171,21 +176,23 @@ async def test_appends_through_separate_engines_queue_on_the_head_row(database_u
         await second.dispose()
 
 
-async def test_a_head_guessed_wrong_is_claimed_again_and_the_log_still_verifies(
+async def test_interleaved_writers_and_a_rollback_leave_a_log_that_verifies(
         database_url: str) -> None:
-    """Each log remembers the head it last wrote; another writer or a rollback makes it stale."""
+    """Two engines (two processes, to the database) take turns, and one append rolls back."""
     first, second = Database(database_url), Database(database_url)
+
+    def lost(conn: Connection) -> None:
+        assert one.append(conn, "acme", TOOL_INVOKED, {"n": "lost"}) == 5
+        raise RuntimeError("the work this event records failed")
+
     try:
         one, other = log_of(first), log_of(second)
         assert await one.record("acme", TOOL_INVOKED, {"n": 1}) == 1
-        assert await one.record("acme", TOOL_INVOKED, {"n": 2}) == 2  # from its guess
-        assert await other.record("acme", TOOL_INVOKED, {"n": 3}) == 3  # one's guess is stale
+        assert await one.record("acme", TOOL_INVOKED, {"n": 2}) == 2
+        assert await other.record("acme", TOOL_INVOKED, {"n": 3}) == 3
         assert await one.record("acme", TOOL_INVOKED, {"n": 4}) == 4
         with pytest.raises(RuntimeError):
-            async with first.begin() as conn:
-                assert await one.append(conn, "acme", TOOL_INVOKED, {"n": "lost"}) == 5
-                raise RuntimeError("the work this event records failed")
-        # one's guess now names a head that was rolled back; other's names seq 3.
+            await first.run(lost)
         assert await other.record("acme", TOOL_INVOKED, {"n": 5}) == 5
         assert await one.record("acme", TOOL_INVOKED, {"n": 6}) == 6
         rows = await stored_rows(first, "acme")
@@ -204,7 +211,7 @@ async def test_a_failed_batch_fails_every_caller_in_it(
     def broken(*_args: object) -> list[int]:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(audit_append, "write", broken)
+    monkeypatch.setattr(audit_append, "append_entries", broken)
     results = await asyncio.gather(
         *(log.record("acme", TOOL_INVOKED, {"n": n}) for n in range(5)), return_exceptions=True
     )
@@ -436,42 +443,49 @@ async def test_inclusion_proofs_verify_against_the_checkpoint_or_the_head(db: Da
 async def test_shredding_the_salt_unlinks_digests_and_the_log_still_verifies(
         db: Database) -> None:
     log = log_of(db)
-    first = await log.digest(None, "acme", PROMPT)
-    assert first == await log.digest(None, "acme", PROMPT)
-    assert first != await log_of(db).digest(None, "globex", PROMPT)
-    async with db.begin() as conn:
-        assert await log.digest(conn, "acme", PROMPT) == first
-        await log.append(conn, "acme", RUN_STARTED, {"prompt": first}, run_id="r1")
-    await log.sign_checkpoint("acme")
+    first = await log.digest("acme", PROMPT)
+    assert first == await log.digest("acme", PROMPT)
+    assert first != await log_of(db).digest("globex", PROMPT)
 
-    async with db.begin() as conn:
-        await log.shred(conn, "acme")
-        await log.append(conn, "acme", TENANT_PURGED, {"salt": "shredded"})
-    async with db.begin() as conn:
-        assert await conn.scalar(select(audit_salts.c.salt).where(
-            audit_salts.c.tenant_id == "acme")) is None
-        assert await conn.scalar(select(audit_salts.c.salt).where(
-            audit_salts.c.tenant_id == "globex")) is not None
+    def started(conn: Connection) -> None:
+        assert digest_with(salt(conn, "acme"), PROMPT) == first
+        log.append(conn, "acme", RUN_STARTED, {"prompt": first}, run_id="r1")
+
+    def purged(conn: Connection) -> None:
+        shred(conn, "acme")
+        log.append(conn, "acme", TENANT_PURGED, {"salt": "shredded"})
+
+    def salt_of(conn: Connection, tenant_id: str) -> str | None:
+        return conn.scalar(select(audit_salts.c.salt).where(audit_salts.c.tenant_id == tenant_id))
+
+    await db.run(started)
+    await log.sign_checkpoint("acme")
+    await db.run(purged)
+    assert await db.run(salt_of, "acme") is None
+    assert await db.run(salt_of, "globex") is not None
     report = await log.verify("acme")
     assert report.ok and report.size == 2
-    assert await log.digest(None, "acme", PROMPT) != first
+    assert await log.digest("acme", PROMPT) != first
 
 
 async def test_secrets_and_prompts_never_reach_the_stored_rows(db: Database) -> None:
     log = log_of(db)
     arguments = {"api_key": SECRET, "query": PROMPT, "account": "ACME-42", "hint": SECRET,
                  "headers": {"Authorization": f"Bearer {SECRET}"}}
-    async with db.begin() as conn:
-        digest = await log.digest(conn, "acme", PROMPT)
-        await log.append(conn, "acme", RUN_STARTED, {"prompt": digest}, run_id="r1")
-        await log.append(conn, "acme", TOOL_INVOKED,
-                         {"capability": "crm.lookup", "arguments": log.redact(arguments)},
-                         run_id="r1")
+    def events(conn: Connection) -> None:
+        digest = digest_with(salt(conn, "acme"), PROMPT)
+        log.append(conn, "acme", RUN_STARTED, {"prompt": digest}, run_id="r1")
+        log.append(conn, "acme", TOOL_INVOKED,
+                   {"capability": "crm.lookup", "arguments": log.redact(arguments)}, run_id="r1")
+
+    def dump(conn: Connection) -> list[str]:
+        return [repr(tuple(row))
+                for table in (audit_events, audit_heads, audit_checkpoints, audit_salts)
+                for row in conn.execute(select(table))]
+
+    await db.run(events)
     await log.sign_checkpoint("acme")
-    dumped: list[str] = []
-    async with db.begin() as conn:
-        for table in (audit_events, audit_heads, audit_checkpoints, audit_salts):
-            dumped.extend(repr(tuple(row)) for row in await conn.execute(select(table)))
+    dumped = await db.run(dump)
     raw = "\n".join(dumped)
     assert "ACME-42" in raw
     for needle in (SECRET, "7c1d0e9b44", PROMPT, "churn", "Initech"):

@@ -12,10 +12,10 @@ from core.authz import (
     capability_matches,
     grant,
     list_grants,
-    purge_tenant,
+    purge_policy,
     revoke,
     roles_of,
-    seed_tenant,
+    seed_policy,
 )
 from core.context import MonthlyRemaining, PrincipalKind, RunCeilings, TenantContext, derive_context
 from core.db.engine import Database
@@ -48,7 +48,7 @@ def ctx_for(tenant_id: str, principal_id: str, kind: PrincipalKind = "user") -> 
 async def tenants(db: Database, *ids: str) -> None:
     for tenant_id in ids:
         await tenant_on(db, tenant_id, plan())
-        await seed_tenant(db, tenant_id)
+        await db.run(seed_policy, tenant_id)
 
 
 async def permitted(db: Database, tenant_id: str, principal_id: str) -> frozenset[str]:
@@ -59,7 +59,7 @@ async def permitted(db: Database, tenant_id: str, principal_id: str) -> frozense
 async def test_default_roles_allow_what_the_table_says(db: Database) -> None:
     await tenants(db, "acme")
     for role in EXPECTED:
-        assert await grant(db, "acme", f"u-{role}", role)
+        assert await db.run(grant, "acme", f"u-{role}", role)
     for role, expected in EXPECTED.items():
         assert await permitted(db, "acme", f"u-{role}") == expected, role
     assert await permitted(db, "acme", "u-nobody") == frozenset()
@@ -67,7 +67,7 @@ async def test_default_roles_allow_what_the_table_says(db: Database) -> None:
 
 async def test_a_member_is_refused_the_audit_log(db: Database) -> None:
     await tenants(db, "acme")
-    await grant(db, "acme", "slack:T1:U1", "member")
+    await db.run(grant, "acme", "slack:T1:U1", "member")
     authorizer = await Authorizer.for_run(db, ctx_for("acme", "slack:T1:U1"))
     authorizer.require("knowledge.search")
     with pytest.raises(ToolRefused) as refused:
@@ -80,29 +80,29 @@ async def test_a_member_is_refused_the_audit_log(db: Database) -> None:
 
 async def test_roles_only_add_rights(db: Database) -> None:
     await tenants(db, "acme")
-    await grant(db, "acme", "u1", "member")
-    await grant(db, "acme", "u1", "admin")
-    assert await roles_of(db, "acme", "u1") == ["admin", "member"]
+    await db.run(grant, "acme", "u1", "member")
+    await db.run(grant, "acme", "u1", "admin")
+    assert await db.run(roles_of, "acme", "u1") == ["admin", "member"]
     assert await permitted(db, "acme", "u1") == CANDIDATES
 
 
 async def test_grants_in_one_tenant_do_not_reach_another(db: Database) -> None:
     await tenants(db, "alpha", "beta")
-    await grant(db, "alpha", "u1", "admin")
-    await grant(db, "beta", "u1", "guest")
-    assert await roles_of(db, "alpha", "u1") == ["admin"]
-    assert await roles_of(db, "beta", "u1") == ["guest"]
+    await db.run(grant, "alpha", "u1", "admin")
+    await db.run(grant, "beta", "u1", "guest")
+    assert await db.run(roles_of, "alpha", "u1") == ["admin"]
+    assert await db.run(roles_of, "beta", "u1") == ["guest"]
     assert await permitted(db, "alpha", "u1") == EXPECTED["admin"]
     assert await permitted(db, "beta", "u1") == EXPECTED["guest"]
-    await grant(db, "alpha", "u2", "owner")
+    await db.run(grant, "alpha", "u2", "owner")
     assert await permitted(db, "beta", "u2") == frozenset()
 
 
 async def test_a_run_loads_only_its_own_tenants_rules(db: Database) -> None:
     await tenants(db, "alpha", "beta")
-    await grant(db, "alpha", "u1", "member")
-    await grant(db, "beta", "u1", "owner")
-    await grant(db, "beta", "u2", "admin")
+    await db.run(grant, "alpha", "u1", "member")
+    await db.run(grant, "beta", "u1", "owner")
+    await db.run(grant, "beta", "u2", "admin")
     rules = (await Authorizer.for_run(db, ctx_for("alpha", "u1"))).loaded_rules
     p_rules = [rule for rule in rules if rule[0] == "p"]
     g_rules = [rule for rule in rules if rule[0] == "g"]
@@ -113,7 +113,7 @@ async def test_a_run_loads_only_its_own_tenants_rules(db: Database) -> None:
 
 async def test_another_tenants_resource_is_refused(db: Database) -> None:
     await tenants(db, "alpha", "beta")
-    await grant(db, "alpha", "u1", "owner")
+    await db.run(grant, "alpha", "u1", "owner")
     authorizer = await Authorizer.for_run(db, ctx_for("alpha", "u1"))
     authorizer.require_resource("knowledge.search", "alpha", "doc-1")
     for tenant_id in ("beta", "", "ALPHA"):
@@ -125,7 +125,7 @@ async def test_another_tenants_resource_is_refused(db: Database) -> None:
 
 async def test_a_resource_needs_the_capability_too(db: Database) -> None:
     await tenants(db, "alpha")
-    await grant(db, "alpha", "u1", "guest")
+    await db.run(grant, "alpha", "u1", "guest")
     authorizer = await Authorizer.for_run(db, ctx_for("alpha", "u1"))
     with pytest.raises(ToolRefused, match=r"may not use 'memory\.recall'"):
         authorizer.require_resource("memory.recall", "alpha", "m-1")
@@ -133,36 +133,36 @@ async def test_a_resource_needs_the_capability_too(db: Database) -> None:
 
 async def test_revoke_takes_effect_for_the_next_run(db: Database) -> None:
     await tenants(db, "acme")
-    await grant(db, "acme", "u1", "admin")
+    await db.run(grant, "acme", "u1", "admin")
     running = await Authorizer.for_run(db, ctx_for("acme", "u1"))
-    assert await revoke(db, "acme", "u1", "admin")
-    assert not await revoke(db, "acme", "u1", "admin")
+    assert await db.run(revoke, "acme", "u1", "admin")
+    assert not await db.run(revoke, "acme", "u1", "admin")
     running.require("audit.recent")  # the run in flight keeps the policy it loaded
     nxt = await Authorizer.for_run(db, ctx_for("acme", "u1"))
     with pytest.raises(ToolRefused):
         nxt.require("audit.recent")
-    assert await roles_of(db, "acme", "u1") == []
+    assert await db.run(roles_of, "acme", "u1") == []
 
 
 async def test_unknown_roles_and_bad_ids_are_refused_without_a_write(db: Database) -> None:
     await tenants(db, "acme")
     with pytest.raises(InvalidInput, match="unknown role 'superuser'"):
-        await grant(db, "acme", "u1", "superuser")
+        await db.run(grant, "acme", "u1", "superuser")
     with pytest.raises(InvalidInput):
-        await revoke(db, "acme", "u1", "root")
+        await db.run(revoke, "acme", "u1", "root")
     for principal in ("role:admin", "a,b", "x)", "", "two words"):
         with pytest.raises(InvalidInput):
-            await grant(db, "acme", principal, "member")
+            await db.run(grant, "acme", principal, "member")
     with pytest.raises(NotFound):
-        await grant(db, "ghost", "u1", "member")
+        await db.run(grant, "ghost", "u1", "member")
     with pytest.raises(NotFound):
-        await list_grants(db, "ghost")
-    assert await list_grants(db, "acme") == []
+        await db.run(list_grants, "ghost")
+    assert await db.run(list_grants, "acme") == []
 
 
 async def test_an_agent_has_exactly_its_principals_rights(db: Database) -> None:
     await tenants(db, "acme")
-    await grant(db, "acme", "u1", "guest")
+    await db.run(grant, "acme", "u1", "guest")
     agent = await Authorizer.for_run(db, ctx_for("acme", "u1", kind="agent"))
     assert agent.permitted_capabilities(CANDIDATES) == EXPECTED["guest"]
     stranger = await Authorizer.for_run(db, ctx_for("acme", "agent:helper", kind="agent"))
@@ -179,21 +179,20 @@ async def test_a_principal_cannot_pose_as_a_role(db: Database) -> None:
 
 async def test_grants_list_by_principal_and_seeding_is_idempotent(db: Database) -> None:
     await tenants(db, "acme")
-    assert await seed_tenant(db, "acme") == 0
-    await grant(db, "acme", "b", "guest")
-    await grant(db, "acme", "a", "member")
-    await grant(db, "acme", "a", "owner")
-    assert not await grant(db, "acme", "a", "owner")
-    assert await list_grants(db, "acme") == [("a", "owner"), ("a", "member"), ("b", "guest")]
+    assert await db.run(seed_policy, "acme") == 0
+    await db.run(grant, "acme", "b", "guest")
+    await db.run(grant, "acme", "a", "member")
+    await db.run(grant, "acme", "a", "owner")
+    assert not await db.run(grant, "acme", "a", "owner")
+    assert await db.run(list_grants, "acme") == [("a", "owner"), ("a", "member"), ("b", "guest")]
 
 
 async def test_purge_removes_one_tenants_rules(db: Database) -> None:
     await tenants(db, "alpha", "beta")
-    await grant(db, "alpha", "u1", "member")
-    await grant(db, "beta", "u1", "member")
-    async with db.begin() as conn:
-        await purge_tenant(conn, "alpha")
-    assert await list_grants(db, "alpha") == []
+    await db.run(grant, "alpha", "u1", "member")
+    await db.run(grant, "beta", "u1", "member")
+    await db.run(purge_policy, "alpha")
+    assert await db.run(list_grants, "alpha") == []
     assert await permitted(db, "alpha", "u1") == frozenset()
     assert await permitted(db, "beta", "u1") == EXPECTED["member"]
     async with db.begin() as conn:
@@ -219,7 +218,7 @@ async def test_the_migration_seeds_tenants_that_existed_before_it(tmp_path: Path
         authz_script = ScriptDirectory.from_config(alembic_config()).get_revision("0004")
         assert authz_script is not None and isinstance(authz_script.down_revision, str)
         await upgrade(db, authz_script.down_revision)
-        await create_plan(db, plan())
+        await db.run(create_plan, plan())
         now = datetime.now(UTC)
         async with db.begin() as conn:
             # Written as a tenant of that schema revision was: no policy table yet.
@@ -227,8 +226,8 @@ async def test_the_migration_seeds_tenants_that_existed_before_it(tmp_path: Path
                 id="early", name="Early", plan_id="team", status="active", time_zone="UTC",
                 features={}, created_at=now, updated_at=now))
         await upgrade(db)
-        await grant(db, "early", "u1", "guest")
+        await db.run(grant, "early", "u1", "guest")
         assert await permitted(db, "early", "u1") == EXPECTED["guest"]
-        assert await seed_tenant(db, "early") == 0
+        assert await db.run(seed_policy, "early") == 0
     finally:
         await db.dispose()

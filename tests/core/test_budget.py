@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from core.budget import MonthlyLedger, RunMeter, TokenUsage
+from core.budget.ledger import used
+from core.budget.meter import RunMeter, TokenUsage
 from core.builder import build_context
 from core.db.engine import Database
 from core.db.schema import usage_ledger
@@ -71,8 +72,8 @@ async def test_prices_round_each_request_up_to_the_microcent() -> None:
 
 
 async def _assert_exact_and_within(db: Database, tenant_id: str, allowance: int) -> int:
-    tenant = await get_tenant(db, tenant_id)
-    tokens, _cost, _calls = await MonthlyLedger(db).used(tenant_id, billing_period(tenant))
+    tenant = await db.run(get_tenant, tenant_id)
+    tokens, _cost, _calls = await db.run(used, tenant_id, billing_period(tenant))
     async with db.begin() as conn:
         ledger = (await conn.execute(
             select(func.sum(usage_ledger.c.input_tokens + usage_ledger.c.output_tokens

@@ -7,6 +7,7 @@ import hashlib
 from alembic import command
 from sqlalchemy import select
 
+from core.checkpoints import load_checkpoint
 from core.db.engine import Database
 from core.db.migrate import alembic_config, upgrade
 from core.db.schema import checkpoints
@@ -28,6 +29,6 @@ async def test_a_downgrade_folds_the_segments_back_and_an_upgrade_reads_the_resu
     assert old.digest == hashlib.sha256(old.messages.encode()).hexdigest()
 
     await upgrade(db)
-    after = await svc.runs.load_checkpoint(grant.ctx, outcome.run_id)
+    after = await db.run(load_checkpoint, grant.ctx, outcome.run_id)
     assert after is not None
     assert (after.messages, after.segments, after.settled) == (before.messages, 0, 0)

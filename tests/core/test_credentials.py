@@ -4,10 +4,11 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 
 import core.credentials
 from core.context import MonthlyRemaining, RunCeilings, TenantContext, derive_context
-from core.credentials import CredentialStore, tenant_credentials
+from core.credentials import CredentialStore, purge_credentials, tenant_credentials
 from core.crypto import CryptoError, Keyring, generate_key
 from core.db.engine import Database
 from core.errors import InvalidInput, NotFound
@@ -108,8 +109,7 @@ async def test_names_delete_and_purge_are_per_tenant(db: Database) -> None:
     with pytest.raises(NotFound, match="no credential 'zendesk_token' for tenant 'acme'"):
         await store.delete("acme", "zendesk_token")
 
-    async with db.begin() as conn:
-        assert await store.purge_tenant(conn, "acme") == 1
+    assert await db.run(purge_credentials, "acme") == 1
     assert await store.names("acme") == []
     assert await store.names("globex") == ["crm_token", "zendesk_token"]
 
@@ -118,10 +118,12 @@ async def test_a_purge_rolls_back_with_the_callers_transaction(db: Database) -> 
     await tenants(db, "acme")
     store = CredentialStore(db, Keyring([generate_key()]))
     await store.put("acme", "crm_token", SECRET)
+    def purge_then_fail(conn: Connection) -> None:
+        purge_credentials(conn, "acme")
+        raise RuntimeError("tenant deletion failed later")
+
     with pytest.raises(RuntimeError):
-        async with db.begin() as conn:
-            await store.purge_tenant(conn, "acme")
-            raise RuntimeError("tenant deletion failed later")
+        await db.run(purge_then_fail)
     assert await store.names("acme") == ["crm_token"]
 
 

@@ -17,8 +17,8 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.tools import ToolDefinition
 
+from core.checkpoints import SETTLED_AFTER, HistoryEncoder, HistoryWrite, joined
 from core.metered_model import InputEstimate
-from core.runs import SETTLED_AFTER, HistoryEncoder, HistoryWrite, joined
 
 
 def _turn(i: int) -> list[ModelMessage]:

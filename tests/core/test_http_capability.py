@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from pydantic_ai import RunContext
+from pydantic_ai.models.test import TestModel
+from pydantic_ai.usage import RunUsage
 
 from core.context import MonthlyRemaining, RunCeilings, TenantContext, derive_context
 from core.credentials import CredentialStore
@@ -145,8 +148,10 @@ async def make(api: FakeSaasApi, store: CredentialStore) -> AsyncIterator[Any]:
 
 
 async def call(capability: HttpApiCapability, tenant_id: str, query: str = "ada") -> Any:
-    binding = capability.resolve(ctx_for(tenant_id))
-    return await binding.function(query=query)
+    """The tool as a run calls it: with the run's context as pydantic-ai's ``RunContext``."""
+    ctx = ctx_for(tenant_id)
+    run = RunContext(deps=ctx, model=TestModel(), usage=RunUsage())
+    return await capability.resolve(ctx).function(run, query=query)
 
 
 def assert_no_token(*texts: str) -> None:

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from bots.runtime import open_runtime
 from core.audit import RUN_STARTED
-from core.budget import MonthlyLedger
+from core.budget.ledger import summary, used
+from core.memory import append_turn, conversation_window
+from core.runs import recent_runs
 from core.settings import Settings
 from core.tenants import billing_period, get_tenant
 from tests.support.tenancy import plan
@@ -35,9 +37,9 @@ async def scenario(root: Path, ops: list[tuple[str, str, str]]) -> None:
     async with open_runtime(config, migrate=True) as rt:
         from core.tenants import create_plan, create_tenant
 
-        await create_plan(rt.db, plan(capabilities=frozenset({"knowledge.search"})))
+        await rt.db.run(create_plan, plan(capabilities=frozenset({"knowledge.search"})))
         for tenant in TENANTS:
-            await create_tenant(rt.db, tenant_id=tenant, name=tenant, plan_id="team")
+            await rt.db.run(create_tenant, tenant_id=tenant, name=tenant, plan_id="team")
         owned: dict[str, set[str]] = {t: set() for t in TENANTS}
         said: dict[str, list[str]] = {t: [] for t in TENANTS}
         runs: dict[str, int] = {t: 0 for t in TENANTS}
@@ -57,9 +59,9 @@ async def scenario(root: Path, ops: list[tuple[str, str, str]]) -> None:
                 assert found <= owned[tenant], "a search returned another tenant's chunk"
                 assert found == owned[tenant] or len(found) == 20
             elif kind == "history":
-                await rt.agent.history.append(ctx, "conv", "user", f"{tenant}:{word}")
+                await rt.db.run(append_turn, ctx, "conv", "user", f"{tenant}:{word}")
                 said[tenant].append(f"{tenant}:{word}")
-                turns = await rt.agent.history.window(ctx, "conv", 100)
+                turns = await rt.db.run(conversation_window, ctx, "conv", 100)
                 assert [t.text for t in turns] == said[tenant]
             else:
                 outcome = await rt.agent.start(grant, f"what about {word}?", model="sandbox")
@@ -69,11 +71,11 @@ async def scenario(root: Path, ops: list[tuple[str, str, str]]) -> None:
                     assert not any(f"{other}-" in match for other in TENANTS if other != tenant)
         for tenant in TENANTS:
             own = (await rt.agent.open(tenant_id=tenant, principal_id="p")).ctx
-            record = await get_tenant(rt.db, tenant)
-            tokens, _cost, _calls = await MonthlyLedger(rt.db).used(tenant,
+            record = await rt.db.run(get_tenant, tenant)
+            tokens, _cost, _calls = await rt.db.run(used, tenant,
                                                                     billing_period(record))
-            summaries = [await rt.agent.ledger.summary(own, r.id)
-                         for r in await rt.agent.runs.recent(tenant, 1000)]
+            summaries = [await rt.db.run(summary, own.tenant_id, r.id)
+                         for r in await rt.db.run(recent_runs, tenant, 1000)]
             assert tokens == sum(s.tokens + s.retried_tokens for s in summaries)
             assert len(summaries) == runs[tenant]
             started = await rt.audit.recent(tenant, 1000, events={RUN_STARTED})

@@ -10,7 +10,31 @@ import pytest
 from core.context import MonthlyRemaining, RunCeilings, TenantContext, derive_context
 from core.db.engine import Database
 from core.errors import InvalidInput
-from core.memory import MAX_WINDOW, ConversationHistory, purge_tenant
+from core.memory import (
+    MAX_WINDOW,
+    Role,
+    Turn,
+    append_turn,
+    conversation_window,
+    forget_conversation,
+    purge_history,
+)
+
+
+class ConversationHistory:
+    """The module's functions, each run as a transaction of its own."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def append(self, ctx: TenantContext, conversation: str, role: Role, text: str) -> None:
+        await self.db.run(append_turn, ctx, conversation, role, text)
+
+    async def window(self, ctx: TenantContext, conversation: str, limit: int) -> list[Turn]:
+        return await self.db.run(conversation_window, ctx, conversation, limit)
+
+    async def forget(self, ctx: TenantContext, conversation: str) -> int:
+        return await self.db.run(forget_conversation, ctx, conversation)
 
 
 def ctx_for(tenant_id: str, principal_id: str = "slack:T1:U1") -> TenantContext:
@@ -61,8 +85,7 @@ async def test_purge_tenant_deletes_that_tenants_turns_only(db: Database) -> Non
     await say(history, ctx_for("acme"), "c", "a1", "a2")
     await say(history, ctx_for("acme", "other"), "d", "a3")
     await say(history, ctx_for("globex"), "c", "g1")
-    async with db.begin() as conn:
-        assert await purge_tenant(conn, "acme") == 3
+    assert await db.run(purge_history, "acme") == 3
     assert await history.window(ctx_for("acme"), "c", 10) == []
     assert [t.text for t in await history.window(ctx_for("globex"), "c", 10)] == ["g1"]
 

@@ -8,6 +8,7 @@ from pydantic_ai.models.function import AgentInfo
 from core.agent import AgentService
 from core.audit import TOOL_INVOKED, TOOL_REFUSED
 from core.builtins import AuditRecent, BudgetStatus, RunStatusCapability
+from core.checkpoints import load_checkpoint
 from core.db.engine import Database
 from core.settings import Settings
 from core.tools import CapabilityRegistry
@@ -71,7 +72,7 @@ async def test_unlicensed_forbidden_and_foreign_resource_calls_are_refused_and_a
     invoked = [e for e in events if e.event == TOOL_INVOKED and e.run_id == outcome.run_id]
     assert [e.fields["capability"] for e in invoked] == ["runs.status"]
     assert not await log.recent("globex", 50, events={TOOL_REFUSED})
-    checkpoint = await svc.runs.load_checkpoint(grant.ctx, outcome.run_id)
+    checkpoint = await db.run(load_checkpoint, grant.ctx, outcome.run_id)
     assert checkpoint is not None
     seen_by_model = checkpoint.messages.decode()
     assert "globex" not in seen_by_model

@@ -136,9 +136,9 @@ async def test_a_link_of_a_suspended_or_deleted_tenant_is_refused_and_not_spent(
     acme: Database, keyring: Keyring
 ) -> None:
     token = await issue(acme, keyring)
-    await set_status(acme, "acme", "suspended")
+    await acme.run(set_status, "acme", "suspended")
     assert await reason_of(acme, keyring, token) == "tenant_suspended"
-    await set_status(acme, "acme", "active")
+    await acme.run(set_status, "acme", "active")
     assert await redeem(acme, keyring, token) == "acme"
 
     orphan = await issue(acme, keyring, "globex")
@@ -152,7 +152,7 @@ async def test_issuing_checks_the_tenant_the_url_and_the_ttl(
 ) -> None:
     with pytest.raises(NotFound):
         await issue_install_link(acme, keyring, "initech", "https://t.example", DAY)
-    await set_status(acme, "globex", "suspended")
+    await acme.run(set_status, "globex", "suspended")
     with pytest.raises(InstallLinkError, match="suspended"):
         await issue_install_link(acme, keyring, "globex", "https://t.example", DAY)
     for base, ttl in [("ftp://t.example", DAY), ("https://", DAY), ("https://t.example?a=1", DAY),

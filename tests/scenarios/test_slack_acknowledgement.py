@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from bots.slack import render
 from bots.slack.records import slack_run_messages
+from core.runs import unfinished_runs
 from core.settings import Settings
 from installs.slack_store import SlackInstallationStore
 from standins.slack.api import SlackStandIn, SlackUser
@@ -112,7 +113,7 @@ async def test_a_run_waiting_for_its_tenants_slot_at_shutdown_is_kept_as_queued(
 
         [run] = await runs_of(scenario, "acme")
         assert run.status == "queued" and run.prompt == "are you there?"
-        assert [r.id for r in await scenario.runtime.agent.runs.unfinished()] == [run.id]
+        assert [r.id for r in await scenario.db.run(unfinished_runs)] == [run.id]
         assert scenario.executor.stats.cancelled == 1
 
 

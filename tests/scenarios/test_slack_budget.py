@@ -53,7 +53,7 @@ async def test_a_budget_halt_shows_its_figures_and_a_resume_button(scenario: Sce
 
 async def test_resume_pressed_by_another_member_is_refused(scenario: Scenario) -> None:
     t1, _mention, answer = await halted(scenario)
-    await update_plan(scenario.db, "tight", limits={"run_tool_calls": 5})
+    await scenario.db.run(update_plan, "tight", limits={"run_tool_calls": 5})
 
     sent = await scenario.press(t1, BOB.id, render.RESUME_ACTION, resume_value(answer),
                                 channel=t1.channel, message_ts=answer.ts)
@@ -68,7 +68,7 @@ async def test_resume_pressed_by_another_member_is_refused(scenario: Scenario) -
 
 async def test_resume_by_the_asker_resumes_once_when_pressed_twice(scenario: Scenario) -> None:
     t1, mention, answer = await halted(scenario)
-    await update_plan(scenario.db, "tight", limits={"run_tool_calls": 5})
+    await scenario.db.run(update_plan, "tight", limits={"run_tool_calls": 5})
     value = resume_value(answer)
 
     presses = await asyncio.gather(*(
@@ -92,7 +92,7 @@ async def test_resume_by_the_asker_resumes_once_when_pressed_twice(scenario: Sce
 
 async def test_an_admin_may_resume_someone_elses_run(scenario: Scenario) -> None:
     t1, mention, answer = await halted(scenario)
-    await update_plan(scenario.db, "tight", limits={"run_tool_calls": 5})
+    await scenario.db.run(update_plan, "tight", limits={"run_tool_calls": 5})
 
     await scenario.press(t1, OWNER.id, render.RESUME_ACTION, resume_value(answer),
                          channel=t1.channel, message_ts=answer.ts)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from bots.slack import render
 from bots.slack.app import WORKSPACE_UNLINKED
 from core import audit as events
-from core.budget import MonthlyLedger
+from core.budget.ledger import used
 from core.tenants import set_status
 from core.vectors.tables import conversation_turns
 from installs.links import resolve, revoke
@@ -98,7 +98,7 @@ async def test_a_suspended_tenant_is_refused_in_the_thread_and_audited(
 ) -> None:
     await scenario.tenant("acme")
     t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
-    await set_status(scenario.db, "acme", "suspended")
+    await scenario.db.run(set_status, "acme", "suspended")
 
     mention = await scenario.mention(t1, ADA.id, "hello")
     await scenario.idle()
@@ -130,7 +130,7 @@ async def test_two_tenants_interleaved_keep_their_tokens_budgets_and_history(
         assert len(runs) == 3
         assert {r.principal_id for r in runs} == {f"slack:{ws.team_id}:{user}"}
         assert all(f"for {ws.team_id}" in r.prompt for r in runs)
-        tokens, cost, _calls = await MonthlyLedger(scenario.db).used(tenant, today())
+        tokens, cost, _calls = await scenario.db.run(used, tenant, today())
         assert tokens == sum(r.input_tokens + r.output_tokens for r in runs) > 0
         assert cost == sum(r.cost_microcents for r in runs)
         writes = [c for c in scenario.slack.calls() if c.method.startswith("chat.")

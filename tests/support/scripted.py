@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models import Model, ModelRequestParameters
@@ -11,11 +11,11 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 
-from core.context import TenantContext
-from core.journal import RunJournal
+from core.db.engine import Database
 from core.models import ModelFactory
-from core.runs import HistoryWrite, RunStore
 from core.settings import Settings
+
+T = TypeVar("T")
 
 
 class Crash(BaseException):
@@ -63,21 +63,30 @@ class CrashingModel(WrapperModel):
         return response
 
 
-class CrashingRuns(RunStore):
-    """Crashes just before or just after a checkpoint is handed to the run's journal."""
+class CrashingDatabase(Database):
+    """Crashes just before a watched kind of transaction, or just after it committed.
 
-    def __init__(self, db: Any, points: CrashPoints) -> None:
-        super().__init__(db)
+    ``watched`` names transaction functions (``save_checkpoint``: ``checkpoint``); the
+    n-th such transaction offers the points ``checkpoint<n>:before`` and
+    ``checkpoint<n>:after``.
+    """
+
+    def __init__(self, url: str, points: CrashPoints,
+                 watched: dict[Callable[..., Any], str]) -> None:
+        super().__init__(url)
         self.points = points
-        self.saves = 0
+        self.watched = watched
+        self.seen: dict[str, int] = {}
 
-    def save_checkpoint(self, ctx: TenantContext, journal: RunJournal, *, step_index: int,
-                        history: HistoryWrite, usage: dict[str, int]) -> None:
-        self.saves += 1
-        self.points.hit(f"checkpoint{self.saves}:before")
-        super().save_checkpoint(ctx, journal, step_index=step_index, history=history,
-                                usage=usage)
-        self.points.hit(f"checkpoint{self.saves}:after")
+    async def run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        name = self.watched.get(work)
+        if name is None:
+            return await super().run(work, *args, **kwargs)
+        count = self.seen[name] = self.seen.get(name, 0) + 1
+        self.points.hit(f"{name}{count}:before")
+        result = await super().run(work, *args, **kwargs)
+        self.points.hit(f"{name}{count}:after")
+        return result
 
 
 class ScriptedModels(ModelFactory):

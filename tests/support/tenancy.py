@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
+from pydantic_ai import RunContext
+
 from core.context import TenantContext
 from core.db.engine import Database
 from core.tenants import Plan, create_plan, create_tenant
@@ -32,8 +34,8 @@ async def tenant_on(db: Database, tenant_id: str, the_plan: Plan) -> None:
     from core.errors import Conflict
 
     with contextlib.suppress(Conflict):
-        await create_plan(db, the_plan)
-    await create_tenant(db, tenant_id=tenant_id, name=tenant_id.title(), plan_id=the_plan.id)
+        await db.run(create_plan, the_plan)
+    await db.run(create_tenant, tenant_id=tenant_id, name=tenant_id.title(), plan_id=the_plan.id)
 
 
 @dataclass
@@ -46,14 +48,15 @@ class CounterCapability:
     executions: dict[str, int] = field(default_factory=dict)
 
     def resolve(self, ctx: TenantContext) -> ToolBinding:
-        async def bump(by: int) -> int:
-            """Bump the counter."""
-            self.executions[ctx.tenant_id] = self.executions.get(ctx.tenant_id, 0) + by
-            return self.executions[ctx.tenant_id]
-
         return ToolBinding(
             capability=self.name,
             description=self.description,
-            function=bump,
+            function=self.bump,
             cost_microcents=self.cost_microcents,
         )
+
+    async def bump(self, ctx: RunContext[TenantContext], by: int) -> int:
+        """Bump the counter."""
+        tenant_id = ctx.deps.tenant_id
+        self.executions[tenant_id] = self.executions.get(tenant_id, 0) + by
+        return self.executions[tenant_id]

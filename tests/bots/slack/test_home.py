@@ -22,9 +22,10 @@ from sqlalchemy import text, update
 from bots.runtime import Runtime, open_runtime
 from bots.slack import home, render
 from core.audit.tables import audit_events
-from core.budget import MonthlyLedger
+from core.budget.ledger import used
 from core.errors import RunRefused
 from core.prices import format_microcents
+from core.runs import recent_runs
 from core.settings import Settings
 from core.tenants import billing_period, get_tenant, set_status
 from installs.links import link, resolve
@@ -102,8 +103,8 @@ class World:
         return self.slack.published_views(user.id)[team]
 
     async def used(self, tenant_id: str) -> tuple[int, int, int]:
-        tenant = await get_tenant(self.runtime.db, tenant_id)
-        return await MonthlyLedger(self.runtime.db).used(tenant_id, billing_period(tenant))
+        tenant = await self.runtime.db.run(get_tenant, tenant_id)
+        return await self.runtime.db.run(used, tenant_id, billing_period(tenant))
 
 
 @pytest.fixture
@@ -149,16 +150,16 @@ async def test_an_admin_sees_who_spent_what_refusals_halts_and_the_audit_log(
     world.runtime.agent.models = ScriptedModels(world.runtime.settings, asks_for_audit)
     assert await world.ask("T1", ADA, "what happened lately?") == "completed"
     world.runtime.agent.models = world.runtime.models
-    await set_status(world.runtime.db, "acme", "suspended")
+    await world.runtime.db.run(set_status, "acme", "suspended")
     with pytest.raises(RunRefused):
         await world.runtime.agent.open(tenant_id="acme", principal_id="slack:T1:UADA")
-    await set_status(world.runtime.db, "acme", "active")
+    await world.runtime.db.run(set_status, "acme", "active")
     checkpoint = await world.runtime.audit.sign_checkpoint("acme")
 
     view = await world.home("T1", ALAN)
     text = shown(view)
 
-    records = await world.runtime.agent.runs.recent("acme", 50)
+    records = await world.runtime.db.run(recent_runs, "acme", 50)
     for principal in ("slack:T1:UADA", "slack:T1:UALAN"):
         own = [r for r in records if r.principal_id == principal]
         line = next(ln for ln in text.splitlines() if f"`{principal}`" in ln)

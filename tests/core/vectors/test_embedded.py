@@ -24,7 +24,7 @@ from core.db.engine import Database
 from core.db.migrate import alembic_config, upgrade
 from core.db.schema import metadata
 from core.vectors.base import VectorItem
-from core.vectors.embedded import EmbeddedVectorStore, purge_tenant, top_indices
+from core.vectors.embedded import EmbeddedVectorStore, purge_chunks, top_indices
 from core.vectors.embeddings import HashingEmbedder
 from core.vectors.tables import memory_chunks, memory_partitions
 from tests.support.databases import SqliteTemplates
@@ -92,12 +92,11 @@ async def test_vectors_of_another_dimension_are_not_compared(db: Database) -> No
     assert match.source == "wide"
 
 
-async def test_purge_tenant_joins_the_callers_transaction(db: Database) -> None:
+async def test_purge_chunks_removes_one_tenants_chunks(db: Database) -> None:
     store = EmbeddedVectorStore(db)
     await store.upsert(ctx_for("acme"), [await item("a", 0, "x"), await item("a", 1, "y")])
     await store.upsert(ctx_for("globex"), [await item("a", 0, "x")])
-    async with db.begin() as conn:
-        assert await purge_tenant(conn, "acme") == 2
+    assert await db.run(purge_chunks, "acme") == 2
     assert await store.query(ctx_for("acme"), np.ones(64, dtype=np.float32), 5) == []
     assert len(await store.query(ctx_for("globex"), np.ones(64, dtype=np.float32), 5)) == 1
 
@@ -163,8 +162,7 @@ async def _purge(store: EmbeddedVectorStore) -> None:
 
 
 async def _purge_in_callers_transaction(store: EmbeddedVectorStore) -> None:
-    async with store.db.begin() as conn:
-        assert await purge_tenant(conn, "acme") == 2
+    assert await store.db.run(purge_chunks, "acme") == 2
 
 
 WRITES: dict[str, tuple[Write, list[str]]] = {

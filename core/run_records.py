@@ -1,0 +1,142 @@
+"""The transactions that open and close a run allocation, each with its audit event.
+
+``start_run`` records a new run and ``run.started``; ``resume_run`` moves an
+unfinished run back to ``running``, closes the reservations its last allocation left
+open, records ``run.started`` (resumed) and reads what the run recorded so far;
+``finish_run`` stores the outcome with the run's totals, keeps the exchange in the
+conversation, and records ``run.completed`` or ``run.halted``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from core import audit as events
+from core.audit import AuditLog
+from core.audit.log import digest_with, salt
+from core.budget.ledger import UsageSummary, abandon_open, run_rows, summary
+from core.budget.replay import Replay
+from core.checkpoints import Checkpoint, load_checkpoint
+from core.context import TenantContext
+from core.errors import Conflict
+from core.memory import append_turn
+from core.runs import FINAL_STATUSES, RunRecord, RunStatus, create_run, get_run, update_run
+from core.toolset import recorded_effects
+
+
+def _started(ctx: TenantContext, model: str) -> dict[str, Any]:
+    return {
+        "principal": ctx.principal_id,
+        "principal_kind": ctx.principal_kind,
+        "initiator": ctx.audit.initiator,
+        "correlation_id": ctx.audit.correlation_id,
+        "model": model,
+    }
+
+
+def start_run(conn: Connection, ctx: TenantContext, audit: AuditLog, *, prompt: str, model: str,
+              conversation_id: str | None) -> bytes:
+    """Record a new run and ``run.started``; the tenant's digest salt for the run."""
+    create_run(conn, ctx, prompt=prompt, model=model, conversation_id=conversation_id)
+    tenant_salt = salt(conn, ctx.tenant_id)
+    audit.append(conn, ctx.tenant_id, events.RUN_STARTED, _started(ctx, model) | {
+        "prompt_digest": digest_with(tenant_salt, prompt), "scope": sorted(ctx.scope),
+    }, run_id=ctx.run_id)
+    return tenant_salt
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """What a resumed allocation starts from."""
+
+    record: RunRecord
+    checkpoint: Checkpoint | None
+    replay: Replay
+    salt: bytes
+
+
+def resume_run(conn: Connection, ctx: TenantContext, audit: AuditLog) -> Resumed:
+    """Take up an unfinished run again: ``running``, orphans closed, ``run.started``.
+
+    A ``queued`` run (recorded, never started) starts here for the first time and is
+    audited as started, not as a second attempt.
+
+    Raises:
+        NotFound: the run does not exist in this tenant.
+        CheckpointError: its checkpoint is another tenant's or corrupt.
+        Conflict: the run already ended.
+    """
+    record = get_run(conn, ctx.tenant_id, ctx.run_id)
+    if record.status in FINAL_STATUSES:
+        raise Conflict(f"run {ctx.run_id} is {record.status}; only unfinished runs resume")
+    checkpoint = load_checkpoint(conn, ctx, ctx.run_id)
+    first = record.status == "queued"
+    update_run(conn, ctx, status="running", new_attempt=not first)
+    abandon_open(conn, ctx.tenant_id, ctx.run_id)
+    tenant_salt = salt(conn, ctx.tenant_id)
+    fields = _started(ctx, record.model)
+    if first:
+        fields |= {"prompt_digest": digest_with(tenant_salt, record.prompt),
+                   "scope": sorted(ctx.scope)}
+    else:
+        fields |= {"resumed": True, "attempt": record.attempts + 1}
+    audit.append(conn, ctx.tenant_id, events.RUN_STARTED, fields, run_id=ctx.run_id)
+    replay = Replay.of(run_rows(conn, ctx.tenant_id, ctx.run_id), recorded_effects(conn, ctx))
+    return Resumed(record, checkpoint, replay, tenant_salt)
+
+
+@dataclass
+class Ending:
+    """How an allocation ended, as ``finish_run`` records it."""
+
+    status: RunStatus
+    answer: str | None = None
+    halt: dict[str, Any] | None = None
+    error: str | None = None
+    refused: tuple[tuple[str, str], ...] = ()
+    walltime_ms: int = 0
+
+
+def finish_run(conn: Connection, ctx: TenantContext, audit: AuditLog, ending: Ending,
+               tenant_salt: bytes) -> UsageSummary:
+    """Store the outcome and the run's totals, and record how it ended; the totals."""
+    usage = summary(conn, ctx.tenant_id, ctx.run_id)
+    if ending.answer is not None:
+        record = get_run(conn, ctx.tenant_id, ctx.run_id)
+        if record.conversation_id is not None:
+            append_turn(conn, ctx, record.conversation_id, "user", record.prompt)
+            append_turn(conn, ctx, record.conversation_id, "assistant", ending.answer)
+    detail: dict[str, Any] = {}
+    if ending.halt:
+        detail["halt"] = ending.halt
+    if ending.error:
+        detail["error"] = ending.error
+    if ending.refused:
+        detail["refused_tools"] = [list(pair) for pair in ending.refused]
+    update_run(conn, ctx, status=ending.status, answer=ending.answer, detail=detail, totals={
+        "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+        "tool_calls": usage.tool_calls, "cost_microcents": usage.cost_microcents,
+    })
+    if ending.halt:
+        audit.append(conn, ctx.tenant_id, events.RUN_HALTED, {
+            "ceiling": ending.halt["ceiling"], "limit": ending.halt["limit"],
+            "used": ending.halt["used"],
+        }, run_id=ctx.run_id)
+        return usage
+    fields: dict[str, Any] = {
+        "outcome": ending.status,
+        "tokens_in": usage.input_tokens,
+        "tokens_out": usage.output_tokens,
+        "tool_calls": usage.tool_calls,
+        "tools_refused": len(ending.refused),
+        "walltime_ms": ending.walltime_ms,
+        "cost_microcents": usage.cost_microcents,
+        "retried_cost_microcents": usage.retried_cost_microcents,
+    }
+    if ending.answer is not None:
+        fields["answer_digest"] = digest_with(tenant_salt, ending.answer)
+    audit.append(conn, ctx.tenant_id, events.RUN_COMPLETED, fields, run_id=ctx.run_id)
+    return usage
