@@ -300,6 +300,8 @@ class AnthropicEmulator:
             api_key: If given, any other `x-api-key` is rejected with 401; otherwise any key passes.
         """
         self.requests: list[RecordedRequest] = []
+        self.answered = 0
+        """How many scripted turns were sent back (a client that hung up got none)."""
         self._queue: deque[Turn] = deque(turns)
         self._api_key = api_key
         self._closing = asyncio.Event()
@@ -390,6 +392,7 @@ class AnthropicEmulator:
             error = _error_body(turn.type, turn.message, _random_id("req_011"))
             return await self._send_sse(request, [*events, ("error", error)])
         message = _build_message(turn, body)
+        self.answered += 1
         if streaming:
             return await self._send_sse(request, _stream_events(message))
         return web.json_response(message, headers={"request-id": _random_id("req_011")})

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -337,22 +336,20 @@ async def test_overload_until_retries_run_out_fails_the_run_and_releases_the_res
 
 WALLTIME_MS = 1000
 """Long enough that a busy machine reaches the model call inside it, short beside SLOW_S."""
-SLOW_S = 10.0
+SLOW_S = 30.0
 
 
 async def test_the_walltime_deadline_cuts_a_slow_reply_and_a_resume_completes(
         db: Database, service: AgentService, emu: AnthropicEmulator) -> None:
     emu.script(TextTurn("Too late.", delay=SLOW_S))
     the_plan = plan(run_walltime_ms=WALLTIME_MS)
-    began = time.perf_counter()
     halted = await start(service, db, the_plan)
-    took = time.perf_counter() - began
 
     assert halted.status == "halted"
     assert halted.halt is not None
     assert (halted.halt["ceiling"], halted.halt["limit"]) == ("walltime_ms", WALLTIME_MS)
     assert halted.halt["used"] >= WALLTIME_MS
-    assert WALLTIME_MS / 1000 <= took < 2.0 < SLOW_S, f"the deadline cut in after {took:.2f}s"
+    assert emu.answered == 0, "the deadline did not cut the call: the slow reply came back"
     [cut] = await ledger_rows(db, halted.run_id)
     sent = emu.requests[0].body["max_tokens"]
     # The input was sent, so its estimate is charged; the output reservation is released.

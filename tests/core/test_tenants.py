@@ -3,11 +3,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy.engine import Connection
 
+import core.tenants
+from core.authz import seed_policy
 from core.db.engine import Database
 from core.errors import Conflict, InvalidInput, NotFound
 from core.tenants import (
     billing_period,
+    create_plan,
     create_tenant,
     get_plan,
     get_tenant,
@@ -61,3 +65,21 @@ async def test_the_billing_month_follows_the_tenant_time_zone(db: Database) -> N
     moment = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     assert billing_period(await db.run(get_tenant, "acme"), moment) == "2026-11"
     assert billing_period(await db.run(get_tenant, "kiwi"), moment) == "2026-12"
+
+
+async def test_a_tenant_and_its_policy_are_created_together_or_not_at_all(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    await db.run(create_plan, plan())
+
+    def failing_seed(conn: Connection, tenant_id: str) -> int:
+        raise RuntimeError("the policy could not be written")
+
+    monkeypatch.setattr(core.tenants, "seed_policy", failing_seed)
+    with pytest.raises(RuntimeError, match="policy"):
+        await db.run(create_tenant, tenant_id="acme", name="Acme", plan_id="team")
+    with pytest.raises(NotFound):
+        await db.run(get_tenant, "acme")
+    monkeypatch.undo()
+
+    await db.run(create_tenant, tenant_id="acme", name="Acme", plan_id="team")
+    assert await db.run(seed_policy, "acme") == 0, "the defaults came with the tenant"
