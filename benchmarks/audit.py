@@ -33,7 +33,7 @@ from functools import partial
 
 import psycopg
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
 from core.audit import TOOL_INVOKED, AuditLog, canonical_bytes, canonical_json
 from core.audit.store import encode_range, event_batches
@@ -67,8 +67,7 @@ async def timed(func: Callable[[], Awaitable[object]]) -> float:
 
 async def bench_appends(db: Database, log: AuditLog, label: str, count: int, rounds: int,
                         workers: int) -> None:
-    async with db.engine.begin() as conn:
-        await conn.run_sync(_plain.metadata.create_all)
+    await db.run(_plain.metadata.create_all)
     row = {"run_id": str(uuid.uuid4()), "event": TOOL_INVOKED, "time": "2026-01-01T00:00:00Z",
            "fields": canonical_json(FIELDS), "leaf_hash": "00" * 32}
 
@@ -83,9 +82,8 @@ async def bench_appends(db: Database, log: AuditLog, label: str, count: int, rou
 
         async def worker(n: int) -> None:
             for _ in range(n):
-                async with db.begin() as conn:
-                    await conn.execute(_plain.insert().values(tenant_id=tenant, seq=next(seqs),
-                                                              **row))
+                values = {"tenant_id": tenant, "seq": next(seqs), **row}
+                await db.run(lambda conn, v=values: conn.execute(_plain.insert(), v))
         await asyncio.gather(*(worker(count // workers) for _ in range(workers)))
 
     audit: list[float] = []
@@ -121,32 +119,36 @@ async def bulk_load(db: Database, log: AuditLog, signer_key: str, tenant: str,
                     events: int) -> None:
     rows, states = await asyncio.to_thread(make_rows, tenant, events)
     columns = [c.name for c in audit_events.columns]
-    if db.is_sqlite:
-        dicts = [dict(zip(columns, r, strict=True)) for r in rows]
-        for start in range(0, len(dicts), 50_000):
-            async with db.begin() as conn:
-                await conn.execute(audit_events.insert(), dicts[start:start + 50_000])
-    else:
-        async with db.engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            assert raw is not None
-            async with raw.cursor() as cursor, cursor.copy(
-                f"COPY audit_events ({', '.join(columns)}) FROM STDIN"
-            ) as copy:
-                for r in rows:
-                    await copy.write_row(r)
-            await raw.commit()
+
+    def load(conn: Connection) -> None:
+        if db.is_sqlite:
+            dicts = [dict(zip(columns, r, strict=True)) for r in rows]
+            for start in range(0, len(dicts), 50_000):
+                conn.execute(audit_events.insert(), dicts[start:start + 50_000])
+            return
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(
+            f"COPY audit_events ({', '.join(columns)}) FROM STDIN"
+        ) as copy:
+            for r in rows:
+                copy.write_row(r)
+
     signer = parse_signer_key(signer_key)
     now = datetime.now(UTC)
-    async with db.begin() as conn:
+
+    def heads(conn: Connection) -> None:
         tree = states[events]
-        await conn.execute(audit_heads.insert().values(
+        conn.execute(audit_heads.insert().values(
             tenant_id=tenant, size=events, compact_range=encode_range(tree), updated_at=now))
         for size, state in sorted(states.items()):
             note = sign_note(format_checkpoint(log.origin(tenant), size, state.root()), signer)
-            await conn.execute(audit_checkpoints.insert().values(
+            conn.execute(audit_checkpoints.insert().values(
                 tenant_id=tenant, size=size, root=state.root().hex(), note=note,
                 compact_range=encode_range(state), created_at=now))
+
+    await db.run(load)
+    await db.run(heads)
 
 
 async def bench_verify(db: Database, log: AuditLog, signer_key: str, label: str, events: int,
