@@ -20,6 +20,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 from sqlalchemy import inspect, select, table, text
+from sqlalchemy.engine import Connection
 
 import core.agent
 import core.metered_model
@@ -42,6 +43,7 @@ from standins.anthropic import (
     ToolUseTurn,
 )
 from tests.support.auditing import audit_log
+from tests.support.databases import fetch_all, fetch_one
 from tests.support.tenancy import CounterCapability, plan, tenant_on
 
 MODEL = "anthropic:claude-haiku-4-5"
@@ -113,16 +115,12 @@ async def resume(svc: AgentService, db: Database, run_id: str) -> RunOutcome:
 
 
 async def ledger_rows(db: Database, run_id: str) -> list[Any]:
-    async with db.begin() as conn:
-        return list((await conn.execute(
-            select(usage_ledger).where(usage_ledger.c.run_id == run_id)
-            .order_by(usage_ledger.c.created_at, usage_ledger.c.step_id))).all())
+    return await fetch_all(db, select(usage_ledger).where(usage_ledger.c.run_id == run_id)
+                           .order_by(usage_ledger.c.created_at, usage_ledger.c.step_id))
 
 
 async def month_row(db: Database) -> Any:
-    async with db.begin() as conn:
-        return (await conn.execute(
-            select(monthly_usage).where(monthly_usage.c.tenant_id == "acme"))).one()
+    return await fetch_one(db, select(monthly_usage).where(monthly_usage.c.tenant_id == "acme"))
 
 
 async def run_record(db: Database, run_id: str) -> RunRecord:
@@ -232,9 +230,8 @@ async def test_a_tool_use_turn_runs_the_tool_once_and_the_answer_comes_back(
     tool_cost = CounterCapability().cost_microcents
     assert outcome.usage.cost_microcents == sum(row_cost(r) for r in model_rows) + tool_cost
     assert outcome.usage.tool_calls == 1
-    async with db.begin() as conn:
-        effects = (await conn.execute(select(tool_effects.c.step_id, tool_effects.c.result)
-                                      .where(tool_effects.c.run_id == outcome.run_id))).all()
+    effects = await fetch_all(db, select(tool_effects.c.step_id, tool_effects.c.result)
+                              .where(tool_effects.c.run_id == outcome.run_id))
     assert [tuple(e) for e in effects] == [(f"tool:{call.id}", "3")]
 
 
@@ -375,11 +372,13 @@ async def test_the_walltime_deadline_cuts_a_slow_reply_and_a_resume_completes(
 async def every_row(db: Database) -> str:
     """Every row of every table, as text: wherever the key could have been stored."""
     chunks: list[str] = []
-    async with db.begin() as conn:
-        names = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
-        for name in names:
-            rows = (await conn.execute(select(text("*")).select_from(table(name)))).all()
+
+    def dump(conn: Connection) -> None:
+        for name in inspect(conn).get_table_names():
+            rows = conn.execute(select(text("*")).select_from(table(name))).all()
             chunks.append(f"{name}: {[tuple(r) for r in rows]!r}")
+
+    await db.run(dump)
     return "\n".join(chunks)
 
 

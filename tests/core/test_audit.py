@@ -46,6 +46,7 @@ from core.signed_note import (
     parse_verifier_key,
     verify_note,
 )
+from tests.support.databases import execute
 
 SIGNER = parse_signer_key(generate_key("tenantry-audit")[0])
 SECRET = "sk-live-acme-7c1d0e9b44"
@@ -267,10 +268,9 @@ async def forged_row(db: Database, seq: int, leaf: str | None = None) -> None:
     fields = canonical_json({"capability": "crm.export", "n": 99})
     time = "2026-01-01T00:00:00.000000Z"
     computed = leaf_hash(canonical_bytes("acme", seq, None, TOOL_INVOKED, time, fields)).hex()
-    async with db.begin() as conn:
-        await conn.execute(audit_events.insert().values(
-            tenant_id="acme", seq=seq, run_id=None, event=TOOL_INVOKED, time=time,
-            fields=fields, leaf_hash=leaf or computed))
+    await execute(db, audit_events.insert().values(
+        tenant_id="acme", seq=seq, run_id=None, event=TOOL_INVOKED, time=time,
+        fields=fields, leaf_hash=leaf or computed))
 
 
 TAMPERING = {
@@ -315,11 +315,11 @@ async def test_an_event_inserted_after_the_head_is_found(db: Database) -> None:
 
 async def test_an_event_inserted_in_the_middle_is_found(db: Database) -> None:
     log = await tampered_log(db)
-    async with db.begin() as conn:
-        for seq in (10, 9, 8):
-            await conn.execute(update(audit_events).where(
-                audit_events.c.tenant_id == "acme", audit_events.c.seq == seq
-            ).values(seq=seq + 1))
+    await execute(db, *(
+        update(audit_events).where(audit_events.c.tenant_id == "acme", audit_events.c.seq == seq)
+        .values(seq=seq + 1)
+        for seq in (10, 9, 8)
+    ))
     await forged_row(db, 8, leaf="ab" * 32)
     report = await log.verify("acme")
     assert (report.ok, report.first_bad_seq) == (False, 8)
@@ -339,20 +339,23 @@ async def test_reading_in_windows_skips_over_a_gap_wider_than_a_window(db: Datab
 async def rewrite_with_leaf_and_head(db: Database, seq: int) -> None:
     """An attacker who knows the format: the event, its leaf hash and the head, all consistent."""
     fields = canonical_json({"capability": "crm.lookup", "n": 12345})
-    async with db.begin() as conn:
-        row = (await conn.execute(select(audit_events).where(
-            audit_events.c.tenant_id == "acme", audit_events.c.seq == seq))).one()
+
+    def rewrite(conn: Connection) -> None:
+        row = conn.execute(select(audit_events).where(
+            audit_events.c.tenant_id == "acme", audit_events.c.seq == seq)).one()
         leaf = leaf_hash(canonical_bytes("acme", seq, row.run_id, row.event, row.time, fields))
-        await conn.execute(update(audit_events).where(
+        conn.execute(update(audit_events).where(
             audit_events.c.tenant_id == "acme", audit_events.c.seq == seq
         ).values(fields=fields, leaf_hash=leaf.hex()))
-        leaves = [bytes.fromhex(h) for h in await conn.scalars(
+        leaves = [bytes.fromhex(h) for h in conn.scalars(
             select(audit_events.c.leaf_hash).where(audit_events.c.tenant_id == "acme")
             .order_by(audit_events.c.seq))]
         tree = CompactRange()
         tree.extend(leaves)
-        await conn.execute(update(audit_heads).where(audit_heads.c.tenant_id == "acme").values(
+        conn.execute(update(audit_heads).where(audit_heads.c.tenant_id == "acme").values(
             compact_range=json.dumps([h.hex() for h in tree.hashes])))
+
+    await db.run(rewrite)
 
 
 async def test_a_rewrite_with_a_forged_leaf_hash_is_caught_by_the_signed_checkpoint(

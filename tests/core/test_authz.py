@@ -23,6 +23,7 @@ from core.db.migrate import alembic_config, upgrade
 from core.db.schema import tenants as tenant_table
 from core.errors import InvalidInput, NotFound, ToolRefused
 from core.tenants import create_plan
+from tests.support.databases import execute, fetch_value
 from tests.support.tenancy import plan, tenant_on
 
 CANDIDATES = frozenset({
@@ -195,10 +196,8 @@ async def test_purge_removes_one_tenants_rules(db: Database) -> None:
     assert await db.run(list_grants, "alpha") == []
     assert await permitted(db, "alpha", "u1") == frozenset()
     assert await permitted(db, "beta", "u1") == EXPECTED["member"]
-    async with db.begin() as conn:
-        count = await conn.scalar(
-            select(func.count()).select_from(table("casbin_rule")).where(text("v1 = 'alpha'"))
-        )
+    count = await fetch_value(
+        db, select(func.count()).select_from(table("casbin_rule")).where(text("v1 = 'alpha'")))
     assert count == 0
 
 
@@ -220,11 +219,10 @@ async def test_the_migration_seeds_tenants_that_existed_before_it(tmp_path: Path
         await upgrade(db, authz_script.down_revision)
         await db.run(create_plan, plan())
         now = datetime.now(UTC)
-        async with db.begin() as conn:
-            # Written as a tenant of that schema revision was: no policy table yet.
-            await conn.execute(tenant_table.insert().values(
-                id="early", name="Early", plan_id="team", status="active", time_zone="UTC",
-                features={}, created_at=now, updated_at=now))
+        # Written as a tenant of that schema revision was: no policy table yet.
+        await execute(db, tenant_table.insert().values(
+            id="early", name="Early", plan_id="team", status="active", time_zone="UTC",
+            features={}, created_at=now, updated_at=now))
         await upgrade(db)
         await db.run(grant, "early", "u1", "guest")
         assert await permitted(db, "early", "u1") == EXPECTED["guest"]

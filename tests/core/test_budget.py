@@ -16,7 +16,7 @@ from core.db.schema import usage_ledger
 from core.errors import BudgetExceeded
 from core.prices import price_for
 from core.tenants import billing_period, get_tenant
-from tests.support.databases import pg_server_url
+from tests.support.databases import fetch_value, pg_server_url
 from tests.support.spend import spend
 from tests.support.tenancy import plan, tenant_on
 
@@ -74,14 +74,12 @@ async def test_prices_round_each_request_up_to_the_microcent() -> None:
 async def _assert_exact_and_within(db: Database, tenant_id: str, allowance: int) -> int:
     tenant = await db.run(get_tenant, tenant_id)
     tokens, _cost, _calls = await db.run(used, tenant_id, billing_period(tenant))
-    async with db.begin() as conn:
-        ledger = (await conn.execute(
-            select(func.sum(usage_ledger.c.input_tokens + usage_ledger.c.output_tokens
-                            + usage_ledger.c.cache_read_tokens + usage_ledger.c.cache_write_tokens))
-            .where(usage_ledger.c.tenant_id == tenant_id))).scalar_one()
-        reserved = (await conn.execute(
-            select(func.count()).select_from(usage_ledger)
-            .where(usage_ledger.c.status == "reserved"))).scalar_one()
+    ledger = await fetch_value(db, select(
+        func.sum(usage_ledger.c.input_tokens + usage_ledger.c.output_tokens
+                 + usage_ledger.c.cache_read_tokens + usage_ledger.c.cache_write_tokens))
+        .where(usage_ledger.c.tenant_id == tenant_id))
+    reserved = await fetch_value(db, select(func.count()).select_from(usage_ledger)
+                                 .where(usage_ledger.c.status == "reserved"))
     assert reserved == 0
     assert tokens == ledger, "the month must equal the sum of its ledger rows"
     assert 0 < tokens <= allowance

@@ -13,6 +13,7 @@ from core.db.migrate import alembic_config, upgrade
 from core.db.schema import checkpoints
 from core.settings import Settings
 from tests.core.test_agent import completed_with_checkpoint
+from tests.support.databases import fetch_one
 
 
 async def test_a_downgrade_folds_the_segments_back_and_an_upgrade_reads_the_result(
@@ -20,11 +21,9 @@ async def test_a_downgrade_folds_the_segments_back_and_an_upgrade_reads_the_resu
     svc, outcome, before = await completed_with_checkpoint(db, settings)
     grant = await svc.open(tenant_id="acme", principal_id="alice", run_id=outcome.run_id)
 
-    async with db.begin() as conn:
-        await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0008"))
-        old = (await conn.execute(
-            select(checkpoints.c.messages, checkpoints.c.digest)
-            .where(checkpoints.c.run_id == outcome.run_id))).one()
+    await db.run(lambda conn: command.downgrade(alembic_config(conn), "0008"))
+    old = await fetch_one(db, select(checkpoints.c.messages, checkpoints.c.digest)
+                          .where(checkpoints.c.run_id == outcome.run_id))
     assert old.messages.encode() == before.messages
     assert old.digest == hashlib.sha256(old.messages.encode()).hexdigest()
 

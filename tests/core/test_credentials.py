@@ -12,6 +12,7 @@ from core.credentials import CredentialStore, purge_credentials, tenant_credenti
 from core.crypto import CryptoError, Keyring, generate_key
 from core.db.engine import Database
 from core.errors import InvalidInput, NotFound
+from tests.support.databases import execute, fetch_all, fetch_one
 from tests.support.tenancy import plan, tenant_on
 
 SECRET = "sk-live-acme-0123456789"
@@ -31,19 +32,15 @@ async def tenants(db: Database, *ids: str) -> None:
 
 
 async def rows(db: Database) -> dict[tuple[str, str], str]:
-    async with db.begin() as conn:
-        result = await conn.execute(select(tenant_credentials))
-        return {(r.tenant_id, r.name): r.ciphertext for r in result}
+    rows = await fetch_all(db, select(tenant_credentials))
+    return {(r.tenant_id, r.name): r.ciphertext for r in rows}
 
 
 async def corrupt(db: Database, tenant_id: str, name: str, ciphertext: str) -> None:
-    async with db.begin() as conn:
-        await conn.execute(
-            update(tenant_credentials)
-            .where(tenant_credentials.c.tenant_id == tenant_id,
-                   tenant_credentials.c.name == name)
-            .values(ciphertext=ciphertext)
-        )
+    await execute(db, update(tenant_credentials)
+                  .where(tenant_credentials.c.tenant_id == tenant_id,
+                         tenant_credentials.c.name == name)
+                  .values(ciphertext=ciphertext))
 
 
 async def test_a_credential_round_trips_and_only_ciphertext_is_stored(db: Database) -> None:
@@ -71,12 +68,10 @@ async def test_put_replaces_the_secret_and_keeps_the_creation_time(db: Database)
     await tenants(db, "acme")
     store = CredentialStore(db, Keyring([generate_key()]))
     await store.put("acme", "crm_token", "first")
-    async with db.begin() as conn:
-        created = (await conn.execute(select(tenant_credentials))).one().created_at
+    created = (await fetch_one(db, select(tenant_credentials))).created_at
     await store.put("acme", "crm_token", "second")
     assert await store.get(ctx_for("acme"), "crm_token") == "second"
-    async with db.begin() as conn:
-        row = (await conn.execute(select(tenant_credentials))).one()
+    row = await fetch_one(db, select(tenant_credentials))
     assert row.created_at == created and row.updated_at >= created
     assert row.updated_at.replace(tzinfo=UTC) <= datetime.now(UTC)
 

@@ -11,16 +11,15 @@ from core.purge import purge_tenant
 from core.settings import Settings
 from core.vectors.embedded import EmbeddedVectorStore
 from tests.core.test_agent import service, start
+from tests.support.databases import fetch_value
 from tests.support.tenancy import CounterCapability, plan, tenant_on
 
 OWNED = (runs, checkpoints, checkpoint_segments, tool_effects)
 
 
 async def rows_of(db: Database, table: Table, tenant_id: str) -> int:
-    async with db.read() as conn:
-        return int(await conn.scalar(
-            select(func.count()).select_from(table).where(table.c.tenant_id == tenant_id)
-        ) or 0)
+    return int(await fetch_value(
+        db, select(func.count()).select_from(table).where(table.c.tenant_id == tenant_id)) or 0)
 
 
 async def test_a_purge_removes_the_tenants_runs_and_checkpoints_and_no_one_elses(
@@ -39,6 +38,5 @@ async def test_a_purge_removes_the_tenants_runs_and_checkpoints_and_no_one_elses
     assert counts["checkpoints"] == 1 and counts["checkpoint_segments"] >= 1
     assert [await rows_of(db, table, "acme") for table in OWNED] == [0] * len(OWNED)
     assert {table.name: await rows_of(db, table, "globex") for table in OWNED} == kept
-    async with db.read() as conn:
-        status = await conn.scalar(select(tenants.c.status).where(tenants.c.id == "acme"))
+    status = await fetch_value(db, select(tenants.c.status).where(tenants.c.id == "acme"))
     assert status == "suspended"

@@ -12,9 +12,11 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
-from sqlalchemy.engine import make_url
+from sqlalchemy import Executable, Row
+from sqlalchemy.engine import Connection, make_url
 
 from core.db.engine import Database
 from core.db.migrate import upgrade
@@ -91,3 +93,27 @@ class PostgresTemplates:
     def close(self) -> None:
         """Drop the template."""
         self._execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+
+
+async def fetch_all(db: Database, statement: Executable) -> list[Row[Any]]:
+    """Every row ``statement`` returns, read in a transaction of its own."""
+    return await db.run(lambda conn: list(conn.execute(statement)))
+
+
+async def fetch_one(db: Database, statement: Executable) -> Row[Any]:
+    """The one row ``statement`` returns."""
+    return await db.run(lambda conn: conn.execute(statement).one())
+
+
+async def fetch_value(db: Database, statement: Executable) -> Any:
+    """The first column of the first row ``statement`` returns, or ``None``."""
+    return await db.run(lambda conn: conn.execute(statement).scalar())
+
+
+async def execute(db: Database, *statements: Executable) -> int:
+    """Run the statements in one transaction; how many rows they changed together."""
+
+    def run_all(conn: Connection) -> int:
+        return sum(max(0, conn.execute(s).rowcount) for s in statements)
+
+    return await db.run(run_all)

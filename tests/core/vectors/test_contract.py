@@ -30,7 +30,7 @@ from core.vectors.embeddings import HashingEmbedder
 from core.vectors.pinecone_store import PineconeVectorStore
 from core.vectors.tables import memory_chunks
 from standins.pinecone import PineconeDataPlane
-from tests.support.databases import PostgresTemplates, SqliteTemplates
+from tests.support.databases import PostgresTemplates, SqliteTemplates, fetch_value
 
 EMBEDDER = HashingEmbedder(dim=256)
 MakeStore = Callable[[PartitionResolver | None], VectorStore]
@@ -103,8 +103,7 @@ async def backend(
     db = Database(url)
 
     async def embedded_count() -> int:
-        async with db.begin() as conn:
-            return int(await conn.scalar(select(func.count()).select_from(memory_chunks)) or 0)
+        return int(await fetch_value(db, select(func.count()).select_from(memory_chunks)) or 0)
 
     yield Backend(lambda resolver: EmbeddedVectorStore(db, resolver), embedded_count)
     await db.dispose()

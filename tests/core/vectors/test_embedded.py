@@ -27,7 +27,7 @@ from core.vectors.base import VectorItem
 from core.vectors.embedded import EmbeddedVectorStore, purge_chunks, top_indices
 from core.vectors.embeddings import HashingEmbedder
 from core.vectors.tables import memory_chunks, memory_partitions
-from tests.support.databases import SqliteTemplates
+from tests.support.databases import SqliteTemplates, execute, fetch_all
 
 EMBEDDER = HashingEmbedder(dim=64)
 MEMORY_TABLES = ("memory_chunks", "memory_partitions", "conversation_turns")
@@ -114,8 +114,7 @@ async def test_the_migration_creates_the_tables_as_declared(db: Database) -> Non
         return [d for d in compare_metadata(context, metadata)
                 if any(name in str(d) for name in MEMORY_TABLES)]
 
-    async with db.begin() as conn:
-        assert await conn.run_sync(differences) == []
+    assert await db.run(differences) == []
 
 
 async def search(store: EmbeddedVectorStore, tenant_id: str, text: str = "apple") -> list[str]:
@@ -267,27 +266,24 @@ async def test_concurrent_searches_of_a_cold_partition_agree_and_cache_it_once(
 
 async def test_chunks_written_without_a_revision_are_found_but_not_cached(db: Database) -> None:
     vector = (await EMBEDDER.embed(["apple raw"]))[0]
-    async with db.begin() as conn:
-        await conn.execute(insert(memory_chunks).values(
-            tenant_id="acme", id="raw#0", partition="tenant-acme", source="raw", chunk=0,
-            text="apple raw", vector=vector.tobytes(), dim=64, metadata={},
-            created_at=datetime.now(UTC)))
+    await execute(db, insert(memory_chunks).values(
+        tenant_id="acme", id="raw#0", partition="tenant-acme", source="raw", chunk=0,
+        text="apple raw", vector=vector.tobytes(), dim=64, metadata={},
+        created_at=datetime.now(UTC)))
     store = EmbeddedVectorStore(db)
     assert await search(store, "acme") == await search(store, "acme") == ["apple raw"]
     assert (store.cache.stats().entries, store.cache.stats().misses) == (0, 2)
 
 
 async def test_the_migration_gives_existing_partitions_a_revision(db: Database) -> None:
-    async with db.begin() as conn:
-        await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0007"))
-        vector = (await EMBEDDER.embed(["apple old"]))[0]
-        await conn.execute(insert(memory_chunks).values(
-            tenant_id="acme", id="old#0", partition="tenant-acme", source="old", chunk=0,
-            text="apple old", vector=vector.tobytes(), dim=64, metadata={},
-            created_at=datetime.now(UTC)))
+    await db.run(lambda conn: command.downgrade(alembic_config(conn), "0007"))
+    vector = (await EMBEDDER.embed(["apple old"]))[0]
+    await execute(db, insert(memory_chunks).values(
+        tenant_id="acme", id="old#0", partition="tenant-acme", source="old", chunk=0,
+        text="apple old", vector=vector.tobytes(), dim=64, metadata={},
+        created_at=datetime.now(UTC)))
     await upgrade(db)
-    async with db.read() as conn:
-        rows = (await conn.execute(select(memory_partitions))).all()
+    rows = await fetch_all(db, select(memory_partitions))
     assert [tuple(row) for row in rows] == [("acme", "tenant-acme", 1)]
     store = EmbeddedVectorStore(db)
     assert await search(store, "acme") == await search(store, "acme") == ["apple old"]
