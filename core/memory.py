@@ -100,12 +100,6 @@ def conversation_window(
     ]
 
 
-def forget_conversation(conn: Connection, ctx: TenantContext, conversation_id: str) -> int:
-    """Delete the principal's conversation; how many turns went."""
-    return int(conn.execute(delete(conversation_turns).where(*_key(ctx, conversation_id)))
-               .rowcount)
-
-
 def purge_history(conn: Connection, tenant_id: str) -> int:
     """Delete every conversation turn of a tenant (part of a purge); how many went."""
     result = conn.execute(

@@ -16,7 +16,6 @@ from core.memory import (
     Turn,
     append_turn,
     conversation_window,
-    forget_conversation,
     purge_history,
 )
 
@@ -32,9 +31,6 @@ class ConversationHistory:
 
     async def window(self, ctx: TenantContext, conversation: str, limit: int) -> list[Turn]:
         return await self.db.run(conversation_window, ctx, conversation, limit)
-
-    async def forget(self, ctx: TenantContext, conversation: str) -> int:
-        return await self.db.run(forget_conversation, ctx, conversation)
 
 
 def ctx_for(tenant_id: str, principal_id: str = "slack:T1:U1") -> TenantContext:
@@ -88,17 +84,6 @@ async def test_purge_tenant_deletes_that_tenants_turns_only(db: Database) -> Non
     assert await db.run(purge_history, "acme") == 3
     assert await history.window(ctx_for("acme"), "c", 10) == []
     assert [t.text for t in await history.window(ctx_for("globex"), "c", 10)] == ["g1"]
-
-
-async def test_forget_deletes_one_conversation_of_one_principal(db: Database) -> None:
-    history = ConversationHistory(db)
-    await say(history, ctx_for("acme"), "c", "mine")
-    await say(history, ctx_for("acme"), "keep", "kept")
-    await say(history, ctx_for("acme", "other"), "c", "theirs")
-    assert await history.forget(ctx_for("acme"), "c") == 1
-    assert await history.window(ctx_for("acme"), "c", 10) == []
-    assert [t.text for t in await history.window(ctx_for("acme"), "keep", 10)] == ["kept"]
-    assert [t.text for t in await history.window(ctx_for("acme", "other"), "c", 10)] == ["theirs"]
 
 
 async def test_concurrent_appends_all_land_in_order_of_commit(db: Database) -> None:
