@@ -42,17 +42,21 @@ from core.errors import BudgetExceeded, ModelFailed, RunError
 from core.logs import log
 from core.prices import ModelPrice
 
-CHARS_PER_TOKEN = 3
-"""A deliberately low ratio: over-estimating input only makes a reservation safer."""
+PART_FRAMING = 16
+"""Tokens allowed for the framing of one message part (role and block markers)."""
+TOOLS_PREAMBLE = 500
+"""Tokens allowed for what a provider adds when it is offered tools (Anthropic's tool-use
+system prompt is a few hundred)."""
 
 
 class InputEstimate:
-    """A conservative token estimate of a run's requests, without calling the provider.
+    """An upper bound of a request's input tokens, without calling the provider.
 
-    Counts the characters the provider will tokenise (texts, tool arguments and
-    results, instructions, tool schemas) at ``CHARS_PER_TOKEN``, plus a per-part
-    framing allowance. Over-estimating only makes a reservation safer; settling
-    corrects it to the provider's count.
+    A byte-level tokenizer makes at most one token of each UTF-8 byte, so the bound is
+    the bytes the provider will tokenise (texts, tool arguments and results,
+    instructions, tool schemas) plus an allowance per message part and for tools.
+    Settling corrects it to the provider's count, which can only be lower: a charge
+    never grows after its reservation, so concurrent runs cannot overspend the month.
 
     A request resends the run's whole history, so measuring all of it at every step
     would grow with the run (tool results are serialised to be measured). Messages
@@ -69,32 +73,37 @@ class InputEstimate:
         settled = max(0, len(messages) - SETTLED_AFTER)
         kept = common_prefix([m for m, _, _ in self._measured], messages, settled)
         del self._measured[kept:]
-        chars, parts = self._measured[-1][1:] if self._measured else (0, 0)
+        size, parts = self._measured[-1][1:] if self._measured else (0, 0)
         for message in messages[kept:settled]:
-            more_chars, more_parts = _measure(message)
-            chars, parts = chars + more_chars, parts + more_parts
-            self._measured.append((message, chars, parts))
+            more_size, more_parts = _measure(message)
+            size, parts = size + more_size, parts + more_parts
+            self._measured.append((message, size, parts))
         for message in messages[settled:]:
-            more_chars, more_parts = _measure(message)
-            chars, parts = chars + more_chars, parts + more_parts
-        for tool in parameters.function_tools:
-            chars += len(tool.name) + len(tool.description or "")
-            chars += len(to_json(tool.parameters_json_schema))
-        return chars // CHARS_PER_TOKEN + 8 * parts + 16
+            more_size, more_parts = _measure(message)
+            size, parts = size + more_size, parts + more_parts
+        tools = parameters.function_tools
+        for tool in tools:
+            size += _bytes(tool.name) + _bytes(tool.description or "")
+            size += len(to_json(tool.parameters_json_schema))
+        return size + PART_FRAMING * (parts + 1) + (TOOLS_PREAMBLE if tools else 0)
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8"))
 
 
 def _measure(message: ModelMessage) -> tuple[int, int]:
-    """The characters a provider tokenises in ``message``, and its number of parts."""
-    chars = 0
+    """The UTF-8 bytes a provider tokenises in ``message``, and its number of parts."""
+    size = 0
     if isinstance(message, ModelRequest) and message.instructions:
-        chars += len(message.instructions)
+        size += _bytes(message.instructions)
     for part in message.parts:
         if isinstance(part, ToolCallPart):
-            chars += len(part.tool_name) + len(part.args_as_json_str())
+            size += _bytes(part.tool_name) + _bytes(part.args_as_json_str())
             continue
         content = getattr(part, "content", "")
-        chars += len(content) if isinstance(content, str) else len(to_json(content))
-    return chars, len(message.parts)
+        size += _bytes(content) if isinstance(content, str) else len(to_json(content))
+    return size, len(message.parts)
 
 
 def usage_of(response: ModelResponse) -> TokenUsage:
@@ -205,7 +214,8 @@ class MeteredModel(WrapperModel):
         log.debug("model call", step=step, estimate=estimate, max_tokens=max_tokens)
         held = await acc.open_attempt(
             step, "model", tokens=estimate + max_tokens,
-            cost_microcents=self.price.cost(input_tokens=estimate, output_tokens=max_tokens),
+            cost_microcents=self.price.input_bound(estimate)
+            + self.price.cost(input_tokens=0, output_tokens=max_tokens),
             tool_calls=0, price=self.price,
         )
         settings: ModelSettings = {**(model_settings or {}), "max_tokens": max_tokens}
@@ -237,6 +247,10 @@ class MeteredModel(WrapperModel):
         """
         acc = self.account
         usage = usage_of(response)
+        if usage.total > attempt.held.tokens:
+            log.warning("the provider counted more tokens than the reservation's bound",
+                        step=attempt.held.step_id, reserved=attempt.held.tokens,
+                        counted=usage.total)
         cost = self.price.cost(
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cache_read_tokens=usage.cache_read_tokens,

@@ -51,6 +51,13 @@ class ModelPrice:
         )
         return -(-total // PER_MILLION)
 
+    def input_bound(self, tokens: int) -> int:
+        """The most ``tokens`` of input can cost, whatever the provider bills them as.
+
+        A cache write is the dearest way to bill input tokens.
+        """
+        return -(-tokens * max(self.input, self.cache_write, self.cache_read) // PER_MILLION)
+
 
 def _anthropic(model: str, inp: float, out: float) -> ModelPrice:
     # Anthropic bills 5-minute cache writes at 1.25x input and cache reads at 0.1x input.

@@ -49,6 +49,24 @@ def _estimate_input(body: Mapping[str, Any]) -> int:
     return estimate_tokens({k: body[k] for k in ("system", "messages", "tools") if k in body})
 
 
+def count_bytes(body: Mapping[str, Any]) -> int:
+    """A byte-level tokenizer's worst case: a token per UTF-8 byte of every text the model
+    is shown (system, messages, tool definitions), and four per message and content block.
+    """
+
+    def texts(value: object) -> int:
+        if isinstance(value, str):
+            return len(value.encode("utf-8"))
+        if isinstance(value, Mapping):
+            framing = 4 if "type" in value or "role" in value else 0
+            return framing + sum(texts(item) for item in value.values())
+        if isinstance(value, list):
+            return sum(texts(item) for item in value)
+        return len(str(value).encode()) if value is not None else 0
+
+    return sum(texts(body[key]) for key in ("system", "messages", "tools") if key in body)
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Billed:
     """Usage and timing shared by successful turns; `None` token counts are estimated."""
@@ -292,14 +310,18 @@ class AnthropicEmulator:
     from the script in order, one per `POST /v1/messages`; `count_tokens` does not consume them.
     """
 
-    def __init__(self, *turns: Turn, api_key: str | None = None) -> None:
+    def __init__(self, *turns: Turn, api_key: str | None = None,
+                 tokens_per_byte: bool = False) -> None:
         """Prepare the emulator without binding a port.
 
         Args:
             *turns: Initial script, same as calling `script(*turns)`.
             api_key: If given, any other `x-api-key` is rejected with 401; otherwise any key passes.
+            tokens_per_byte: Count input as adversarially as a byte-level tokenizer can
+                (`count_bytes`) instead of about four characters a token.
         """
         self.requests: list[RecordedRequest] = []
+        self.tokens_per_byte = tokens_per_byte
         self.answered = 0
         """How many scripted turns were sent back (a client that hung up got none)."""
         self._queue: deque[Turn] = deque(turns)
@@ -392,6 +414,8 @@ class AnthropicEmulator:
             error = _error_body(turn.type, turn.message, _random_id("req_011"))
             return await self._send_sse(request, [*events, ("error", error)])
         message = _build_message(turn, body)
+        if self.tokens_per_byte and turn.input_tokens is None:
+            message["usage"]["input_tokens"] = count_bytes(body)
         self.answered += 1
         if streaming:
             return await self._send_sse(request, _stream_events(message))

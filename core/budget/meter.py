@@ -96,7 +96,7 @@ class RunMeter:
                 "tokens", self.budget.token_ceiling, self.tokens + max(0, estimated_input)
             )
         cost_room = self.budget.cost_ceiling_microcents - self.cost_microcents
-        input_cost = price.cost(input_tokens=estimated_input, output_tokens=0)
+        input_cost = price.input_bound(estimated_input)
         by_cost = (
             (cost_room - input_cost) * 1_000_000 // price.output if price.output else token_room
         )

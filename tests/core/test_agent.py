@@ -126,14 +126,14 @@ async def test_a_crash_between_any_two_steps_resumes_without_repeating_work(
 
 async def test_a_token_ceiling_halts_the_run_and_resume_continues_with_a_fresh_budget(
         db: Database, settings: Settings) -> None:
-    await tenant_on(db, "acme", plan(run_tokens=400))
+    await tenant_on(db, "acme", plan(run_tokens=1350))
     counter = CounterCapability()
     svc = service(db, settings, counter)
     halted = await start(svc, db)
     assert halted.status == "halted"
     assert halted.halt is not None and halted.halt["ceiling"] == "tokens"
-    assert halted.halt["limit"] == 400 and halted.halt["used"] > 0
-    assert "tokens" in halted.halt["message"] and "400" in halted.halt["message"]
+    assert halted.halt["limit"] == 1350 and halted.halt["used"] > 0
+    assert "tokens" in halted.halt["message"] and "1350" in halted.halt["message"]
 
     outcome = halted
     for _ in range(5):
@@ -159,7 +159,7 @@ async def test_the_tool_call_ceiling_halts_before_the_call(
 
 async def test_a_checkpoint_cannot_be_resumed_under_another_tenant(
         db: Database, settings: Settings) -> None:
-    await tenant_on(db, "acme", plan(run_tokens=400))
+    await tenant_on(db, "acme", plan(run_tokens=1350))
     await tenant_on(db, "evil", plan())
     svc = service(db, settings, CounterCapability())
     halted = await start(svc, db)
@@ -173,7 +173,7 @@ async def test_a_checkpoint_cannot_be_resumed_under_another_tenant(
 
 async def test_a_corrupted_checkpoint_is_a_clear_error_and_changes_nothing(
         db: Database, settings: Settings) -> None:
-    await tenant_on(db, "acme", plan(run_tokens=400))
+    await tenant_on(db, "acme", plan(run_tokens=1350))
     svc = service(db, settings, CounterCapability())
     halted = await start(svc, db)
     await db.run(lambda conn: conn.execute(
@@ -293,7 +293,7 @@ async def test_a_checkpoint_stores_each_settled_message_once_under_its_tenant(
 @pytest.mark.parametrize("damage", ["tampered", "missing"])
 async def test_a_damaged_checkpoint_segment_is_a_clear_error_and_changes_nothing(
         db: Database, settings: Settings, damage: str) -> None:
-    await tenant_on(db, "acme", plan(run_tokens=400))
+    await tenant_on(db, "acme", plan(run_tokens=1350))
     svc = service(db, settings, CounterCapability())
     halted = await start(svc, db)
     assert halted.status == "halted"

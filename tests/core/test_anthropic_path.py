@@ -9,6 +9,7 @@ emulator, so each test asserts what actually went over HTTP and what the ledger 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import structlog
 from pydantic import SecretStr
-from sqlalchemy import inspect, select, table, text
+from sqlalchemy import func, inspect, select, table, text
 from sqlalchemy.engine import Connection
 
 import core.agent
@@ -28,6 +29,7 @@ from core.agent import AgentService, RunOutcome
 from core.budget.meter import MIN_OUTPUT_TOKENS
 from core.db.engine import Database
 from core.db.schema import monthly_usage, tool_effects, usage_ledger
+from core.errors import RunRefused
 from core.models import ModelFactory
 from core.prices import price_for
 from core.runs import RunRecord, get_run
@@ -41,9 +43,10 @@ from standins.anthropic import (
     TextTurn,
     ToolCall,
     ToolUseTurn,
+    count_bytes,
 )
 from tests.support.auditing import audit_log
-from tests.support.databases import fetch_all, fetch_one
+from tests.support.databases import fetch_all, fetch_one, fetch_value
 from tests.support.tenancy import CounterCapability, plan, tenant_on
 
 MODEL = "anthropic:claude-haiku-4-5"
@@ -235,7 +238,7 @@ async def test_a_tool_use_turn_runs_the_tool_once_and_the_answer_comes_back(
     assert [tuple(e) for e in effects] == [(f"tool:{call.id}", "3")]
 
 
-RUN_TOKENS = 1_000
+RUN_TOKENS = 3_000
 
 
 async def test_the_budget_lowers_max_tokens_sent_to_the_provider(
@@ -256,8 +259,8 @@ async def test_the_budget_lowers_max_tokens_sent_to_the_provider(
         assert row.reserved_tokens == RUN_TOKENS - used
         estimate = row.reserved_tokens - sent
         assert estimate > 0
-        assert row.reserved_cost_microcents == PRICE.cost(input_tokens=estimate,
-                                                          output_tokens=sent)
+        assert row.reserved_cost_microcents == (
+            PRICE.input_bound(estimate) + PRICE.cost(input_tokens=0, output_tokens=sent))
         used += row_tokens(row)
     assert emu.requests[1].body["max_tokens"] < emu.requests[0].body["max_tokens"]
     assert outcome.usage.tokens == used <= RUN_TOKENS
@@ -273,8 +276,9 @@ async def test_a_ceiling_too_small_for_any_answer_halts_before_anything_is_sent(
     assert await ledger_rows(db, outcome.run_id) == []
 
 
-TIGHT_TOKENS = 250
-"""Room for the first request's estimated input and roughly a hundred output tokens."""
+TIGHT_TOKENS = 1_000
+"""Room for the first request's input bound (about 870 tokens, most of them the allowance
+for tools) and roughly a hundred output tokens."""
 
 
 @pytest.mark.parametrize("turn", [
@@ -441,3 +445,37 @@ async def test_the_api_key_never_reaches_logs_or_stored_rows(
     }
     for where, content in places.items():
         assert API_KEY not in content and KEY_TAIL not in content, f"API key found in {where}"
+
+
+MONTH_TOKENS = 100_000
+
+
+async def test_a_provider_counting_every_byte_cannot_push_the_month_past_its_allowance(
+        db: Database, service: AgentService, emu: AnthropicEmulator) -> None:
+    """25 concurrent runs of 3,000 CJK characters each against a 100,000-token month.
+
+    The emulator counts a token for every byte of input, the most a byte-level
+    tokenizer can: a reservation must hold that much, or settlements overrun the month.
+    """
+    emu.tokens_per_byte = True
+    emu.script(*(TextTurn("了解しました。") for _ in range(25)))
+    await tenant_on(db, "acme", plan(monthly_tokens=MONTH_TOKENS, run_tokens=MONTH_TOKENS))
+    prompt = "請總結這份報告的要點" * 300
+
+    async def one() -> RunOutcome:
+        grant = await service.open(tenant_id="acme", principal_id="alice",
+                                   extra_roles={"member"})
+        return await service.start(grant, prompt)
+
+    outcomes = await asyncio.gather(*(one() for _ in range(25)), return_exceptions=True)
+    finished = [o for o in outcomes if isinstance(o, RunOutcome)]
+    assert [o.status for o in finished].count("completed") >= 1
+    assert all(isinstance(o, RunOutcome | RunRefused) for o in outcomes), outcomes
+    month = await month_row(db)
+    ledger = await fetch_value(db, select(func.sum(
+        usage_ledger.c.input_tokens + usage_ledger.c.output_tokens
+        + usage_ledger.c.cache_read_tokens + usage_ledger.c.cache_write_tokens)))
+    assert month.tokens == ledger, "the month equals the sum of its ledger rows"
+    assert month.tokens <= MONTH_TOKENS, f"overspent: {month.tokens} of {MONTH_TOKENS}"
+    served = [r for r in emu.requests if r.body is not None]
+    assert served and all(count_bytes(r.body) > 3 * 3000 for r in served)

@@ -41,7 +41,8 @@ async def test_max_tokens_is_lowered_to_what_the_run_can_still_afford(db: Databa
 
 
 async def test_the_cost_ceiling_limits_output_by_price(db: Database) -> None:
-    m = await meter(db, run_cost_microcents=SONNET.cost(input_tokens=100, output_tokens=100))
+    ceiling = SONNET.input_bound(100) + SONNET.cost(input_tokens=0, output_tokens=100)
+    m = await meter(db, run_cost_microcents=ceiling)
     assert m.before_model_call(100, 4096, SONNET) == 100
     m.after_model_call(TokenUsage(input_tokens=100, output_tokens=60),
                        SONNET.cost(input_tokens=100, output_tokens=60))
