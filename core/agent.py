@@ -32,13 +32,14 @@ from pydantic_ai.messages import (
     ToolCallPart,
     UserPromptPart,
 )
+from pydantic_ai.models import ModelRequestParameters
 from pydantic_core import ValidationError
 
 from core import audit as events
 from core.audit import AuditLog
 from core.budget.account import RunAccount
 from core.budget.ledger import UsageSummary
-from core.budget.meter import RunMeter
+from core.budget.meter import MIN_OUTPUT_TOKENS, RunMeter
 from core.builder import RunGrant, build_context
 from core.checkpoints import HistoryEncoder, save_checkpoint
 from core.context import Initiator, PrincipalKind, TenantContext
@@ -54,14 +55,14 @@ from core.errors import (
 )
 from core.logs import bound, log
 from core.memory import conversation_window
-from core.metered_model import MeteredModel
+from core.metered_model import InputEstimate, MeteredModel
 from core.models import ModelFactory
-from core.prices import price_for
+from core.prices import format_microcents, price_for
 from core.resources import ResourceLocator
 from core.run_records import Ending, finish_run, resume_run, start_run
 from core.runs import RunRecord, get_run
 from core.settings import Settings
-from core.tools import CapabilityRegistry
+from core.tools import CapabilityRegistry, ToolBinding
 from core.toolset import (
     AuthorisedToolset,
     MeteredToolset,
@@ -176,10 +177,17 @@ class AgentService:
                 turns (``settings.history_window``) are shown to the model, and this
                 run's prompt and answer are added to it.
             on_tool: Told each tool call's capability as it starts (a status line).
+
+        Raises:
+            RunRefused: ``allowance_exhausted`` or ``run_ceiling_too_small``: the run's
+                budget cannot pay even its first model call; nothing is recorded but
+                the refusal, in the audit log.
         """
         model_id = self.models.check(model or self.settings.model)
         if conversation_id is not None and not history:
             history = await self._history(grant, conversation_id)
+        await self._admit(grant, model_id, [
+            *history, ModelRequest(parts=[UserPromptPart(prompt)], instructions=INSTRUCTIONS)])
         salt = await self.db.run(start_run, grant.ctx, self.audit, prompt=prompt,
                                  model=model_id, conversation_id=conversation_id)
         allocation = self._allocate(grant, model_id, salt, RunAccount(
@@ -215,10 +223,42 @@ class AgentService:
         encoder = HistoryEncoder(messages[:checkpoint.settled], checkpoint.segments)
         return await self._execute(allocation, None, messages, encoder)
 
+    def _bindings(self, grant: RunGrant) -> list[ToolBinding]:
+        """The run's tools; none when its budget cannot pay a single tool call."""
+        if grant.ctx.budget.tool_call_ceiling == 0:
+            return []
+        return self.registry.resolve(grant.ctx)
+
+    async def _admit(self, grant: RunGrant, model_id: str, first: list[ModelMessage]) -> None:
+        """Refuse, audited, a run whose budget cannot pay for its first model call."""
+        tools = build_toolset(self._bindings(grant)).tools.values()
+        estimate = InputEstimate().of(
+            first, ModelRequestParameters(function_tools=[tool.tool_def for tool in tools]))
+        price, budget = price_for(model_id), grant.ctx.budget
+        tokens = estimate + MIN_OUTPUT_TOKENS
+        cost = price.input_bound(estimate) + price.cost(input_tokens=0,
+                                                        output_tokens=MIN_OUTPUT_TOKENS)
+        if budget.token_ceiling >= tokens and budget.cost_ceiling_microcents >= cost:
+            return
+        plan = grant.plan
+        monthly = (budget.token_ceiling < plan.run_tokens
+                   or budget.cost_ceiling_microcents < plan.run_cost_microcents)
+        reason = "allowance_exhausted" if monthly else "run_ceiling_too_small"
+        refused = RunRefused(reason, (
+            f"the first model call of this run needs up to {tokens} tokens and "
+            f"{format_microcents(cost)}; the run may spend {budget.token_ceiling} tokens and "
+            f"{format_microcents(budget.cost_ceiling_microcents)}"
+            + (" (what is left of the month)" if monthly else " (the plan's per-run ceiling)")))
+        await self.audit.record(grant.ctx.tenant_id, events.RUN_REFUSED, {
+            "principal": grant.ctx.principal_id, "reason": reason,
+            "correlation_id": grant.ctx.audit.correlation_id,
+        })
+        raise refused
+
     def _allocate(self, grant: RunGrant, model_id: str, salt: bytes, account: RunAccount,
                   on_tool: ToolStarted | None) -> _Allocation:
         """The run's account, its two tool wrappers and its metered model."""
-        bindings = self.registry.resolve(grant.ctx)
+        bindings = self._bindings(grant)
         by_name = {b.name: b for b in bindings}
         metered = MeteredToolset(build_toolset(bindings), by_name, account, self.audit, salt,
                                  on_start=on_tool)

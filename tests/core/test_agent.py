@@ -4,9 +4,9 @@ import json
 from typing import Any
 
 import pytest
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from core.agent import AgentService, RunOutcome
 from core.audit import RUN_STARTED
@@ -23,6 +23,7 @@ from core.settings import Settings
 from core.tenants import set_status
 from core.tools import CapabilityRegistry
 from tests.support.auditing import audit_log
+from tests.support.databases import fetch_value
 from tests.support.scripted import (
     Crash,
     CrashingDatabase,
@@ -309,3 +310,37 @@ async def test_a_damaged_checkpoint_segment_is_a_clear_error_and_changes_nothing
     with pytest.raises(CheckpointError, match=expected):
         await svc.resume(grant)
     assert await ledger_rows(db, halted.run_id) == before
+
+
+def bump_if_offered(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    """A model that uses the counter when it is offered, and answers without it otherwise."""
+    if any(isinstance(m, ModelResponse) for m in messages) or not info.function_tools:
+        return ModelResponse(parts=[TextPart("answered without tools")])
+    return ModelResponse(parts=[ToolCallPart("counter__bump", {"by": 1}, tool_call_id="b1")])
+
+
+async def test_a_month_without_tool_calls_left_answers_without_tools_instead_of_halting(
+        db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan(monthly_tool_calls=2))
+    counter = CounterCapability()
+    assert (await start(service(db, settings, counter), db)).usage.tool_calls == 2
+    svc = AgentService(db, settings, ScriptedModels(settings, bump_if_offered), audit_log(db),
+                       CapabilityRegistry([counter]))
+    outcomes = [await start(svc, db) for _ in range(5)]
+    assert [o.status for o in outcomes] == ["completed"] * 5
+    assert {o.answer for o in outcomes} == {"answered without tools"}
+    assert counter.executions == {"acme": 11}, "no tool ran once the month's calls were spent"
+    assert all(o.usage.tokens > 0 and o.usage.retried_tokens == 0 for o in outcomes)
+
+
+async def test_a_month_that_cannot_pay_one_model_call_refuses_the_run(
+        db: Database, settings: Settings) -> None:
+    """900 tokens left: less than the bound of the first request with its tools (~930)."""
+    await tenant_on(db, "acme", plan(monthly_tokens=900))
+    with pytest.raises(RunRefused) as refused:
+        await start(service(db, settings, CounterCapability()), db)
+    assert refused.value.reason == "allowance_exhausted"
+    assert "what is left of the month" in str(refused.value)
+    assert await fetch_value(db, select(func.count()).select_from(usage_ledger)) == 0
+    [event] = await db.run(recent_events, "acme")
+    assert (event.event, event.fields["reason"]) == ("run.refused", "allowance_exhausted")

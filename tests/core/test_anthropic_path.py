@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 import core.agent
 import core.metered_model
 from core.agent import AgentService, RunOutcome
+from core.audit.log import recent_events
 from core.budget.meter import MIN_OUTPUT_TOKENS
 from core.db.engine import Database
 from core.db.schema import monthly_usage, tool_effects, usage_ledger
@@ -266,14 +267,17 @@ async def test_the_budget_lowers_max_tokens_sent_to_the_provider(
     assert outcome.usage.tokens == used <= RUN_TOKENS
 
 
-async def test_a_ceiling_too_small_for_any_answer_halts_before_anything_is_sent(
+async def test_a_ceiling_too_small_for_any_answer_refuses_the_run_before_anything_is_sent(
         db: Database, service: AgentService, emu: AnthropicEmulator) -> None:
     emu.script(TextTurn("never asked"))
-    outcome = await start(service, db, plan(run_tokens=MIN_OUTPUT_TOKENS))
-    assert outcome.status == "halted"
-    assert outcome.halt is not None and outcome.halt["ceiling"] == "tokens"
+    with pytest.raises(RunRefused) as refused:
+        await start(service, db, plan(run_tokens=MIN_OUTPUT_TOKENS))
+    assert refused.value.reason == "run_ceiling_too_small"
+    assert "per-run ceiling" in str(refused.value)
     assert emu.requests == []
-    assert await ledger_rows(db, outcome.run_id) == []
+    assert await fetch_value(db, select(func.count()).select_from(usage_ledger)) == 0
+    [event] = await db.run(recent_events, "acme")
+    assert (event.event, event.fields["reason"]) == ("run.refused", "run_ceiling_too_small")
 
 
 TIGHT_TOKENS = 1_000
