@@ -52,6 +52,7 @@ from core.errors import (
     RunRefused,
     ToolError,
     ToolRefused,
+    ToolUnconfirmed,
 )
 from core.logs import bound, log
 from core.memory import conversation_window
@@ -280,6 +281,11 @@ class AgentService:
                 log.info("run halted", ceiling=exc.ceiling, limit=exc.limit, used=exc.used)
                 ending = Ending("halted", halt={"ceiling": exc.ceiling, "limit": exc.limit,
                                                 "used": exc.used, "message": str(exc)})
+            except ToolUnconfirmed as exc:
+                log.warning("run halted for a person", capability=exc.capability)
+                ending = Ending("halted", halt={"ceiling": "unconfirmed_tool", "limit": 0,
+                                                "used": 0, "capability": exc.capability,
+                                                "message": str(exc)})
             except (ModelFailed, ToolError, RunError) as exc:
                 log.warning("run failed", error=str(exc))
                 ending = Ending("failed", error=str(exc))
@@ -299,7 +305,7 @@ class AgentService:
 
     async def _loop(self, run: _Allocation, prompt: str | None, history: list[ModelMessage],
                     encoder: HistoryEncoder) -> str:
-        """Step through the run, writing a checkpoint after every model response."""
+        """Step through the run, writing a checkpoint after every response that calls tools."""
         ctx, meter = run.grant.ctx, run.account.meter
         async with self._agent.iter(
             prompt, deps=ctx, model=run.model, message_history=history or None,
@@ -308,7 +314,12 @@ class AgentService:
         ) as agent_run:
             step = 0
             async for node in agent_run:
-                if not Agent.is_call_tools_node(node):
+                calls = [part for part in node.model_response.parts
+                         if isinstance(part, ToolCallPart)] \
+                    if Agent.is_call_tools_node(node) else []
+                if not calls:
+                    # The final answer needs no checkpoint: its settlement holds it, and
+                    # a resume replays it from there.
                     continue
                 step += 1
                 await self.db.run(
@@ -317,9 +328,8 @@ class AgentService:
                     usage={"tokens": meter.tokens, "tool_calls": meter.tool_calls,
                            "cost_microcents": meter.cost_microcents},
                 )
-                for part in node.model_response.parts:
-                    if isinstance(part, ToolCallPart) and part.tool_name not in \
-                            run.authorised.bindings:
+                for part in calls:
+                    if part.tool_name not in run.authorised.bindings:
                         await self._refuse_unresolved(run, part)
             assert agent_run.result is not None
             return agent_run.result.output

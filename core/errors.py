@@ -13,7 +13,8 @@ these classes to user-facing words in one module each, never by parsing messages
     │   ├── RunRefused              refused before it started (suspended, allowance spent)
     │   ├── BudgetExceeded          a ceiling was reached; recoverable by a resume
     │   ├── ModelFailed             the model provider failed or timed out
-    │   └── CheckpointError         a checkpoint is corrupt or belongs to another tenant
+    │   ├── CheckpointError         a checkpoint is corrupt or belongs to another tenant
+    │   └── ToolUnconfirmed         a tool that must not repeat may have run; a person checks
     └── ToolError                   a tool could not be used
         ├── ToolRefused             not resolved, not licensed, or not permitted
         └── ToolFailed              the tool ran and failed
@@ -86,6 +87,24 @@ class ModelFailed(RunError):
 
 class CheckpointError(RunError):
     """A checkpoint cannot be used: corrupt, or owned by another tenant."""
+
+
+class ToolUnconfirmed(RunError):
+    """A non-retryable tool call may have run before the process stopped.
+
+    Its result was never recorded, so nobody knows whether its outside effect
+    happened. The run halts for a person instead of making the call again.
+
+    Attributes:
+        capability: The tool's capability name.
+    """
+
+    def __init__(self, capability: str) -> None:
+        super().__init__(
+            f"{capability} may have run before the service stopped, and it must not run "
+            "twice; check its effect, then resume the run (the call is not repeated)"
+        )
+        self.capability = capability
 
 
 class ToolError(TenantryError):

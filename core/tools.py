@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic_ai import RunContext
+
 from core.context import TenantContext
 from core.errors import ConfigurationError
 
@@ -26,6 +28,17 @@ _CAPABILITY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 def tool_name(capability: str) -> str:
     """The name the model sees: providers allow only ``[a-zA-Z0-9_-]``."""
     return capability.replace(".", "__")
+
+
+def idempotency_key(ctx: RunContext[TenantContext]) -> str:
+    """A key for the tool call being made, the same every time this call is attempted.
+
+    It is ``<run id>:<step id>``, and a resumed run replays the model's tool calls
+    with their ids, so a tool that passes it to an outside API (an ``Idempotency-Key``
+    header, a client reference) lets that API drop a repeat of a call whose result
+    Tenantry never recorded.
+    """
+    return f"{ctx.deps.run_id}:tool:{ctx.tool_call_id or 'unknown'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +54,10 @@ class ToolBinding:
         cost_microcents: The declared cost of one call, reserved before it runs.
         resource_kind: The kind of resource a call touches (``run``), for authorisation.
         resource_arg: The argument holding that resource's id.
+        retryable: Whether a call that may have run, without its result being
+            recorded (the process died in between), may simply be made again. A tool
+            with an outside effect that its API cannot deduplicate says ``False``: the
+            run then halts for a person instead of repeating it.
     """
 
     capability: str
@@ -49,6 +66,7 @@ class ToolBinding:
     cost_microcents: int = 0
     resource_kind: str | None = None
     resource_arg: str | None = None
+    retryable: bool = True
 
     @property
     def name(self) -> str:

@@ -42,7 +42,7 @@ from core.budget.meter import TokenUsage
 from core.context import TenantContext
 from core.db.engine import reads
 from core.db.schema import tool_effects
-from core.errors import ToolFailed, ToolRefused
+from core.errors import ToolFailed, ToolRefused, ToolUnconfirmed
 from core.logs import log
 from core.resources import ResourceLocator
 from core.tools import ToolBinding, tool_name
@@ -109,6 +109,26 @@ def record_tool_call(conn: Connection, ctx: TenantContext, held: Reservation, ca
         "result_digest": digest_with(salt, call.result),
         "latency_ms": call.latency_ms,
         "cost_microcents": call.cost_microcents,
+    }, run_id=ctx.run_id)
+
+
+UNCONFIRMED = to_json({
+    "error": "unconfirmed",
+    "message": "this call may have run before the service stopped; it was not repeated, "
+    "and whether it took effect is unknown: tell the person to check before asking again",
+}).decode()
+"""What the model is told of a non-retryable call that may or may not have run."""
+
+
+def record_unconfirmed(conn: Connection, ctx: TenantContext, step_id: str, capability: str,
+                       audit: AuditLog) -> None:
+    """Record a non-retryable call that may have run as unconfirmed, never to be repeated."""
+    conn.execute(_RECORD_EFFECT, {
+        "run_id": ctx.run_id, "step_id": step_id, "tenant_id": ctx.tenant_id,
+        "capability": capability, "result": UNCONFIRMED, "created_at": datetime.now(UTC),
+    })
+    audit.append(conn, ctx.tenant_id, events.TOOL_UNCONFIRMED, {
+        "capability": capability, "step_id": step_id, "principal": ctx.principal_id,
     }, run_id=ctx.run_id)
 
 
@@ -182,6 +202,12 @@ class MeteredToolset(WrapperToolset[TenantContext]):
     async def _call(self, binding: ToolBinding, step: str, name: str, tool_args: dict[str, Any],
                     ctx: RunContext[TenantContext], tool: ToolsetTool[TenantContext]) -> Any:
         acc, cost = self.account, binding.cost_microcents
+        if not binding.retryable and step in acc.replay.attempts_by_step:
+            # An earlier allocation began this call and recorded no result: it may have
+            # had its outside effect. Record that it is unconfirmed, and stop for a person.
+            await acc.db.run(record_unconfirmed, acc.ctx, step, binding.capability, self.audit)
+            acc.replay.effects[step] = UNCONFIRMED
+            raise ToolUnconfirmed(binding.capability)
         acc.meter.before_tool_call(cost)
         held = await acc.open_attempt(step, "tool", tokens=0, cost_microcents=cost, tool_calls=1)
         await self._announce(binding.capability)

@@ -20,6 +20,7 @@ from core.errors import TenantryError
 RUN_STARTED = "run.started"
 TOOL_INVOKED = "tool.invoked"
 TOOL_REFUSED = "tool.refused"
+TOOL_UNCONFIRMED = "tool.unconfirmed"
 RUN_COMPLETED = "run.completed"
 RUN_HALTED = "run.halted"
 RUN_REFUSED = "run.refused"

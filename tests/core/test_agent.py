@@ -1,27 +1,33 @@
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from pydantic_ai import RunContext
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo
 from sqlalchemy import delete, func, select, update
 
 from core.agent import AgentService, RunOutcome
-from core.audit import RUN_STARTED
+from core.audit import RUN_STARTED, TOOL_UNCONFIRMED
 from core.audit.log import recent_events
 from core.builder import build_context
 from core.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from core.context import TenantContext
 from core.db.engine import Database
 from core.db.schema import checkpoint_segments, checkpoints, usage_ledger
 from core.errors import CheckpointError, ConfigurationError, NotFound, RunRefused
 from core.memory import append_turn
 from core.models import ModelFactory
+from core.run_records import finish_run
 from core.runs import create_run, get_run
 from core.settings import Settings
 from core.tenants import set_status
-from core.tools import CapabilityRegistry
+from core.tools import CapabilityRegistry, ToolBinding, idempotency_key
+from core.toolset import record_tool_call
 from tests.support.auditing import audit_log
 from tests.support.databases import fetch_value
 from tests.support.scripted import (
@@ -39,7 +45,9 @@ def service(db: Database, settings: Settings, counter: CounterCapability,
             points: CrashPoints | None = None) -> AgentService:
     """The agent service; with ``points``, on a database that can crash around checkpoints."""
     if points is not None:
-        db = CrashingDatabase(db.url, points, {save_checkpoint: "checkpoint"})
+        db = CrashingDatabase(db.url, points, {
+            save_checkpoint: "checkpoint", record_tool_call: "effect", finish_run: "finish",
+        })
     crash = points or CrashPoints()
     models = ScriptedModels(settings, two_bumps, wrap=lambda m: CrashingModel(m, crash))
     return AgentService(db, settings, models, audit_log(db), CapabilityRegistry([counter]))
@@ -75,8 +83,10 @@ async def test_a_run_calls_its_tools_and_completes_with_metered_usage(
 
 CRASH_POINTS = [
     "model1:before", "model1:answered", "checkpoint1:before", "checkpoint1:after",
+    "effect1:after",
     "model2:before", "model2:answered", "checkpoint2:before", "checkpoint2:after",
-    "model3:before", "model3:answered",
+    "effect2:after",
+    "model3:before", "model3:answered", "finish1:before",
 ]
 
 
@@ -120,8 +130,11 @@ async def test_a_crash_between_any_two_steps_resumes_without_repeating_work(
         assert len(retried) == 1 and retried[0].step_id.startswith("model:")
         assert outcome.usage.retried_tokens == retried[0].reserved_tokens > 0
     else:
-        # The answer was committed before its checkpoint: the resume replays it unpaid.
+        # The answer was committed as it arrived, a tool's result as it returned: the
+        # resume replays them, unpaid and not repeated, the final answer included.
         assert retried == []
+        provider_calls = [p for p in points.seen if p.startswith("model") and p.endswith("before")]
+        assert len(provider_calls) == 3, "a paid response was asked for again"
         assert outcome.usage.retried_tokens == 0
 
 
@@ -344,3 +357,82 @@ async def test_a_month_that_cannot_pay_one_model_call_refuses_the_run(
     assert await fetch_value(db, select(func.count()).select_from(usage_ledger)) == 0
     [event] = await db.run(recent_events, "acme")
     assert (event.event, event.fields["reason"]) == ("run.refused", "allowance_exhausted")
+
+
+@dataclass
+class OnceOnlyCounter(CounterCapability):
+    """A counter whose calls must never repeat: it declares itself non-retryable."""
+
+    def resolve(self, ctx: TenantContext) -> ToolBinding:
+        return dataclasses.replace(super().resolve(ctx), retryable=False)
+
+
+async def crashed_after_first_tool_ran(
+        db: Database, settings: Settings, counter: CounterCapability,
+) -> tuple[AgentService, str]:
+    """A run whose process died after its first tool ran, before the result was recorded."""
+    await tenant_on(db, "acme", plan())
+    svc = service(db, settings, counter, CrashPoints(at="effect1:before"))
+    grant = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"})
+    with pytest.raises((Crash, BaseExceptionGroup)):
+        await svc.start(grant, "bump it", model="sandbox")
+    assert counter.executions == {"acme": 1}
+    return svc, grant.ctx.run_id
+
+
+async def test_the_one_window_replay_cannot_cover_repeats_a_retryable_tool(
+        db: Database, settings: Settings) -> None:
+    """Between a tool's outside effect and the commit of its result, a crash repeats it."""
+    counter = CounterCapability()
+    svc, run_id = await crashed_after_first_tool_ran(db, settings, counter)
+    try:
+        again = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"},
+                               run_id=run_id)
+        assert (await svc.resume(again)).status == "completed"
+    finally:
+        await svc.db.dispose()
+    assert counter.executions == {"acme": 12}, "the unrecorded call was made again"
+
+
+async def test_a_non_retryable_tool_that_may_have_run_halts_for_a_person(
+        db: Database, settings: Settings) -> None:
+    counter = OnceOnlyCounter()
+    svc, run_id = await crashed_after_first_tool_ran(db, settings, counter)
+    try:
+        def reopen() -> Any:
+            return svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"},
+                            run_id=run_id)
+
+        halted = await svc.resume(await reopen())
+        assert halted.status == "halted" and halted.halt is not None
+        assert (halted.halt["ceiling"], halted.halt["capability"]) == (
+            "unconfirmed_tool", "counter.bump")
+        assert counter.executions == {"acme": 1}, "the call that may have run was repeated"
+        [event] = await db.run(recent_events, "acme", events=[TOOL_UNCONFIRMED])
+        assert event.fields["capability"] == "counter.bump"
+
+        # A person checked: the resumed run goes on without making that call again.
+        outcome = await svc.resume(await reopen())
+    finally:
+        await svc.db.dispose()
+    assert outcome.status == "completed"
+    assert counter.executions == {"acme": 11}
+
+
+async def test_a_tool_gets_a_key_that_is_the_same_for_every_attempt_at_its_call(
+        db: Database, settings: Settings) -> None:
+    keys: list[str] = []
+
+    @dataclass
+    class KeyedCounter(CounterCapability):
+        async def bump(self, ctx: RunContext[TenantContext], by: int) -> int:
+            keys.append(idempotency_key(ctx))
+            return await super().bump(ctx, by)
+
+    svc, run_id = await crashed_after_first_tool_ran(db, settings, KeyedCounter())
+    try:
+        await svc.resume(await svc.open(tenant_id="acme", principal_id="alice",
+                                        extra_roles={"member"}, run_id=run_id))
+    finally:
+        await svc.db.dispose()
+    assert keys == [f"{run_id}:tool:c1", f"{run_id}:tool:c1", f"{run_id}:tool:c2"]

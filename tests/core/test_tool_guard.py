@@ -2,13 +2,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelMessagesTypeAdapter,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+)
 from pydantic_ai.models.function import AgentInfo
 
 from core.agent import AgentService
 from core.audit import TOOL_INVOKED, TOOL_REFUSED
 from core.builtins import AuditRecent, BudgetStatus, RunStatusCapability
-from core.checkpoints import load_checkpoint
 from core.db.engine import Database
 from core.settings import Settings
 from core.tools import CapabilityRegistry
@@ -19,8 +24,9 @@ from tests.support.tenancy import plan, tenant_on
 LICENSED = frozenset({"runs.status", "audit.recent"})
 
 
-def intruder(foreign_run: str, own_run: str) -> Any:
+def intruder(foreign_run: str, own_run: str, seen: list[list[ModelMessage]]) -> Any:
     def reply(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        seen.append(list(messages))
         turn = sum(isinstance(m, ModelResponse) for m in messages)
         script = [
             ToolCallPart("budget__status", {}, tool_call_id="t1"),
@@ -54,7 +60,8 @@ async def test_unlicensed_forbidden_and_foreign_resource_calls_are_refused_and_a
     own = await acme.start(await acme.open(tenant_id="acme", principal_id="alice",
                                            extra_roles={"member"}), "hi")
 
-    svc = service(intruder(foreign.run_id, own.run_id))
+    seen: list[list[ModelMessage]] = []
+    svc = service(intruder(foreign.run_id, own.run_id, seen))
     grant = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"})
     assert grant.ctx.scope == {"runs.status"}
     outcome = await svc.start(grant, "try everything")
@@ -72,8 +79,6 @@ async def test_unlicensed_forbidden_and_foreign_resource_calls_are_refused_and_a
     invoked = [e for e in events if e.event == TOOL_INVOKED and e.run_id == outcome.run_id]
     assert [e.fields["capability"] for e in invoked] == ["runs.status"]
     assert not await log.recent("globex", 50, events={TOOL_REFUSED})
-    checkpoint = await db.run(load_checkpoint, grant.ctx, outcome.run_id)
-    assert checkpoint is not None
-    seen_by_model = checkpoint.messages.decode()
+    seen_by_model = ModelMessagesTypeAdapter.dump_json(seen[-1]).decode()
     assert "globex" not in seen_by_model
     assert '"status":"completed"' in seen_by_model.replace(" ", "")
