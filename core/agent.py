@@ -263,8 +263,8 @@ class AgentService:
         by_name = {b.name: b for b in bindings}
         metered = MeteredToolset(build_toolset(bindings), by_name, account, self.audit, salt,
                                  on_start=on_tool)
-        authorised = AuthorisedToolset(metered, by_name, grant.authorizer, self.locator,
-                                       self.audit)
+        authorised = AuthorisedToolset(metered, by_name, grant.plan.capabilities,
+                                       grant.authorizer, self.locator, self.audit)
         model = MeteredModel(self.models.get(model_id), account, price_for(model_id),
                              self.settings.default_max_tokens)
         return _Allocation(grant, model_id, salt, account, authorised, model)

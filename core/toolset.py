@@ -147,9 +147,11 @@ async def audit_refusal(audit: AuditLog, ctx: TenantContext, refusal: ToolRefuse
 
 @dataclass
 class AuthorisedToolset(WrapperToolset[TenantContext]):
-    """Authorisation first, inside every call: the capability, then the resource's owner."""
+    """Authorisation first, inside every call: the plan's licence, the principal's right,
+    then the resource's owner."""
 
     bindings: Mapping[str, ToolBinding]
+    licensed: frozenset[str]
     authorizer: Authorizer
     locator: ResourceLocator
     audit: AuditLog
@@ -161,6 +163,9 @@ class AuthorisedToolset(WrapperToolset[TenantContext]):
         """Refuse (audited, and told to the model) or pass the call on."""
         binding = self.bindings[name]
         try:
+            if binding.capability not in self.licensed:
+                raise ToolRefused(binding.capability, "not_licensed",
+                                  f"the tenant's plan does not license {binding.capability!r}")
             self.authorizer.require(binding.capability)
             if binding.resource_kind and binding.resource_arg:
                 resource_id = str(tool_args.get(binding.resource_arg, ""))

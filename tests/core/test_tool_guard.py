@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from pydantic_ai.messages import (
@@ -82,3 +83,27 @@ async def test_unlicensed_forbidden_and_foreign_resource_calls_are_refused_and_a
     seen_by_model = ModelMessagesTypeAdapter.dump_json(seen[-1]).decode()
     assert "globex" not in seen_by_model
     assert '"status":"completed"' in seen_by_model.replace(" ", "")
+
+
+async def test_a_scope_widened_in_process_still_cannot_run_an_unlicensed_tool(
+        db: Database, settings: Settings) -> None:
+    """The guard checks the plan's licence on every call, not only the principal's roles."""
+    await tenant_on(db, "acme", plan(capabilities=frozenset({"runs.status"})))
+
+    def wants_budget(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if any(isinstance(m, ModelResponse) for m in messages):
+            return ModelResponse(parts=[TextPart("done")])
+        return ModelResponse(parts=[ToolCallPart("budget__status", {}, tool_call_id="b1")])
+
+    log = audit_log(db)
+    svc = AgentService(db, settings, ScriptedModels(settings, wants_budget), log,
+                       CapabilityRegistry([BudgetStatus(db), RunStatusCapability(db)]))
+    grant = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"})
+    assert "budget.status" not in grant.ctx.scope
+    widened = dataclasses.replace(
+        grant, ctx=dataclasses.replace(grant.ctx, scope=grant.ctx.scope | {"budget.status"}))
+    outcome = await svc.start(widened, "how much is left?")
+    assert outcome.refused_tools == (("budget.status", "not_licensed"),)
+    assert outcome.usage.tool_calls == 0
+    [refusal] = await log.recent("acme", 10, events={TOOL_REFUSED})
+    assert refusal.fields["reason"] == "not_licensed"
