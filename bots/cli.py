@@ -395,7 +395,7 @@ async def tenants_purge(tenant_id: str, yes: bool) -> None:
         from bots.slack.records import purge_tenant as purge_slack_records
         from core.purge import purge_tenant
 
-        counts = await purge_tenant(rt.db, rt.audit, rt.knowledge.store, tenant_id,
+        counts = await purge_tenant(rt.db, rt.audit, rt.vector_admin, tenant_id,
                                     operator="cli")
         await purge_slack_records(rt.db, tenant_id)
         click.echo(f"tenant {tenant_id} purged and suspended: "

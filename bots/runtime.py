@@ -21,10 +21,12 @@ from core.models import ModelFactory
 from core.settings import Settings
 from core.tools import CapabilityRegistry, ToolCapability
 from core.vectors import (
+    EmbeddedVectorAdmin,
     EmbeddedVectorStore,
     Embedder,
     HashingEmbedder,
     TenantPartitions,
+    VectorAdmin,
     VectorStore,
     WordLlamaEmbedder,
     check_resolver,
@@ -43,6 +45,8 @@ class Runtime:
     keyring: Keyring
     agent: AgentService
     knowledge: Knowledge
+    vector_admin: VectorAdmin
+    """Erases a tenant's vectors: for operators' commands, never given to a capability."""
 
 
 @asynccontextmanager
@@ -62,7 +66,7 @@ async def open_runtime(
         if migrate if migrate is not None else db.is_sqlite:
             await upgrade(db)
         audit = AuditLog(db, load_signer(settings), origin_prefix=settings.audit_origin)
-        async with open_vectors(settings, db) as store:
+        async with open_vectors(settings, db) as (store, vector_admin):
             embedder = await open_embedder(settings)
             knowledge = Knowledge(store, embedder, audit)
             registry = CapabilityRegistry([
@@ -72,7 +76,7 @@ async def open_runtime(
             agent = AgentService(db, settings, models, audit, registry)
             yield Runtime(settings=settings, db=db, models=models, registry=registry,
                           audit=audit, keyring=Keyring.from_settings(settings), agent=agent,
-                          knowledge=knowledge)
+                          knowledge=knowledge, vector_admin=vector_admin)
     finally:
         await models.aclose()
         await db.dispose()
@@ -86,8 +90,11 @@ async def open_embedder(settings: Settings) -> Embedder:
 
 
 @asynccontextmanager
-async def open_vectors(settings: Settings, db: Database) -> AsyncIterator[VectorStore]:
-    """The configured vector store, after checking it can never mix tenants' partitions.
+async def open_vectors(
+    settings: Settings, db: Database
+) -> AsyncIterator[tuple[VectorStore, VectorAdmin]]:
+    """The configured vector store and its administrative side, after checking it can
+    never mix tenants' partitions.
 
     Raises:
         ConfigurationError: the partition resolver would share or default a partition,
@@ -96,18 +103,19 @@ async def open_vectors(settings: Settings, db: Database) -> AsyncIterator[Vector
     resolver = TenantPartitions()
     check_resolver(resolver)
     if settings.vector_store == "embedded":
-        yield EmbeddedVectorStore(db, resolver, cache_bytes=settings.vector_cache_mb * 2**20)
+        yield (EmbeddedVectorStore(db, resolver, cache_bytes=settings.vector_cache_mb * 2**20),
+               EmbeddedVectorAdmin(db))
         return
     if settings.pinecone_api_key is None or not settings.pinecone_host:
         raise ConfigurationError(
             "vector_store=pinecone needs TENANTRY_PINECONE_API_KEY and TENANTRY_PINECONE_HOST")
-    from core.vectors.pinecone_store import PineconeVectorStore
+    from core.vectors.pinecone_store import PineconeVectorAdmin, PineconeVectorStore
 
     store = await PineconeVectorStore.connect(
         api_key=settings.pinecone_api_key.get_secret_value(), host=settings.pinecone_host,
         resolver=resolver)
     try:
-        yield store
+        yield store, PineconeVectorAdmin(store)
     finally:
         await store.close()
 

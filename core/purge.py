@@ -30,11 +30,11 @@ from core.db.schema import (
 )
 from core.memory import purge_history
 from core.tenants import get_tenant
-from core.vectors import VectorStore
+from core.vectors import VectorAdmin
 from core.vectors.embedded import purge_chunks
 
 
-async def purge_tenant(db: Database, audit: AuditLog, store: VectorStore, tenant_id: str,
+async def purge_tenant(db: Database, audit: AuditLog, vectors: VectorAdmin, tenant_id: str,
                        *, operator: str) -> dict[str, int]:
     """Remove everything ``tenant_id`` owns but its audit log; return what was removed.
 
@@ -42,7 +42,7 @@ async def purge_tenant(db: Database, audit: AuditLog, store: VectorStore, tenant
         NotFound: no such tenant.
     """
     counts = await db.run(_purge, audit, tenant_id, operator)
-    await store.purge(tenant_id)
+    await vectors.purge(tenant_id)
     return counts
 
 

@@ -18,18 +18,21 @@ from core.vectors.base import (
     NoTenant,
     PartitionResolver,
     TenantPartitions,
+    VectorAdmin,
     VectorItem,
     VectorStore,
     check_resolver,
     chunk_id,
     resolve_partition,
+    tenant_partition,
 )
 from core.vectors.chunking import chunk_text
-from core.vectors.embedded import EmbeddedVectorStore
+from core.vectors.embedded import EmbeddedVectorAdmin, EmbeddedVectorStore
 from core.vectors.embeddings import Embedder, HashingEmbedder, WordLlamaEmbedder
 
 __all__ = [
     "BadPartition",
+    "EmbeddedVectorAdmin",
     "EmbeddedVectorStore",
     "Embedder",
     "HashingEmbedder",
@@ -38,6 +41,7 @@ __all__ = [
     "NoTenant",
     "PartitionResolver",
     "TenantPartitions",
+    "VectorAdmin",
     "VectorItem",
     "VectorStore",
     "WordLlamaEmbedder",
@@ -45,4 +49,5 @@ __all__ = [
     "chunk_id",
     "chunk_text",
     "resolve_partition",
+    "tenant_partition",
 ]

@@ -2,9 +2,11 @@
 
 Every store method takes the ``TenantContext`` first and derives the tenant's
 partition from it through a ``PartitionResolver``; nothing falls back to a default
-partition (no default collection, ever). ``resolve_partition`` checks the tenant and
-the resolver's answer on every call; ``check_resolver`` vets a resolver once, at
-service start, for the mistakes that would merge tenants.
+partition (no default collection, ever), and no store method takes a bare tenant id.
+Erasing a tenant is a ``VectorAdmin``'s, which only operators' commands hold.
+``resolve_partition`` checks the tenant and the resolver's answer on every call;
+``check_resolver`` vets a resolver once, at service start, for the mistakes that would
+merge tenants.
 
 A chunk's id is derived from its source and chunk index (``chunk_id``): the source is
 percent-encoded so that ``<source>#`` is a prefix no other source's ids share. That is
@@ -173,11 +175,6 @@ class TenantPartitions:
         return self.prefix + tenant_id
 
 
-def _tenant_of(subject: TenantContext | str | None) -> str:
-    tenant_id = subject.tenant_id if isinstance(subject, TenantContext) else subject
-    if not isinstance(tenant_id, str) or not tenant_id.strip():
-        raise NoTenant("memory needs a tenant: no tenant in the context, and no default")
-    return tenant_id
 
 
 def _check_partition(tenant_id: str, partition: object) -> str:
@@ -196,17 +193,40 @@ def _check_partition(tenant_id: str, partition: object) -> str:
     return partition
 
 
-def resolve_partition(
-    resolver: PartitionResolver, subject: TenantContext | str | None
-) -> tuple[str, str]:
-    """The tenant id and partition of a context (or of a bare tenant id, for purges).
+def resolve_partition(resolver: PartitionResolver, ctx: TenantContext) -> tuple[str, str]:
+    """The tenant id and partition of a run's context; nothing else names a partition.
+
+    A bare tenant id is refused: retrieval is a run's, and only an administrative
+    purge (``VectorAdmin``) may name a tenant by id.
 
     Raises:
-        NoTenant: There is no tenant to resolve.
+        NoTenant: ``ctx`` is not a ``TenantContext``.
         BadPartition: The resolver answered with nothing, or with a default partition.
     """
-    tenant_id = _tenant_of(subject)
-    return tenant_id, _check_partition(tenant_id, resolver.partition(tenant_id))
+    if not isinstance(ctx, TenantContext):
+        raise NoTenant("memory is reached with a run's TenantContext, never a bare tenant id")
+    return ctx.tenant_id, tenant_partition(resolver, ctx.tenant_id)
+
+
+def tenant_partition(resolver: PartitionResolver, tenant_id: str) -> str:
+    """The partition of a tenant named by id: for administrative purges and probes.
+
+    Raises:
+        NoTenant: ``tenant_id`` is empty.
+        BadPartition: The resolver answered with nothing, or with a default partition.
+    """
+    return _check_partition(tenant_id, resolver.partition(require_tenant_id(tenant_id)))
+
+
+def require_tenant_id(tenant_id: str) -> str:
+    """``tenant_id`` if it names a tenant; memory has no default tenant.
+
+    Raises:
+        NoTenant: ``tenant_id`` is empty.
+    """
+    if not isinstance(tenant_id, str) or not tenant_id.strip():
+        raise NoTenant("memory needs a tenant: no tenant id, and no default")
+    return tenant_id
 
 
 def check_resolver(resolver: PartitionResolver, tenant_ids: Iterable[str] = ()) -> None:
@@ -231,7 +251,7 @@ def check_resolver(resolver: PartitionResolver, tenant_ids: Iterable[str] = ()) 
         )
     owners: dict[str, str] = {}
     for tenant_id in dict.fromkeys([*PROBE_TENANTS, *tenant_ids]):
-        _, partition = resolve_partition(resolver, tenant_id)
+        partition = tenant_partition(resolver, tenant_id)
         if resolver.partition(tenant_id) != partition:
             raise ConfigurationError(f"the partition of tenant {tenant_id!r} is not stable")
         other = owners.setdefault(partition, tenant_id)
@@ -260,8 +280,16 @@ class VectorStore(Protocol):
         """Delete every chunk of ``source`` in the tenant's partition; how many went."""
         ...
 
-    async def purge(self, subject: TenantContext | str) -> None:
-        """Delete everything the tenant (a context, or a tenant id) has stored."""
+
+class VectorAdmin(Protocol):
+    """The administrative side of a vector store: what only an operator's command does.
+
+    Kept apart from ``VectorStore`` so that what capabilities are given (the store,
+    through ``Knowledge``) cannot erase a tenant, or name one by id.
+    """
+
+    async def purge(self, tenant_id: str) -> None:
+        """Delete everything the tenant has stored; a tenant with nothing is fine."""
         ...
 
 

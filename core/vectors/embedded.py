@@ -44,6 +44,7 @@ from core.vectors.base import (
     VectorItem,
     check_source,
     check_top_k,
+    require_tenant_id,
     resolve_partition,
     unit_vector,
 )
@@ -182,10 +183,21 @@ class EmbeddedVectorStore:
         check_source(source)
         return await self.db.run(_delete_source, tenant_id, source)
 
-    async def purge(self, subject: TenantContext | str) -> None:
-        """Delete every chunk the tenant has, in every partition."""
-        tenant_id, _ = resolve_partition(self.resolver, subject)
-        await self.db.run(purge_chunks, tenant_id)
+
+
+class EmbeddedVectorAdmin:
+    """The embedded store's administrative side: erasing a tenant (``VectorAdmin``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def purge(self, tenant_id: str) -> None:
+        """Delete every chunk the tenant has, in every partition.
+
+        A tenant purge does this in its own transaction already (``purge_chunks``);
+        this is for purging the vectors alone.
+        """
+        await self.db.run(purge_chunks, require_tenant_id(tenant_id))
 
 
 def _upsert(conn: Connection, tenant_id: str, partition: str, rows: list[dict[str, Any]]) -> None:

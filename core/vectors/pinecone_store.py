@@ -40,6 +40,7 @@ from core.vectors.base import (
     check_top_k,
     resolve_partition,
     source_prefix,
+    tenant_partition,
     unit_vector,
 )
 
@@ -106,11 +107,9 @@ class PineconeVectorStore:
     ) -> None:
         await self.close()
 
-    def _namespace(self, subject: TenantContext | str) -> str:
-        _, namespace = resolve_partition(self.resolver, subject)
-        if namespace == _DEFAULT_NAMESPACE:
-            raise BadPartition("the Pinecone default namespace is never a tenant's namespace")
-        return namespace
+    def _namespace(self, ctx: TenantContext) -> str:
+        _, namespace = resolve_partition(self.resolver, ctx)
+        return _not_default(namespace)
 
     async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
         """Write chunks to the tenant's namespace; a record with the same id is replaced.
@@ -161,14 +160,29 @@ class PineconeVectorStore:
             await self.index.delete(filter={"source": {"$eq": source}}, namespace=namespace)
         return len(ids)
 
-    async def purge(self, subject: TenantContext | str) -> None:
+
+
+class PineconeVectorAdmin:
+    """A Pinecone store's administrative side: erasing a tenant's namespace."""
+
+    def __init__(self, store: PineconeVectorStore) -> None:
+        self._index = store.index
+        self._resolver = store.resolver
+
+    async def purge(self, tenant_id: str) -> None:
         """Delete the tenant's namespace and everything in it; a missing one is fine."""
-        namespace = self._namespace(subject)
+        namespace = _not_default(tenant_partition(self._resolver, tenant_id))
         with _credentials_checked():
             try:
-                await self.index.delete_namespace(name=namespace)
+                await self._index.delete_namespace(name=namespace)
             except NotFoundError:
                 return
+
+
+def _not_default(namespace: str) -> str:
+    if namespace == _DEFAULT_NAMESPACE:
+        raise BadPartition("the Pinecone default namespace is never a tenant's namespace")
+    return namespace
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from core.db.engine import Database
 from core.db.schema import checkpoint_segments, checkpoints, runs, tenants, tool_effects
 from core.purge import purge_tenant
 from core.settings import Settings
-from core.vectors.embedded import EmbeddedVectorStore
+from core.vectors.embedded import EmbeddedVectorAdmin
 from tests.core.test_agent import service, start
 from tests.support.databases import fetch_value
 from tests.support.tenancy import CounterCapability, plan, tenant_on
@@ -32,7 +32,7 @@ async def test_a_purge_removes_the_tenants_runs_and_checkpoints_and_no_one_elses
     kept = {table.name: await rows_of(db, table, "globex") for table in OWNED}
     assert all(kept.values())
 
-    counts = await purge_tenant(db, svc.audit, EmbeddedVectorStore(db), "acme",
+    counts = await purge_tenant(db, svc.audit, EmbeddedVectorAdmin(db), "acme",
                                 operator="ops@example.com")
 
     assert counts["checkpoints"] == 1 and counts["checkpoint_segments"] >= 1

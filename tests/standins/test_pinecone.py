@@ -16,7 +16,11 @@ from pinecone import ApiError, AsyncIndex, UnauthorizedError
 from core.context import MonthlyRemaining, RunCeilings, TenantContext, derive_context
 from core.errors import ConfigurationError
 from core.vectors.base import VectorItem
-from core.vectors.pinecone_store import DATA_PLANE_API_VERSION, PineconeVectorStore
+from core.vectors.pinecone_store import (
+    DATA_PLANE_API_VERSION,
+    PineconeVectorAdmin,
+    PineconeVectorStore,
+)
 from standins.pinecone import API_VERSION, ROUTES, Exchange, PineconeDataPlane
 
 SPEC = "schemas/pinecone-db-data-2026-04.oas.yaml"
@@ -98,8 +102,8 @@ async def test_what_the_sdk_and_the_fake_exchange_matches_the_spec(
     assert [n.name for n in listed.namespaces] == ["tenant-alpha", "tenant-beta"]
     assert await store.delete_source(alpha, "a.md") == 3
     await index.delete(delete_all=True, namespace="tenant-beta")
-    await store.purge(alpha)
-    await store.purge(alpha)
+    await PineconeVectorAdmin(store).purge("alpha")
+    await PineconeVectorAdmin(store).purge("alpha")
     assert {(e.method, e.route) for e in fake.exchanges} == set(ROUTES)
     assert any(e.status == 404 for e in fake.exchanges)
     for exchange in fake.exchanges:

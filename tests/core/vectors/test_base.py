@@ -20,6 +20,7 @@ from core.vectors.base import (
     chunk_id,
     resolve_partition,
     source_prefix,
+    tenant_partition,
 )
 
 ONE = np.array([1.0, 0.0], dtype=np.float32)
@@ -75,14 +76,16 @@ def test_the_default_resolver_prefixes_the_tenant() -> None:
         ceilings=RunCeilings(1, 1, 1, 1), remaining=MonthlyRemaining(1, 1, 1), initiator="user",
     )
     assert resolve_partition(TenantPartitions(), ctx) == ("acme", "tenant-acme")
-    assert resolve_partition(TenantPartitions(), "globex") == ("globex", "tenant-globex")
+    assert tenant_partition(TenantPartitions(), "globex") == "tenant-globex"
+    with pytest.raises(NoTenant, match="never a bare tenant id"):
+        resolve_partition(TenantPartitions(), "globex")  # type: ignore[arg-type]
     check_resolver(TenantPartitions(), ["acme", "globex"])
 
 
 @pytest.mark.parametrize("tenant", ["", "   ", None])
 def test_no_tenant_resolves_to_nothing(tenant: Any) -> None:
     with pytest.raises(NoTenant):
-        resolve_partition(TenantPartitions(), tenant)
+        tenant_partition(TenantPartitions(), tenant)
     with pytest.raises(NoTenant):
         TenantPartitions().partition(tenant)
 
@@ -122,7 +125,7 @@ def test_a_partition_that_is_empty_default_or_unusable_is_refused(partition: str
             return partition
 
     with pytest.raises(BadPartition):
-        resolve_partition(_Fixed(), "acme")
+        tenant_partition(_Fixed(), "acme")
 
 
 @given(st.text(min_size=1), st.integers(0, 10**6), st.text(min_size=1), st.integers(0, 10**6))

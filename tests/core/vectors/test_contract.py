@@ -22,12 +22,13 @@ from core.vectors.base import (
     NoTenant,
     PartitionResolver,
     TenantPartitions,
+    VectorAdmin,
     VectorItem,
     VectorStore,
 )
-from core.vectors.embedded import EmbeddedVectorStore
+from core.vectors.embedded import EmbeddedVectorAdmin, EmbeddedVectorStore
 from core.vectors.embeddings import HashingEmbedder
-from core.vectors.pinecone_store import PineconeVectorStore
+from core.vectors.pinecone_store import PineconeVectorAdmin, PineconeVectorStore
 from core.vectors.tables import memory_chunks
 from standins.pinecone import PineconeDataPlane
 from tests.support.databases import PostgresTemplates, SqliteTemplates, fetch_value
@@ -69,6 +70,7 @@ class Backend:
 
     make: MakeStore
     stored: Callable[[], Awaitable[int]]
+    admin: VectorAdmin
 
 
 @pytest.fixture(params=[
@@ -92,7 +94,7 @@ async def backend(
                 return sum(len(records) for records in fake.namespaces.values())
 
             yield Backend(lambda resolver: PineconeVectorStore(store.index, resolver),
-                          pinecone_count)
+                          pinecone_count, PineconeVectorAdmin(store))
         return
     if request.param == "embedded-sqlite":
         url = sqlite_templates.fresh()
@@ -105,7 +107,8 @@ async def backend(
     async def embedded_count() -> int:
         return int(await fetch_value(db, select(func.count()).select_from(memory_chunks)) or 0)
 
-    yield Backend(lambda resolver: EmbeddedVectorStore(db, resolver), embedded_count)
+    yield Backend(lambda resolver: EmbeddedVectorStore(db, resolver), embedded_count,
+                  EmbeddedVectorAdmin(db))
     await db.dispose()
     if postgres_templates is not None and request.param == "embedded-postgresql":
         postgres_templates.drop(url)
@@ -173,12 +176,28 @@ async def test_purge_removes_everything_of_that_tenant_only(backend: Backend) ->
     alpha, beta = ctx_for("alpha"), ctx_for("beta")
     await store.upsert(alpha, await items("x", "kiwi", "mango"))
     await store.upsert(beta, await items("x", "kiwi beta"))
-    await store.purge(alpha)
+    await backend.admin.purge("alpha")
     assert await ask(store, alpha, "kiwi mango") == []
     assert await ask(store, beta, "kiwi") == ["kiwi beta"]
-    await store.purge("beta")
-    await store.purge("beta")
+    await backend.admin.purge("beta")
+    await backend.admin.purge("beta")
     assert await backend.stored() == 0
+
+
+async def test_a_bare_tenant_id_reaches_no_store_method(backend: Backend) -> None:
+    """A capability holding the store can only use it with its run's context."""
+    store = backend.make(None)
+    await store.upsert(ctx_for("alpha"), await items("x", "kiwi"))
+    vector = (await EMBEDDER.embed(["kiwi"]))[0]
+    bare: Any = "alpha"
+    with pytest.raises(NoTenant):
+        await store.query(bare, vector, 3)
+    with pytest.raises(NoTenant):
+        await store.upsert(bare, await items("y", "mango"))
+    with pytest.raises(NoTenant):
+        await store.delete_source(bare, "x")
+    assert not hasattr(store, "purge"), "erasing a tenant is the administrative side's"
+    assert await backend.stored() == 1
 
 
 @pytest.mark.parametrize("subject", ["missing", "none"])
@@ -193,9 +212,7 @@ async def test_a_context_without_tenant_is_refused(backend: Backend, subject: st
     with pytest.raises(NoTenant):
         await store.delete_source(ctx, "s")
     with pytest.raises(NoTenant):
-        await store.purge(ctx)
-    with pytest.raises(NoTenant):
-        await store.purge("")
+        await backend.admin.purge("")
     assert await backend.stored() == 0
 
 
@@ -227,8 +244,6 @@ async def test_a_resolver_that_gives_no_partition_is_refused(
         await store.query(ctx, vector, 3)
     with pytest.raises(BadPartition):
         await store.delete_source(ctx, "s")
-    with pytest.raises(BadPartition):
-        await store.purge(ctx)
     assert await backend.stored() == 0
 
 

@@ -24,7 +24,12 @@ from core.db.engine import Database
 from core.db.migrate import alembic_config, upgrade
 from core.db.schema import metadata
 from core.vectors.base import VectorItem
-from core.vectors.embedded import EmbeddedVectorStore, purge_chunks, top_indices
+from core.vectors.embedded import (
+    EmbeddedVectorAdmin,
+    EmbeddedVectorStore,
+    purge_chunks,
+    top_indices,
+)
 from core.vectors.embeddings import HashingEmbedder
 from core.vectors.tables import memory_chunks, memory_partitions
 from tests.support.databases import SqliteTemplates, execute, fetch_all
@@ -157,7 +162,7 @@ async def _delete_notes(store: EmbeddedVectorStore) -> None:
 
 
 async def _purge(store: EmbeddedVectorStore) -> None:
-    await store.purge("acme")
+    await EmbeddedVectorAdmin(store.db).purge("acme")
 
 
 async def _purge_in_callers_transaction(store: EmbeddedVectorStore) -> None:
@@ -198,7 +203,7 @@ async def test_a_partition_written_again_after_a_purge_is_not_served_from_before
     store = EmbeddedVectorStore(db)
     await store.upsert(ctx_for("acme"), [await item("old", 0, "apple old")])
     assert await search(store, "acme") == ["apple old"]
-    await other_store.purge("acme")
+    await EmbeddedVectorAdmin(other_store.db).purge("acme")
     await other_store.upsert(ctx_for("acme"), [await item("new", 0, "apple new")])
     assert await search(store, "acme") == ["apple new"]
 

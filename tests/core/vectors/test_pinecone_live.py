@@ -19,7 +19,7 @@ import pytest
 from core.context import MonthlyRemaining, RunCeilings, TenantContext, derive_context
 from core.vectors.base import TenantPartitions, VectorItem
 from core.vectors.embeddings import HashingEmbedder
-from core.vectors.pinecone_store import PineconeVectorStore
+from core.vectors.pinecone_store import PineconeVectorAdmin, PineconeVectorStore
 
 API_KEY = os.environ.get("PINECONE_API_KEY", "")
 HOST = os.environ.get("PINECONE_INDEX_HOST", "")
@@ -77,5 +77,5 @@ async def test_a_live_index_keeps_tenants_apart_and_deletes_for_real(
             assert await eventually_texts(store, alpha, vectors[4], set()) == set()
             assert await eventually_texts(store, beta, vectors[4], {"live beta"}) == {"live beta"}
         finally:
-            await store.purge(alpha)
-            await store.purge(beta)
+            await PineconeVectorAdmin(store).purge(alpha.tenant_id)
+            await PineconeVectorAdmin(store).purge(beta.tenant_id)
