@@ -264,7 +264,7 @@ class AgentService:
         metered = MeteredToolset(build_toolset(bindings), by_name, account, self.audit, salt,
                                  on_start=on_tool)
         authorised = AuthorisedToolset(metered, by_name, grant.plan.capabilities,
-                                       grant.authorizer, self.locator, self.audit)
+                                       grant.authorizer, self.locator, self.audit, salt)
         model = MeteredModel(self.models.get(model_id), account, price_for(model_id),
                              self.settings.default_max_tokens)
         return _Allocation(grant, model_id, salt, account, authorised, model)
@@ -351,7 +351,7 @@ class AgentService:
             reason = "not_resolved"
         refusal = ToolRefused(capability, reason, f"{capability!r} was not offered to this run")
         run.authorised.refused.append((capability, reason))
-        await audit_refusal(self.audit, grant.ctx, refusal, part.args_as_dict())
+        await audit_refusal(self.audit, grant.ctx, refusal, part.args_as_dict(), run.salt)
 
     async def _history(self, grant: RunGrant, conversation_id: str) -> list[ModelMessage]:
         """The conversation's latest turns, as the model's message history."""

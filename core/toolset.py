@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 
 from core import audit as events
 from core.audit import AuditLog
-from core.audit.log import digest_with
+from core.audit.log import arguments_fields, digest_with
 from core.authz import Authorizer
 from core.budget.account import RunAccount
 from core.budget.ledger import Reservation, settle
@@ -105,7 +105,7 @@ def record_tool_call(conn: Connection, ctx: TenantContext, held: Reservation, ca
         "capability": call.capability,
         "step_id": call.step_id,
         "principal": ctx.principal_id,
-        "arguments": audit.redact(call.arguments),
+        **arguments_fields(salt, call.arguments),
         "result_digest": digest_with(salt, call.result),
         "latency_ms": call.latency_ms,
         "cost_microcents": call.cost_microcents,
@@ -133,7 +133,7 @@ def record_unconfirmed(conn: Connection, ctx: TenantContext, step_id: str, capab
 
 
 async def audit_refusal(audit: AuditLog, ctx: TenantContext, refusal: ToolRefused,
-                        arguments: Mapping[str, Any]) -> None:
+                        arguments: Mapping[str, Any], salt: bytes) -> None:
     """Record a refused tool call in the tenant's log."""
     log.info("tool refused", capability=refusal.capability, reason=refusal.reason)
     await audit.record(ctx.tenant_id, events.TOOL_REFUSED, {
@@ -141,7 +141,7 @@ async def audit_refusal(audit: AuditLog, ctx: TenantContext, refusal: ToolRefuse
         "tool": tool_name(refusal.capability),
         "principal": ctx.principal_id,
         "reason": refusal.reason,
-        "arguments": audit.redact(arguments),
+        **arguments_fields(salt, arguments),
     }, run_id=ctx.run_id)
 
 
@@ -155,6 +155,7 @@ class AuthorisedToolset(WrapperToolset[TenantContext]):
     authorizer: Authorizer
     locator: ResourceLocator
     audit: AuditLog
+    salt: bytes
     refused: list[tuple[str, str]] = field(default_factory=list)
     """``(capability, reason)`` of every call refused in this run, in order."""
 
@@ -173,7 +174,7 @@ class AuthorisedToolset(WrapperToolset[TenantContext]):
                 self.authorizer.require_resource(binding.capability, owner or "", resource_id)
         except ToolRefused as refusal:
             self.refused.append((refusal.capability, refusal.reason))
-            await audit_refusal(self.audit, ctx.deps, refusal, tool_args)
+            await audit_refusal(self.audit, ctx.deps, refusal, tool_args, self.salt)
             return {"error": "refused", "reason": refusal.reason, "message": str(refusal)}
         return await super().call_tool(name, tool_args, ctx, tool)
 

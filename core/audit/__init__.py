@@ -8,7 +8,7 @@ in. Events hold no secrets and no tenant content: content appears only as salted
 digests, and deleting a tenant's salt (``shred``) unlinks them for good.
 
 Modules: ``events`` (event types, the canonical encoding), ``log`` (``AuditLog``),
-``verify`` (checking, proofs), ``bundle`` (export, offline check), ``redact``,
+``verify`` (checking, proofs), ``bundle`` (export, offline check),
 ``keys`` (the signing key), ``store`` and ``tables`` (storage).
 """
 
@@ -32,7 +32,6 @@ from core.audit.events import (
 )
 from core.audit.keys import load_signer
 from core.audit.log import AuditLog
-from core.audit.redact import Redactor, default_redactor
 from core.audit.verify import InclusionProof, StoredCheckpoint, VerifyReport
 
 __all__ = [
@@ -49,12 +48,10 @@ __all__ = [
     "AuditEvent",
     "AuditLog",
     "InclusionProof",
-    "Redactor",
     "StoredCheckpoint",
     "VerifyReport",
     "canonical_bytes",
     "canonical_json",
-    "default_redactor",
     "load_signer",
     "verify_bundle",
 ]

@@ -122,7 +122,7 @@ def _refuse_long_strings(value: Any, path: str) -> None:
         if len(value) > MAX_FIELD_STRING:
             raise AuditError(
                 f"{path} holds a {len(value)}-character string; put tenant content in the "
-                "audit log only as a digest (AuditLog.digest) and arguments through redact()"
+                "audit log only as a digest (digest_with, arguments_fields)"
             )
     elif isinstance(value, Mapping):
         for key, item in value.items():

@@ -20,13 +20,13 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
 from core.audit.append import GroupCommit, append_entries, prepare, require_id
 from core.audit.bundle import write_bundle
 from core.audit.events import AuditError, AuditEvent, origin_of
-from core.audit.redact import Redactor, default_redactor
 from core.audit.store import (
     checkpoint_of,
     decode_range,
@@ -62,19 +62,16 @@ class AuditLog:
         db: The app database (migration 0003 or later).
         signer: Signs checkpoints (see ``load_signer``).
         origin_prefix: Host-like prefix of each tenant's checkpoint origin.
-        redactor: Turns tool arguments into what may be logged; ``default_redactor``
-            unless given.
         verifiers: Retired signing keys whose checkpoints must still verify.
     """
 
     def __init__(
         self, db: Database, signer: Signer, *, origin_prefix: str = "tenantry.local",
-        redactor: Redactor | None = None, verifiers: Sequence[Verifier] = (),
+        verifiers: Sequence[Verifier] = (),
     ) -> None:
         self.db = db
         self._signer = signer
         self.origin_prefix = origin_prefix
-        self._redactor: Redactor = redactor or default_redactor
         self.verifiers = (signer.verifier, *verifiers)
         self._group = GroupCommit(db)
 
@@ -116,10 +113,6 @@ class AuditLog:
     async def digest(self, tenant_id: str, content: str) -> str:
         """The salted digest of ``content``, for an event recorded outside a run."""
         return digest_with(await self.db.run(salt, tenant_id), content)
-
-    def redact(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        """Tool arguments as the audit log may keep them (see ``core.audit.redact``)."""
-        return self._redactor(arguments)
 
     async def sign_checkpoint(self, tenant_id: str) -> StoredCheckpoint:
         """Sign the tenant's current tree head and store it.
@@ -298,6 +291,17 @@ def _store_checkpoint(
                audit_checkpoints.c.size == head.size)
     ).one()
     return checkpoint_of(tenant_id, row)
+
+
+def arguments_fields(salt: bytes, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """What the log keeps of a tool call's arguments: their names and one salted digest.
+
+    Never the values, however short: an account number or a search query is the
+    tenant's content, and a purge that shreds the salt must leave nothing readable.
+    """
+    names = sorted(str(name)[:64] for name in arguments)[:32]
+    return {"argument_names": names,
+            "arguments_digest": digest_with(salt, to_json(arguments).decode())}
 
 
 def digest_with(salt: bytes, content: str) -> str:

@@ -31,6 +31,7 @@ from core.budget.meter import MIN_OUTPUT_TOKENS
 from core.db.engine import Database
 from core.db.schema import monthly_usage, tool_effects, usage_ledger
 from core.errors import RunRefused
+from core.logs import processors
 from core.models import ModelFactory
 from core.prices import price_for
 from core.runs import RunRecord, get_run
@@ -398,14 +399,7 @@ def json_logger(sink: io.StringIO) -> Any:
     modules that log during a run, sees every line the run writes.
     """
     return structlog.wrap_logger(
-        structlog.PrintLogger(sink),
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
+        structlog.PrintLogger(sink), processors=processors(),
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
     )
 

@@ -1,0 +1,42 @@
+"""Logs carry tenant and run ids, and never a credential, whoever writes them."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+from core.logs import processors, scrub, scrub_library_logs
+
+BOT_TOKEN = "xoxb-1111-2222-LoggedByADebugLine"
+BODY = json.dumps({"ok": True, "access_token": BOT_TOKEN, "client_secret": "s3cr3t-v4lue",
+                   "authed_user": {"access_token": "xoxp-3333-4444-user"}})
+
+
+def test_a_library_debug_line_with_tokens_is_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    scrub_library_logs()
+    slack_sdk = logging.getLogger("slack_sdk.web.async_base_client")
+    slack_sdk.debug("Received the following response: %s", BODY)
+    logging.getLogger("aiohttp.client").debug("headers: Authorization: Bearer abcdefghijklmnop")
+    text = caplog.text
+    assert "Received the following response" in text and '"ok": true' in text
+    for secret in (BOT_TOKEN, "xoxp-3333", "s3cr3t-v4lue", "abcdefghijklmnop"):
+        assert secret not in text
+
+
+def test_our_own_lines_are_scrubbed_too() -> None:
+    sink = io.StringIO()
+    log = structlog.wrap_logger(structlog.PrintLogger(sink), processors=processors(),
+                                wrapper_class=structlog.make_filtering_bound_logger(0))
+    log.debug("installation stored", bot_token=BOT_TOKEN, team_id="T1")
+    line = json.loads(sink.getvalue())
+    assert line["team_id"] == "T1" and BOT_TOKEN not in json.dumps(line)
+
+
+def test_ordinary_figures_are_left_alone() -> None:
+    text = "run finished tokens_in=500 token_ceiling=4000 cost=$0.0012"
+    assert scrub(text) == text
