@@ -120,12 +120,6 @@ def finish_run(conn: Connection, ctx: TenantContext, audit: AuditLog, ending: En
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
         "tool_calls": usage.tool_calls, "cost_microcents": usage.cost_microcents,
     })
-    if ending.halt:
-        audit.append(conn, ctx.tenant_id, events.RUN_HALTED, {
-            "ceiling": ending.halt["ceiling"], "limit": ending.halt["limit"],
-            "used": ending.halt["used"],
-        }, run_id=ctx.run_id)
-        return usage
     fields: dict[str, Any] = {
         "outcome": ending.status,
         "tokens_in": usage.input_tokens,
@@ -138,5 +132,10 @@ def finish_run(conn: Connection, ctx: TenantContext, audit: AuditLog, ending: En
     }
     if ending.answer is not None:
         fields["answer_digest"] = digest_with(tenant_salt, ending.answer)
-    audit.append(conn, ctx.tenant_id, events.RUN_COMPLETED, fields, run_id=ctx.run_id)
+    if ending.halt:
+        halt = {key: ending.halt[key] for key in ("ceiling", "limit", "used", "capability")
+                if key in ending.halt}
+        audit.append(conn, ctx.tenant_id, events.RUN_HALTED, fields | halt, run_id=ctx.run_id)
+    else:
+        audit.append(conn, ctx.tenant_id, events.RUN_COMPLETED, fields, run_id=ctx.run_id)
     return usage

@@ -12,7 +12,7 @@ from pydantic_ai.models.function import AgentInfo
 from sqlalchemy import delete, func, select, update
 
 from core.agent import AgentService, RunOutcome
-from core.audit import RUN_STARTED, TOOL_UNCONFIRMED
+from core.audit import RUN_HALTED, RUN_STARTED, TOOL_UNCONFIRMED
 from core.audit.log import recent_events
 from core.builder import build_context
 from core.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
@@ -436,3 +436,18 @@ async def test_a_tool_gets_a_key_that_is_the_same_for_every_attempt_at_its_call(
     finally:
         await svc.db.dispose()
     assert keys == [f"{run_id}:tool:c1", f"{run_id}:tool:c1", f"{run_id}:tool:c2"]
+
+
+async def test_a_halted_run_records_the_same_totals_as_a_completed_one(
+        db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan(run_tool_calls=1))
+    halted = await start(service(db, settings, CounterCapability()), db)
+    assert halted.status == "halted"
+    [event] = await db.run(recent_events, "acme", events=[RUN_HALTED])
+    totals = {"tokens_in": halted.usage.input_tokens, "tokens_out": halted.usage.output_tokens,
+              "tool_calls": halted.usage.tool_calls,
+              "cost_microcents": halted.usage.cost_microcents}
+    assert {key: event.fields[key] for key in totals} == totals
+    assert halted.usage.tool_calls == 1 and halted.usage.cost_microcents > 0
+    assert event.fields["walltime_ms"] >= 0 and event.fields["outcome"] == "halted"
+    assert (event.fields["ceiling"], event.fields["limit"]) == ("tool_calls", 1)
