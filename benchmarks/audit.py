@@ -134,7 +134,6 @@ async def bulk_load(db: Database, log: AuditLog, signer_key: str, tenant: str,
             for r in rows:
                 copy.write_row(r)
 
-    signer = parse_signer_key(signer_key)
     now = datetime.now(UTC)
 
     def heads(conn: Connection) -> None:
@@ -142,7 +141,8 @@ async def bulk_load(db: Database, log: AuditLog, signer_key: str, tenant: str,
         conn.execute(audit_heads.insert().values(
             tenant_id=tenant, size=events, compact_range=encode_range(tree), updated_at=now))
         for size, state in sorted(states.items()):
-            note = sign_note(format_checkpoint(log.origin(tenant), size, state.root()), signer)
+            note = sign_note(format_checkpoint(log.origin(tenant), size, state.root()),
+                             log.signer_for(tenant))
             conn.execute(audit_checkpoints.insert().values(
                 tenant_id=tenant, size=size, root=state.root().hex(), note=note,
                 compact_range=encode_range(state), created_at=now))
@@ -174,7 +174,7 @@ async def bench_verify(db: Database, log: AuditLog, signer_key: str, label: str,
           f"ratio {median_of(verify_times) / median_of(read_times):.2f}); target < 30 s")
 
     proof = await log.inclusion_proof(tenant, random.randint(1, events))
-    verifier = log.verifiers[0]
+    verifier = log.verifiers_for(tenant)[0]
     samples, signed, baseline = [], [], []
     for _ in range(1001):
         t0 = time.perf_counter()

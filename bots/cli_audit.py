@@ -16,7 +16,7 @@ from typing import TypeVar
 import click
 
 from bots.cli_support import root_settings, run_async
-from core.audit import AuditLog, VerifyReport, load_signer, verify_bundle
+from core.audit import AuditLog, VerifyReport, load_keys, verify_bundle
 from core.db.engine import Database
 from core.errors import TenantryError
 from core.merkle import ProofError
@@ -28,10 +28,10 @@ T = TypeVar("T")
 async def open_log() -> AsyncIterator[AuditLog]:
     """The deployment's audit log, its database disposed of afterwards."""
     settings = root_settings()
-    signer = load_signer(settings)
+    signer, retired = load_keys(settings)
     db = Database(settings.database_url)
     try:
-        yield AuditLog(db, signer, origin_prefix=settings.audit_origin)
+        yield AuditLog(db, signer, verifiers=retired, origin_prefix=settings.audit_origin)
     finally:
         await db.dispose()
 
@@ -63,15 +63,17 @@ def audit() -> None:
 @click.option("--tenant", "tenant_id", help="Verify this tenant's log in the database.")
 @click.option("--bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Verify an exported bundle offline instead.")
-@click.option("--key", "verifier_key", help="With --bundle: the published verifier key to "
-                                            "trust instead of the one inside the bundle.")
-def audit_verify(tenant_id: str | None, bundle: Path | None, verifier_key: str | None) -> None:
+@click.option("--key", "verifier_keys", multiple=True,
+              help="With --bundle: a published verifier key to trust instead of the ones "
+                   "inside the bundle (repeat for each).")
+def audit_verify(tenant_id: str | None, bundle: Path | None,
+                 verifier_keys: tuple[str, ...]) -> None:
     """Rebuild a log's Merkle tree and check every event, checkpoint and the head."""
     if (tenant_id is None) == (bundle is None):
         raise click.UsageError("give exactly one of --tenant and --bundle")
     if bundle is not None:
         try:
-            report = verify_bundle(bundle, verifier_key=verifier_key)
+            report = verify_bundle(bundle, verifier_keys=list(verifier_keys) or None)
         except TenantryError as exc:
             raise click.ClickException(str(exc)) from None
         _report(report, str(bundle))
@@ -93,8 +95,9 @@ async def audit_export(tenant_id: str, out: Path) -> None:
     """Write a self-contained bundle: events, signed checkpoints, verifier key."""
     async def go(log: AuditLog) -> None:
         await log.export(tenant_id, out)
+        keys = " ".join(f"--key '{key}'" for key in log.verifier_keys(tenant_id))
         click.echo(f"exported the audit log of {tenant_id} to {out}; check it with "
-                   f"`tenantry audit verify --bundle {out} --key '{log.verifier_key}'`")
+                   f"`tenantry audit verify --bundle {out} {keys}`")
 
     await with_log(go)
 
@@ -113,13 +116,13 @@ async def audit_proof(tenant_id: str, seq: int) -> None:
             "root": proof.root, "proof": list(proof.proof), "checkpoint": proof.checkpoint,
         }, indent=2))
         try:
-            proof.verify(log.verifiers[0] if proof.checkpoint else None)
+            proof.verify(*(log.verifiers_for(tenant_id) if proof.checkpoint else ()))
         except ProofError as error:
             click.echo(f"FAILED: the proof does not verify: {error}", err=True)
             raise click.exceptions.Exit(1) from None
         signed = "the signed checkpoint" if proof.checkpoint else "the current (unsigned) head"
         click.echo(f"verified: event {seq} is in the tree of {proof.tree_size} events "
-                   f"({signed})")
+                   f"({signed})", err=True)
 
     await with_log(go)
 

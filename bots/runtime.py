@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from core.agent import AgentService
-from core.audit import AuditLog, load_signer
+from core.audit import AuditLog, load_keys
 from core.builtins import AuditRecent, BudgetStatus, RunStatusCapability
 from core.crypto import Keyring
 from core.db.engine import Database
@@ -65,7 +65,8 @@ async def open_runtime(
     try:
         if migrate if migrate is not None else db.is_sqlite:
             await upgrade(db)
-        audit = AuditLog(db, load_signer(settings), origin_prefix=settings.audit_origin)
+        signer, retired = load_keys(settings)
+        audit = AuditLog(db, signer, verifiers=retired, origin_prefix=settings.audit_origin)
         async with open_vectors(settings, db) as (store, vector_admin):
             embedder = await open_embedder(settings)
             knowledge = Knowledge(store, embedder, audit)

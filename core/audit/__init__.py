@@ -30,7 +30,7 @@ from core.audit.events import (
     canonical_bytes,
     canonical_json,
 )
-from core.audit.keys import load_signer
+from core.audit.keys import load_keys, rotate_keys
 from core.audit.log import AuditLog
 from core.audit.verify import InclusionProof, StoredCheckpoint, VerifyReport
 
@@ -52,6 +52,7 @@ __all__ = [
     "VerifyReport",
     "canonical_bytes",
     "canonical_json",
-    "load_signer",
+    "load_keys",
+    "rotate_keys",
     "verify_bundle",
 ]

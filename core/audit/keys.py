@@ -1,8 +1,13 @@
-"""The deployment's checkpoint signing key: from settings, or a private file made once.
+"""The deployment's checkpoint signing keys: from settings, or a private file, rotatable.
 
-Whoever holds this key can sign any tree head, so the embedded default keeps it in a
-file only the service user can read, and refuses to start when anyone else could:
+Whoever holds a key can sign any tree head, so the embedded default keeps its keys in
+a file only the service user can read, and refuses to start when anyone else could:
 a key that may have been copied proves nothing.
+
+Keys are listed newest first. The newest signs; older ones stay so that checkpoints
+signed before a rotation still verify. A key's name in the file does not matter:
+each tenant's checkpoints are signed under a name equal to its log's origin, as
+C2SP tlog-checkpoint asks (``AuditLog.signer_for``).
 """
 
 from __future__ import annotations
@@ -15,31 +20,64 @@ from pathlib import Path
 
 from core.errors import ConfigurationError
 from core.settings import Settings
-from core.signed_note import NoteError, Signer, generate_key, parse_signer_key
+from core.signed_note import NoteError, Signer, Verifier, generate_key, parse_signer_key
 
 KEY_FILE = "audit-signing.key"
 KEY_NAME = "tenantry-audit"
-_HEADER = "# Tenantry audit checkpoint signing key (Ed25519 signed-note). Keep it secret.\n"
+_HEADER = ("# Tenantry audit checkpoint signing keys (Ed25519 signed-note), newest first.\n"
+           "# The first one signs; the others verify what they signed. Keep this file secret.\n")
 
 
-def load_signer(settings: Settings) -> Signer:
-    """The signer of audit checkpoints.
+def load_keys(settings: Settings) -> tuple[Signer, tuple[Verifier, ...]]:
+    """The newest signing key, and the verifiers of the keys it replaced.
 
-    ``settings.audit_signing_key`` wins; otherwise ``<data_dir>/audit-signing.key``
-    is read, or created with a new key (mode 0600) on first start. Two processes
-    starting together end up with the same key: the file is published with a
-    link that fails if the other one won.
+    ``settings.audit_signing_key`` (comma-separated, newest first) wins; otherwise
+    ``<data_dir>/audit-signing.key`` is read, or created with one new key (mode 0600)
+    on first start. Two processes starting together end up with the same key: the
+    file is published with a link that fails if the other one won.
 
     Raises:
-        ConfigurationError: The key is malformed, or the key file is accessible by
+        ConfigurationError: A key is malformed, or the key file is accessible by
             group or others.
     """
     if settings.audit_signing_key is not None:
-        return _parse(settings.audit_signing_key.get_secret_value(), "TENANTRY_AUDIT_SIGNING_KEY")
-    path = Path(settings.data_dir) / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _publish(path, generate_key(KEY_NAME)[0])
+        value = settings.audit_signing_key.get_secret_value()
+        keys = [_parse(k, "TENANTRY_AUDIT_SIGNING_KEY") for k in value.split(",") if k.strip()]
+    else:
+        path = _key_file(settings)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _publish(path, [generate_key(KEY_NAME)[0]], replace=False)
+        keys = [_parse(line, str(path)) for line in _read(path)]
+    if not keys:
+        raise ConfigurationError("no audit signing key configured")
+    return keys[0], tuple(key.verifier for key in keys[1:])
+
+
+def rotate_keys(settings: Settings) -> Signer:
+    """Put a new newest key at the top of the key file; the older ones stay to verify.
+
+    Raises:
+        ConfigurationError: The keys come from ``TENANTRY_AUDIT_SIGNING_KEY``: a new
+            one is prepended there, by whoever manages the deployment's secrets.
+    """
+    if settings.audit_signing_key is not None:
+        raise ConfigurationError(
+            "the audit signing keys come from TENANTRY_AUDIT_SIGNING_KEY: put a new key "
+            "(`tenantry keys generate --audit`) first in it, keeping the old ones after it"
+        )
+    load_keys(settings)  # creates the file, or refuses one others can read
+    path = _key_file(settings)
+    new_key = generate_key(KEY_NAME)[0]
+    _publish(path, [new_key, *_read(path)], replace=True)
+    return parse_signer_key(new_key)
+
+
+def _key_file(settings: Settings) -> Path:
+    return Path(settings.data_dir) / KEY_FILE
+
+
+def _read(path: Path) -> list[str]:
     mode = path.stat().st_mode
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigurationError(
@@ -47,13 +85,10 @@ def load_signer(settings: Settings) -> Signer:
             f"(mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}` and, if others may "
             "have read it, replace the key"
         )
-    lines = [
+    return [
         line.strip() for line in path.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
-    if len(lines) != 1:
-        raise ConfigurationError(f"audit signing key file {path} must hold exactly one key")
-    return _parse(lines[0], str(path))
 
 
 def _parse(text: str, source: str) -> Signer:
@@ -63,15 +98,18 @@ def _parse(text: str, source: str) -> Signer:
         raise ConfigurationError(f"audit signing key in {source} is invalid: {error}") from None
 
 
-def _publish(path: Path, signer_key: str) -> None:
+def _publish(path: Path, keys: list[str], *, replace: bool) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".audit-key-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(_HEADER + signer_key + "\n")
+            handle.write(_HEADER + "".join(key + "\n" for key in keys))
             handle.flush()
             os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -58,11 +58,16 @@ from core.signed_note import (
 class AuditLog:
     """The audit log of every tenant, written by the agent loop, read by operators.
 
+    Each tenant's checkpoints are signed under a key name equal to its log's origin
+    (C2SP tlog-checkpoint): the newest key's material under that name signs, and every
+    key, retired ones included, verifies under that name and under the name it was
+    created with (checkpoints signed before keys were named for their log).
+
     Args:
         db: The app database (migration 0003 or later).
-        signer: Signs checkpoints (see ``load_signer``).
+        signer: The newest signing key (see ``load_keys``).
         origin_prefix: Host-like prefix of each tenant's checkpoint origin.
-        verifiers: Retired signing keys whose checkpoints must still verify.
+        verifiers: The keys it replaced, whose checkpoints must still verify.
     """
 
     def __init__(
@@ -70,15 +75,24 @@ class AuditLog:
         verifiers: Sequence[Verifier] = (),
     ) -> None:
         self.db = db
-        self._signer = signer
+        self._seed = signer.seed
+        self._keys = (signer.verifier, *verifiers)
         self.origin_prefix = origin_prefix
-        self.verifiers = (signer.verifier, *verifiers)
         self._group = GroupCommit(db)
 
-    @property
-    def verifier_key(self) -> str:
-        """The public key auditors pin to check this deployment's checkpoints."""
-        return format_verifier_key(self._signer.verifier)
+    def signer_for(self, tenant_id: str) -> Signer:
+        """The newest key, named for the tenant's log."""
+        return Signer(self.origin(tenant_id), self._seed)
+
+    def verifiers_for(self, tenant_id: str) -> tuple[Verifier, ...]:
+        """Every key that may have signed the tenant's checkpoints, newest first."""
+        origin = self.origin(tenant_id)
+        named = [Verifier(origin, key.public_key) for key in self._keys]
+        return (*named, *(key for key in self._keys if key.name != origin))
+
+    def verifier_keys(self, tenant_id: str) -> list[str]:
+        """What an auditor pins to check the tenant's checkpoints, newest key first."""
+        return [format_verifier_key(v) for v in self.verifiers_for(tenant_id)]
 
     def origin(self, tenant_id: str) -> str:
         """The checkpoint origin of a tenant's log."""
@@ -126,8 +140,9 @@ class AuditLog:
         """
         head, latest = await self.db.run(_head_and_latest, tenant_id)
         head = head or CompactRange()
-        start = self._signed_range(latest)
-        checker = LogChecker(tenant_id, self.origin(tenant_id), self.verifiers, (), start)
+        start = self._signed_range(tenant_id, latest)
+        checker = LogChecker(tenant_id, self.origin(tenant_id), self.verifiers_for(tenant_id),
+                             (), start)
         await feed_batches(
             checker, event_batches(self.db, tenant_id, after=start.size, upto=head.size)
         )
@@ -135,17 +150,18 @@ class AuditLog:
         if not report.ok:
             raise AuditError(f"refusing to sign the head of {tenant_id!r}: {report.reason}")
         note = sign_note(format_checkpoint(self.origin(tenant_id), head.size, head.root()),
-                         self._signer)
+                         self.signer_for(tenant_id))
         return await self.db.run(_store_checkpoint, tenant_id, head, note)
 
-    def _signed_range(self, latest: tuple[StoredCheckpoint, str] | None) -> CompactRange:
+    def _signed_range(self, tenant_id: str,
+                      latest: tuple[StoredCheckpoint, str] | None) -> CompactRange:
         """The tree state of the latest checkpoint, once its signature and root hold."""
         if latest is None:
             return CompactRange()
         stored, state = latest
         tree = decode_range(stored.size, state)
         try:
-            signed = parse_checkpoint(verify_note(stored.note, self.verifiers))
+            signed = parse_checkpoint(verify_note(stored.note, self.verifiers_for(tenant_id)))
         except NoteError as error:
             raise AuditError(f"checkpoint at size {stored.size} does not verify: {error}") from None
         if signed.size != stored.size or signed.root != tree.root():
@@ -170,7 +186,8 @@ class AuditLog:
         events ran out, and reading goes on until it has caught up with the head.
         """
         checkpoints = await self.db.run(read_checkpoints, tenant_id)
-        checker = LogChecker(tenant_id, self.origin(tenant_id), self.verifiers, checkpoints)
+        checker = LogChecker(tenant_id, self.origin(tenant_id), self.verifiers_for(tenant_id),
+                             checkpoints)
         while True:
             before = checker.size
             fed = await feed_batches(checker, event_batches(self.db, tenant_id, after=before))
@@ -206,7 +223,8 @@ class AuditLog:
 
     async def export(self, tenant_id: str, path: Path) -> None:
         """Write the tenant's log as a self-contained bundle (see ``verify_bundle``)."""
-        await write_bundle(self.db, tenant_id, self.origin(tenant_id), self.verifier_key, path)
+        await write_bundle(self.db, tenant_id, self.origin(tenant_id),
+                           self.verifier_keys(tenant_id), path)
 
 
 def salt(conn: Connection, tenant_id: str) -> bytes:

@@ -91,8 +91,8 @@ class InclusionProof:
     root: str
     checkpoint: str | None = None
 
-    def verify(self, verifier: Verifier | None = None) -> None:
-        """Check the event, its leaf, the path to the root and, if given, the signature.
+    def verify(self, *verifiers: Verifier) -> None:
+        """Check the event, its leaf, the path to the root and, with keys, the signature.
 
         Raises:
             ProofError: Any of them does not hold.
@@ -106,11 +106,11 @@ class InclusionProof:
         except ValueError as error:
             raise ProofError(f"proof is not hex: {error}") from None
         verify_inclusion(computed, self.index, self.tree_size, proof, root)
-        if verifier is not None:
+        if verifiers:
             if self.checkpoint is None:
                 raise ProofError(f"no signed checkpoint at size {self.tree_size} to check")
             try:
-                signed = parse_checkpoint(verify_note(self.checkpoint, [verifier]))
+                signed = parse_checkpoint(verify_note(self.checkpoint, verifiers))
             except NoteError as error:
                 raise ProofError(f"checkpoint does not verify: {error}") from None
             if signed.size != self.tree_size or signed.root != root:

@@ -9,7 +9,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import text
 
 from bots.cli_audit import audit
-from core.audit import RUN_STARTED, TOOL_INVOKED, AuditLog, load_signer
+from core.audit import RUN_STARTED, TOOL_INVOKED, AuditLog, load_keys
 from core.db.engine import Database
 from core.settings import Settings
 
@@ -21,7 +21,8 @@ def invoke(settings: Settings, *args: str) -> Result:
 async def _fill(settings: Settings, count: int) -> None:
     db = Database(settings.database_url)
     try:
-        log = AuditLog(db, load_signer(settings), origin_prefix=settings.audit_origin)
+        signer, retired = load_keys(settings)
+        log = AuditLog(db, signer, verifiers=retired, origin_prefix=settings.audit_origin)
         await log.record("acme", RUN_STARTED, {"model": "sandbox"}, run_id="run-1")
         for n in range(count - 1):
             await log.record("acme", TOOL_INVOKED, {"capability": "crm.lookup", "n": n},
@@ -55,7 +56,7 @@ def test_verify_checkpoint_proof_and_recent_on_a_sound_log(filled: Settings) -> 
     signed = invoke(filled, "checkpoint", "--tenant", "acme")
     assert signed.exit_code == 0, signed.output
     assert signed.output.startswith("tenantry.local/tenants/acme\n6\n")
-    assert "\n\u2014 tenantry-audit " in signed.output
+    assert "\n\u2014 tenantry.local/tenants/acme " in signed.output
 
     verified = invoke(filled, "verify", "--tenant", "acme")
     assert verified.exit_code == 0, verified.output
@@ -64,9 +65,10 @@ def test_verify_checkpoint_proof_and_recent_on_a_sound_log(filled: Settings) -> 
 
     proof = invoke(filled, "proof", "--tenant", "acme", "--seq", "4")
     assert proof.exit_code == 0, proof.output
-    body, _, last = proof.output.rstrip("\n").rpartition("\n")
-    assert json.loads(body)["tree_size"] == 6 and len(json.loads(body)["proof"]) == 3
-    assert last == "verified: event 4 is in the tree of 6 events (the signed checkpoint)"
+    body = json.loads(proof.stdout)  # stdout is the JSON and nothing else
+    assert body["tree_size"] == 6 and len(body["proof"]) == 3
+    assert proof.stderr.strip() == (
+        "verified: event 4 is in the tree of 6 events (the signed checkpoint)")
 
     recent = invoke(filled, "recent", "--tenant", "acme", "--limit", "2")
     assert recent.exit_code == 0
@@ -90,10 +92,9 @@ def test_export_then_verify_the_bundle_offline(filled: Settings, tmp_path: Path)
     out = tmp_path / "acme-audit.json"
     exported = invoke(filled, "export", "--tenant", "acme", "--out", str(out))
     assert exported.exit_code == 0, exported.output
-    key = load_signer(filled)
-    from core.signed_note import format_verifier_key
-
-    published = format_verifier_key(key.verifier)
+    signer, _retired = load_keys(filled)
+    published = AuditLog(Database(filled.database_url), signer,
+                         origin_prefix=filled.audit_origin).verifier_keys("acme")[0]
     assert published in exported.output
 
     offline = Settings(database_url="sqlite+aiosqlite:////nonexistent/nowhere.db")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import stat
 from pathlib import Path
@@ -24,7 +25,8 @@ from core.audit import (
     AuditLog,
     canonical_bytes,
     canonical_json,
-    load_signer,
+    load_keys,
+    rotate_keys,
     verify_bundle,
 )
 from core.audit import append as audit_append
@@ -385,8 +387,11 @@ async def test_checkpoints_are_signed_c2sp_notes_of_the_tree_head(db: Database) 
     assert await log.latest_checkpoint("acme") == stored
     assert await log.latest_checkpoint("globex") is None
 
-    signed = parse_checkpoint(verify_note(stored.note, [parse_verifier_key(log.verifier_key)]))
+    pinned = [parse_verifier_key(key) for key in log.verifier_keys("acme")]
+    signed = parse_checkpoint(verify_note(stored.note, pinned))
     assert signed.origin == "audit.example.com/tenants/acme"
+    assert stored.note.split("\n\n")[1].startswith("— audit.example.com/tenants/acme "), (
+        "a tenant's checkpoints are signed under a key name equal to its log's origin")
     leaves = [bytes.fromhex(row.leaf_hash) for row in await stored_rows(db, "acme")]
     assert (signed.size, signed.root) == (5, root_from_leaf_hashes(leaves))
     report = await log.verify("acme")
@@ -403,7 +408,8 @@ async def test_a_checkpoint_signed_by_another_key_or_for_another_log_fails(db: D
     assert "checkpoint at size 3 does not verify" in (report.reason or "")
     assert (await log_of(db, stranger, verifiers=[SIGNER.verifier]).verify("acme")).ok
     moved = await log_of(db, origin_prefix="elsewhere").verify("acme")
-    assert not moved.ok and "is for 'tenantry.local/tenants/acme'" in (moved.reason or "")
+    assert not moved.ok and "does not verify" in (moved.reason or ""), (
+        "another log's checkpoint is signed under another key name")
 
 
 async def test_an_empty_log_verifies(db: Database) -> None:
@@ -419,12 +425,12 @@ async def test_inclusion_proofs_verify_against_the_checkpoint_or_the_head(db: Da
     for seq in range(1, 14):
         proof = await log.inclusion_proof("acme", seq)
         assert (proof.index, proof.tree_size, proof.event.seq) == (seq - 1, 13, seq)
-        proof.verify(SIGNER.verifier)
+        proof.verify(log.verifiers_for("acme")[0])
     unsigned = await log.inclusion_proof("acme", 15)
     assert (unsigned.tree_size, unsigned.checkpoint) == (15, None)
     unsigned.verify()
     with pytest.raises(ProofError, match="no signed checkpoint"):
-        unsigned.verify(SIGNER.verifier)
+        unsigned.verify(log.verifiers_for("acme")[0])
 
     proof = await log.inclusion_proof("acme", 5)
     bad_path = type(proof)(proof.event, proof.leaf_hash, proof.index, proof.tree_size,
@@ -508,14 +514,14 @@ async def test_export_verifies_offline_and_a_tampered_bundle_fails(
     live, offline = await log.verify("acme"), verify_bundle(bundle)
     assert offline.ok and (offline.size, offline.root, offline.checkpoints_checked) == (
         live.size, live.root, 1)
-    assert verify_bundle(bundle, verifier_key=log.verifier_key).ok
+    assert verify_bundle(bundle, verifier_keys=log.verifier_keys("acme")).ok
     data = json.loads(bundle.read_text())
-    assert data["verifier_key"] == log.verifier_key and len(data["events"]) == 12
+    assert data["verifier_keys"] == log.verifier_keys("acme") and len(data["events"]) == 12
 
     stranger = parse_signer_key(generate_key("tenantry-audit")[0]).verifier
     from core.signed_note import format_verifier_key
 
-    pinned = verify_bundle(bundle, verifier_key=format_verifier_key(stranger))
+    pinned = verify_bundle(bundle, verifier_keys=[format_verifier_key(stranger)])
     assert not pinned.ok and "does not verify" in (pinned.reason or "")
 
     data["events"][4]["fields"]["n"] = 400
@@ -537,28 +543,76 @@ async def test_export_verifies_offline_and_a_tampered_bundle_fails(
         verify_bundle(bundle)
 
 
-def test_load_signer_creates_a_private_key_file_once_and_reuses_it(tmp_path: Path) -> None:
+def test_load_keys_creates_a_private_key_file_once_and_reuses_it(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    signer = load_signer(settings)
+    signer, retired = load_keys(settings)
     path = tmp_path / "data" / KEY_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert signer.name == "tenantry-audit"
+    assert signer.name == "tenantry-audit" and retired == ()
     content = path.read_text()
-    assert load_signer(settings).verifier == signer.verifier
+    assert load_keys(settings)[0].verifier == signer.verifier
     assert path.read_text() == content
 
     path.chmod(0o640)
     with pytest.raises(ConfigurationError, match="accessible by group or others"):
-        load_signer(settings)
+        load_keys(settings)
     path.chmod(0o604)
     with pytest.raises(ConfigurationError, match="mode 0604"):
-        load_signer(settings)
+        load_keys(settings)
 
 
-def test_load_signer_prefers_the_setting_and_refuses_a_bad_key(tmp_path: Path) -> None:
-    signer_key = generate_key("ops-audit")[0]
-    settings = Settings(data_dir=tmp_path / "data", audit_signing_key=SecretStr(signer_key))
-    assert load_signer(settings).name == "ops-audit"
+def test_load_keys_prefers_the_setting_and_refuses_a_bad_key(tmp_path: Path) -> None:
+    newest, older = generate_key("ops-audit")[0], generate_key("ops-old")[0]
+    settings = Settings(data_dir=tmp_path / "data",
+                        audit_signing_key=SecretStr(f"{newest}, {older}"))
+    signer, retired = load_keys(settings)
+    assert signer.name == "ops-audit" and [v.name for v in retired] == ["ops-old"]
     assert not (tmp_path / "data").exists()
     with pytest.raises(ConfigurationError, match="TENANTRY_AUDIT_SIGNING_KEY"):
-        load_signer(Settings(audit_signing_key=SecretStr("PRIVATE+KEY+nope")))
+        load_keys(Settings(audit_signing_key=SecretStr("PRIVATE+KEY+nope")))
+    with pytest.raises(ConfigurationError, match="first in it"):
+        rotate_keys(settings)
+
+
+async def test_checkpoints_signed_before_a_key_rotation_still_verify(
+        db: Database, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    signer, retired = load_keys(settings)
+    before = AuditLog(db, signer, verifiers=retired)
+    await fill(before, "acme", 3)
+    old = await before.sign_checkpoint("acme")
+
+    rotate_keys(settings)
+    signer, retired = load_keys(settings)
+    assert len(retired) == 1
+    assert stat.S_IMODE((tmp_path / "data" / KEY_FILE).stat().st_mode) == 0o600
+    after = AuditLog(db, signer, verifiers=retired)
+    await fill(after, "acme", 2, start=3)
+    new = await after.sign_checkpoint("acme")
+    report = await after.verify("acme")
+    assert report.ok and report.checkpoints_checked == 2
+    assert old.note.split("— ")[1].split()[1] != new.note.split("— ")[1].split()[1], (
+        "the new checkpoint is signed with the new key")
+    bundle = tmp_path / "acme.json"
+    await after.export("acme", bundle)
+    assert len(json.loads(bundle.read_text())["verifier_keys"]) >= 2
+    assert verify_bundle(bundle).ok, "the bundle lists every key it needs"
+    assert verify_bundle(bundle, verifier_keys=after.verifier_keys("acme")).ok
+
+
+async def test_a_bundle_event_carries_the_exact_bytes_of_its_leaf(
+        db: Database, tmp_path: Path) -> None:
+    """An outside verifier needs no canonical form: it hashes the bytes it is given."""
+    log = log_of(db)
+    await fill(log, "acme", 3)
+    bundle = tmp_path / "acme.json"
+    await log.export("acme", bundle)
+    leaves = []
+    for event in json.loads(bundle.read_text())["events"]:
+        assert event["tenant_id"] == "acme"
+        leaf = hashlib.sha256(b"\x00" + event["leaf_input"].encode("utf-8")).hexdigest()
+        assert leaf == event["leaf_hash"]
+        assert json.loads(event["leaf_input"])["fields"] == event["fields"]
+        leaves.append(bytes.fromhex(leaf))
+    head = json.loads(bundle.read_text())["head"]
+    assert root_from_leaf_hashes(leaves).hex() == head["root"]
