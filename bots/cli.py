@@ -369,14 +369,15 @@ def serve(host: str | None, port: int | None) -> None:
     """Serve the transports (Slack, health check) and run the in-process executor."""
     from aiohttp import web
 
+    from bots.settings import ServerSettings
     from bots.web import create_app
 
-    settings = settings_of(click.get_current_context())
+    server = ServerSettings()
     try:
-        app = create_app(settings)
+        app = create_app(settings_of(click.get_current_context()), server)
     except TenantryError as exc:
         raise click.ClickException(str(exc)) from None
-    web.run_app(app, host=host or settings.host, port=port or settings.port,
+    web.run_app(app, host=host or server.host, port=port or server.port,
                 print=lambda text: click.echo(text))
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import click
 
 from bots.cli_support import root_settings, run_async
+from bots.settings import ServerSettings
 from core.crypto import Keyring
 from core.db.engine import Database
 from installs.links import MAX_TTL, issue_install_link, list_links
@@ -53,12 +54,11 @@ async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> 
     Send it to the tenant's Slack admin; whoever uses it first links their workspace
     (or, for an org-wide install, their Enterprise Grid org) to the tenant.
     """
-    settings = root_settings()
-    keyring = Keyring.from_settings(settings)
+    keyring = Keyring.from_settings(root_settings())
     async with _database() as db:
-        url = await issue_install_link(
-            db, keyring, tenant_id, base_url or settings.public_url, timedelta(hours=ttl_hours)
-        )
+        url = await issue_install_link(db, keyring, tenant_id,
+                                       base_url or ServerSettings().public_url,
+                                       timedelta(hours=ttl_hours))
     click.echo(url)
 
 
@@ -91,9 +91,10 @@ async def links() -> None:
 def slack_manifest(base_url: str, command: str | None) -> None:
     """Print the Slack app manifest filled in for a deployment."""
     from bots.slack.manifest import render_manifest
+    from bots.slack.settings import SlackSettings
     from core.errors import InvalidInput
 
     try:
-        click.echo(render_manifest(base_url, command or root_settings().slack_command), nl=False)
+        click.echo(render_manifest(base_url, command or SlackSettings().command), nl=False)
     except InvalidInput as exc:
         raise click.ClickException(str(exc)) from None

@@ -17,6 +17,8 @@ from aiohttp.typedefs import Handler
 
 from bots.executor import Executor
 from bots.runtime import Runtime, open_runtime
+from bots.settings import ServerSettings
+from bots.slack.settings import SlackSettings
 from core.agent import RunOutcome
 from core.errors import TenantryError
 from core.logs import log
@@ -76,7 +78,8 @@ async def resume_unfinished(runtime: Runtime, executor: Executor,
     return count
 
 
-def transports(settings: Settings, app: web.Application) -> list[Mount]:
+def transports(server: ServerSettings, slack_settings: SlackSettings,
+               app: web.Application) -> list[Mount]:
     """Add the routes of every configured transport; return their startup halves.
 
     Raises:
@@ -85,27 +88,33 @@ def transports(settings: Settings, app: web.Application) -> list[Mount]:
     from bots.slack import app as slack
 
     mounts: list[Mount] = []
-    if slack.check_settings(settings):
+    if slack_settings.enabled():
         slack.add_routes(app)
-        mounts.append(slack.mount)
-        log.info("slack enabled", public_url=settings.public_url)
+        mounts.append(slack.mounted(slack_settings, server.public_url))
+        log.info("slack enabled", public_url=server.public_url)
     else:
         log.warning("slack disabled: set TENANTRY_SLACK_SIGNING_SECRET, "
                     "TENANTRY_SLACK_CLIENT_ID and TENANTRY_SLACK_CLIENT_SECRET to enable it")
     return mounts
 
 
-def create_app(settings: Settings, mounts: list[Mount] | None = None) -> web.Application:
-    """The web application with every configured transport (or exactly ``mounts``)."""
+def create_app(settings: Settings, server: ServerSettings | None = None,
+               slack: SlackSettings | None = None, *,
+               mounts: list[Mount] | None = None) -> web.Application:
+    """The web application with every configured transport (or exactly ``mounts``).
+
+    ``server`` and ``slack`` default to what the environment (or ``.env``) sets.
+    """
+    server = server or ServerSettings()
     app = web.Application(client_max_size=1024 * 1024, middlewares=[serving])
     if mounts is None:
-        mounts = transports(settings, app)
+        mounts = transports(server, slack or SlackSettings(), app)
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
-            executor = Executor(per_tenant=settings.runs_per_tenant,
-                                max_running=settings.runs_per_process,
-                                max_delay_s=settings.run_admission_max_delay_ms / 1000)
+            executor = Executor(per_tenant=server.runs_per_tenant,
+                                max_running=server.runs_per_process,
+                                max_delay_s=server.run_admission_max_delay_ms / 1000)
             app[RUNTIME] = runtime
             app[EXECUTOR] = executor
             app[DELIVERERS] = []

@@ -195,11 +195,12 @@ class Accepted:
 class SlackAnswers:
     """Runs Slack requests and renders their outcomes."""
 
-    def __init__(self, runtime: Runtime, clients: WorkspaceClients,
-                 executor: Executor | None = None) -> None:
+    def __init__(self, runtime: Runtime, clients: WorkspaceClients, executor: Executor,
+                 command: str) -> None:
         self.runtime = runtime
         self.clients = clients
-        self.executor = executor or Executor(per_tenant=runtime.settings.runs_per_tenant)
+        self.executor = executor
+        self.command = command
         self._claims = 0
 
     async def _roles(self, client: AsyncWebClient, user_id: str) -> set[str]:
@@ -295,7 +296,7 @@ class SlackAnswers:
         if link is None:
             return None
         if not request.prompt:
-            await self._reply(client, request, render.ask_hint(self.runtime.settings.slack_command))
+            await self._reply(client, request, render.ask_hint(self.command))
             return None
         roles = await self._roles(client, origin.user_id)
         try:

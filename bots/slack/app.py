@@ -33,10 +33,9 @@ from bots.slack.clients import WorkspaceClients
 from bots.slack.manifest import bot_scopes
 from bots.slack.oauth_flow import ExpiringAuthorize, RecentInstallations, TenantOAuthFlow
 from bots.slack.records import ReplayGuard, first_delivery
-from bots.web import DELIVERERS
-from core.errors import ConfigurationError
+from bots.slack.settings import SlackSettings
+from bots.web import DELIVERERS, Mount
 from core.logs import log
-from core.settings import Settings
 from installs.links import resolve
 from installs.oauth import TenantClaimState, uninstall
 from installs.slack_store import SlackInstallationStore
@@ -46,19 +45,6 @@ WORKSPACE_UNLINKED = "workspace.unlinked"
 
 BOLT = web.AppKey("slack_bolt", AsyncApp)
 ANSWERS = web.AppKey("slack_answers", SlackAnswers)
-
-
-def check_settings(settings: Settings) -> bool:
-    """Whether Slack is on: all three credentials, or none; a partial set is an error."""
-    missing = settings.slack_missing()
-    if len(missing) == 3:
-        return False
-    if missing:
-        raise ConfigurationError(
-            f"Slack is half configured; missing: {', '.join(missing)} (set all three to "
-            "enable Slack, or none to run without it)"
-        )
-    return True
 
 
 GUARD = web.AppKey("slack_replay_guard", ReplayGuard)
@@ -109,32 +95,32 @@ def _malformed_ids(context: AsyncBoltContext) -> bool:
     return any(value is not None and _id(value) is None for value in ids)
 
 
-def build_bolt(runtime: Runtime, executor: Executor) -> tuple[AsyncApp, SlackAnswers]:
+def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
+               public_url: str) -> tuple[AsyncApp, SlackAnswers]:
     """The Bolt app of this deployment, with its listeners bound to the executor."""
-    settings = runtime.settings
-    assert settings.slack_signing_secret is not None and settings.slack_client_secret is not None
+    assert settings.signing_secret is not None and settings.client_secret is not None
     store = SlackInstallationStore(runtime.db, runtime.keyring)
-    clients = WorkspaceClients(store, settings.slack_api_url)
-    answers = SlackAnswers(runtime, clients, executor)
+    clients = WorkspaceClients(store, settings.api_url)
+    answers = SlackAnswers(runtime, clients, executor, settings.command)
     states = TenantClaimState(runtime.db, runtime.keyring)
     base_client = clients.with_token(None)
     oauth = AsyncOAuthSettings(
-        client_id=settings.slack_client_id,
-        client_secret=settings.slack_client_secret.get_secret_value(),
+        client_id=settings.client_id,
+        client_secret=settings.client_secret.get_secret_value(),
         scopes=bot_scopes(),
         installation_store=store,
         state_store=states,
         install_page_rendering_enabled=False,
-        redirect_uri=settings.public_url.rstrip("/") + "/slack/oauth_redirect",
+        redirect_uri=public_url.rstrip("/") + "/slack/oauth_redirect",
     )
     bolt_logger = logging.getLogger("slack_bolt")
     authorize = ExpiringAuthorize(logger=bolt_logger,
                                   installation_store=RecentInstallations(runtime.db,
                                                                          runtime.keyring),
-                                  client_id=settings.slack_client_id,
+                                  client_id=settings.client_id,
                                   client_secret=oauth.client_secret)
     app = AsyncApp(
-        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        signing_secret=settings.signing_secret.get_secret_value(),
         client=base_client,
         oauth_flow=TenantOAuthFlow(db=runtime.db, keyring=runtime.keyring, state_store=states,
                                    client=base_client, settings=oauth),
@@ -161,11 +147,11 @@ def build_bolt(runtime: Runtime, executor: Executor) -> tuple[AsyncApp, SlackAns
                        thread_ts=thread_ts if isinstance(thread_ts, str) else None,
                        event_id=event_id, prompt=prompt)
 
-    @app.command(settings.slack_command)
+    @app.command(settings.command)
     async def on_command(ack: Any, command: dict[str, Any], context: AsyncBoltContext) -> None:
         prompt = str(command.get("text") or "").strip()
         if not prompt:
-            await ack(render.ask_hint(settings.slack_command))
+            await ack(render.ask_hint(settings.command))
             return
         trigger = command.get("trigger_id")
         made = request("command", context, {"user": command.get("user_id")}, prompt,
@@ -356,11 +342,16 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/slack/oauth_redirect", _callback)
 
 
-async def mount(app: web.Application, runtime: Runtime, executor: Executor) -> None:
+def mounted(settings: SlackSettings, public_url: str) -> Mount:
     """Startup half of the Slack transport: build Bolt with the live runtime."""
-    assert runtime.settings.slack_signing_secret is not None
-    bolt, answers = build_bolt(runtime, executor)
-    app[BOLT] = bolt
-    app[ANSWERS] = answers
-    app[DELIVERERS].append(answers.deliver)
-    app[GUARD] = ReplayGuard(runtime.settings.slack_signing_secret.get_secret_value())
+    assert settings.signing_secret is not None
+    secret = settings.signing_secret.get_secret_value()
+
+    async def mount(app: web.Application, runtime: Runtime, executor: Executor) -> None:
+        bolt, answers = build_bolt(runtime, executor, settings, public_url)
+        app[BOLT] = bolt
+        app[ANSWERS] = answers
+        app[DELIVERERS].append(answers.deliver)
+        app[GUARD] = ReplayGuard(secret)
+
+    return mount

@@ -3,7 +3,7 @@
 Used by the offline demo, the benchmarks and the scenario tests.
 
 ``open_scenario`` starts ``bots.web.create_app(settings)`` on ``127.0.0.1`` at a free
-port with a ``SlackStandIn`` as ``slack_api_url``, so every outbound Web API call goes
+port with a ``SlackStandIn`` as the Slack API URL, so every outbound Web API call goes
 through the real slack_sdk client to the stand-in, and every inbound request goes
 through aiohttp, Bolt's signature check and our listeners. Requests are really signed
 (``v0=`` HMAC-SHA256 of ``v0:{timestamp}:{body}``, as Slack signs them), so the
@@ -42,6 +42,8 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from bots.executor import Executor
 from bots.runtime import Runtime
+from bots.settings import ServerSettings
+from bots.slack.settings import SlackSettings
 from bots.web import EXECUTOR, RUNTIME, create_app
 from core.audit import AuditEvent
 from core.db.engine import Database
@@ -117,6 +119,7 @@ class Scenario:
     """A running app and the stand-in it talks to; see the module docstring."""
 
     settings: Settings
+    slack_settings: SlackSettings
     slack: SlackStandIn
     app: web.Application
     url: str
@@ -261,7 +264,7 @@ class Scenario:
             "channel_name": "general",
             "user_id": user,
             "user_name": user.lower(),
-            "command": command or self.settings.slack_command,
+            "command": command or self.slack_settings.command,
             "text": text,
             "api_app_id": APP_ID,
             "is_enterprise_install": "true" if ws.org_wide else "false",
@@ -386,32 +389,31 @@ class Scenario:
             return Sent(resp.status, text, resp.headers, time.monotonic() - started)
 
 
-def slack_settings(settings: Settings, slack: SlackStandIn) -> Settings:
-    """``settings`` with a complete Slack app pointed at the stand-in."""
-    return settings.model_copy(update={
-        "slack_signing_secret": SecretStr(SIGNING_SECRET),
-        "slack_client_id": CLIENT_ID,
-        "slack_client_secret": SecretStr(CLIENT_SECRET),
-        "slack_api_url": slack.base_url,
-        "public_url": PUBLIC_URL,
-    })
-
-
 @asynccontextmanager
-async def open_scenario(settings: Settings, slack: SlackStandIn | None = None
-                        ) -> AsyncIterator[Scenario]:
-    """Run the app against a (fresh, or the given unstarted) stand-in for one scenario."""
+async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *,
+                        server: ServerSettings | None = None) -> AsyncIterator[Scenario]:
+    """Run the app against a (fresh, or the given unstarted) stand-in for one scenario.
+
+    The app is a complete Slack app pointed at the stand-in, served at ``PUBLIC_URL``;
+    ``server`` sets the rest of the server's settings.
+    """
     async with (slack or SlackStandIn(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                                       app_id=APP_ID)) as standin:
-        app = create_app(slack_settings(settings, standin))
+        app_settings = SlackSettings(signing_secret=SecretStr(SIGNING_SECRET),
+                                     client_id=CLIENT_ID,
+                                     client_secret=SecretStr(CLIENT_SECRET),
+                                     api_url=standin.base_url)
+        server = (server or ServerSettings()).model_copy(update={"public_url": PUBLIC_URL})
+        app = create_app(settings, server, app_settings)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", 0).start()
             port = int(runner.addresses[0][1])
             async with aiohttp.ClientSession() as session:
-                scenario = Scenario(settings=app[RUNTIME].settings, slack=standin, app=app,
-                                    url=f"http://127.0.0.1:{port}", session=session)
+                scenario = Scenario(settings=app[RUNTIME].settings, slack_settings=app_settings,
+                                    slack=standin, app=app, url=f"http://127.0.0.1:{port}",
+                                    session=session)
                 try:
                     yield scenario
                 finally:

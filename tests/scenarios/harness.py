@@ -16,13 +16,12 @@ from standins.slack.driver import (
     audit_events,
     open_scenario,
     runs_of,
-    slack_settings,
     thread,
     today,
 )
 
 __all__ = [
     "APP_ID", "CLIENT_ID", "CLIENT_SECRET", "FORM", "JSON", "PUBLIC_URL", "SIGNING_SECRET",
-    "Scenario", "Sent", "Workspace", "audit_events", "open_scenario", "runs_of",
-    "slack_settings", "thread", "today",
+    "Scenario", "Sent", "Workspace", "audit_events", "open_scenario", "runs_of", "thread",
+    "today",
 ]

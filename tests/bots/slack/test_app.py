@@ -17,8 +17,8 @@ from slack_sdk.signature import SignatureVerifier
 
 from bots import web as web_module
 from bots.cli import cli
-from bots.slack.app import check_settings
 from bots.slack.records import ReplayGuard
+from bots.slack.settings import SlackSettings
 from bots.web import create_app
 from core.errors import ConfigurationError
 from core.settings import Settings
@@ -72,21 +72,15 @@ def test_the_guard_forgets_pairs_once_they_are_too_old_to_verify() -> None:
     assert ("1", "v0=old") not in guard._seen
 
 
-def slack(**values: str) -> Settings:
-    secrets = {"slack_signing_secret", "slack_client_secret"}
-    return Settings(**{k: SecretStr(v) if k in secrets else v  # type: ignore[arg-type]
-                       for k, v in values.items()})
-
-
 def test_slack_is_on_with_all_three_settings_and_off_with_none() -> None:
-    assert check_settings(slack()) is False
-    assert check_settings(slack(slack_signing_secret="s", slack_client_id="1.2",
-                                slack_client_secret="c")) is True
+    assert SlackSettings().enabled() is False
+    assert SlackSettings(signing_secret=SecretStr("s"), client_id="1.2",
+                         client_secret=SecretStr("c")).enabled() is True
 
 
 def test_partial_slack_settings_name_what_is_missing() -> None:
     with pytest.raises(ConfigurationError) as raised:
-        create_app(slack(slack_client_id="1.2"))
+        create_app(Settings(), slack=SlackSettings(client_id="1.2"))
     assert "TENANTRY_SLACK_SIGNING_SECRET" in str(raised.value)
     assert "TENANTRY_SLACK_CLIENT_SECRET" in str(raised.value)
     assert "TENANTRY_SLACK_CLIENT_ID" not in str(raised.value)
