@@ -2,9 +2,9 @@
 
 The app owns the runtime and the executor through a cleanup context, so clients are
 created at startup, never at import, and in-flight runs drain at shutdown. Runs left
-unfinished by a crash are resumed at the next start. A middleware tells the executor
-which requests are in flight, so runs start between bursts of requests rather than
-delaying their acknowledgements.
+unfinished by a crash are resumed at the next start. A middleware keeps the executor's
+gate shut while requests are in flight, so runs start between bursts of requests rather
+than delaying their acknowledgements.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bots.executor import Executor
+from bots.executor import Executor, QuietGate
 from bots.runtime import Runtime, open_runtime
 from bots.settings import ServerSettings
 from bots.slack.settings import SlackSettings
@@ -43,8 +43,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 @web.middleware
 async def serving(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count the request as in flight for the executor's admission of runs."""
-    with request.app[EXECUTOR].serving():
+    """Keep the executor's gate shut while the request is in flight."""
+    with request.app[EXECUTOR].gate.serving():
         return await handler(request)
 
 
@@ -73,7 +73,7 @@ async def resume_unfinished(runtime: Runtime, executor: Executor,
             except TenantryError as exc:
                 log.warning("unfinished run not resumed", run_id=record_id, error=str(exc))
 
-        if executor.submit(record.tenant_id, record.id, job):
+        if executor.submit(record.id, job):
             count += 1
     return count
 
@@ -111,10 +111,10 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
         mounts = transports(server, slack or SlackSettings(), app)
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        async with open_runtime(settings) as runtime:
-            executor = Executor(per_tenant=server.runs_per_tenant,
-                                max_running=server.runs_per_process,
-                                max_delay_s=server.run_admission_max_delay_ms / 1000)
+        gate = QuietGate(max_delay_s=server.run_admission_max_delay_ms / 1000)
+        async with (open_runtime(settings) as runtime,
+                    Executor(per_tenant=server.runs_per_tenant,
+                             per_process=server.runs_per_process, gate=gate) as executor):
             app[RUNTIME] = runtime
             app[EXECUTOR] = executor
             app[DELIVERERS] = []
@@ -128,8 +128,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
             # time that grows with everything tracked (200 ms, docs/benchmarks.md).
             gc.freeze()
             yield
-            await executor.shutdown()
-            gc.unfreeze()
+        gc.unfreeze()
 
     app.cleanup_ctx.append(lifespan)
     app.router.add_get("/healthz", healthz)

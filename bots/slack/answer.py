@@ -16,7 +16,6 @@ on the same message, so the answer always ends complete in one message.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -240,32 +239,32 @@ class SlackAnswers:
         await self._reply(client, request, render.refusal(reason))
         return None
 
-    async def handle(self, request: Request) -> None:
-        """The whole life of one request after its acknowledgement."""
-        accepted = await self._accept(request)
-        if accepted is None:
-            return
-        started = False
-        try:
+    def submit(self, request: Request) -> None:
+        """Hand an acknowledged request to the executor: accept it, then run it.
+
+        If shutdown comes before the run has its slot, the request is parked instead:
+        recorded as a ``queued`` run with its answer message open (accepted now if the
+        job had not got that far), which the next start resumes into that message
+        (``bots.web.resume_unfinished``), so an acknowledged request is never lost.
+        """
+        accepted: Accepted | None = None
+
+        async def job() -> None:
+            nonlocal accepted
+            accepted = await self._accept(request)
+            if accepted is None:
+                return
             async with self.executor.slot(accepted.grant.ctx.tenant_id):
-                started = True
                 await self._run(accepted.answer, accepted.grant, request.prompt,
                                 accepted.conversation)
-        except asyncio.CancelledError:
-            if not started:  # shutdown came while the tenant's slot was taken: as ``park``
-                await self._queue(request, accepted)
-            raise
-        await self.home(request.origin)
+            await self.home(request.origin)
 
-    async def park(self, request: Request) -> None:
-        """Record a request that had not started by shutdown as a ``queued`` run.
+        async def park() -> None:
+            ready = accepted or await self._accept(request)
+            if ready is not None:
+                await self._queue(request, ready)
 
-        The next start resumes it (``bots.web.resume_unfinished``) and delivers the
-        answer into the message opened here, so an acknowledged request is never lost.
-        """
-        accepted = await self._accept(request)
-        if accepted is not None:
-            await self._queue(request, accepted)
+        self.executor.submit(f"slack:{request.event_id}", job, park=park)
 
     async def _queue(self, request: Request, accepted: Accepted) -> None:
         agent = self.runtime.agent

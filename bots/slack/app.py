@@ -131,10 +131,6 @@ def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
         logger=bolt_logger,
     )
 
-    def submit(request: Request) -> None:
-        executor.submit(request.origin.key, f"slack:{request.event_id}",
-                        lambda: answers.handle(request), park=lambda: answers.park(request))
-
     def request(surface: Surface, context: AsyncBoltContext, event: dict[str, Any],
                 prompt: str, channel: object, thread_ts: object, event_id: object,
                 user_team: object) -> Request | None:
@@ -162,7 +158,7 @@ def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
             await ack(render.refusal("unreadable"))
             return
         await ack(render.ACK_WORKING)
-        submit(made)
+        answers.submit(made)
 
     @app.event("app_mention")
     async def on_mention(ack: Any, event: dict[str, Any], body: dict[str, Any],
@@ -173,7 +169,7 @@ def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
                        event.get("thread_ts") or event.get("ts"), body.get("event_id"),
                        event.get("user_team") or event.get("team") or body.get("team_id"))
         if made is not None:
-            submit(made)
+            answers.submit(made)
 
     @app.event("message")
     async def on_message(ack: Any, event: dict[str, Any], body: dict[str, Any],
@@ -186,7 +182,7 @@ def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
                        event.get("thread_ts"), body.get("event_id"),
                        event.get("user_team") or event.get("team") or body.get("team_id"))
         if made is not None:
-            submit(made)
+            answers.submit(made)
 
     @app.action(render.RESUME_ACTION)
     async def on_resume(ack: Any, body: dict[str, Any], action: dict[str, Any],
@@ -199,8 +195,7 @@ def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
             "channel_id")
         if origin is None or not isinstance(run_id, str) or not run_id or _id(channel) is None:
             return
-        executor.submit(origin.key, f"resume:{run_id}",
-                        lambda: answers.resume(origin, run_id, str(channel)))
+        executor.submit(f"resume:{run_id}", lambda: answers.resume(origin, run_id, str(channel)))
 
     @app.event("app_home_opened")
     async def on_home(ack: Any, event: dict[str, Any], body: dict[str, Any],
@@ -212,7 +207,7 @@ def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
         event_id = body.get("event_id")
         if origin is None or not isinstance(event_id, str):
             return
-        executor.submit(origin.key, f"home:{event_id}", lambda: answers.home(origin))
+        executor.submit(f"home:{event_id}", lambda: answers.home(origin))
 
     @app.action(render.VERIFY_ACTION)
     async def on_verify(ack: Any, body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -220,8 +215,7 @@ def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
         user = _dict(body.get("user"))
         origin = _origin(context, user.get("id"), user.get("team_id"))
         if origin is not None:
-            executor.submit(origin.key, f"verify:{origin.principal}",
-                            lambda: answers.home(origin, verify=True))
+            executor.submit(f"verify:{origin.principal}", lambda: answers.home(origin, verify=True))
 
     async def forget(enterprise: str | None, team: str | None, org: bool, event_id: str,
                      why: str, users: list[str]) -> None:
@@ -256,7 +250,7 @@ def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
             await forget(enterprise, team, org, event_id, why, users)
 
         # Forgetting is short and must happen even if shutdown comes first: its own park.
-        executor.submit(enterprise or team or "", f"slack:{event_id}", job, park=job)
+        executor.submit(f"slack:{event_id}", job, park=job)
 
     @app.event("app_uninstalled")
     async def on_uninstalled(ack: Any, body: dict[str, Any], context: AsyncBoltContext) -> None:

@@ -50,7 +50,7 @@ async def test_a_run_starts_once_the_requests_in_flight_are_answered(waiting: Sc
     await waiting.tenant("acme")
     t1 = await waiting.link_workspace("T1", "acme", users=[ADA])
 
-    with waiting.executor.serving():  # another request, still being answered
+    with waiting.executor.gate.serving():  # another request, still being answered
         sent = await waiting.command(t1, ADA.id, "what changed this week?")
         health = (await waiting.get("/healthz")).json()
 
@@ -75,7 +75,7 @@ async def test_a_request_still_queued_at_shutdown_is_answered_after_the_restart(
     async with open_scenario(settings, slack, server=PATIENT) as first:
         await first.tenant("acme")
         t1 = await first.link_workspace("T1", "acme", users=[ADA])
-        with first.executor.serving():
+        with first.executor.gate.serving():
             sent = await first.command(t1, ADA.id, "what changed this week?")
             await first.executor.shutdown()  # as the app's cleanup does, the run not started
 
@@ -113,14 +113,14 @@ async def test_a_run_waiting_for_its_tenants_slot_at_shutdown_is_kept_as_queued(
         [run] = await runs_of(scenario, "acme")
         assert run.status == "queued" and run.prompt == "are you there?"
         assert [r.id for r in await scenario.runtime.agent.runs.unfinished()] == [run.id]
-        assert scenario.executor.stats.cancelled == 1
+        assert scenario.executor.stats.parked == 1
 
 
 async def test_an_uninstall_still_queued_at_shutdown_is_carried_out(waiting: Scenario) -> None:
     await waiting.tenant("acme")
     t1 = await waiting.link_workspace("T1", "acme", users=[ADA])
 
-    with waiting.executor.serving():
+    with waiting.executor.gate.serving():
         sent = await waiting.uninstalled(t1)
         await waiting.executor.shutdown()
 
