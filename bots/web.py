@@ -19,7 +19,6 @@ from bots.executor import Executor, QuietGate
 from bots.runtime import Runtime, open_runtime
 from bots.settings import ServerSettings
 from bots.slack.settings import SlackSettings
-from core.agent import RunOutcome
 from core.errors import TenantryError
 from core.logs import log
 from core.settings import Settings
@@ -28,9 +27,6 @@ RUNTIME = web.AppKey("runtime", Runtime)
 EXECUTOR = web.AppKey("executor", Executor)
 
 Mount = Callable[[web.Application, Runtime, Executor], Awaitable[None]]
-Deliver = Callable[[RunOutcome], Awaitable[None]]
-DELIVERERS = web.AppKey("deliverers", list[Deliver])
-"""Transports that render the outcome of a run resumed at startup into its thread."""
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -48,9 +44,8 @@ async def serving(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
 
 
-async def resume_unfinished(runtime: Runtime, executor: Executor,
-                            deliverers: list[Deliver] | None = None) -> int:
-    """Hand every unfinished run back to the executor.
+async def resume_unfinished(runtime: Runtime, executor: Executor) -> int:
+    """Hand every unfinished run back to the executor; the runtime's deliverers render them.
 
     ``queued``: acknowledged but parked at shutdown before it started; ``running``:
     interrupted by a crash or cancelled at shutdown.
@@ -68,7 +63,7 @@ async def resume_unfinished(runtime: Runtime, executor: Executor,
                 )
                 async with executor.slot(tenant_id):
                     outcome = await runtime.agent.resume(grant)
-                for deliver in deliverers or []:
+                for deliver in runtime.deliverers:
                     await deliver(outcome)
             except TenantryError as exc:
                 log.warning("unfinished run not resumed", run_id=record_id, error=str(exc))
@@ -117,10 +112,9 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
                              per_process=server.runs_per_process, gate=gate) as executor):
             app[RUNTIME] = runtime
             app[EXECUTOR] = executor
-            app[DELIVERERS] = []
             for mount in mounts:
                 await mount(app, runtime, executor)
-            resumed = await resume_unfinished(runtime, executor, app[DELIVERERS])
+            resumed = await resume_unfinished(runtime, executor)
             if resumed:
                 log.info("resuming unfinished runs", count=resumed)
             # What startup loaded lives as long as the app: keep it out of the collector's

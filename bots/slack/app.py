@@ -34,7 +34,7 @@ from bots.slack.manifest import bot_scopes
 from bots.slack.oauth_flow import ExpiringAuthorize, RecentInstallations, TenantOAuthFlow
 from bots.slack.records import ReplayGuard, first_delivery
 from bots.slack.settings import SlackSettings
-from bots.web import DELIVERERS, Mount
+from bots.web import Mount
 from core.logs import log
 from installs.links import resolve
 from installs.oauth import TenantClaimState, uninstall
@@ -345,7 +345,7 @@ def mounted(settings: SlackSettings, public_url: str) -> Mount:
         bolt, answers = build_bolt(runtime, executor, settings, public_url)
         app[BOLT] = bolt
         app[ANSWERS] = answers
-        app[DELIVERERS].append(answers.deliver)
+        runtime.deliverers.append(answers.deliver)
         app[GUARD] = ReplayGuard(secret)
 
     return mount
