@@ -29,9 +29,10 @@ from bots.executor import Executor
 from bots.runtime import Runtime
 from bots.slack import render
 from bots.slack.answer import Origin, Request, SlackAnswers, Surface
+from bots.slack.authorize import StoredBotAuthorize
 from bots.slack.clients import WorkspaceClients
 from bots.slack.manifest import bot_scopes
-from bots.slack.oauth_flow import ExpiringAuthorize, RecentInstallations, TenantOAuthFlow
+from bots.slack.oauth_flow import TenantOAuthFlow
 from bots.slack.records import first_delivery
 from bots.slack.settings import SlackSettings
 from bots.web import Mount
@@ -111,22 +112,17 @@ def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
         install_page_rendering_enabled=False,
         redirect_uri=public_url.rstrip("/") + "/slack/oauth_redirect",
     )
-    bolt_logger = logging.getLogger("slack_bolt")
-    authorize = ExpiringAuthorize(logger=bolt_logger,
-                                  installation_store=RecentInstallations(runtime.db,
-                                                                         runtime.keyring),
-                                  client_id=settings.client_id,
-                                  client_secret=oauth.client_secret)
+    authorize = StoredBotAuthorize(store)
     app = AsyncApp(
         signing_secret=settings.signing_secret.get_secret_value(),
         client=base_client,
         oauth_flow=TenantOAuthFlow(db=runtime.db, keyring=runtime.keyring, state_store=states,
                                    client=base_client, settings=oauth),
-        installation_store=store,
-        authorize=authorize,  # type: ignore[arg-type]  # Bolt accepts AsyncAuthorize instances
+        # Bolt takes an AsyncAuthorize instance here; its annotation names only functions.
+        authorize=authorize,  # type: ignore[arg-type]
         request_verification_enabled=True,
         process_before_response=True,
-        logger=bolt_logger,
+        logger=logging.getLogger("slack_bolt"),
     )
 
     def request(surface: Surface, context: AsyncBoltContext, event: dict[str, Any],
@@ -229,6 +225,7 @@ def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
         was_linked = (before is not None and before.active and before.team_id == team
                       and before.enterprise_id == enterprise)
         link = await uninstall(runtime.db, runtime.keyring, enterprise, team, org)
+        authorize.forget(enterprise, team)
         if link is not None and was_linked:
             await runtime.audit.record(link.tenant_id, WORKSPACE_UNLINKED, {
                 "team_id": team, "enterprise_id": enterprise, "reason": why,

@@ -8,18 +8,12 @@ The claim logic lives in ``installs.oauth``; this class only routes Bolt to it.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
-from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
-from slack_bolt.authorization.authorize_result import AuthorizeResult
-from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.oauth.async_callback_options import AsyncFailureArgs, AsyncSuccessArgs
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from bots.slack import render
@@ -28,14 +22,9 @@ from core.db.engine import Database
 from core.logs import log
 from installs.links import InstallLinkError
 from installs.oauth import InstallResult, TenantClaimState, complete_install
-from installs.slack_store import SlackInstallationStore
 
 INSTALL_RESULT = "tenantry_install_result"
 """Where ``store_installation`` leaves the ``InstallResult`` for the success page."""
-
-AUTHORIZE_CACHE_S = 30.0
-"""How long an authorisation is reused: shorter than a run, so a revoked token stops
-being trusted within one run's time."""
 
 
 def _first(request: AsyncBoltRequest, name: str) -> str | None:
@@ -94,114 +83,3 @@ class TenantOAuthFlow(AsyncOAuthFlow):
         log.info("slack install failed", reason=args.reason,
                  error=None if args.error is None else str(args.error))
         return self._page(args.suggested_status_code, render.install_failed(args.reason))
-
-
-_Workspace = tuple[str | None, str | None, bool]
-"""Enterprise id, team id, and whether the installation is the enterprise's."""
-
-
-class _ExpiringCache(dict[str, AuthorizeResult]):
-    """A dict whose entries vanish ``ttl`` seconds after they were set."""
-
-    def __init__(self, ttl: float) -> None:
-        super().__init__()
-        self.ttl = ttl
-        self._set_at: dict[str, float] = {}
-
-    def __setitem__(self, key: str, value: AuthorizeResult) -> None:
-        self._set_at[key] = time.monotonic()
-        super().__setitem__(key, value)
-
-    def __contains__(self, key: object) -> bool:
-        if isinstance(key, str) and time.monotonic() - self._set_at.get(key, 0.0) > self.ttl:
-            self._set_at.pop(key, None)
-            self.pop(key, None)
-        return super().__contains__(key)
-
-
-class ExpiringAuthorize(AsyncInstallationStoreAuthorize):
-    """Bolt's installation-store authorisation with its per-token cache made to expire.
-
-    Bolt caches an authorisation per token forever once ``cache_enabled`` is on; here
-    an entry lives ``AUTHORIZE_CACHE_S`` seconds, which saves the ``auth.test`` on a
-    busy workspace's every request without trusting a revoked token for long. Tenantry
-    acts with bot tokens only (the manifest asks for no user scopes), so it looks up
-    the workspace's bot (``bot_only``): one lookup per workspace, not one per person.
-
-    When a workspace's entry expires, one request renews it (the bot lookup and
-    ``auth.test``); requests of the same workspace arriving meanwhile are authorised
-    by the expired entry if it is younger than ``2 * AUTHORIZE_CACHE_S``, or else
-    wait for the renewal. So a burst pays for one renewal, not one per request, and
-    only the request that renews waits for it.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cache_enabled=True, bot_only=True, **kwargs)
-        self.authorize_result_cache = _ExpiringCache(AUTHORIZE_CACHE_S)
-        self._renewing: dict[_Workspace, asyncio.Future[None]] = {}
-        self._last: dict[_Workspace, tuple[float, AuthorizeResult]] = {}
-
-    async def __call__(self, *, context: AsyncBoltContext, enterprise_id: str | None,
-                       team_id: str | None, user_id: str | None,
-                       **actor: str | None) -> AuthorizeResult | None:
-        """Bolt's authorisation, renewed once per workspace at a time."""
-        key = (enterprise_id, team_id, bool(context.is_enterprise_install))
-        while (renewing := self._renewing.get(key)) is not None:
-            last = self._last.get(key)
-            if last is not None and time.monotonic() - last[0] <= 2 * AUTHORIZE_CACHE_S:
-                return last[1]
-            await asyncio.wait([renewing])
-        done = asyncio.get_running_loop().create_future()
-        self._renewing[key] = done
-        try:
-            result = await super().__call__(context=context, enterprise_id=enterprise_id,
-                                            team_id=team_id, user_id=user_id, **actor)
-        except BaseException:
-            self._last.pop(key, None)
-            raise
-        finally:
-            del self._renewing[key]
-            done.set_result(None)
-        last = self._last.get(key)
-        if result is None:
-            self._last.pop(key, None)
-        elif last is None or last[1] is not result:
-            self._last[key] = (time.monotonic(), result)
-        return result
-
-
-class RecentInstallations(SlackInstallationStore):
-    """The installation store as Bolt's pre-acknowledgement authorisation reads it.
-
-    Every request is authorised before it is acknowledged. A workspace's bot is kept
-    ``AUTHORIZE_CACHE_S`` seconds (the same window as the token cache above) and
-    dropped when this process deletes an installation; the job behind the
-    acknowledgement re-reads the store and the link. The store reads in read-only
-    transactions, which do not queue behind the runs' writes.
-    """
-
-    def __init__(self, db: Database, keyring: Keyring) -> None:
-        super().__init__(db, keyring)
-        self._seen: dict[tuple[str | None, str | None], tuple[float, Bot | None]] = {}
-        self._generation = 0
-
-    async def async_find_bot(self, *, enterprise_id: str | None, team_id: str | None,
-                             is_enterprise_install: bool | None = False) -> Bot | None:
-        """``SlackInstallationStore.async_find_bot``, remembered briefly."""
-        key = (enterprise_id, None if is_enterprise_install else team_id)
-        hit = self._seen.get(key)
-        if hit is not None and time.monotonic() - hit[0] <= AUTHORIZE_CACHE_S:
-            return hit[1]
-        generation = self._generation
-        bot = await super().async_find_bot(enterprise_id=enterprise_id, team_id=team_id,
-                                           is_enterprise_install=is_enterprise_install)
-        if generation == self._generation:
-            self._seen[key] = (time.monotonic(), bot)
-        return bot
-
-    async def async_delete_all(self, *, enterprise_id: str | None,
-                               team_id: str | None) -> None:
-        """Forget everything remembered, then delete."""
-        self._seen.clear()
-        self._generation += 1
-        await super().async_delete_all(enterprise_id=enterprise_id, team_id=team_id)
