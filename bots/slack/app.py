@@ -32,12 +32,12 @@ from bots.slack.answer import Origin, Request, SlackAnswers, Surface
 from bots.slack.authorize import StoredBotAuthorize
 from bots.slack.clients import WorkspaceClients
 from bots.slack.manifest import bot_scopes
-from bots.slack.oauth_flow import TenantOAuthFlow
+from bots.slack.oauth_flow import CALLBACKS, TenantOAuthFlow
 from bots.slack.records import first_delivery
 from bots.slack.settings import SlackSettings
 from bots.web import Mount
 from core.logs import log
-from installs.links import resolve
+from installs.links import InstallLinkError, resolve
 from installs.oauth import TenantClaimState, uninstall
 from installs.slack_store import SlackInstallationStore
 
@@ -109,7 +109,8 @@ def build_bolt(runtime: Runtime, executor: Executor, settings: SlackSettings,
         scopes=bot_scopes(),
         installation_store=store,
         state_store=states,
-        install_page_rendering_enabled=False,
+        install_page_rendering_enabled=False,  # the install link is the page: straight to Slack
+        callback_options=CALLBACKS,
         redirect_uri=public_url.rstrip("/") + "/slack/oauth_redirect",
     )
     authorize = StoredBotAuthorize(store)
@@ -314,10 +315,16 @@ async def _dispatch(request: web.Request) -> web.Response:
 
 
 async def _install(request: web.Request) -> web.Response:
+    """Bolt's install page, or at once, before Slack, why the install link is dead."""
     flow = request.app[BOLT].oauth_flow
     assert flow is not None
-    return await to_aiohttp_response(await flow.handle_installation(
-        await to_bolt_request(request)))
+    try:
+        response = await flow.handle_installation(await to_bolt_request(request))
+    except InstallLinkError as dead:
+        log.info("slack install refused", reason=dead.reason)
+        return web.Response(status=400, text=render.install_failed(dead.reason),
+                            content_type="text/html")
+    return await to_aiohttp_response(response)
 
 
 async def _callback(request: web.Request) -> web.Response:

@@ -3,14 +3,19 @@
 ``/slack/install?link=TOKEN`` starts the flow with a state that remembers the signed
 install link; after Slack's redirect the installation is stored and, if the claim is
 still good, the workspace (or the Enterprise org) is linked to the claim's tenant.
-The claim logic lives in ``installs.oauth``; this class only routes Bolt to it.
+The claim logic lives in ``installs.oauth``; this module only routes Bolt to it, and
+says on the success page whether the workspace is linked.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.oauth.async_callback_options import AsyncFailureArgs, AsyncSuccessArgs
+from slack_bolt.oauth.async_callback_options import (
+    AsyncCallbackOptions,
+    AsyncFailureArgs,
+    AsyncSuccessArgs,
+)
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
@@ -20,7 +25,6 @@ from bots.slack import render
 from core.crypto import Keyring
 from core.db.engine import Database
 from core.logs import log
-from installs.links import InstallLinkError
 from installs.oauth import InstallResult, TenantClaimState, complete_install
 
 INSTALL_RESULT = "tenantry_install_result"
@@ -33,11 +37,11 @@ def _first(request: AsyncBoltRequest, name: str) -> str | None:
 
 
 class TenantOAuthFlow(AsyncOAuthFlow):
-    """``AsyncOAuthFlow`` whose state carries the install link's tenant claim.
+    """Bolt's ``AsyncOAuthFlow`` whose state carries the install link's tenant claim.
 
-    It also answers with Tenantry's own pages (``render``): a dead install link is
-    refused before the installer is sent to Slack, and the page after Slack's redirect
-    says whether the workspace is now linked, which Bolt's default page cannot know.
+    Bolt serves both pages: the install page (a redirect to Slack) and the page after
+    Slack's redirect. A dead install link raises ``InstallLinkError`` from
+    ``issue_new_state``, before the installer is sent to Slack; the route refuses it.
     """
 
     def __init__(self, *, db: Database, keyring: Keyring, state_store: TenantClaimState,
@@ -46,16 +50,6 @@ class TenantOAuthFlow(AsyncOAuthFlow):
         self.db = db
         self.keyring = keyring
         self.claims = state_store
-        self.success_handler = self._succeeded
-        self.failure_handler = self._failed
-
-    async def handle_installation(self, request: AsyncBoltRequest) -> BoltResponse:
-        """Send the installer to Slack, or say at once why their install link is dead."""
-        try:
-            return await super().handle_installation(request)
-        except InstallLinkError as dead:
-            log.info("slack install refused", reason=dead.reason)
-            return self._page(400, render.install_failed(dead.reason))
 
     async def issue_new_state(self, request: AsyncBoltRequest) -> str:
         """A state remembering the install link, if the request came with one."""
@@ -68,18 +62,26 @@ class TenantOAuthFlow(AsyncOAuthFlow):
         request.context[INSTALL_RESULT] = await complete_install(
             self.db, self.keyring, installation, claim)
 
-    def _page(self, status: int, body: str) -> BoltResponse:
-        return BoltResponse(status=status, body=body, headers={
-            "Content-Type": "text/html; charset=utf-8",
-            "Set-Cookie": self.settings.state_utils.build_set_cookie_for_deletion(),
-        })
 
-    async def _succeeded(self, args: AsyncSuccessArgs) -> BoltResponse:
-        result = args.request.context.get(INSTALL_RESULT)
-        return self._page(200, render.install_done(
-            result if isinstance(result, InstallResult) else None))
+async def _installed(args: AsyncSuccessArgs) -> BoltResponse:
+    """The page after a completed install: whether the workspace is now linked.
 
-    async def _failed(self, args: AsyncFailureArgs) -> BoltResponse:
-        log.info("slack install failed", reason=args.reason,
-                 error=None if args.error is None else str(args.error))
-        return self._page(args.suggested_status_code, render.install_failed(args.reason))
+    Bolt's own success page cannot know that; the state cookie is deleted as it does.
+    """
+    result = args.request.context.get(INSTALL_RESULT)
+    return BoltResponse(status=200, body=render.install_done(
+        result if isinstance(result, InstallResult) else None), headers={
+        "Content-Type": "text/html; charset=utf-8",
+        "Set-Cookie": args.settings.state_utils.build_set_cookie_for_deletion(),
+    })
+
+
+async def _failed(args: AsyncFailureArgs) -> BoltResponse:
+    """Bolt's own failure page, logged."""
+    log.info("slack install failed", reason=args.reason,
+             error=None if args.error is None else str(args.error))
+    return await args.default.failure(args)
+
+
+CALLBACKS = AsyncCallbackOptions(success=_installed, failure=_failed)
+"""What the OAuth flow answers after Slack's redirect (``AsyncOAuthSettings.callback_options``)."""
