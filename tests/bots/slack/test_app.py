@@ -12,7 +12,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
-from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 
 from bots import web as web_module
@@ -37,12 +36,6 @@ def test_the_signature_scheme_is_the_one_slack_sdk_verifies() -> None:
     now = int(time.time())
     signed = headers("a=1", now)
     assert SignatureVerifier(SECRET).is_valid("a=1", str(now), signed["X-Slack-Signature"])
-
-
-def test_slack_is_on_with_all_three_settings_and_off_with_none() -> None:
-    assert SlackSettings().enabled() is False
-    assert SlackSettings(signing_secret=SecretStr("s"), client_id="1.2",
-                         client_secret=SecretStr("c")).enabled() is True
 
 
 def test_partial_slack_settings_name_what_is_missing() -> None:
