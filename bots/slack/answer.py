@@ -3,22 +3,17 @@
 Everything here happens after the acknowledgement, inside an executor job: claiming
 the event id (Slack's retries never start a second run), resolving the link, the
 principal and its roles (``users.info``, fresh for every run), opening the context,
-and posting. A run's answer lives in one message whose ts is stored with the run, so
-a resumed run edits that message instead of posting again. A request whose run has
-not started by shutdown is recorded as a ``queued`` run, which the next start resumes
-into that same message.
-
-In a thread the answer is streamed (``chat.startStream``/``appendStream``/
-``stopStream``) under a status line; a stream Slack has ended on its side
-(``message_not_in_streaming_state``) or that fails is finished with ``chat.update``
-on the same message, so the answer always ends complete in one message.
+and posting. A run's answer lives in one message (``AnswerMessage``) whose ts is stored
+with the run, so a resumed run edits that message instead of posting again. A request
+whose run has not started by shutdown is recorded as a ``queued`` run, which the next
+start resumes into that same message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -26,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.executor import Executor
 from bots.runtime import Runtime
 from bots.slack import render
+from bots.slack.answer_message import AnswerMessage
 from bots.slack.clients import WorkspaceClients
 from bots.slack.home import publish_home, verify_view_section
 from bots.slack.records import (
@@ -52,11 +48,6 @@ EVENTS_KEPT = timedelta(days=1)
 PRUNE_EVERY = 500
 """Claimed event ids between two prunings of the older ones."""
 
-STREAM_PIECE_CHARS = 400
-"""Characters per ``chat.appendStream``: small enough to show progress, large enough to
-stay well inside Slack's rate limit for the method."""
-
-
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Which installation a request came through, and who sent it.
@@ -76,7 +67,7 @@ class Origin:
 
     @property
     def key(self) -> str:
-        """The installation as one string: the executor's fairness key, the event claim's."""
+        """The installation as one string, as the event claim records it."""
         return self.team_id or self.enterprise_id or ""
 
     @property
@@ -99,87 +90,6 @@ class Request:
     def conversation_id(self, thread_ts: str | None) -> str:
         """Channel plus thread: a follow-up in the thread continues the conversation."""
         return f"slack:{self.origin.user_team}:{self.channel}:{thread_ts or 'main'}"
-
-
-def _pieces(text: str, size: int = STREAM_PIECE_CHARS) -> list[str]:
-    """``text`` cut into pieces of at most ``size``, at a line or word break if there is one."""
-    pieces: list[str] = []
-    while len(text) > size:
-        cut = max(text.rfind("\n", 0, size), text.rfind(" ", 0, size)) + 1 or size
-        pieces.append(text[:cut])
-        text = text[cut:]
-    return [*pieces, text] if text else pieces
-
-
-def _status(title: str, status: str) -> dict[str, Any]:
-    return {"type": "task_update", "id": "run", "title": title, "status": status}
-
-
-class AnswerMessage:
-    """The one message that carries a run's answer: streamed where Slack allows, else edited."""
-
-    def __init__(self, client: AsyncWebClient, channel: str, ts: str, *,
-                 streaming: bool) -> None:
-        self.client = client
-        self.channel = channel
-        self.ts = ts
-        self.streaming = streaming
-
-    @classmethod
-    async def open(cls, client: AsyncWebClient, channel: str, thread_ts: str | None,
-                   origin: Origin) -> AnswerMessage:
-        """Start the answer: a stream with a status line in a thread, else a placeholder.
-
-        Streams need a thread; a top-level DM is answered with a posted placeholder.
-        """
-        if thread_ts is not None:
-            try:
-                started = await client.chat_startStream(
-                    channel=channel, thread_ts=thread_ts, recipient_team_id=origin.user_team,
-                    recipient_user_id=origin.user_id,
-                    chunks=[_status(render.STATUS_WORKING, "in_progress")],
-                )
-                return cls(client, channel, str(started["ts"]), streaming=True)
-            except SlackApiError as exc:
-                log.info("slack stream not started; posting instead",
-                         error=str(exc.response.get("error")))
-        posted = await client.chat_postMessage(channel=channel, thread_ts=thread_ts,
-                                               text=render.ANSWER_PENDING)
-        return cls(client, channel, str(posted["ts"]), streaming=False)
-
-    async def progress(self, capability: str) -> None:
-        """Name the tool the run is using in the stream's status line.
-
-        Only a streamed answer has a status line; a stream Slack refuses to extend is
-        left to ``finish``, which falls back to an edit.
-        """
-        if not self.streaming:
-            return
-        try:
-            await self.client.chat_appendStream(
-                channel=self.channel, ts=self.ts,
-                chunks=[_status(render.status_using(capability), "in_progress")])
-        except SlackApiError as exc:
-            log.info("slack status line not updated", error=str(exc.response.get("error")))
-
-    async def finish(self, shown: render.Rendered) -> None:
-        """Write the final state; a stream that cannot take it is finished by an edit."""
-        if self.streaming:
-            self.streaming = False
-            try:
-                for piece in _pieces(shown.text):
-                    await self.client.chat_appendStream(
-                        channel=self.channel, ts=self.ts,
-                        chunks=[{"type": "markdown_text", "text": piece}])
-                await self.client.chat_stopStream(
-                    channel=self.channel, ts=self.ts, blocks=shown.footer or None,
-                    chunks=[_status(shown.title, shown.status)])
-                return
-            except SlackApiError as exc:
-                log.info("slack stream ended early; editing the message instead",
-                         error=str(exc.response.get("error")))
-        await self.client.chat_update(channel=self.channel, ts=self.ts, text=shown.text,
-                                      blocks=shown.blocks())
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +229,8 @@ class SlackAnswers:
                 await self._reply(client, request, render.cannot_post())
                 return None
             thread_ts = str(asked["ts"])
-        answer = await AnswerMessage.open(client, request.channel, thread_ts, origin)
+        answer = await AnswerMessage.open(client, request.channel, thread_ts,
+                                          origin.user_team, origin.user_id)
         await remember_run(db, RunMessage(
             run_id=grant.ctx.run_id, tenant_id=link.tenant_id,
             enterprise_id=origin.enterprise_id or "", team_id=origin.user_team,
@@ -395,7 +306,7 @@ class SlackAnswers:
         except (RunRefused, Conflict, NotFound) as exc:
             log.info("resume not started", run_id=run_id, reason=str(exc))
             return
-        answer = AnswerMessage(client, message.channel, message.answer_ts, streaming=False)
+        answer = AnswerMessage(client, message.channel, message.answer_ts)
         await client.chat_update(channel=message.channel, ts=message.answer_ts,
                                  text=render.resume_started(), blocks=[])
         try:
@@ -445,5 +356,5 @@ class SlackAnswers:
         except NotFound:
             log.info("no installation to deliver a resumed run", run_id=outcome.run_id)
             return
-        answer = AnswerMessage(client, message.channel, message.answer_ts, streaming=False)
+        answer = AnswerMessage(client, message.channel, message.answer_ts)
         await answer.finish(render.outcome(outcome))
