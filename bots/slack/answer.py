@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -101,6 +101,13 @@ class Accepted:
     conversation: str
 
 
+class _Served(NamedTuple):
+    client: AsyncWebClient
+    link: Link
+    roles: set[str]
+    is_admin: bool
+
+
 class SlackAnswers:
     """Runs Slack requests and renders their outcomes."""
 
@@ -130,6 +137,20 @@ class SlackAnswers:
             log.info("slack request from a workspace without installation dropped",
                      team_id=origin.team_id, enterprise_id=origin.enterprise_id)
             return None
+
+    async def _served(self, origin: Origin) -> _Served | None:
+        """Who is asking, through which installation and link; ``None`` if either is gone.
+
+        Admin status comes from Slack's flags plus the tenant's grants, never the payload.
+        """
+        client = await self._client(origin)
+        link = await resolve(self.runtime.db, origin.enterprise_id,
+                             origin.team_id or origin.user_team, origin.is_enterprise_install)
+        if client is None or link is None or not link.active:
+            return None
+        roles = await self._roles(client, origin.user_id)
+        granted = set(await roles_of(self.runtime.db, link.tenant_id, origin.principal))
+        return _Served(client, link, roles, bool({"owner", "admin"} & (roles | granted)))
 
     async def _link(self, client: AsyncWebClient, request: Request) -> Link | None:
         """The active link serving the request, or ``None`` after telling the person why."""
@@ -274,28 +295,22 @@ class SlackAnswers:
 
     async def resume(self, origin: Origin, run_id: str, channel: str) -> None:
         """The Resume button: only the run's principal or a tenant admin may press it."""
-        db = self.runtime.db
-        client = await self._client(origin)
-        if client is None:
+        served = await self._served(origin)
+        if served is None:
             return
-        link = await resolve(db, origin.enterprise_id, origin.team_id or origin.user_team,
-                             origin.is_enterprise_install)
-        if link is None or not link.active:
-            return
-        message = await run_message(db, link.tenant_id, run_id)
+        client, link = served.client, served.link
+        message = await run_message(self.runtime.db, link.tenant_id, run_id)
         if message is None or message.answer_ts is None:
             log.warning("resume pressed for an unknown run", run_id=run_id)
             return
         record = await self.runtime.agent.runs.get(link.tenant_id, run_id)
-        roles = await self._roles(client, origin.user_id)
-        granted = set(await roles_of(db, link.tenant_id, origin.principal))
-        if origin.principal != record.principal_id and not {"owner", "admin"} & (roles | granted):
+        own = origin.principal == record.principal_id
+        if not (own or served.is_admin):
             await client.chat_postEphemeral(channel=channel, user=origin.user_id,
                                             text=render.resume_denied())
             return
         # The resumed run acts with its own principal's rights, not the presser's.
-        owner_roles = (roles if origin.principal == record.principal_id
-                       else await self._roles(client, message.user_id))
+        owner_roles = served.roles if own else await self._roles(client, message.user_id)
         try:
             grant = await self.runtime.agent.open(
                 tenant_id=link.tenant_id, principal_id=record.principal_id,
@@ -318,26 +333,15 @@ class SlackAnswers:
         await answer.finish(render.outcome(outcome))
 
     async def home(self, origin: Origin, *, verify: bool = False) -> None:
-        """Publish the person's App Home; with ``verify``, an admin's audit check too.
-
-        The tenant comes from the installation's link and admin status from Slack's flags
-        plus the tenant's grants, never from the payload.
-        """
-        client = await self._client(origin)
-        if client is None:
+        """Publish the person's App Home; with ``verify``, an admin's audit check too."""
+        served = await self._served(origin)
+        if served is None:
             return
-        link = await resolve(self.runtime.db, origin.enterprise_id,
-                             origin.team_id or origin.user_team, origin.is_enterprise_install)
-        if link is None or not link.active:
-            return
-        roles = await self._roles(client, origin.user_id)
-        granted = set(await roles_of(self.runtime.db, link.tenant_id, origin.principal))
-        is_admin = bool({"owner", "admin"} & (roles | granted))
-        extra = await verify_view_section(self.runtime, link.tenant_id) \
-            if verify and is_admin else None
+        tenant_id, is_admin = served.link.tenant_id, served.is_admin
+        extra = await verify_view_section(self.runtime, tenant_id) if verify and is_admin else None
         try:
-            await publish_home(client, self.runtime, user_id=origin.user_id,
-                               tenant_id=link.tenant_id, principal_id=origin.principal,
+            await publish_home(served.client, self.runtime, user_id=origin.user_id,
+                               tenant_id=tenant_id, principal_id=origin.principal,
                                is_admin=is_admin, extra=extra)
         except SlackApiError as exc:
             log.warning("app home not published", error=str(exc.response.get("error")))
