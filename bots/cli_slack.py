@@ -7,28 +7,16 @@ separate signing secret to configure, and the keyring never reveals its keys.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 import click
 
-from bots.cli_support import root_settings, run_async
+from bots.cli_support import open_database, root_settings, run_async
 from bots.settings import ServerSettings
 from core.crypto import Keyring
-from core.db.engine import Database
 from installs.links import MAX_TTL, issue_install_link, list_links
 
 DEFAULT_TTL_HOURS = 72
-
-
-@asynccontextmanager
-async def _database() -> AsyncIterator[Database]:
-    db = Database(root_settings().database_url)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 def _when(moment: datetime | None) -> str:
@@ -55,7 +43,7 @@ async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> 
     (or, for an org-wide install, their Enterprise Grid org) to the tenant.
     """
     keyring = Keyring.from_settings(root_settings())
-    async with _database() as db:
+    async with open_database() as db:
         url = await issue_install_link(db, keyring, tenant_id,
                                        base_url or ServerSettings().public_url,
                                        timedelta(hours=ttl_hours))
@@ -66,7 +54,7 @@ async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> 
 @run_async
 async def links() -> None:
     """List every workspace and org link, active and revoked."""
-    async with _database() as db:
+    async with open_database() as db:
         found = await list_links(db)
     if not found:
         click.echo("no Slack workspace is linked yet")
