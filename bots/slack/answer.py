@@ -48,6 +48,7 @@ EVENTS_KEPT = timedelta(days=1)
 PRUNE_EVERY = 500
 """Claimed event ids between two prunings of the older ones."""
 
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Which installation a request came through, and who sent it.

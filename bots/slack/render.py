@@ -63,6 +63,7 @@ def status_using(capability: str) -> str:
     """The status line while a tool runs: which capability, by its name."""
     return f"Using {capability}"
 
+
 STATUS_DONE = {"completed": "Done", "halted": "Paused", "failed": "Stopped"}
 
 

@@ -243,7 +243,6 @@ class SignedRequests:
         body = urlencode({"payload": json.dumps(payload)}).encode()
         return await self.post(body, FORM)
 
-
     async def get(self, path: str, *, cookie: str | None = None) -> Sent:
         """GET a page as a browser would, without following redirects."""
         headers = {"Cookie": cookie} if cookie else {}
