@@ -3,14 +3,18 @@
 Every request is authorised before it is acknowledged. Tenantry acts with bot tokens
 only (the manifest asks for no user scopes), so a request is authorised by its
 workspace's (or Enterprise org's) bot from the installation store; the stored bot
-carries its id, user id and token, so no ``auth.test`` is needed. A bot is remembered
-``ttl_s`` seconds and forgotten at once when this process deletes the installation, so
-a workspace uninstalled through another process stops being trusted within the TTL.
-The job behind the acknowledgement reads the store and the link again in any case.
+carries its id, user id and token, so no ``auth.test`` is needed.
+
+A bot is remembered ``ttl_s`` seconds and read once per installation when it expires:
+a burst of 200 requests each reading it delayed that burst's acknowledgements by about
+200 ms. It is forgotten at once when this process deletes the installation, so one
+uninstalled through another process stops being trusted within the TTL; the job behind
+the acknowledgement reads the store and the link again in any case.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -42,6 +46,7 @@ class StoredBotAuthorize(AsyncAuthorize):
         self.ttl_s = ttl_s
         self.clock = clock
         self._bots: dict[_Installed, tuple[float, Bot | None]] = {}
+        self._reading: dict[_Installed, asyncio.Lock] = {}
 
     async def __call__(self, *, context: AsyncBoltContext, enterprise_id: str | None,
                        team_id: str | None, user_id: str | None,
@@ -49,12 +54,17 @@ class StoredBotAuthorize(AsyncAuthorize):
         """The installation's bot as Bolt's ``AuthorizeResult``; ``None`` if there is none."""
         org = bool(context.is_enterprise_install)
         installed = (enterprise_id, None if org else team_id)
-        now = self.clock()
         known = self._bots.get(installed)
-        if known is None or now - known[0] > self.ttl_s:
-            bot = await self.store.async_find_bot(enterprise_id=enterprise_id, team_id=team_id,
-                                                  is_enterprise_install=org)
-            known = self._bots[installed] = (now, bot)
+        if known is None or self.clock() - known[0] > self.ttl_s:
+            # One read per installation at a time: a burst of its requests arriving as the
+            # bot expires waits for that read instead of each reading the store.
+            async with self._reading.setdefault(installed, asyncio.Lock()):
+                known = self._bots.get(installed)
+                if known is None or self.clock() - known[0] > self.ttl_s:
+                    read_at = self.clock()
+                    bot = await self.store.async_find_bot(
+                        enterprise_id=enterprise_id, team_id=team_id, is_enterprise_install=org)
+                    known = self._bots[installed] = (read_at, bot)
         bot = known[1]
         if bot is None or not bot.bot_token:
             return None

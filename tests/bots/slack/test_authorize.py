@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from slack_bolt.authorization.authorize_result import AuthorizeResult
@@ -81,6 +82,18 @@ async def test_a_bot_is_read_once_per_ttl(db: Database) -> None:
     assert store.reads == 1
     clock.now += 31
     assert await authorize(auth) is not None
+    assert store.reads == 2
+
+
+async def test_a_burst_arriving_as_the_bot_expires_reads_the_store_once(db: Database) -> None:
+    store, clock = await installed(db), Clock()
+    auth = StoredBotAuthorize(store, ttl_s=30, clock=clock)
+
+    results = await asyncio.gather(*(authorize(auth) for _ in range(20)))
+
+    assert all(result is not None for result in results) and store.reads == 1
+    clock.now += 31
+    await asyncio.gather(*(authorize(auth) for _ in range(20)))
     assert store.reads == 2
 
 
