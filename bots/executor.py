@@ -1,26 +1,23 @@
 """The in-process run executor: every background job has an owner, and runs are bounded.
 
 Transports acknowledge at once and hand the rest of the work to ``submit`` as a *job*,
-keyed by what must not happen twice at once (a run id, a Slack event id). The executor
-is an async context manager that owns every job's task in an ``asyncio.TaskGroup``; a
-job that fails is logged and counted, and leaving the context drains the jobs.
+keyed by what must not run twice at once (a run id, a Slack event id). The executor owns
+every job's task in an ``asyncio.TaskGroup``; a failing job is logged and counted.
 
-A job first waits at the ``QuietGate``: runs share the event loop with the
-acknowledgements, so the jobs a burst of requests submits start once the burst has been
-answered. A job that runs an agent run learns its tenant first (a Slack request names
-its workspace, and several workspaces can share a tenant), then runs it inside
-``slot(tenant_id)``: one of the tenant's ``per_tenant`` places, then one of the
-process's ``per_process``. A job waiting for its tenant holds no process place.
+A job first waits at the ``QuietGate``, so that the jobs of a burst of requests start
+once the burst has been answered: they share the event loop with the acknowledgements.
+A job that runs an agent run learns its tenant first (a Slack request names a workspace,
+and workspaces can share a tenant), then runs inside ``slot(tenant_id)``: one of the
+tenant's ``per_tenant`` places, then one of the process's ``per_process``. A job waiting
+for its tenant holds no process place.
 
-Shutdown stops accepting jobs. A job that has not entered its slot is cancelled: one
-waiting at the gate or for a place at once, one being prepared (a Slack request being
-accepted: event claimed, answer message opened) when it asks for its slot, so its
-preparation is never cut in half. A cancelled job is handed to its ``park``: the Slack
-transport records the request as a ``queued`` run, which the next start resumes. A job
-without one is dropped, which must be safe for it (its work is recorded already, or the
-person can simply ask again). Jobs in their slot, and the parks, get ``grace_s``; those
-still running then are cancelled, which leaves their runs at the last checkpoint with
-status ``running``, and the next start resumes them.
+Shutdown stops accepting jobs and cancels every job that has not entered its slot: one
+waiting at the gate or for a place at once, one still preparing (a Slack request being
+accepted) when it asks for its slot, so that its preparation is never cut in half. A
+cancelled job is handed to its ``park`` (Slack records the request as a ``queued`` run,
+which the next start resumes), or dropped if it has none, which must be safe for it.
+Jobs in their slot, and the parks, get ``grace_s``; those still running are then
+cancelled, leaving their runs at the last checkpoint for the next start to resume.
 """
 
 from __future__ import annotations
@@ -67,12 +64,10 @@ class ExecutorStats:
 class QuietGate:
     """Holds jobs back while web requests are in flight, so that runs start between bursts.
 
-    The gate opens once no request has been in flight for ``quiet_s``: the requests of
-    one burst arrive a little apart (a fraction of a millisecond to a few milliseconds on
-    loopback), and "none in flight" alone would let runs in between them. A job waits at
-    most ``max_delay_s``, so a steady stream of requests delays runs by that much and
-    never starves them. A quarter of a second outlasts the acknowledgement of a burst of
-    200 requests on two cores and is nothing beside Slack's 3 s or a model's first token.
+    It opens once no request has been in flight for ``quiet_s``: the requests of a burst
+    arrive a little apart, and "none in flight" alone would let runs in between them. A
+    job waits ``max_delay_s`` at most, so a steady stream of requests cannot starve runs;
+    a quarter of a second outlasts a burst of 200 acknowledgements on two cores.
     """
 
     def __init__(self, *, quiet_s: float = 0.02, max_delay_s: float = 0.25) -> None:
