@@ -48,7 +48,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from core.agent import AgentService
-from core.audit import AuditLog, load_signer
+from core.audit import AuditLog, load_keys
 from core.authz import grant
 from core.context import TenantContext
 from core.db.engine import Database
@@ -169,7 +169,7 @@ def tenancy_runner(db: Database, settings: Settings, steps: int) -> Runner:
         db,
         settings,
         FunctionModels(settings, steps),
-        AuditLog(db, load_signer(settings)),
+        AuditLog(db, load_keys(settings)[0]),
         CapabilityRegistry([CounterCapability(Counter())]),
     )
 

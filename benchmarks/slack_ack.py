@@ -63,6 +63,8 @@ from sqlalchemy import select
 
 from bots.executor import Executor
 from bots.runtime import Runtime
+from bots.settings import ServerSettings
+from bots.slack.settings import SlackSettings
 from bots.web import EXECUTOR, RUNTIME, create_app
 from core.db.schema import runs
 from core.logs import configure
@@ -312,11 +314,12 @@ async def main(levels: list[int], repeats: int) -> int:
             settings = Settings(
                 database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}",
                 data_dir=Path(tmp) / "data", model="sandbox", embedder="hashing",
-                slack_signing_secret=SecretStr(SIGNING_SECRET), slack_client_id=CLIENT_ID,
-                slack_client_secret=SecretStr(CLIENT_SECRET), slack_api_url=slack.base_url,
-                public_url="https://tenantry.example.com", log_level="WARNING",
+                log_level="WARNING",
             )
-            tenantry_app = create_app(settings)
+            tenantry_app = create_app(
+                settings, ServerSettings(public_url="https://tenantry.example.com"),
+                SlackSettings(signing_secret=SecretStr(SIGNING_SECRET), client_id=CLIENT_ID,
+                              client_secret=SecretStr(CLIENT_SECRET), api_url=slack.base_url))
             async with serve(tenantry_app) as tenantry_url, serve(bare_bolt_app(slack)) as bare_url:
                 await link_workspace(tenantry_app[RUNTIME], slack)
                 sides = [Server("tenantry", tenantry_url, tenantry_app[EXECUTOR],

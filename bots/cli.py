@@ -6,8 +6,8 @@ Errors from the ``TenantryError`` tree become one clear line and exit status 1.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -17,10 +17,9 @@ from bots.cli_keys import keys
 from bots.cli_memory import memory
 from bots.cli_roles import roles
 from bots.cli_slack import slack
-from bots.cli_support import run_async
-from bots.runtime import Runtime, open_runtime
+from bots.cli_support import open_database, root_settings, run_async
+from bots.runtime import open_runtime
 from core.context import PrincipalKind
-from core.db.engine import Database
 from core.db.migrate import current_revision, head_revision, upgrade
 from core.errors import TenantryError
 from core.logs import configure
@@ -38,21 +37,6 @@ from core.tenants import (
     set_status,
     update_plan,
 )
-
-T = TypeVar("T")
-
-
-def settings_of(ctx: click.Context) -> Settings:
-    """The settings the root command put in the click context."""
-    settings = ctx.find_root().obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
-async def with_runtime(fn: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Open the runtime of the current command's settings around ``fn``."""
-    async with open_runtime(settings_of(click.get_current_context())) as runtime:
-        return await fn(runtime)
 
 
 @click.group()
@@ -75,23 +59,17 @@ def db() -> None:
 @run_async
 async def db_upgrade() -> None:
     """Apply every migration up to the newest."""
-    database = Database(settings_of(click.get_current_context()).database_url)
-    try:
+    async with open_database() as database:
         await upgrade(database)
         click.echo(f"database at revision {await current_revision(database)}")
-    finally:
-        await database.dispose()
 
 
 @db.command("status")
 @run_async
 async def db_status() -> None:
     """Show the database's revision and the newest one shipped."""
-    database = Database(settings_of(click.get_current_context()).database_url)
-    try:
+    async with open_database() as database:
         click.echo(f"current: {await current_revision(database)}  head: {head_revision()}")
-    finally:
-        await database.dispose()
 
 
 def _plan_lines(plan: Plan) -> list[str]:
@@ -142,12 +120,11 @@ def _limit_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..
 async def plans_create(plan_id: str, capabilities: tuple[str, ...], **limits: int) -> None:
     """Create plan PLAN_ID."""
 
-    async def go(rt: Runtime) -> None:
+    async with open_runtime(root_settings()) as rt:
         plan = await rt.db.run(
-            create_plan, Plan(id=plan_id, capabilities=frozenset(capabilities), **limits))
+            create_plan, Plan(id=plan_id, capabilities=frozenset(capabilities), **limits)
+        )
         click.echo("\n".join(_plan_lines(plan)))
-
-    await with_runtime(go)
 
 
 @plans.command("list")
@@ -155,11 +132,9 @@ async def plans_create(plan_id: str, capabilities: tuple[str, ...], **limits: in
 async def plans_list() -> None:
     """List every plan."""
 
-    async def go(rt: Runtime) -> None:
+    async with open_runtime(root_settings()) as rt:
         for plan in await rt.db.run(list_plans):
             click.echo("\n".join(_plan_lines(plan)))
-
-    await with_runtime(go)
 
 
 @plans.command("show")
@@ -168,10 +143,8 @@ async def plans_list() -> None:
 async def plans_show(plan_id: str) -> None:
     """Show plan PLAN_ID."""
 
-    async def go(rt: Runtime) -> None:
+    async with open_runtime(root_settings()) as rt:
         click.echo("\n".join(_plan_lines(await rt.db.run(get_plan, plan_id))))
-
-    await with_runtime(go)
 
 
 @plans.command("set")
@@ -183,14 +156,14 @@ async def plans_show(plan_id: str) -> None:
 async def plans_set(plan_id: str, capabilities: tuple[str, ...], **limits: int | None) -> None:
     """Change limits or capabilities of plan PLAN_ID; runs started later see the change."""
 
-    async def go(rt: Runtime) -> None:
-        plan = await rt.db.run(update_plan, plan_id,
+    async with open_runtime(root_settings()) as rt:
+        plan = await rt.db.run(
+            update_plan,
+            plan_id,
             limits={k: v for k, v in limits.items() if v is not None},
             capabilities=list(capabilities) if capabilities else None,
         )
         click.echo("\n".join(_plan_lines(plan)))
-
-    await with_runtime(go)
 
 
 @cli.group()
@@ -208,12 +181,11 @@ def tenants() -> None:
 async def tenants_create(tenant_id: str, name: str, plan_id: str, time_zone: str) -> None:
     """Create tenant TENANT_ID on a plan."""
 
-    async def go(rt: Runtime) -> None:
-        tenant = await rt.db.run(create_tenant, tenant_id=tenant_id, name=name, plan_id=plan_id,
-                                 time_zone=time_zone)
+    async with open_runtime(root_settings()) as rt:
+        tenant = await rt.db.run(
+            create_tenant, tenant_id=tenant_id, name=name, plan_id=plan_id, time_zone=time_zone
+        )
         click.echo(f"tenant {tenant.id} ({tenant.name}) on plan {tenant.plan_id}: active")
-
-    await with_runtime(go)
 
 
 @tenants.command("list")
@@ -221,11 +193,9 @@ async def tenants_create(tenant_id: str, name: str, plan_id: str, time_zone: str
 async def tenants_list() -> None:
     """List every tenant with its plan and status."""
 
-    async def go(rt: Runtime) -> None:
+    async with open_runtime(root_settings()) as rt:
         for t in await rt.db.run(list_tenants):
             click.echo(f"{t.id}\t{t.name}\t{t.plan_id}\t{t.status}\t{t.time_zone}")
-
-    await with_runtime(go)
 
 
 @tenants.command("show")
@@ -234,7 +204,7 @@ async def tenants_list() -> None:
 async def tenants_show(tenant_id: str) -> None:
     """Show a tenant and its usage this month."""
 
-    async def go(rt: Runtime) -> None:
+    async with open_runtime(root_settings()) as rt:
         from core.budget.ledger import standing
 
         held = await rt.db.run(standing, tenant_id)
@@ -247,19 +217,15 @@ async def tenants_show(tenant_id: str) -> None:
             f"{calls}/{plan.monthly_tool_calls} tool calls"
         )
 
-    await with_runtime(go)
-
 
 def _status_command(name: str, status: str, doc: str) -> None:
     @tenants.command(name, help=doc)
     @click.argument("tenant_id")
     @run_async
     async def command(tenant_id: str) -> None:
-        async def go(rt: Runtime) -> None:
+        async with open_runtime(root_settings()) as rt:
             t = await rt.db.run(set_status, tenant_id, status)  # type: ignore[arg-type]
             click.echo(f"tenant {t.id}: {t.status}")
-
-        await with_runtime(go)
 
 
 _status_command("suspend", "suspended", "Suspend TENANT_ID: its new runs are refused.")
@@ -305,14 +271,12 @@ async def run_command(tenant_id: str, principal_id: str, principal_kind: Princip
                       model: str | None, roles_: tuple[str, ...], prompt: str) -> None:
     """Run one agent run and print its outcome, usage and cost."""
 
-    async def go(rt: Runtime) -> None:
+    async with open_runtime(root_settings()) as rt:
         rt.models.check(model or rt.settings.model)
         grant = await rt.agent.open(tenant_id=tenant_id, principal_id=principal_id,
                                     principal_kind=principal_kind, initiator="user",
                                     extra_roles=roles_)
         _print_outcome(await rt.agent.start(grant, prompt, model=model))
-
-    await with_runtime(go)
 
 
 @cli.group()
@@ -326,7 +290,7 @@ def runs() -> None:
 async def runs_resume(run_id: str) -> None:
     """Resume a halted or interrupted run from its checkpoint, with a fresh budget."""
 
-    async def go(rt: Runtime) -> None:
+    async with open_runtime(root_settings()) as rt:
         tenant_id = await rt.db.run(find_run_tenant, run_id)
         record = await rt.db.run(get_run, tenant_id, run_id)
         grant = await rt.agent.open(
@@ -336,8 +300,6 @@ async def runs_resume(run_id: str) -> None:
         )
         _print_outcome(await rt.agent.resume(grant))
 
-    await with_runtime(go)
-
 
 @runs.command("show")
 @click.argument("run_id")
@@ -345,15 +307,13 @@ async def runs_resume(run_id: str) -> None:
 async def runs_show(run_id: str) -> None:
     """Show a run's status, outcome and usage."""
 
-    async def go(rt: Runtime) -> None:
+    async with open_runtime(root_settings()) as rt:
         r = await rt.db.run(get_run, await rt.db.run(find_run_tenant, run_id), run_id)
         click.echo(f"run {r.id} ({r.tenant_id}, {r.principal_id}, model {r.model}): {r.status}")
         click.echo(f"  {r.input_tokens} in / {r.output_tokens} out tokens, {r.tool_calls} tool "
                    f"calls, {format_microcents(r.cost_microcents)}, attempts {r.attempts}")
         if r.detail:
             click.echo(f"  {r.detail}")
-
-    await with_runtime(go)
 
 
 @cli.command("serve")
@@ -363,14 +323,15 @@ def serve(host: str | None, port: int | None) -> None:
     """Serve the transports (Slack, health check) and run the in-process executor."""
     from aiohttp import web
 
+    from bots.settings import ServerSettings
     from bots.web import create_app
 
-    settings = settings_of(click.get_current_context())
+    server = ServerSettings()
     try:
-        app = create_app(settings)
+        app = create_app(root_settings(), server)
     except TenantryError as exc:
         raise click.ClickException(str(exc)) from None
-    web.run_app(app, host=host or settings.host, port=port or settings.port,
+    web.run_app(app, host=host or server.host, port=port or server.port,
                 print=lambda text: click.echo(text))
 
 
@@ -391,7 +352,7 @@ async def tenants_purge(tenant_id: str, yes: bool) -> None:
     if not yes:
         raise click.UsageError("purging cannot be undone; add --yes to confirm")
 
-    async def go(rt: Runtime) -> None:
+    async with open_runtime(root_settings()) as rt:
         from bots.slack.records import purge_tenant as purge_slack_records
         from core.purge import purge_tenant
 
@@ -400,8 +361,6 @@ async def tenants_purge(tenant_id: str, yes: bool) -> None:
         await purge_slack_records(rt.db, tenant_id)
         click.echo(f"tenant {tenant_id} purged and suspended: "
                    + ", ".join(f"{v} {k}" for k, v in counts.items()))
-
-    await with_runtime(go)
 
 
 for group in (audit, credentials, keys, memory, roles, slack):

@@ -7,30 +7,16 @@ policy they started with.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import click
 
-from bots.cli_support import root_settings, run_async
+from bots.cli_support import open_database, run_async
 from core.authz import ADMINISTRATIVE, DEFAULT_PERMISSIONS, ROLES, grant, list_grants, revoke
-from core.db.engine import Database
 
 _ROLE = click.Choice(ROLES)
 _ROLE_HELP = "; ".join(
     f"{role}: {', '.join(patterns)}" for role, patterns in DEFAULT_PERMISSIONS.items()
 ) + f" ('*' covers everything but {' and '.join(ADMINISTRATIVE)})"
 _TENANT_HELP = "The tenant the role applies in (roles never reach another tenant)."
-
-
-@asynccontextmanager
-async def open_database() -> AsyncIterator[Database]:
-    """The deployment's database, disposed of when the command is done."""
-    db = Database(root_settings().database_url)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 @click.group(epilog=f"Default roles and the capabilities they allow: {_ROLE_HELP}.")

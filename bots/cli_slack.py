@@ -7,27 +7,16 @@ separate signing secret to configure, and the keyring never reveals its keys.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 import click
 
-from bots.cli_support import root_settings, run_async
+from bots.cli_support import open_database, root_settings, run_async
+from bots.settings import ServerSettings
 from core.crypto import Keyring
-from core.db.engine import Database
 from installs.links import MAX_TTL, issue_install_link, list_links
 
 DEFAULT_TTL_HOURS = 72
-
-
-@asynccontextmanager
-async def _database() -> AsyncIterator[Database]:
-    db = Database(root_settings().database_url)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 def _when(moment: datetime | None) -> str:
@@ -53,12 +42,11 @@ async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> 
     Send it to the tenant's Slack admin; whoever uses it first links their workspace
     (or, for an org-wide install, their Enterprise Grid org) to the tenant.
     """
-    settings = root_settings()
-    keyring = Keyring.from_settings(settings)
-    async with _database() as db:
-        url = await issue_install_link(
-            db, keyring, tenant_id, base_url or settings.public_url, timedelta(hours=ttl_hours)
-        )
+    keyring = Keyring.from_settings(root_settings())
+    async with open_database() as db:
+        url = await issue_install_link(db, keyring, tenant_id,
+                                       base_url or ServerSettings().public_url,
+                                       timedelta(hours=ttl_hours))
     click.echo(url)
 
 
@@ -66,7 +54,7 @@ async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> 
 @run_async
 async def links() -> None:
     """List every workspace and org link, active and revoked."""
-    async with _database() as db:
+    async with open_database() as db:
         found = await list_links(db)
     if not found:
         click.echo("no Slack workspace is linked yet")
@@ -91,9 +79,10 @@ async def links() -> None:
 def slack_manifest(base_url: str, command: str | None) -> None:
     """Print the Slack app manifest filled in for a deployment."""
     from bots.slack.manifest import render_manifest
+    from bots.slack.settings import SlackSettings
     from core.errors import InvalidInput
 
     try:
-        click.echo(render_manifest(base_url, command or root_settings().slack_command), nl=False)
+        click.echo(render_manifest(base_url, command or SlackSettings().command), nl=False)
     except InvalidInput as exc:
         raise click.ClickException(str(exc)) from None

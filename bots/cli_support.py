@@ -1,14 +1,16 @@
-"""What every ``tenantry`` command shares: the settings and the async runner."""
+"""What every ``tenantry`` command shares: the settings, the database, the async runner."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from core.db.engine import Database
 from core.errors import TenantryError
 from core.settings import Settings
 
@@ -22,6 +24,16 @@ def root_settings() -> Settings:
     if not isinstance(settings, Settings):
         raise click.UsageError("this command runs under `tenantry`, which supplies settings")
     return settings
+
+
+@asynccontextmanager
+async def open_database() -> AsyncIterator[Database]:
+    """The deployment's database, disposed of when the command is done."""
+    db = Database(root_settings().database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
 
 
 def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:

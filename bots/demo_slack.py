@@ -16,7 +16,8 @@ from core.authz import grant as grant_role
 from core.runs import get_run
 from core.settings import Settings
 from standins.slack.api import SlackUser
-from standins.slack.driver import Scenario, Workspace, open_scenario, runs_of
+from standins.slack.driver import Scenario, open_scenario, runs_of
+from standins.slack.requests import Workspace
 
 ALICE = SlackUser("U0ALICE", name="alice", is_admin=True)
 BOB = SlackUser("U0BOB", name="bob")

@@ -1,47 +1,41 @@
-"""The in-process run executor: every background run has an owner and waits its turn.
+"""The in-process run executor: every background job has an owner, and runs are bounded.
 
-Transports acknowledge at once and hand the work to the executor as a *job*. A job is
-*queued* until it is admitted, then *running* until it ends. It is admitted when all
-three hold:
+Transports acknowledge at once and hand the rest of the work to ``submit`` as a *job*,
+keyed by what must not run twice at once (a run id, a Slack event id). The executor owns
+every job's task in an ``asyncio.TaskGroup``; a failing job is logged and counted.
 
-- the web process has served no request for ``quiet_s`` (the web app marks each
-  one with ``serving``): runs share the event loop with the acknowledgements, so a
-  burst of requests is acknowledged first and the runs it started begin after it.
-  The requests of one burst arrive a little apart (a fraction of a millisecond to a
-  few milliseconds on loopback), and the quiet period keeps those gaps from letting
-  runs in. A job queued for ``max_delay_s`` is admitted even while requests keep
-  coming, so a steady stream of requests delays runs by at most that much and never
-  starves them;
-- fewer than ``max_running`` jobs run in the process, all tenants together;
-- fewer than ``per_tenant`` jobs of its tenant run. The next job comes from the
-  tenant with the fewest running, so one noisy tenant cannot take the process, and a
-  tenant's jobs start in the order they were submitted.
+A job first waits at the ``QuietGate``, so that the jobs of a burst of requests start
+once the burst has been answered: they share the event loop with the acknowledgements.
+A job that runs an agent run learns its tenant first (a Slack request names a workspace,
+and workspaces can share a tenant), then runs inside ``slot(tenant_id)``: one of the
+tenant's ``per_tenant`` places, then one of the process's ``per_process``. A job waiting
+for its tenant holds no process place.
 
-Inside a job, ``slot`` bounds the tenant's runs once more when the transport learns
-the tenant only there (a Slack request names its workspace, and several workspaces
-can share a tenant). A job waiting there gives its place in ``max_running`` back
-until it has the slot, so the workspaces of one busy tenant cannot fill the process
-with jobs that only wait.
-
-Shutdown stops admitting. A job that never started is handed to its ``park``: the
-Slack transport records the request as a ``queued`` run, which the next start resumes.
-A job without one is dropped, which must be safe for it (its work is recorded already,
-or the person can simply ask again). Running jobs, parks included, get a grace period;
-those still running are cancelled, which leaves their runs at the last checkpoint with
-status ``running``, and the next start resumes them.
+Shutdown stops accepting jobs and cancels every job that has not entered its slot: one
+waiting at the gate or for a place at once, one still preparing (a Slack request being
+accepted) when it asks for its slot, so that its preparation is never cut in half. A
+cancelled job is handed to its ``park`` (Slack records the request as a ``queued`` run,
+which the next start resumes), or dropped if it has none, which must be safe for it.
+Jobs in their slot, and the parks, get ``grace_s``; those still running are then
+cancelled, leaving their runs at the last checkpoint for the next start to resume.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Self
 
 from core.logs import log
 
 Job = Callable[[], Awaitable[object]]
+
+_KEY: ContextVar[str | None] = ContextVar("executor_job", default=None)
+"""The key of the job whose task is running, for ``slot``."""
 
 
 @dataclass
@@ -50,10 +44,11 @@ class ExecutorStats:
 
     Attributes:
         submitted: Jobs accepted by ``submit``; ``duplicates`` counts those refused.
-        started: Jobs admitted and started.
-        finished, failed, cancelled: How the executor's tasks ended (parks included).
-        parked: Jobs that had not started at shutdown and were handed to their park.
-        dropped: Jobs that had not started at shutdown and had no park.
+        started: Jobs that went through the gate and started.
+        finished, failed: Jobs that ended, and those that raised (a failed park included).
+        cancelled: Jobs cancelled in (or after) their slot at shutdown.
+        parked: Jobs cancelled before their slot at shutdown and handed to their park.
+        dropped: Jobs cancelled before their slot at shutdown without a park.
     """
 
     submitted: int = 0
@@ -66,68 +61,98 @@ class ExecutorStats:
     dropped: int = 0
 
 
-@dataclass(slots=True)
-class _Queued:
-    """A submitted job waiting for admission."""
+class QuietGate:
+    """Holds jobs back while web requests are in flight, so that runs start between bursts.
 
-    tenant_id: str
-    key: str
-    job: Job
-    park: Job | None
-    due: float
-    """Loop time from which it is admitted even while requests are in flight."""
-
-
-@dataclass
-class Executor:
-    """Runs jobs in tracked tasks, admitted between requests and within two bounds.
-
-    Attributes:
-        per_tenant: How many jobs of one tenant may run at once; further jobs of that
-            tenant wait without holding a place of any other tenant.
-        max_running: How many jobs may run at once in this process, all tenants together.
-        max_delay_s: The longest a job waits for the web process to be quiet; after
-            that it is admitted as soon as the two bounds allow. A quarter of a second
-            outlasts the acknowledgement of a burst of 200 requests on two cores (about
-            50-100 ms) and is nothing beside Slack's 3 s or a model's first token.
-        quiet_s: How long the web process must have had no request in flight for
-            the requests to count as over.
-        grace_s: How long shutdown waits for running jobs before cancelling them.
+    It opens once no request has been in flight for ``quiet_s``: the requests of a burst
+    arrive a little apart, and "none in flight" alone would let runs in between them. A
+    job waits ``max_delay_s`` at most, so a steady stream of requests cannot starve runs;
+    a quarter of a second outlasts a burst of 200 acknowledgements on two cores.
     """
 
-    per_tenant: int = 4
-    max_running: int = 16
-    max_delay_s: float = 0.25
-    quiet_s: float = 0.02
-    grace_s: float = 10.0
-    stats: ExecutorStats = field(default_factory=ExecutorStats)
-    _queued: dict[str, _Queued] = field(default_factory=dict)
-    _queues: dict[str, deque[_Queued]] = field(default_factory=dict)
-    _turns: deque[str] = field(default_factory=deque)
-    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    _running: Counter[str] = field(default_factory=Counter)
-    _tenant_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
-    _aside: int = 0
-    """Running jobs waiting in ``slot``: they hold no place in ``max_running``."""
-    _returning: int = 0
-    """Jobs of ``_aside`` that have their tenant's slot: the next free places are theirs."""
-    _requests: int = 0
-    _quiet_from: float = float("-inf")
-    _timer: asyncio.TimerHandle | None = None
-    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
-    _closing: bool = False
+    def __init__(self, *, quiet_s: float = 0.02, max_delay_s: float = 0.25) -> None:
+        self.quiet_s = quiet_s
+        self.max_delay_s = max_delay_s
+        self._in_flight = 0
+        self._open = asyncio.Event()
+        self._open.set()
+        self._opening: asyncio.TimerHandle | None = None
 
-    def submit(self, tenant_id: str, key: str, job: Job, *, park: Job | None = None) -> bool:
-        """Queue ``job`` unless a job with the same key is queued or running.
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Keep the gate shut while one web request is in flight (a middleware's job)."""
+        self._in_flight += 1
+        self._open.clear()
+        if self._opening is not None:
+            self._opening.cancel()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._opening = asyncio.get_running_loop().call_later(self.quiet_s,
+                                                                      self._open.set)
 
-        The key is the run id, so the same run is never executed twice at once in this
-        process (a double-clicked Resume, a retried event).
+    def open(self) -> None:
+        """Let every job through at once (shutdown: they go to their park)."""
+        self._open.set()
+
+    async def wait(self) -> None:
+        """Until the gate is open, or ``max_delay_s`` at most."""
+        if self._open.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.max_delay_s):
+                await self._open.wait()
+
+
+class Executor:
+    """Runs jobs in owned tasks, after the gate and within the tenant and process bounds.
+
+    Use it as ``async with Executor(...) as executor``; leaving it calls ``shutdown``.
+
+    Args:
+        per_tenant: How many runs of one tenant may hold a slot at once.
+        per_process: How many runs may hold a slot at once, all tenants together.
+        grace_s: How long shutdown waits for running jobs and parks before cancelling.
+        gate: Where jobs wait for the requests in flight; a fresh ``QuietGate`` by default.
+    """
+
+    def __init__(self, *, per_tenant: int = 4, per_process: int = 16, grace_s: float = 10.0,
+                 gate: QuietGate | None = None) -> None:
+        self.per_tenant = per_tenant
+        self.grace_s = grace_s
+        self.gate = gate or QuietGate()
+        self.stats = ExecutorStats()
+        self._process = asyncio.Semaphore(per_process)
+        self._tenants: dict[str, asyncio.Semaphore] = {}
+        self._group = asyncio.TaskGroup()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._at_gate: set[str] = set()
+        self._for_slot: set[str] = set()
+        self._closing = False
+
+    async def __aenter__(self) -> Self:
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self.shutdown()
+        finally:
+            # Every job has ended (or been cancelled) by now; an error of the ``async with``
+            # body propagates as it is, not wrapped in the group's ExceptionGroup.
+            await self._group.__aexit__(None, None, None)
+
+    def submit(self, key: str, job: Job, *, park: Job | None = None) -> bool:
+        """Start ``job`` unless a job with the same key is still in flight.
+
+        The key is the run's (or the request's) id, so the same run is never executed
+        twice at once in this process (a double-clicked Resume, a retried event).
 
         Args:
-            tenant_id: Whose turn the job takes: the tenant, or what the transport knows
-                of it before the job runs (a Slack workspace).
-            park: What to do instead if the job has not started by shutdown; without
-                it, the job is dropped then.
+            park: What to do instead if shutdown comes before the job entered its slot;
+                without it, the job is dropped then.
 
         Returns:
             ``False`` if refused as a duplicate.
@@ -137,219 +162,112 @@ class Executor:
         """
         if self._closing:
             raise RuntimeError("executor is shutting down")
-        if key in self._tasks or key in self._queued:
+        if key in self._tasks:
             self.stats.duplicates += 1
             return False
-        due = asyncio.get_running_loop().time() + self.max_delay_s
-        entry = _Queued(tenant_id, key, job, park, due)
-        self._queued[key] = entry
-        if tenant_id not in self._queues:
-            self._queues[tenant_id] = deque()
-            self._turns.append(tenant_id)
-        self._queues[tenant_id].append(entry)
+        self._at_gate.add(key)
+        self._tasks[key] = self._group.create_task(self._run(key, job, park), name=f"job:{key}")
         self.stats.submitted += 1
-        self._admit()
         return True
-
-    @contextmanager
-    def serving(self) -> Iterator[None]:
-        """Mark one web request in flight: no job is admitted until it and its burst end.
-
-        A job that is due is admitted all the same.
-        """
-        self._requests += 1
-        try:
-            yield
-        finally:
-            self._requests -= 1
-            if not self._requests:
-                self._quiet_from = asyncio.get_running_loop().time() + self.quiet_s
-                self._admit()
-
-    def _admit(self) -> None:
-        """Start every queued job that may start now, fairly between tenants.
-
-        The next job comes from the tenant with the fewest running jobs (the one that
-        waited longest among equals), so a tenant with many queued jobs gets no larger
-        share of the process than one with a single job. If jobs wait only for the web
-        process to be quiet, a timer admits them when it is, or when they are due.
-        """
-        if self._closing:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        quiet = not self._requests and now >= self._quiet_from
-        while self._active + self._returning < self.max_running:
-            ready = [tenant_id for tenant_id in self._turns
-                     if self._running[tenant_id] < self.per_tenant
-                     and (quiet or self._queues[tenant_id][0].due <= now)]
-            if not ready:
-                break
-            tenant_id = min(ready, key=self._running.__getitem__)
-            queue = self._queues[tenant_id]
-            entry = queue.popleft()
-            self._turns.remove(tenant_id)
-            if queue:
-                self._turns.append(tenant_id)
-            else:
-                del self._queues[tenant_id]
-            self._start(entry, entry.job)
-            self.stats.started += 1
-        wake = None
-        if not quiet and self._active + self._returning < self.max_running:  # else an end admits
-            due = [queue[0].due for tenant_id, queue in self._queues.items()
-                   if queue[0].due > now and self._running[tenant_id] < self.per_tenant]
-            if due:
-                wake = min(due) if self._requests else min(*due, self._quiet_from)
-        if self._timer is not None and self._timer.when() != wake:
-            self._timer.cancel()
-            self._timer = None
-        if wake is not None and self._timer is None:
-            self._timer = loop.call_at(wake, self._wakeup)
-
-    def _wakeup(self) -> None:
-        self._timer = None
-        self._admit()
-
-    def _start(self, entry: _Queued, job: Job) -> None:
-        del self._queued[entry.key]
-        self._running[entry.tenant_id] += 1
-        task = asyncio.create_task(self._run(entry.tenant_id, entry.key, job),
-                                   name=f"run:{entry.key}")
-        self._tasks[entry.key] = task
-        task.add_done_callback(lambda _task: self._ended(entry))
-        self._wake()
-
-    def _ended(self, entry: _Queued) -> None:
-        self._tasks.pop(entry.key, None)
-        self._running[entry.tenant_id] -= 1
-        if not self._running[entry.tenant_id]:
-            del self._running[entry.tenant_id]
-        self._admit()
-        self._wake()
-
-    def _wake(self) -> None:
-        """Tell ``wait_idle`` that something started or ended."""
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
-
-    async def _run(self, tenant_id: str, key: str, job: Job) -> None:
-        try:
-            await job()
-        except asyncio.CancelledError:
-            self.stats.cancelled += 1
-            raise
-        except Exception:
-            self.stats.failed += 1
-            log.exception("background run failed", tenant_id=tenant_id, run_id=key)
-            return
-        self.stats.finished += 1
 
     @asynccontextmanager
     async def slot(self, tenant_id: str) -> AsyncIterator[None]:
-        """Hold one of the tenant's ``per_tenant`` run slots.
+        """Hold one of the tenant's places, then one of the process's, for a run.
 
-        A transport only learns the tenant after the acknowledgement, inside the job
-        (a Slack request names its workspace, and several workspaces can share a
-        tenant); the run itself then waits here, so the bound is per tenant. While it
-        waits, the job gives its place in ``max_running`` to other tenants' jobs; once
-        it has the slot it takes a place again as soon as one is free, before any job
-        not yet admitted.
+        Raises:
+            asyncio.CancelledError: shutdown began before the job got its places; the
+                executor hands the job to its park.
         """
-        limit = self._tenant_slots.setdefault(tenant_id, asyncio.Semaphore(self.per_tenant))
-        if not limit.locked():
-            async with limit:
-                yield
-            return
-        self._aside += 1
-        self._admit()
-        acquired = False
-        try:
-            await limit.acquire()
-            acquired = True
-            self._returning += 1
-            try:
-                while self._active >= self.max_running:
-                    await self._changed()
-            finally:
-                self._returning -= 1
-        except BaseException:
-            if acquired:
-                limit.release()
-            raise
-        finally:
-            self._aside -= 1
-        try:
+        key = _KEY.get()
+        if key is not None:
+            self._for_slot.add(key)
+        if self._closing:
+            raise asyncio.CancelledError
+        tenant = self._tenants.setdefault(tenant_id, asyncio.Semaphore(self.per_tenant))
+        async with tenant, self._process:
+            if key is not None:
+                self._for_slot.discard(key)
             yield
+
+    async def _run(self, key: str, job: Job, park: Job | None) -> None:
+        _KEY.set(key)
+        try:
+            if await self._ran(key, job):
+                return
+            if park is None:
+                self.stats.dropped += 1
+                log.info("job dropped at shutdown", job=key)
+                return
+            self.stats.parked += 1
+            await self._guarded(key, park)
         finally:
-            limit.release()
+            self._at_gate.discard(key)
+            self._for_slot.discard(key)
+            del self._tasks[key]
 
-    @property
-    def _active(self) -> int:
-        """Running jobs that hold a place in ``max_running``."""
-        return len(self._tasks) - self._aside
+    async def _ran(self, key: str, job: Job) -> bool:
+        """Run the job; ``False`` if shutdown came before it entered its slot."""
+        try:
+            await self.gate.wait()
+            self._at_gate.discard(key)
+            if self._closing:
+                return False
+            self.stats.started += 1
+            await self._guarded(key, job)
+        except asyncio.CancelledError:
+            if key not in self._for_slot:
+                self.stats.cancelled += 1
+                raise
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # the cancellation is handled: the job goes to its park
+            return False
+        return True
 
-    async def _changed(self) -> None:
-        """Wait until a job starts or ends."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        await waiter
+    async def _guarded(self, key: str, job: Job) -> None:
+        try:
+            await job()
+        except Exception:
+            self.stats.failed += 1
+            log.exception("background job failed", job=key)
+        else:
+            self.stats.finished += 1
 
     @property
     def queued(self) -> int:
-        """Jobs submitted and not yet admitted."""
-        return len(self._queued)
+        """Jobs waiting at the gate or for a slot."""
+        return len(self._at_gate) + len(self._for_slot)
 
     @property
     def running(self) -> int:
-        """Jobs admitted and not finished."""
-        return len(self._tasks)
+        """Jobs started and not waiting for a slot."""
+        return len(self._tasks) - self.queued
 
     @property
     def in_flight(self) -> int:
-        """Jobs submitted and not finished: queued plus running."""
-        return len(self._queued) + len(self._tasks)
+        """Jobs submitted and not finished."""
+        return len(self._tasks)
 
     async def wait_idle(self) -> None:
         """Wait until every submitted job has finished (tests and the demo use this)."""
-        while self._queued or self._tasks:
-            if self._tasks:
-                await asyncio.wait(list(self._tasks.values()))
-                continue
-            await self._changed()
+        while self._tasks:
+            await asyncio.wait(list(self._tasks.values()))
 
     async def shutdown(self) -> None:
-        """Stop admitting, park what never started, let running jobs finish within the grace.
+        """Stop accepting, park what has not entered its slot, let the rest finish in time.
 
         Jobs still running after ``grace_s`` are cancelled.
         """
         self._closing = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        never_started = list(self._queued.values())
-        self._queues.clear()
-        self._turns.clear()
-        dropped = [entry for entry in never_started if entry.park is None]
-        for entry in dropped:
-            del self._queued[entry.key]
-        for entry in never_started:
-            if entry.park is not None:
-                self._start(entry, entry.park)
-        self.stats.parked += len(never_started) - len(dropped)
-        self.stats.dropped += len(dropped)
-        if dropped:
-            log.warning("jobs not started before shutdown were dropped", count=len(dropped))
-        self._wake()
-        pending = list(self._tasks.values())
-        if not pending:
+        self.gate.open()
+        for key in self._for_slot:
+            self._tasks[key].cancel()
+        if not self._tasks:
             return
-        _done, still = await asyncio.wait(pending, timeout=self.grace_s)
-        for task in still:
+        _done, late = await asyncio.wait(list(self._tasks.values()), timeout=self.grace_s)
+        for task in late:
             task.cancel()
-        if still:
-            await asyncio.gather(*still, return_exceptions=True)
+        if late:
+            await asyncio.wait(late)
             log.warning("runs cancelled at shutdown; they resume on the next start",
-                        count=len(still))
+                        count=len(late))

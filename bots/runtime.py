@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
-from core.agent import AgentService
+from core.agent import AgentService, RunOutcome
 from core.audit import AuditLog, load_keys
 from core.builtins import AuditRecent, BudgetStatus, RunStatusCapability
 from core.crypto import Keyring
@@ -32,10 +32,17 @@ from core.vectors import (
     check_resolver,
 )
 
+Deliver = Callable[[RunOutcome], Awaitable[None]]
+
 
 @dataclass
 class Runtime:
-    """What every command and request handler of one process shares."""
+    """What every command and request handler of one process shares.
+
+    Attributes:
+        deliverers: How each mounted transport renders the outcome of a run resumed
+            without a request of its own (at startup) into the place it was asked in.
+    """
 
     settings: Settings
     db: Database
@@ -47,6 +54,7 @@ class Runtime:
     knowledge: Knowledge
     vector_admin: VectorAdmin
     """Erases a tenant's vectors: for operators' commands, never given to a capability."""
+    deliverers: list[Deliver] = field(default_factory=list)
 
 
 @asynccontextmanager

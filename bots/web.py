@@ -2,9 +2,9 @@
 
 The app owns the runtime and the executor through a cleanup context, so clients are
 created at startup, never at import, and in-flight runs drain at shutdown. Runs left
-unfinished by a crash are resumed at the next start. A middleware tells the executor
-which requests are in flight, so runs start between bursts of requests rather than
-delaying their acknowledgements.
+unfinished by a crash are resumed at the next start. A middleware keeps the executor's
+gate shut while requests are in flight, so runs start between bursts of requests rather
+than delaying their acknowledgements.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bots.executor import Executor
+from bots.executor import Executor, QuietGate
 from bots.runtime import Runtime, open_runtime
-from core.agent import RunOutcome
+from bots.settings import ServerSettings
+from bots.slack.settings import SlackSettings
 from core.errors import TenantryError
 from core.logs import log
 from core.runs import unfinished_runs
@@ -27,9 +28,6 @@ RUNTIME = web.AppKey("runtime", Runtime)
 EXECUTOR = web.AppKey("executor", Executor)
 
 Mount = Callable[[web.Application, Runtime, Executor], Awaitable[None]]
-Deliver = Callable[[RunOutcome], Awaitable[None]]
-DELIVERERS = web.AppKey("deliverers", list[Deliver])
-"""Transports that render the outcome of a run resumed at startup into its thread."""
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -42,14 +40,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 @web.middleware
 async def serving(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count the request as in flight for the executor's admission of runs."""
-    with request.app[EXECUTOR].serving():
+    """Keep the executor's gate shut while the request is in flight."""
+    with request.app[EXECUTOR].gate.serving():
         return await handler(request)
 
 
-async def resume_unfinished(runtime: Runtime, executor: Executor,
-                            deliverers: list[Deliver] | None = None) -> int:
-    """Hand every unfinished run back to the executor.
+async def resume_unfinished(runtime: Runtime, executor: Executor) -> int:
+    """Hand every unfinished run back to the executor; the runtime's deliverers render them.
 
     ``queued``: acknowledged but parked at shutdown before it started; ``running``:
     interrupted by a crash or cancelled at shutdown.
@@ -67,17 +64,18 @@ async def resume_unfinished(runtime: Runtime, executor: Executor,
                 )
                 async with executor.slot(tenant_id):
                     outcome = await runtime.agent.resume(grant)
-                for deliver in deliverers or []:
+                for deliver in runtime.deliverers:
                     await deliver(outcome)
             except TenantryError as exc:
                 log.warning("unfinished run not resumed", run_id=record_id, error=str(exc))
 
-        if executor.submit(record.tenant_id, record.id, job):
+        if executor.submit(record.id, job):
             count += 1
     return count
 
 
-def transports(settings: Settings, app: web.Application) -> list[Mount]:
+def transports(server: ServerSettings, slack_settings: SlackSettings,
+               app: web.Application) -> list[Mount]:
     """Add the routes of every configured transport; return their startup halves.
 
     Raises:
@@ -86,33 +84,38 @@ def transports(settings: Settings, app: web.Application) -> list[Mount]:
     from bots.slack import app as slack
 
     mounts: list[Mount] = []
-    if slack.check_settings(settings):
+    if slack_settings.enabled():
         slack.add_routes(app)
-        mounts.append(slack.mount)
-        log.info("slack enabled", public_url=settings.public_url)
+        mounts.append(slack.mounted(slack_settings, server.public_url))
+        log.info("slack enabled", public_url=server.public_url)
     else:
         log.warning("slack disabled: set TENANTRY_SLACK_SIGNING_SECRET, "
                     "TENANTRY_SLACK_CLIENT_ID and TENANTRY_SLACK_CLIENT_SECRET to enable it")
     return mounts
 
 
-def create_app(settings: Settings, mounts: list[Mount] | None = None) -> web.Application:
-    """The web application with every configured transport (or exactly ``mounts``)."""
+def create_app(settings: Settings, server: ServerSettings | None = None,
+               slack: SlackSettings | None = None, *,
+               mounts: list[Mount] | None = None) -> web.Application:
+    """The web application with every configured transport (or exactly ``mounts``).
+
+    ``server`` and ``slack`` default to what the environment (or ``.env``) sets.
+    """
+    server = server or ServerSettings()
     app = web.Application(client_max_size=1024 * 1024, middlewares=[serving])
     if mounts is None:
-        mounts = transports(settings, app)
+        mounts = transports(server, slack or SlackSettings(), app)
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        async with open_runtime(settings) as runtime:
-            executor = Executor(per_tenant=settings.runs_per_tenant,
-                                max_running=settings.runs_per_process,
-                                max_delay_s=settings.run_admission_max_delay_ms / 1000)
+        gate = QuietGate(max_delay_s=server.run_admission_max_delay_ms / 1000)
+        async with (open_runtime(settings) as runtime,
+                    Executor(per_tenant=server.runs_per_tenant,
+                             per_process=server.runs_per_process, gate=gate) as executor):
             app[RUNTIME] = runtime
             app[EXECUTOR] = executor
-            app[DELIVERERS] = []
             for mount in mounts:
                 await mount(app, runtime, executor)
-            resumed = await resume_unfinished(runtime, executor, app[DELIVERERS])
+            resumed = await resume_unfinished(runtime, executor)
             if resumed:
                 log.info("resuming unfinished runs", count=resumed)
             # What startup loaded lives as long as the app: keep it out of the collector's
@@ -120,8 +123,7 @@ def create_app(settings: Settings, mounts: list[Mount] | None = None) -> web.App
             # time that grows with everything tracked (200 ms, docs/benchmarks.md).
             gc.freeze()
             yield
-            await executor.shutdown()
-            gc.unfreeze()
+        gc.unfreeze()
 
     app.cleanup_ctx.append(lifespan)
     app.router.add_get("/healthz", healthz)

@@ -44,20 +44,6 @@ class Settings(BaseSettings):
             per tenant; needs ``pinecone_api_key`` and ``pinecone_host``).
         vector_cache_mb: MiB of partition vectors the embedded store keeps in memory
             per process between searches (0 turns the cache off).
-        public_url: The deployment's public base URL (install links, manifests).
-        host, port: Where ``tenantry serve`` listens.
-        runs_per_tenant: Runs of one tenant executing at once in this process.
-        runs_per_process: Runs executing at once in this process, all tenants together:
-            by default four tenants at their full ``runs_per_tenant``, and fewer than
-            the PostgreSQL connection pool holds (30), so runs leave connections for
-            the requests.
-        run_admission_max_delay_ms: The longest a run waits for the web process to
-            finish the requests in flight (so that their acknowledgements do not wait
-            for it) before it starts anyway.
-        slack_signing_secret, slack_client_id, slack_client_secret: The Slack app's
-            credentials; all three or none (Slack disabled).
-        slack_api_url: Base URL of Slack's Web API (a gateway or a local stand-in).
-        slack_command: The slash command Tenantry answers.
     """
 
     model_config = SettingsConfigDict(
@@ -88,26 +74,6 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("TENANTRY_PINECONE_API_KEY", "PINECONE_API_KEY")
     )
     pinecone_host: str | None = None
-    public_url: str = "http://127.0.0.1:3000"
-    host: str = "127.0.0.1"
-    port: int = Field(default=3000, ge=0, le=65535)
-    runs_per_tenant: int = Field(default=4, gt=0)
-    runs_per_process: int = Field(default=16, gt=0)
-    run_admission_max_delay_ms: int = Field(default=250, ge=0)
-    slack_signing_secret: SecretStr | None = None
-    slack_client_id: str | None = None
-    slack_client_secret: SecretStr | None = None
-    slack_api_url: str | None = None
-    slack_command: str = "/ask"
-
-    def slack_missing(self) -> list[str]:
-        """Which Slack settings are missing: all three means Slack is simply off."""
-        names = {
-            "TENANTRY_SLACK_SIGNING_SECRET": self.slack_signing_secret,
-            "TENANTRY_SLACK_CLIENT_ID": self.slack_client_id,
-            "TENANTRY_SLACK_CLIENT_SECRET": self.slack_client_secret,
-        }
-        return [name for name, value in names.items() if not value]
 
     @property
     def is_sqlite(self) -> bool:

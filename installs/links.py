@@ -167,7 +167,7 @@ async def issue_install_link(
 
     Args:
         keyring: Seals the claim; the server that redeems it needs the same keys.
-        base_url: The deployment's public URL (``Settings.public_url``).
+        base_url: The deployment's public URL (``TENANTRY_PUBLIC_URL``).
         ttl: How long the link stays usable, at most ``MAX_TTL``.
 
     Raises:

@@ -3,23 +3,17 @@
 Everything here happens after the acknowledgement, inside an executor job: claiming
 the event id (Slack's retries never start a second run), resolving the link, the
 principal and its roles (``users.info``, fresh for every run), opening the context,
-and posting. A run's answer lives in one message whose ts is stored with the run, so
-a resumed run edits that message instead of posting again. A request whose run has
-not started by shutdown is recorded as a ``queued`` run, which the next start resumes
-into that same message.
-
-In a thread the answer is streamed (``chat.startStream``/``appendStream``/
-``stopStream``) under a status line; a stream Slack has ended on its side
-(``message_not_in_streaming_state``) or that fails is finished with ``chat.update``
-on the same message, so the answer always ends complete in one message.
+and posting. A run's answer lives in one message (``AnswerMessage``) whose ts is stored
+with the run, so a resumed run edits that message instead of posting again. A request
+whose run has not started by shutdown is recorded as a ``queued`` run, which the next
+start resumes into that same message.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal, NamedTuple
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -27,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.executor import Executor
 from bots.runtime import Runtime
 from bots.slack import render
+from bots.slack.answer_message import AnswerMessage
 from bots.slack.clients import WorkspaceClients
 from bots.slack.home import publish_home, verify_view_section
 from bots.slack.records import (
@@ -54,10 +49,6 @@ EVENTS_KEPT = timedelta(days=1)
 PRUNE_EVERY = 500
 """Claimed event ids between two prunings of the older ones."""
 
-STREAM_PIECE_CHARS = 400
-"""Characters per ``chat.appendStream``: small enough to show progress, large enough to
-stay well inside Slack's rate limit for the method."""
-
 
 @dataclass(frozen=True, slots=True)
 class Origin:
@@ -78,7 +69,7 @@ class Origin:
 
     @property
     def key(self) -> str:
-        """The installation as one string: the executor's fairness key, the event claim's."""
+        """The installation as one string, as the event claim records it."""
         return self.team_id or self.enterprise_id or ""
 
     @property
@@ -103,87 +94,6 @@ class Request:
         return f"slack:{self.origin.user_team}:{self.channel}:{thread_ts or 'main'}"
 
 
-def _pieces(text: str, size: int = STREAM_PIECE_CHARS) -> list[str]:
-    """``text`` cut into pieces of at most ``size``, at a line or word break if there is one."""
-    pieces: list[str] = []
-    while len(text) > size:
-        cut = max(text.rfind("\n", 0, size), text.rfind(" ", 0, size)) + 1 or size
-        pieces.append(text[:cut])
-        text = text[cut:]
-    return [*pieces, text] if text else pieces
-
-
-def _status(title: str, status: str) -> dict[str, Any]:
-    return {"type": "task_update", "id": "run", "title": title, "status": status}
-
-
-class AnswerMessage:
-    """The one message that carries a run's answer: streamed where Slack allows, else edited."""
-
-    def __init__(self, client: AsyncWebClient, channel: str, ts: str, *,
-                 streaming: bool) -> None:
-        self.client = client
-        self.channel = channel
-        self.ts = ts
-        self.streaming = streaming
-
-    @classmethod
-    async def open(cls, client: AsyncWebClient, channel: str, thread_ts: str | None,
-                   origin: Origin) -> AnswerMessage:
-        """Start the answer: a stream with a status line in a thread, else a placeholder.
-
-        Streams need a thread; a top-level DM is answered with a posted placeholder.
-        """
-        if thread_ts is not None:
-            try:
-                started = await client.chat_startStream(
-                    channel=channel, thread_ts=thread_ts, recipient_team_id=origin.user_team,
-                    recipient_user_id=origin.user_id,
-                    chunks=[_status(render.STATUS_WORKING, "in_progress")],
-                )
-                return cls(client, channel, str(started["ts"]), streaming=True)
-            except SlackApiError as exc:
-                log.info("slack stream not started; posting instead",
-                         error=str(exc.response.get("error")))
-        posted = await client.chat_postMessage(channel=channel, thread_ts=thread_ts,
-                                               text=render.ANSWER_PENDING)
-        return cls(client, channel, str(posted["ts"]), streaming=False)
-
-    async def progress(self, capability: str) -> None:
-        """Name the tool the run is using in the stream's status line.
-
-        Only a streamed answer has a status line; a stream Slack refuses to extend is
-        left to ``finish``, which falls back to an edit.
-        """
-        if not self.streaming:
-            return
-        try:
-            await self.client.chat_appendStream(
-                channel=self.channel, ts=self.ts,
-                chunks=[_status(render.status_using(capability), "in_progress")])
-        except SlackApiError as exc:
-            log.info("slack status line not updated", error=str(exc.response.get("error")))
-
-    async def finish(self, shown: render.Rendered) -> None:
-        """Write the final state; a stream that cannot take it is finished by an edit."""
-        if self.streaming:
-            self.streaming = False
-            try:
-                for piece in _pieces(shown.text):
-                    await self.client.chat_appendStream(
-                        channel=self.channel, ts=self.ts,
-                        chunks=[{"type": "markdown_text", "text": piece}])
-                await self.client.chat_stopStream(
-                    channel=self.channel, ts=self.ts, blocks=shown.footer or None,
-                    chunks=[_status(shown.title, shown.status)])
-                return
-            except SlackApiError as exc:
-                log.info("slack stream ended early; editing the message instead",
-                         error=str(exc.response.get("error")))
-        await self.client.chat_update(channel=self.channel, ts=self.ts, text=shown.text,
-                                      blocks=shown.blocks())
-
-
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """A request that passed every check, its answer message open: ready to run."""
@@ -193,14 +103,22 @@ class Accepted:
     conversation: str
 
 
+class _Served(NamedTuple):
+    client: AsyncWebClient
+    link: Link
+    roles: set[str]
+    is_admin: bool
+
+
 class SlackAnswers:
     """Runs Slack requests and renders their outcomes."""
 
-    def __init__(self, runtime: Runtime, clients: WorkspaceClients,
-                 executor: Executor | None = None) -> None:
+    def __init__(self, runtime: Runtime, clients: WorkspaceClients, executor: Executor,
+                 command: str) -> None:
         self.runtime = runtime
         self.clients = clients
-        self.executor = executor or Executor(per_tenant=runtime.settings.runs_per_tenant)
+        self.executor = executor
+        self.command = command
         self._claims = 0
 
     async def _roles(self, client: AsyncWebClient, user_id: str) -> set[str]:
@@ -222,6 +140,20 @@ class SlackAnswers:
                      team_id=origin.team_id, enterprise_id=origin.enterprise_id)
             return None
 
+    async def _served(self, origin: Origin) -> _Served | None:
+        """Who is asking, through which installation and link; ``None`` if either is gone.
+
+        Admin status comes from Slack's flags plus the tenant's grants, never the payload.
+        """
+        client = await self._client(origin)
+        link = await resolve(self.runtime.db, origin.enterprise_id,
+                             origin.team_id or origin.user_team, origin.is_enterprise_install)
+        if client is None or link is None or not link.active:
+            return None
+        roles = await self._roles(client, origin.user_id)
+        granted = set(await self.runtime.db.run(roles_of, link.tenant_id, origin.principal))
+        return _Served(client, link, roles, bool({"owner", "admin"} & (roles | granted)))
+
     async def _link(self, client: AsyncWebClient, request: Request) -> Link | None:
         """The active link serving the request, or ``None`` after telling the person why."""
         origin = request.origin
@@ -240,32 +172,32 @@ class SlackAnswers:
         await self._reply(client, request, render.refusal(reason))
         return None
 
-    async def handle(self, request: Request) -> None:
-        """The whole life of one request after its acknowledgement."""
-        accepted = await self._accept(request)
-        if accepted is None:
-            return
-        started = False
-        try:
+    def submit(self, request: Request) -> None:
+        """Hand an acknowledged request to the executor: accept it, then run it.
+
+        If shutdown comes before the run has its slot, the request is parked instead:
+        recorded as a ``queued`` run with its answer message open (accepted now if the
+        job had not got that far), which the next start resumes into that message
+        (``bots.web.resume_unfinished``), so an acknowledged request is never lost.
+        """
+        accepted: Accepted | None = None
+
+        async def job() -> None:
+            nonlocal accepted
+            accepted = await self._accept(request)
+            if accepted is None:
+                return
             async with self.executor.slot(accepted.grant.ctx.tenant_id):
-                started = True
                 await self._run(accepted.answer, accepted.grant, request.prompt,
                                 accepted.conversation)
-        except asyncio.CancelledError:
-            if not started:  # shutdown came while the tenant's slot was taken: as ``park``
-                await self._queue(request, accepted)
-            raise
-        await self.home(request.origin)
+            await self.home(request.origin)
 
-    async def park(self, request: Request) -> None:
-        """Record a request that had not started by shutdown as a ``queued`` run.
+        async def park() -> None:
+            ready = accepted or await self._accept(request)
+            if ready is not None:
+                await self._queue(request, ready)
 
-        The next start resumes it (``bots.web.resume_unfinished``) and delivers the
-        answer into the message opened here, so an acknowledged request is never lost.
-        """
-        accepted = await self._accept(request)
-        if accepted is not None:
-            await self._queue(request, accepted)
+        self.executor.submit(f"slack:{request.event_id}", job, park=park)
 
     async def _queue(self, request: Request, accepted: Accepted) -> None:
         agent = self.runtime.agent
@@ -296,7 +228,7 @@ class SlackAnswers:
         if link is None:
             return None
         if not request.prompt:
-            await self._reply(client, request, render.ask_hint(self.runtime.settings.slack_command))
+            await self._reply(client, request, render.ask_hint(self.command))
             return None
         roles = await self._roles(client, origin.user_id)
         try:
@@ -320,7 +252,8 @@ class SlackAnswers:
                 await self._reply(client, request, render.cannot_post())
                 return None
             thread_ts = str(asked["ts"])
-        answer = await AnswerMessage.open(client, request.channel, thread_ts, origin)
+        answer = await AnswerMessage.open(client, request.channel, thread_ts,
+                                          origin.user_team, origin.user_id)
         await remember_run(db, RunMessage(
             run_id=grant.ctx.run_id, tenant_id=link.tenant_id,
             enterprise_id=origin.enterprise_id or "", team_id=origin.user_team,
@@ -364,28 +297,22 @@ class SlackAnswers:
 
     async def resume(self, origin: Origin, run_id: str, channel: str) -> None:
         """The Resume button: only the run's principal or a tenant admin may press it."""
-        db = self.runtime.db
-        client = await self._client(origin)
-        if client is None:
+        served = await self._served(origin)
+        if served is None:
             return
-        link = await resolve(db, origin.enterprise_id, origin.team_id or origin.user_team,
-                             origin.is_enterprise_install)
-        if link is None or not link.active:
-            return
-        message = await run_message(db, link.tenant_id, run_id)
+        client, link = served.client, served.link
+        message = await run_message(self.runtime.db, link.tenant_id, run_id)
         if message is None or message.answer_ts is None:
             log.warning("resume pressed for an unknown run", run_id=run_id)
             return
         record = await self.runtime.db.run(get_run, link.tenant_id, run_id)
-        roles = await self._roles(client, origin.user_id)
-        granted = set(await db.run(roles_of, link.tenant_id, origin.principal))
-        if origin.principal != record.principal_id and not {"owner", "admin"} & (roles | granted):
+        own = origin.principal == record.principal_id
+        if not (own or served.is_admin):
             await client.chat_postEphemeral(channel=channel, user=origin.user_id,
                                             text=render.resume_denied())
             return
         # The resumed run acts with its own principal's rights, not the presser's.
-        owner_roles = (roles if origin.principal == record.principal_id
-                       else await self._roles(client, message.user_id))
+        owner_roles = served.roles if own else await self._roles(client, message.user_id)
         try:
             grant = await self.runtime.agent.open(
                 tenant_id=link.tenant_id, principal_id=record.principal_id,
@@ -396,7 +323,7 @@ class SlackAnswers:
         except (RunRefused, Conflict, NotFound) as exc:
             log.info("resume not started", run_id=run_id, reason=str(exc))
             return
-        answer = AnswerMessage(client, message.channel, message.answer_ts, streaming=False)
+        answer = AnswerMessage(client, message.channel, message.answer_ts)
         await client.chat_update(channel=message.channel, ts=message.answer_ts,
                                  text=render.resume_started(), blocks=[])
         try:
@@ -408,26 +335,15 @@ class SlackAnswers:
         await answer.finish(render.outcome(outcome))
 
     async def home(self, origin: Origin, *, verify: bool = False) -> None:
-        """Publish the person's App Home; with ``verify``, an admin's audit check too.
-
-        The tenant comes from the installation's link and admin status from Slack's flags
-        plus the tenant's grants, never from the payload.
-        """
-        client = await self._client(origin)
-        if client is None:
+        """Publish the person's App Home; with ``verify``, an admin's audit check too."""
+        served = await self._served(origin)
+        if served is None:
             return
-        link = await resolve(self.runtime.db, origin.enterprise_id,
-                             origin.team_id or origin.user_team, origin.is_enterprise_install)
-        if link is None or not link.active:
-            return
-        roles = await self._roles(client, origin.user_id)
-        granted = set(await self.runtime.db.run(roles_of, link.tenant_id, origin.principal))
-        is_admin = bool({"owner", "admin"} & (roles | granted))
-        extra = await verify_view_section(self.runtime, link.tenant_id) \
-            if verify and is_admin else None
+        tenant_id, is_admin = served.link.tenant_id, served.is_admin
+        extra = await verify_view_section(self.runtime, tenant_id) if verify and is_admin else None
         try:
-            await publish_home(client, self.runtime, user_id=origin.user_id,
-                               tenant_id=link.tenant_id, principal_id=origin.principal,
+            await publish_home(served.client, self.runtime, user_id=origin.user_id,
+                               tenant_id=tenant_id, principal_id=origin.principal,
                                is_admin=is_admin, extra=extra)
         except SlackApiError as exc:
             log.warning("app home not published", error=str(exc.response.get("error")))
@@ -446,5 +362,5 @@ class SlackAnswers:
         except NotFound:
             log.info("no installation to deliver a resumed run", run_id=outcome.run_id)
             return
-        answer = AnswerMessage(client, message.channel, message.answer_ts, streaming=False)
+        answer = AnswerMessage(client, message.channel, message.answer_ts)
         await answer.finish(render.outcome(outcome))

@@ -1,68 +1,24 @@
-"""What the Slack transport remembers: requests and events seen, and where runs are answered.
-
-``ReplayGuard`` keeps, in memory, the signatures of requests verified in the last
-minutes, so a captured request sent again is refused before Bolt sees it.
+"""What the Slack transport remembers: events seen, and where runs are answered.
 
 Slack retries an event it thinks was not acknowledged in time (``X-Slack-Retry-Num``)
-and sometimes delivers one twice; Bolt does not deduplicate. The first delivery of an
-event id wins a row in ``slack_events``; any later one is acknowledged and dropped.
+and sometimes delivers one twice, and a captured request still verifies when sent again
+within its signature's five minutes; Bolt deduplicates neither. The first delivery of an
+event id (for a slash command, its trigger id) wins a row in ``slack_events``; any later
+one is acknowledged and dropped, before any run starts.
+
 ``slack_run_messages`` ties a run to its thread and to the message that carries its
 answer, so a resumed run edits that message instead of posting a second one.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Column, DateTime, String, Table, delete, select
 
 from core.db.engine import Database
 from core.db.schema import metadata
-
-SIGNATURE_MAX_AGE_S = 300
-"""Slack's (and slack_sdk's) window for a request timestamp, either side of now."""
-
-
-class ReplayGuard:
-    """Checks Slack's request signature, and refuses a signed request seen before.
-
-    A signature only proves who sent a request and that it is under five minutes
-    old; a captured request could be sent again within those minutes. Every verified
-    ``(timestamp, signature)`` pair is kept until its timestamp leaves the window, so
-    the same pair twice is a replay: Slack signs its own retries afresh. The pairs live
-    in this process only; at scale another process may accept a replay, which the
-    event-id claim (``first_delivery``) then drops before any run starts.
-    """
-
-    def __init__(self, signing_secret: str, *, max_age_s: int = SIGNATURE_MAX_AGE_S) -> None:
-        self.verifier = SignatureVerifier(signing_secret)
-        self.max_age_s = max_age_s
-        self._seen: set[tuple[str, str]] = set()
-        self._expiry: deque[tuple[float, tuple[str, str]]] = deque()
-
-    def refusal(self, body: str, headers: Mapping[str, str]) -> str | None:
-        """Why the request must be refused (``unsigned``, ``bad_signature``, ``replayed``)."""
-        timestamp = headers.get("X-Slack-Request-Timestamp") or ""
-        signature = headers.get("X-Slack-Signature") or ""
-        if not (timestamp.isascii() and timestamp.isdigit() and signature.isascii()):
-            return "unsigned"
-        if not self.verifier.is_valid(body, timestamp, signature):
-            return "bad_signature"
-        now = time.time()
-        while self._expiry and self._expiry[0][0] < now:
-            self._seen.discard(self._expiry.popleft()[1])
-        pair = (timestamp, signature)
-        if pair in self._seen:
-            return "replayed"
-        self._seen.add(pair)
-        self._expiry.append((int(timestamp) + self.max_age_s + 1, pair))
-        return None
-
 
 slack_events = Table(
     "slack_events",

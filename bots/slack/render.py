@@ -63,6 +63,7 @@ def status_using(capability: str) -> str:
     """The status line while a tool runs: which capability, by its name."""
     return f"Using {capability}"
 
+
 STATUS_DONE = {"completed": "Done", "halted": "Paused", "failed": "Stopped"}
 
 
@@ -199,12 +200,8 @@ INSTALL_FAILURES = {
     "unknown_link": "This install link isn't known here. Ask your account's owner for a new one.",
     "unknown_tenant": "The account this install link was made for no longer exists.",
     "tenant_suspended": "The account this install link was made for is suspended.",
-    "invalid_state": "This installation attempt expired or was already completed. Start again "
-                     "from your install link.",
-    "invalid_browser": "This installation was started in another browser. Start again from your "
-                       "install link in this one.",
-    "access_denied": "The installation was cancelled in Slack.",
 }
+"""Why an install link is refused before the installer is sent to Slack."""
 
 
 def install_page(title: str, message: str) -> str:
@@ -217,7 +214,7 @@ def install_page(title: str, message: str) -> str:
 
 
 def install_failed(reason: str) -> str:
-    """The page for an install that could not start or complete."""
+    """The page for an install refused before it reached Slack (a dead install link)."""
     message = INSTALL_FAILURES.get(
         reason, "Something went wrong while installing. Start again from your install link.")
     return install_page("Tenantry was not installed", message)

@@ -3,11 +3,11 @@
 Used by the offline demo, the benchmarks and the scenario tests.
 
 ``open_scenario`` starts ``bots.web.create_app(settings)`` on ``127.0.0.1`` at a free
-port with a ``SlackStandIn`` as ``slack_api_url``, so every outbound Web API call goes
+port with a ``SlackStandIn`` as the Slack API URL, so every outbound Web API call goes
 through the real slack_sdk client to the stand-in, and every inbound request goes
 through aiohttp, Bolt's signature check and our listeners. Requests are really signed
-(``v0=`` HMAC-SHA256 of ``v0:{timestamp}:{body}``, as Slack signs them), so the
-tests exercise the same verification a production deployment does.
+(``standins.slack.requests``), so the tests exercise the same verification a production
+deployment does.
 
 Example::
 
@@ -22,26 +22,23 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import itertools
-import json
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDictProxy
 from pydantic import SecretStr
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from bots.executor import Executor
 from bots.runtime import Runtime
+from bots.settings import ServerSettings
+from bots.slack.settings import SlackSettings
 from bots.web import EXECUTOR, RUNTIME, create_app
 from core.audit import AuditEvent
 from core.db.engine import Database
@@ -52,14 +49,21 @@ from core.tenants import Plan, create_plan, create_tenant
 from installs.links import link
 from installs.slack_store import SlackInstallationStore
 from standins.slack.api import SlackMessage, SlackStandIn, SlackUser
+from standins.slack.requests import (
+    APP_ID,
+    FORM,
+    JSON,
+    SIGNING_SECRET,
+    Sent,
+    SignedRequests,
+    Workspace,
+)
 
-SIGNING_SECRET = "local-signing-secret"  # noqa: S105  # the stand-in's, never a real app's
+__all__ = ["APP_ID", "FORM", "JSON", "SIGNING_SECRET", "Scenario", "Sent", "Workspace"]
+
 CLIENT_ID = "1111.2222"
 CLIENT_SECRET = "standin-client-secret"  # noqa: S105  # the stand-in's
-APP_ID = "A0TENANTRY"
 PUBLIC_URL = "https://tenantry.example.com"
-FORM = "application/x-www-form-urlencoded"
-JSON = "application/json"
 
 
 def default_plan(plan_id: str = "team") -> Plan:
@@ -73,55 +77,16 @@ def default_plan(plan_id: str = "team") -> Plan:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """What the app answered to one request, and how long it took."""
-
-    status: int
-    text: str
-    headers: CIMultiDictProxy[str]
-    elapsed: float
-
-    def json(self) -> Any:
-        """The body as JSON (Bolt's ack with a message)."""
-        return json.loads(self.text)
-
-
-@dataclass(frozen=True, slots=True)
-class Workspace:
-    """A Slack workspace (or Grid org) installed in the stand-in, and how it is linked.
-
-    Attributes:
-        team_id: The workspace where people talk (for an org-wide install, a team of
-            the org; the installation itself is the org's).
-        token: The bot token the stand-in issued; every post must carry it.
-        channel: A public channel of the workspace.
-        org_wide: Whether the installation is the org's (Enterprise Grid).
-    """
-
-    team_id: str
-    token: str
-    channel: str
-    enterprise_id: str | None = None
-    org_wide: bool = False
-    bot_user_id: str = ""
-
-    @property
-    def installed_team(self) -> str | None:
-        """The team of the installation: ``None`` for an org-wide install."""
-        return None if self.org_wide else self.team_id
-
-
 @dataclass
-class Scenario:
+class Scenario(SignedRequests):
     """A running app and the stand-in it talks to; see the module docstring."""
 
     settings: Settings
+    slack_settings: SlackSettings
     slack: SlackStandIn
     app: web.Application
     url: str
     session: aiohttp.ClientSession
-    _sent: set[tuple[int, str]] = field(default_factory=set)
     _serial: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -142,10 +107,6 @@ class Scenario:
     async def idle(self) -> None:
         """Wait until every job the requests so far submitted has finished."""
         await self.executor.wait_idle()
-
-    def next_ts(self) -> str:
-        """A fresh Slack message ts for a message a person writes."""
-        return f"{int(time.time())}.{next(self._serial):06d}"
 
     # -- tenants and workspaces --------------------------------------------------
 
@@ -198,220 +159,32 @@ class Scenario:
                    "UINSTALLER")
         return workspace
 
-    # -- signed requests -----------------------------------------------------------
-
-    def sign(self, body: bytes, timestamp: int, secret: str = SIGNING_SECRET) -> dict[str, str]:
-        """The two headers Slack adds to every request it sends.
-
-        ``v0=`` + hex HMAC-SHA256 of ``v0:{timestamp}:{body}`` under the signing secret,
-        computed here from the published scheme rather than by the SDK under test.
-        """
-        base = b"v0:" + str(timestamp).encode() + b":" + body
-        digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-        return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": f"v0={digest}"}
-
-    def _timestamp(self, body: bytes) -> int:
-        """Now, or a second earlier per identical body already sent this second.
-
-        Slack never sends the same body twice with the same timestamp (a retry is signed
-        anew), and the app rightly treats such a pair as a replay.
-        """
-        digest = hashlib.sha256(body).hexdigest()
-        moment = int(time.time())
-        while (moment, digest) in self._sent:
-            moment -= 1
-        self._sent.add((moment, digest))
-        return moment
-
-    async def post(
-        self,
-        body: bytes,
-        content_type: str,
-        *,
-        timestamp: int | None = None,
-        headers: Mapping[str, str] | None = None,
-        signed: Mapping[str, str] | None = None,
-        path: str = "/slack/events",
-    ) -> Sent:
-        """POST ``body`` signed as Slack would (or with ``signed`` headers given as is)."""
-        sent_headers = {"Content-Type": content_type, **(headers or {})}
-        sent_headers.update(signed if signed is not None
-                            else self.sign(body, timestamp or self._timestamp(body)))
-        started = time.monotonic()
-        async with self.session.post(self.url + path, data=body, headers=sent_headers) as resp:
-            text = await resp.text()
-            return Sent(resp.status, text, resp.headers, time.monotonic() - started)
-
-    async def command(
-        self,
-        ws: Workspace,
-        user: str,
-        text: str,
-        *,
-        channel: str | None = None,
-        trigger_id: str | None = None,
-        command: str | None = None,
-    ) -> Sent:
-        """A slash command typed by ``user`` in a channel of ``ws``."""
-        form = {
-            "token": "deprecated-verification-token",
-            "team_id": ws.team_id,
-            "team_domain": ws.team_id.lower(),
-            "channel_id": channel or ws.channel,
-            "channel_name": "general",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": command or self.settings.slack_command,
-            "text": text,
-            "api_app_id": APP_ID,
-            "is_enterprise_install": "true" if ws.org_wide else "false",
-            "response_url": f"{self.slack.base_url}response_url.{next(self._serial)}",
-            "trigger_id": trigger_id or f"{next(self._serial)}.1234.abcdef",
-        }
-        if ws.enterprise_id:
-            form |= {"enterprise_id": ws.enterprise_id, "enterprise_name": "Org"}
-        return await self.post(urlencode(form).encode(), FORM)
-
-    def event_body(self, ws: Workspace, event: Mapping[str, Any], *,
-                   event_id: str | None = None) -> dict[str, Any]:
-        """An Events API envelope (``event_callback``) around ``event``."""
-        return {
-            "token": "deprecated-verification-token",
-            "team_id": ws.team_id,
-            "enterprise_id": ws.enterprise_id,
-            "api_app_id": APP_ID,
-            "event": dict(event),
-            "type": "event_callback",
-            "event_id": event_id or f"Ev{next(self._serial):08d}",
-            "event_time": int(time.time()),
-            "authorizations": [{
-                "enterprise_id": ws.enterprise_id,
-                "team_id": ws.installed_team,
-                "user_id": ws.bot_user_id,
-                "is_bot": True,
-                "is_enterprise_install": ws.org_wide,
-            }],
-            "is_ext_shared_channel": False,
-        }
-
-    async def event(self, ws: Workspace, event: Mapping[str, Any], *,
-                    event_id: str | None = None, retry_num: int | None = None) -> Sent:
-        """Deliver one event; ``retry_num`` marks it as Slack's n-th retry."""
-        headers = {} if retry_num is None else {
-            "X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
-        body = json.dumps(self.event_body(ws, event, event_id=event_id)).encode()
-        return await self.post(body, JSON, headers=headers)
-
-    def mention_event(self, ws: Workspace, user: str, text: str, *,
-                      channel: str | None = None, thread_ts: str | None = None) -> dict[str, Any]:
-        """An ``app_mention`` event as a person writing ``@Tenantry text`` produces."""
-        event: dict[str, Any] = {
-            "type": "app_mention", "user": user, "text": f"<@{ws.bot_user_id}> {text}",
-            "ts": self.next_ts(), "channel": channel or ws.channel, "team": ws.team_id,
-            "event_ts": self.next_ts(),
-        }
-        if thread_ts is not None:
-            event["thread_ts"] = thread_ts
-        return event
-
-    async def mention(self, ws: Workspace, user: str, text: str, *,
-                      channel: str | None = None, thread_ts: str | None = None) -> str:
-        """Mention the app; returns the mention's ts (the thread it is answered in)."""
-        event = self.mention_event(ws, user, text, channel=channel, thread_ts=thread_ts)
-        sent = await self.event(ws, event)
-        assert sent.status == 200, sent
-        return str(event["ts"])
-
-    async def dm(self, ws: Workspace, user: str, text: str, *, channel: str = "D0001",
-                 thread_ts: str | None = None) -> str:
-        """A direct message to the app (``message.im``); returns its ts."""
-        event: dict[str, Any] = {
-            "type": "message", "channel_type": "im", "user": user, "text": text,
-            "ts": self.next_ts(), "channel": channel, "team": ws.team_id,
-            "event_ts": self.next_ts(),
-        }
-        if thread_ts is not None:
-            event["thread_ts"] = thread_ts
-        sent = await self.event(ws, event)
-        assert sent.status == 200, sent
-        return str(event["ts"])
-
-    async def uninstalled(self, ws: Workspace) -> Sent:
-        """Slack's ``app_uninstalled`` event (sent after the tokens stopped working)."""
-        self.slack.revoke_token(ws.token, "account_inactive")
-        return await self.event(ws, {"type": "app_uninstalled", "event_ts": self.next_ts()})
-
-    async def tokens_revoked(self, ws: Workspace, *, bot: bool = True,
-                             users: Iterable[str] = ()) -> Sent:
-        """Slack's ``tokens_revoked`` event for the bot token and/or user tokens."""
-        if bot:
-            self.slack.revoke_token(ws.token, "token_revoked")
-        tokens = {"oauth": list(users), "bot": [ws.bot_user_id] if bot else []}
-        return await self.event(ws, {"type": "tokens_revoked", "tokens": tokens,
-                                     "event_ts": self.next_ts()})
-
-    async def press(self, ws: Workspace, user: str, action_id: str, value: str, *,
-                    channel: str, message_ts: str) -> Sent:
-        """Press a button (``block_actions``) on a message of the app."""
-        payload = {
-            "type": "block_actions",
-            "user": {"id": user, "username": user.lower(), "team_id": ws.team_id},
-            "api_app_id": APP_ID,
-            "token": "deprecated-verification-token",
-            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel,
-                          "is_ephemeral": False},
-            "trigger_id": f"{next(self._serial)}.1234.abcdef",
-            "team": {"id": ws.team_id, "domain": ws.team_id.lower(),
-                     "enterprise_id": ws.enterprise_id},
-            "enterprise": {"id": ws.enterprise_id} if ws.enterprise_id else None,
-            "is_enterprise_install": ws.org_wide,
-            "channel": {"id": channel, "name": "general"},
-            "message": {"type": "message", "ts": message_ts, "text": ""},
-            "response_url": f"{self.slack.base_url}response_url.{next(self._serial)}",
-            "actions": [{"action_id": action_id, "block_id": "b1", "type": "button",
-                         "value": value, "action_ts": self.next_ts()}],
-        }
-        body = urlencode({"payload": json.dumps(payload)}).encode()
-        return await self.post(body, FORM)
-
-    # -- OAuth ------------------------------------------------------------------------
-
-    async def get(self, path: str, *, cookie: str | None = None) -> Sent:
-        """GET a page as a browser would, without following redirects."""
-        headers = {"Cookie": cookie} if cookie else {}
-        started = time.monotonic()
-        async with self.session.get(self.url + path, headers=headers,
-                                    allow_redirects=False) as resp:
-            text = await resp.text()
-            return Sent(resp.status, text, resp.headers, time.monotonic() - started)
-
-
-def slack_settings(settings: Settings, slack: SlackStandIn) -> Settings:
-    """``settings`` with a complete Slack app pointed at the stand-in."""
-    return settings.model_copy(update={
-        "slack_signing_secret": SecretStr(SIGNING_SECRET),
-        "slack_client_id": CLIENT_ID,
-        "slack_client_secret": SecretStr(CLIENT_SECRET),
-        "slack_api_url": slack.base_url,
-        "public_url": PUBLIC_URL,
-    })
-
 
 @asynccontextmanager
-async def open_scenario(settings: Settings, slack: SlackStandIn | None = None
-                        ) -> AsyncIterator[Scenario]:
-    """Run the app against a (fresh, or the given unstarted) stand-in for one scenario."""
+async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *,
+                        server: ServerSettings | None = None) -> AsyncIterator[Scenario]:
+    """Run the app against a (fresh, or the given unstarted) stand-in for one scenario.
+
+    The app is a complete Slack app pointed at the stand-in, served at ``PUBLIC_URL``;
+    ``server`` sets the rest of the server's settings.
+    """
     async with (slack or SlackStandIn(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                                       app_id=APP_ID)) as standin:
-        app = create_app(slack_settings(settings, standin))
+        app_settings = SlackSettings(signing_secret=SecretStr(SIGNING_SECRET),
+                                     client_id=CLIENT_ID,
+                                     client_secret=SecretStr(CLIENT_SECRET),
+                                     api_url=standin.base_url)
+        server = (server or ServerSettings()).model_copy(update={"public_url": PUBLIC_URL})
+        app = create_app(settings, server, app_settings)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", 0).start()
             port = int(runner.addresses[0][1])
             async with aiohttp.ClientSession() as session:
-                scenario = Scenario(settings=app[RUNTIME].settings, slack=standin, app=app,
-                                    url=f"http://127.0.0.1:{port}", session=session)
+                scenario = Scenario(settings=app[RUNTIME].settings, slack_settings=app_settings,
+                                    slack=standin, app=app, url=f"http://127.0.0.1:{port}",
+                                    session=session)
                 try:
                     yield scenario
                 finally:

@@ -2,9 +2,10 @@
 
 Shapes follow Slack's method reference (docs.slack.dev/reference/methods): the JSON
 returned here is what goes after ``"ok": true``. Streaming follows what slack_sdk 3.48's
-``chat_startStream``/``chat_appendStream``/``chat_stopStream`` send: ``markdown_text``
-and/or ``chunks`` of ``{"type": "markdown_text", "text": ...}``, and a stream ended by
-Slack's timeout answers ``message_not_in_streaming_state`` to both append and stop.
+``chat_startStream``/``chat_appendStream``/``chat_stopStream``, and its ``chat_stream``
+helper on top of them, send: ``markdown_text`` and/or ``chunks`` (``markdown_text``,
+``task_update``, ``plan_update``, ``blocks``), and a stream ended by Slack's timeout
+answers ``message_not_in_streaming_state`` to both append and stop.
 """
 
 from __future__ import annotations

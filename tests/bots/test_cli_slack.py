@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bots.cli_slack import slack
+from bots.settings import ServerSettings
 from core.crypto import Keyring
 from core.db.engine import Database
 from core.settings import Settings
@@ -69,7 +70,7 @@ def test_install_link_prints_a_url_the_server_redeems_once(tenants: Settings) ->
 def test_install_link_defaults_to_the_public_url(tenants: Settings) -> None:
     result = invoke(tenants, slack, "install-link", "--tenant", "acme")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"{tenants.public_url}/slack/install?link=")
+    assert result.output.startswith(f"{ServerSettings().public_url}/slack/install?link=")
 
 
 def test_install_link_refuses_unknown_and_suspended_tenants_and_bad_ttls(

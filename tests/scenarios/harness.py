@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 from standins.slack.driver import (
-    APP_ID,
     CLIENT_ID,
     CLIENT_SECRET,
-    FORM,
-    JSON,
     PUBLIC_URL,
-    SIGNING_SECRET,
     Scenario,
-    Sent,
-    Workspace,
     audit_events,
     open_scenario,
     runs_of,
-    slack_settings,
     thread,
     today,
 )
+from standins.slack.requests import APP_ID, FORM, JSON, SIGNING_SECRET, Sent, Workspace
 
 __all__ = [
     "APP_ID", "CLIENT_ID", "CLIENT_SECRET", "FORM", "JSON", "PUBLIC_URL", "SIGNING_SECRET",
-    "Scenario", "Sent", "Workspace", "audit_events", "open_scenario", "runs_of",
-    "slack_settings", "thread", "today",
+    "Scenario", "Sent", "Workspace", "audit_events", "open_scenario", "runs_of", "thread",
+    "today",
 ]

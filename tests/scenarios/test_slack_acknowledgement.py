@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import func, select
 
+from bots.settings import ServerSettings
 from bots.slack import render
 from bots.slack.records import slack_run_messages
 from core.runs import unfinished_runs
@@ -27,14 +28,13 @@ from tests.scenarios.harness import (
 ADA = SlackUser("U1ADA")
 
 
-def patient(settings: Settings) -> Settings:
-    """Settings whose runs wait for requests in flight as long as any test lasts."""
-    return settings.model_copy(update={"run_admission_max_delay_ms": 3_600_000})
+PATIENT = ServerSettings(run_admission_max_delay_ms=3_600_000)
+"""Runs wait for the requests in flight as long as any test lasts."""
 
 
 @pytest.fixture
 async def waiting(settings: Settings) -> AsyncIterator[Scenario]:
-    async with open_scenario(patient(settings)) as running:
+    async with open_scenario(settings, server=PATIENT) as running:
         yield running
 
 
@@ -51,7 +51,7 @@ async def test_a_run_starts_once_the_requests_in_flight_are_answered(waiting: Sc
     await waiting.tenant("acme")
     t1 = await waiting.link_workspace("T1", "acme", users=[ADA])
 
-    with waiting.executor.serving():  # another request, still being answered
+    with waiting.executor.gate.serving():  # another request, still being answered
         sent = await waiting.command(t1, ADA.id, "what changed this week?")
         health = (await waiting.get("/healthz")).json()
 
@@ -73,10 +73,10 @@ async def test_a_request_still_queued_at_shutdown_is_answered_after_the_restart(
     settings: Settings,
 ) -> None:
     slack = standin()
-    async with open_scenario(patient(settings), slack) as first:
+    async with open_scenario(settings, slack, server=PATIENT) as first:
         await first.tenant("acme")
         t1 = await first.link_workspace("T1", "acme", users=[ADA])
-        with first.executor.serving():
+        with first.executor.gate.serving():
             sent = await first.command(t1, ADA.id, "what changed this week?")
             await first.executor.shutdown()  # as the app's cleanup does, the run not started
 
@@ -86,7 +86,7 @@ async def test_a_request_still_queued_at_shutdown_is_answered_after_the_restart(
         [root] = [m for m in first.slack.messages(t1.channel) if m.thread_ts is None]
         [opened] = thread(first.slack, t1.channel, root.ts)
 
-    async with open_scenario(patient(settings), slack) as second:
+    async with open_scenario(settings, slack, server=PATIENT) as second:
         await second.idle()
         [run] = await runs_of(second, "acme")
         [answer] = thread(second.slack, t1.channel, root.ts)
@@ -99,7 +99,7 @@ async def test_a_request_still_queued_at_shutdown_is_answered_after_the_restart(
 async def test_a_run_waiting_for_its_tenants_slot_at_shutdown_is_kept_as_queued(
     settings: Settings,
 ) -> None:
-    async with open_scenario(settings.model_copy(update={"runs_per_tenant": 1})) as scenario:
+    async with open_scenario(settings, server=ServerSettings(runs_per_tenant=1)) as scenario:
         await scenario.tenant("acme")
         t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
         scenario.executor.grace_s = 0.05
@@ -114,14 +114,14 @@ async def test_a_run_waiting_for_its_tenants_slot_at_shutdown_is_kept_as_queued(
         [run] = await runs_of(scenario, "acme")
         assert run.status == "queued" and run.prompt == "are you there?"
         assert [r.id for r in await scenario.db.run(unfinished_runs)] == [run.id]
-        assert scenario.executor.stats.cancelled == 1
+        assert scenario.executor.stats.parked == 1
 
 
 async def test_an_uninstall_still_queued_at_shutdown_is_carried_out(waiting: Scenario) -> None:
     await waiting.tenant("acme")
     t1 = await waiting.link_workspace("T1", "acme", users=[ADA])
 
-    with waiting.executor.serving():
+    with waiting.executor.gate.serving():
         sent = await waiting.uninstalled(t1)
         await waiting.executor.shutdown()
 

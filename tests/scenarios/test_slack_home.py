@@ -52,7 +52,7 @@ async def test_opening_the_home_tab_publishes_the_tenants_view(scenario: Scenari
 
 async def test_a_run_resumed_at_startup_is_delivered_into_its_message(
         scenario: Scenario) -> None:
-    from bots.slack.app import ANSWERS
+    from bots.slack.app import SLACK
     from core.agent import RunOutcome
     from tests.scenarios.harness import runs_of, thread
 
@@ -62,7 +62,7 @@ async def test_a_run_resumed_at_startup_is_delivered_into_its_message(
     await scenario.mention(t1, ADA.id, "hello there", thread_ts=root_ts)
     await scenario.idle()
     [run] = await runs_of(scenario, "acme")
-    answers = scenario.app[ANSWERS]
+    answers = scenario.app[SLACK].answers
     await answers.deliver(RunOutcome(run_id=run.id, tenant_id="acme", status="completed",
                                      model="sandbox", answer="finished after a restart"))
     texts = [m.text for m in thread(scenario.slack, t1.channel, root_ts)]

@@ -43,7 +43,7 @@ async def test_an_empty_slash_command_gets_a_hint_and_no_run(scenario: Scenario)
     sent = await scenario.command(t1, ADA.id, "   ")
 
     await scenario.idle()
-    assert sent.text == render.ask_hint(scenario.settings.slack_command)
+    assert sent.text == render.ask_hint(scenario.slack_settings.command)
     assert await runs_of(scenario, "acme") == []
     assert scenario.slack.messages(t1.channel) == []
 
@@ -143,5 +143,5 @@ async def test_a_bare_mention_gets_a_hint_in_its_thread(scenario: Scenario) -> N
     await scenario.idle()
 
     [reply] = thread(scenario.slack, t1.channel, mention)
-    assert reply.text == render.ask_hint(scenario.settings.slack_command)
+    assert reply.text == render.ask_hint(scenario.slack_settings.command)
     assert await runs_of(scenario, "acme") == []

@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import select
 
 from bots.slack import render
-from bots.slack.app import WORKSPACE_UNLINKED
+from bots.slack.listeners import WORKSPACE_UNLINKED
 from core import audit as events
 from core.budget.ledger import used
 from core.tenants import set_status

@@ -1,4 +1,4 @@
-"""Tests of ``bots.slack.app``: settings, the replay guard, and serving without Slack."""
+"""Tests of ``bots.slack.app``: settings, and serving without Slack."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
-from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 
 from bots import web as web_module
 from bots.cli import cli
-from bots.slack.app import check_settings
-from bots.slack.records import ReplayGuard
+from bots.slack.settings import SlackSettings
 from bots.web import create_app
 from core.errors import ConfigurationError
 from core.settings import Settings
@@ -40,53 +38,9 @@ def test_the_signature_scheme_is_the_one_slack_sdk_verifies() -> None:
     assert SignatureVerifier(SECRET).is_valid("a=1", str(now), signed["X-Slack-Signature"])
 
 
-def test_the_guard_accepts_a_signed_request_once() -> None:
-    guard = ReplayGuard(SECRET)
-    now = int(time.time())
-
-    assert guard.refusal("a=1", headers("a=1", now)) is None
-    assert guard.refusal("a=1", headers("a=1", now)) == "replayed"
-    assert guard.refusal("a=1", headers("a=1", now - 1)) is None, "a retry is signed anew"
-
-
-@pytest.mark.parametrize(("sent", "why"), [
-    ({}, "unsigned"),
-    ({"X-Slack-Request-Timestamp": "12ab", "X-Slack-Signature": "v0=00"}, "unsigned"),
-    ({"X-Slack-Request-Timestamp": "1", "X-Slack-Signature": "v0=\u00e9"}, "unsigned"),
-    (headers("a=1", int(time.time()), "another-secret"), "bad_signature"),
-    (headers("a=2", int(time.time())), "bad_signature"),
-    (headers("a=1", int(time.time()) - 301), "bad_signature"),
-])
-def test_the_guard_names_why_it_refuses(sent: dict[str, str], why: str) -> None:
-    assert ReplayGuard(SECRET).refusal("a=1", sent) == why
-
-
-def test_the_guard_forgets_pairs_once_they_are_too_old_to_verify() -> None:
-    guard = ReplayGuard(SECRET, max_age_s=0)
-    old = int(time.time()) - 2
-    guard._seen.add(("1", "v0=old"))
-    guard._expiry.append((old, ("1", "v0=old")))
-
-    guard.refusal("a=1", headers("a=1", int(time.time())))
-
-    assert ("1", "v0=old") not in guard._seen
-
-
-def slack(**values: str) -> Settings:
-    secrets = {"slack_signing_secret", "slack_client_secret"}
-    return Settings(**{k: SecretStr(v) if k in secrets else v  # type: ignore[arg-type]
-                       for k, v in values.items()})
-
-
-def test_slack_is_on_with_all_three_settings_and_off_with_none() -> None:
-    assert check_settings(slack()) is False
-    assert check_settings(slack(slack_signing_secret="s", slack_client_id="1.2",
-                                slack_client_secret="c")) is True
-
-
 def test_partial_slack_settings_name_what_is_missing() -> None:
     with pytest.raises(ConfigurationError) as raised:
-        create_app(slack(slack_client_id="1.2"))
+        create_app(Settings(), slack=SlackSettings(client_id="1.2"))
     assert "TENANTRY_SLACK_SIGNING_SECRET" in str(raised.value)
     assert "TENANTRY_SLACK_CLIENT_SECRET" in str(raised.value)
     assert "TENANTRY_SLACK_CLIENT_ID" not in str(raised.value)

@@ -1,11 +1,11 @@
-"""Tests of ``bots.slack.answer`` that need no Slack: cutting an answer into stream pieces."""
+"""Tests of ``bots.slack.answer_message`` that need no Slack: cutting an answer into pieces."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bots.slack.answer import _pieces
+from bots.slack.answer_message import _pieces
 
 
 def test_a_short_answer_is_one_piece() -> None:
