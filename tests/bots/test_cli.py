@@ -42,7 +42,7 @@ def test_every_command_has_help(tenantry: CliRunner, path: tuple[str, ...]) -> N
 
 PLAN = ["plans", "create", "team", "--monthly-tokens", "100000",
         "--monthly-cost-microcents", "100000000", "--monthly-tool-calls", "100",
-        "--run-tokens", "400", "--run-tool-calls", "5", "--run-walltime-ms", "60000",
+        "--run-tokens", "1420", "--run-tool-calls", "5", "--run-walltime-ms", "60000",
         "--run-cost-microcents", "10000000", "--capability", "budget.status"]
 
 
@@ -56,7 +56,7 @@ def test_an_operator_creates_a_tenant_runs_halts_and_resumes(tenantry: CliRunner
                     "sandbox", "--role", "member", "Please check budget.status and summarise "
                     "our usage for the team in one short paragraph with the figures")
     assert result.exit_code == 0, result.output
-    assert "halted: ceiling tokens (limit 400" in result.output
+    assert "halted: ceiling tokens (limit 1420" in result.output
     run_id = re.search(r"tenantry runs resume (\S+)", result.output)
     assert run_id is not None
 

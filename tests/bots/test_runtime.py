@@ -17,7 +17,7 @@ async def test_the_embedded_store_gets_the_configured_cache_bound(
         for megabytes in (0, 3):
             settings = Settings(database_url=database_url, data_dir=tmp_path, model="sandbox",
                                 embedder="hashing", vector_cache_mb=megabytes)
-            async with open_vectors(settings, db) as store:
+            async with open_vectors(settings, db) as (store, _admin):
                 assert isinstance(store, EmbeddedVectorStore)
                 assert store.cache.stats().max_bytes == megabytes * 2**20
     finally:

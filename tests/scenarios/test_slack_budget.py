@@ -21,11 +21,11 @@ OWNER = SlackUser("U1OWN", is_admin=True, is_owner=True)
 
 
 async def halted(scenario: Scenario) -> tuple[Workspace, str, SlackMessage]:
-    """Ada's request, halted by a plan that allows no tool call per run."""
-    await scenario.tenant("acme", plan("tight", run_tool_calls=0,
-                                       capabilities=frozenset({"budget.status"})))
+    """Ada's request for two tools, halted by a plan that allows one tool call per run."""
+    await scenario.tenant("acme", plan("tight", run_tool_calls=1, capabilities=frozenset(
+        {"budget.status", "knowledge.search"})))
     t1 = await scenario.link_workspace("T1", "acme", users=[ADA, BOB, OWNER])
-    mention = await scenario.mention(t1, ADA.id, "check budget.status please")
+    mention = await scenario.mention(t1, ADA.id, "check budget.status and knowledge.search?")
     await scenario.idle()
     [answer] = thread(scenario.slack, t1.channel, mention)
     return t1, mention, answer
@@ -43,12 +43,14 @@ async def test_a_budget_halt_shows_its_figures_and_a_resume_button(scenario: Sce
 
     [run] = await runs_of(scenario, "acme")
     assert run.status == "halted"
-    assert "per-request tool-call limit (limit 0, used 0)" in answer.text
+    assert "per-request tool-call limit (limit 1, used 1)" in answer.text
     assert resume_value(answer) == run.id
     [context] = [b for b in answer.blocks if b["type"] == "context"]
     assert "ceiling `tool_calls`" in context["elements"][0]["text"]
     [halt] = await audit_events(scenario, "acme", events.RUN_HALTED)
-    assert halt.fields == {"ceiling": "tool_calls", "limit": 0, "used": 0}
+    assert (halt.fields["ceiling"], halt.fields["limit"], halt.fields["used"]) == (
+        "tool_calls", 1, 1)
+    assert halt.fields["tool_calls"] == 1 and halt.fields["cost_microcents"] > 0
 
 
 async def test_resume_pressed_by_another_member_is_refused(scenario: Scenario) -> None:
