@@ -292,12 +292,7 @@ async def runs_resume(run_id: str) -> None:
 
     async with open_runtime(root_settings()) as rt:
         tenant_id = await rt.db.run(find_run_tenant, run_id)
-        record = await rt.db.run(get_run, tenant_id, run_id)
-        grant = await rt.agent.open(
-            tenant_id=tenant_id, principal_id=record.principal_id,
-            principal_kind=record.principal_kind,  # type: ignore[arg-type]
-            initiator="user", run_id=run_id, correlation_id=record.correlation_id,
-        )
+        grant = await rt.agent.reopen(tenant_id, run_id)
         _print_outcome(await rt.agent.resume(grant))
 
 

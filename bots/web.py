@@ -49,19 +49,16 @@ async def resume_unfinished(runtime: Runtime, executor: Executor) -> int:
     """Hand every unfinished run back to the executor; the runtime's deliverers render them.
 
     ``queued``: acknowledged but parked at shutdown before it started; ``running``:
-    interrupted by a crash or cancelled at shutdown.
+    interrupted by a crash or cancelled at shutdown. A run another process holds (its
+    lease) is left to it; ``resume`` takes the lease, so of two processes restarting
+    at once one executes each run.
     """
     count = 0
     for record in await runtime.db.run(unfinished_runs):
-        async def job(record_id: str = record.id, tenant_id: str = record.tenant_id,
-                      principal: str = record.principal_id,
-                      kind: str = record.principal_kind) -> None:
+        async def job(record_id: str = record.id, tenant_id: str = record.tenant_id) -> None:
             try:
-                grant = await runtime.agent.open(
-                    tenant_id=tenant_id, principal_id=principal,
-                    principal_kind=kind,  # type: ignore[arg-type]
-                    run_id=record_id,
-                )
+                # As it was asked: the same principal, vouched roles and correlation id.
+                grant = await runtime.agent.reopen(tenant_id, record_id)
                 async with executor.slot(tenant_id):
                     outcome = await runtime.agent.resume(grant)
                 for deliver in runtime.deliverers:

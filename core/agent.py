@@ -17,10 +17,15 @@ What a run writes, and where:
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from pydantic_ai import Agent
 from pydantic_ai.messages import (
@@ -32,14 +37,14 @@ from pydantic_ai.messages import (
     ToolCallPart,
     UserPromptPart,
 )
-from pydantic_ai.models import ModelRequestParameters
 from pydantic_core import ValidationError
 
 from core import audit as events
+from core.allocation import Allocation, Wiring, allocate, first_call_refusal, unoffered_reason
 from core.audit import AuditLog
 from core.budget.account import RunAccount
 from core.budget.ledger import UsageSummary
-from core.budget.meter import MIN_OUTPUT_TOKENS, RunMeter
+from core.budget.meter import RunMeter
 from core.builder import RunGrant, build_context
 from core.checkpoints import HistoryEncoder, save_checkpoint
 from core.context import Initiator, PrincipalKind, TenantContext
@@ -56,21 +61,19 @@ from core.errors import (
 )
 from core.logs import bound, log
 from core.memory import conversation_window
-from core.metered_model import InputEstimate, MeteredModel
 from core.models import ModelFactory
-from core.prices import format_microcents, price_for
 from core.resources import ResourceLocator
 from core.run_records import Ending, finish_run, resume_run, start_run
-from core.runs import RunRecord, get_run
+from core.runs import Lease, claim_run, get_run, release_run
 from core.settings import Settings
-from core.tools import CapabilityRegistry, ToolBinding
+from core.tools import CapabilityRegistry
 from core.toolset import (
-    AuthorisedToolset,
-    MeteredToolset,
     ToolStarted,
     audit_refusal,
-    build_toolset,
 )
+
+LEASE_MARGIN_S = 60
+"""How much longer than its walltime ceiling a process holds a run it executes."""
 
 INSTRUCTIONS = (
     "You are Tenantry, an assistant working inside a customer's workspace. Use only the "
@@ -93,19 +96,6 @@ class RunOutcome:
     refused_tools: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass
-class _Allocation:
-    """One allocation of a run in progress: what ``_execute`` hands to ``_loop``."""
-
-    grant: RunGrant
-    model_id: str
-    salt: bytes
-    account: RunAccount
-    authorised: AuthorisedToolset
-    model: MeteredModel
-    started: float = field(default_factory=time.monotonic)
-
-
 class AgentService:
     """Executes runs for any transport: ``open`` a context, then ``start`` or ``resume``."""
 
@@ -123,6 +113,9 @@ class AgentService:
         self.audit = audit
         self.registry = registry or CapabilityRegistry()
         self.locator = ResourceLocator(db)
+        self.wiring = Wiring(self.registry, audit, self.locator, settings.default_max_tokens)
+        self.worker = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+        """Who holds the leases of the runs this service executes (``core.runs.Lease``)."""
         self._agent: Agent[TenantContext, str] = Agent(
             None, deps_type=TenantContext, output_type=str, instructions=INSTRUCTIONS, retries=3,
         )
@@ -161,6 +154,32 @@ class AgentService:
             })
             raise
 
+    async def reopen(self, tenant_id: str, run_id: str) -> RunGrant:
+        """A fresh allocation for an existing run, as it was asked: the same principal,
+        initiator, correlation id and vouched roles, with the tenant's policy of now.
+
+        Raises:
+            NotFound: the run does not exist in this tenant.
+            RunRefused: suspended tenant or spent allowance; audited.
+        """
+        record = await self.db.run(get_run, tenant_id, run_id)
+        return await self.open(
+            tenant_id=tenant_id, principal_id=record.principal_id,
+            principal_kind=cast(PrincipalKind, record.principal_kind),
+            initiator=cast(Initiator, record.initiator), correlation_id=record.correlation_id,
+            extra_roles=record.granted_roles, run_id=run_id,
+        )
+
+    async def claim(self, grant: RunGrant) -> bool:
+        """Lease an unfinished run to this service before resuming it; ``False`` if another
+        process (or an earlier press of a button here) holds it."""
+        return await self.db.run(claim_run, grant.ctx, self._lease(grant))
+
+    def _lease(self, grant: RunGrant) -> Lease:
+        """A lease that outlives the allocation: its walltime ceiling, plus a margin."""
+        seconds = grant.ctx.budget.walltime_ceiling_ms / 1000 + LEASE_MARGIN_S
+        return Lease(self.worker, datetime.now(UTC) + timedelta(seconds=seconds))
+
     async def start(
         self,
         grant: RunGrant,
@@ -187,12 +206,21 @@ class AgentService:
         model_id = self.models.check(model or self.settings.model)
         if conversation_id is not None and not history:
             history = await self._history(grant, conversation_id)
-        await self._admit(grant, model_id, [
-            *history, ModelRequest(parts=[UserPromptPart(prompt)], instructions=INSTRUCTIONS)])
+        first = [*history,
+                 ModelRequest(parts=[UserPromptPart(prompt)], instructions=INSTRUCTIONS)]
+        refused = first_call_refusal(self.registry, grant, model_id, first)
+        if refused is not None:
+            await self.audit.record(grant.ctx.tenant_id, events.RUN_REFUSED, {
+                "principal": grant.ctx.principal_id, "reason": refused.reason,
+                "correlation_id": grant.ctx.audit.correlation_id,
+            })
+            raise refused
         salt = await self.db.run(start_run, grant.ctx, self.audit, prompt=prompt,
-                                 model=model_id, conversation_id=conversation_id)
-        allocation = self._allocate(grant, model_id, salt, RunAccount(
-            self.db, grant.ctx, RunMeter(grant.ctx), grant.plan, grant.period), on_tool)
+                                 model=model_id, conversation_id=conversation_id,
+                                 roles=grant.extra_roles, lease=self._lease(grant))
+        allocation = allocate(self.wiring, grant, self.models.get(model_id), model_id, salt,
+                              RunAccount(self.db, grant.ctx, RunMeter(grant.ctx), grant.plan,
+                                         grant.period), on_tool)
         return await self._execute(allocation, prompt, list(history), HistoryEncoder())
 
     async def resume(self, grant: RunGrant, *, on_tool: ToolStarted | None = None) -> RunOutcome:
@@ -206,13 +234,14 @@ class AgentService:
         Raises:
             NotFound: the run does not exist in this tenant.
             CheckpointError: its checkpoint is another tenant's or corrupt.
-            Conflict: the run already ended.
+            Conflict: the run already ended, or another process holds its lease.
         """
-        resumed = await self.db.run(resume_run, grant.ctx, self.audit)
+        resumed = await self.db.run(resume_run, grant.ctx, self.audit, self._lease(grant))
         record, checkpoint = resumed.record, resumed.checkpoint
         account = RunAccount(self.db, grant.ctx, RunMeter(grant.ctx), grant.plan, grant.period,
                              resumed.replay)
-        allocation = self._allocate(grant, record.model, resumed.salt, account, on_tool)
+        allocation = allocate(self.wiring, grant, self.models.get(record.model), record.model,
+                              resumed.salt, account, on_tool)
         if checkpoint is None:
             history = ([] if record.conversation_id is None
                        else await self._history(grant, record.conversation_id))
@@ -224,52 +253,7 @@ class AgentService:
         encoder = HistoryEncoder(messages[:checkpoint.settled], checkpoint.segments)
         return await self._execute(allocation, None, messages, encoder)
 
-    def _bindings(self, grant: RunGrant) -> list[ToolBinding]:
-        """The run's tools; none when its budget cannot pay a single tool call."""
-        if grant.ctx.budget.tool_call_ceiling == 0:
-            return []
-        return self.registry.resolve(grant.ctx)
-
-    async def _admit(self, grant: RunGrant, model_id: str, first: list[ModelMessage]) -> None:
-        """Refuse, audited, a run whose budget cannot pay for its first model call."""
-        tools = build_toolset(self._bindings(grant)).tools.values()
-        estimate = InputEstimate().of(
-            first, ModelRequestParameters(function_tools=[tool.tool_def for tool in tools]))
-        price, budget = price_for(model_id), grant.ctx.budget
-        tokens = estimate + MIN_OUTPUT_TOKENS
-        cost = price.input_bound(estimate) + price.cost(input_tokens=0,
-                                                        output_tokens=MIN_OUTPUT_TOKENS)
-        if budget.token_ceiling >= tokens and budget.cost_ceiling_microcents >= cost:
-            return
-        plan = grant.plan
-        monthly = (budget.token_ceiling < plan.run_tokens
-                   or budget.cost_ceiling_microcents < plan.run_cost_microcents)
-        reason = "allowance_exhausted" if monthly else "run_ceiling_too_small"
-        refused = RunRefused(reason, (
-            f"the first model call of this run needs up to {tokens} tokens and "
-            f"{format_microcents(cost)}; the run may spend {budget.token_ceiling} tokens and "
-            f"{format_microcents(budget.cost_ceiling_microcents)}"
-            + (" (what is left of the month)" if monthly else " (the plan's per-run ceiling)")))
-        await self.audit.record(grant.ctx.tenant_id, events.RUN_REFUSED, {
-            "principal": grant.ctx.principal_id, "reason": reason,
-            "correlation_id": grant.ctx.audit.correlation_id,
-        })
-        raise refused
-
-    def _allocate(self, grant: RunGrant, model_id: str, salt: bytes, account: RunAccount,
-                  on_tool: ToolStarted | None) -> _Allocation:
-        """The run's account, its two tool wrappers and its metered model."""
-        bindings = self._bindings(grant)
-        by_name = {b.name: b for b in bindings}
-        metered = MeteredToolset(build_toolset(bindings), by_name, account, self.audit, salt,
-                                 on_start=on_tool)
-        authorised = AuthorisedToolset(metered, by_name, grant.plan.capabilities,
-                                       grant.authorizer, self.locator, self.audit, salt)
-        model = MeteredModel(self.models.get(model_id), account, price_for(model_id),
-                             self.settings.default_max_tokens)
-        return _Allocation(grant, model_id, salt, account, authorised, model)
-
-    async def _execute(self, run: _Allocation, prompt: str | None,
+    async def _execute(self, run: Allocation, prompt: str | None,
                        history: list[ModelMessage], encoder: HistoryEncoder) -> RunOutcome:
         """One allocation of the run, from its first call to its closing transaction."""
         ctx = run.grant.ctx
@@ -292,6 +276,10 @@ class AgentService:
             except Exception as exc:
                 log.exception("run failed unexpectedly")
                 ending = Ending("failed", error=f"{type(exc).__name__}: {exc}")
+            except asyncio.CancelledError:
+                # Stopped for later (a shutdown): the run stays where it is, free to resume.
+                await asyncio.shield(self.db.run(release_run, ctx, self.worker))
+                raise
             else:
                 ending = Ending("completed", answer=answer)
             ending.refused = tuple(run.authorised.refused)
@@ -303,7 +291,7 @@ class AgentService:
             usage=usage, refused_tools=ending.refused,
         )
 
-    async def _loop(self, run: _Allocation, prompt: str | None, history: list[ModelMessage],
+    async def _loop(self, run: Allocation, prompt: str | None, history: list[ModelMessage],
                     encoder: HistoryEncoder) -> str:
         """Step through the run, writing a checkpoint after every response that calls tools."""
         ctx, meter = run.grant.ctx, run.account.meter
@@ -334,21 +322,14 @@ class AgentService:
             assert agent_run.result is not None
             return agent_run.result.output
 
-    async def _refuse_unresolved(self, run: _Allocation, part: ToolCallPart) -> None:
+    async def _refuse_unresolved(self, run: Allocation, part: ToolCallPart) -> None:
         """A call to a tool this run never offered: audit it, and say why it was not offered.
 
         pydantic-ai answers the model itself ("unknown tool"), and the run goes on.
         """
         capability = part.tool_name.replace("__", ".")
         grant = run.grant
-        if capability not in self.registry:
-            reason = "not_resolved"
-        elif capability not in grant.plan.capabilities:
-            reason = "not_licensed"
-        elif capability not in grant.ctx.scope:
-            reason = "forbidden"
-        else:
-            reason = "not_resolved"
+        reason = unoffered_reason(self.registry, grant, capability)
         refusal = ToolRefused(capability, reason, f"{capability!r} was not offered to this run")
         run.authorised.refused.append((capability, reason))
         await audit_refusal(self.audit, grant.ctx, refusal, part.args_as_dict(), run.salt)
@@ -362,7 +343,3 @@ class AgentService:
             else ModelResponse(parts=[TextPart(turn.text)])
             for turn in turns
         ]
-
-    async def get(self, grant: RunGrant, run_id: str) -> RunRecord:
-        """A run of the grant's tenant."""
-        return await self.db.run(get_run, grant.ctx.tenant_id, run_id)

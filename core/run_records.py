@@ -9,6 +9,7 @@ conversation, and records ``run.completed`` or ``run.halted``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,16 @@ from core.checkpoints import Checkpoint, load_checkpoint
 from core.context import TenantContext
 from core.errors import Conflict
 from core.memory import append_turn
-from core.runs import FINAL_STATUSES, RunRecord, RunStatus, create_run, get_run, update_run
+from core.runs import (
+    FINAL_STATUSES,
+    Lease,
+    RunRecord,
+    RunStatus,
+    claim_run,
+    create_run,
+    get_run,
+    update_run,
+)
 from core.toolset import recorded_effects
 
 
@@ -38,9 +48,10 @@ def _started(ctx: TenantContext, model: str) -> dict[str, Any]:
 
 
 def start_run(conn: Connection, ctx: TenantContext, audit: AuditLog, *, prompt: str, model: str,
-              conversation_id: str | None) -> bytes:
-    """Record a new run and ``run.started``; the tenant's digest salt for the run."""
-    create_run(conn, ctx, prompt=prompt, model=model, conversation_id=conversation_id)
+              conversation_id: str | None, roles: Iterable[str], lease: Lease) -> bytes:
+    """Record a new run, leased to this process, and ``run.started``; the tenant's salt."""
+    create_run(conn, ctx, prompt=prompt, model=model, conversation_id=conversation_id,
+               granted_roles=roles, lease=lease)
     tenant_salt = salt(conn, ctx.tenant_id)
     audit.append(conn, ctx.tenant_id, events.RUN_STARTED, _started(ctx, model) | {
         "prompt_digest": digest_with(tenant_salt, prompt), "scope": sorted(ctx.scope),
@@ -58,8 +69,8 @@ class Resumed:
     salt: bytes
 
 
-def resume_run(conn: Connection, ctx: TenantContext, audit: AuditLog) -> Resumed:
-    """Take up an unfinished run again: ``running``, orphans closed, ``run.started``.
+def resume_run(conn: Connection, ctx: TenantContext, audit: AuditLog, lease: Lease) -> Resumed:
+    """Take up an unfinished run again: leased, ``running``, orphans closed, ``run.started``.
 
     A ``queued`` run (recorded, never started) starts here for the first time and is
     audited as started, not as a second attempt.
@@ -67,11 +78,13 @@ def resume_run(conn: Connection, ctx: TenantContext, audit: AuditLog) -> Resumed
     Raises:
         NotFound: the run does not exist in this tenant.
         CheckpointError: its checkpoint is another tenant's or corrupt.
-        Conflict: the run already ended.
+        Conflict: the run already ended, or another process holds its lease.
     """
     record = get_run(conn, ctx.tenant_id, ctx.run_id)
     if record.status in FINAL_STATUSES:
         raise Conflict(f"run {ctx.run_id} is {record.status}; only unfinished runs resume")
+    if not claim_run(conn, ctx, lease, or_mine=True):
+        raise Conflict(f"run {ctx.run_id} is being executed elsewhere; it was not resumed")
     checkpoint = load_checkpoint(conn, ctx, ctx.run_id)
     first = record.status == "queued"
     update_run(conn, ctx, status="running", new_attempt=not first)
@@ -119,7 +132,7 @@ def finish_run(conn: Connection, ctx: TenantContext, audit: AuditLog, ending: En
     update_run(conn, ctx, status=ending.status, answer=ending.answer, detail=detail, totals={
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
         "tool_calls": usage.tool_calls, "cost_microcents": usage.cost_microcents,
-    })
+    }, release=True)
     fields: dict[str, Any] = {
         "outcome": ending.status,
         "tokens_in": usage.input_tokens,

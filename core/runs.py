@@ -9,12 +9,13 @@ transaction (``Database.run``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.engine import Connection
 
 from core.context import TenantContext
@@ -48,6 +49,16 @@ class RunRecord:
     cost_microcents: int
     attempts: int
     created_at: datetime
+    granted_roles: tuple[str, ...] = ()
+    """Roles the platform vouched for when the run was asked, kept for its resumes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who may execute a run, and until when: taken before a process executes it."""
+
+    owner: str
+    expires_at: datetime
 
 
 def _record(row: Any) -> RunRecord:
@@ -70,6 +81,7 @@ def _record(row: Any) -> RunRecord:
         cost_microcents=int(row.cost_microcents),
         attempts=int(row.attempts),
         created_at=row.created_at,
+        granted_roles=tuple(row.granted_roles or ()),
     )
 
 
@@ -82,8 +94,10 @@ def create_run(
     status: RunStatus = "running",
     conversation_id: str | None = None,
     detail: dict[str, Any] | None = None,
+    granted_roles: Iterable[str] = (),
+    lease: Lease | None = None,
 ) -> RunRecord:
-    """Record a new run of the context's tenant."""
+    """Record a new run of the context's tenant, leased to ``lease`` if it starts now."""
     now = datetime.now(UTC)
     row: dict[str, Any] = {
         "id": ctx.run_id, "tenant_id": ctx.tenant_id, "principal_id": ctx.principal_id,
@@ -92,6 +106,9 @@ def create_run(
         "model": model, "prompt": prompt, "status": status, "answer": None,
         "detail": detail or {}, "input_tokens": 0, "output_tokens": 0, "tool_calls": 0,
         "cost_microcents": 0, "attempts": 1, "created_at": now, "updated_at": now,
+        "granted_roles": sorted(granted_roles),
+        "lease_owner": lease.owner if lease else None,
+        "lease_expires_at": lease.expires_at if lease else None,
     }
     conn.execute(runs.insert().values(row))
     return _record(SimpleNamespace(**row))
@@ -131,8 +148,9 @@ def recent_runs(conn: Connection, tenant_id: str, limit: int = 20,
 
 @reads
 def unfinished_runs(conn: Connection, tenant_id: str | None = None) -> list[RunRecord]:
-    """Runs left ``queued`` or ``running``: a crash or a shutdown interrupted them."""
-    query = select(runs).where(runs.c.status.in_(("queued", "running")))
+    """Runs left ``queued`` or ``running`` that nobody holds a lease on: a crash or a
+    shutdown interrupted them."""
+    query = select(runs).where(runs.c.status.in_(("queued", "running")), _lease_free())
     if tenant_id is not None:
         query = query.where(runs.c.tenant_id == tenant_id)
     return [_record(row) for row in conn.execute(query.order_by(runs.c.id))]
@@ -147,8 +165,9 @@ def update_run(
     detail: dict[str, Any] | None = None,
     totals: dict[str, int] | None = None,
     new_attempt: bool = False,
+    release: bool = False,
 ) -> None:
-    """Move the run to ``status``, with its outcome."""
+    """Move the run to ``status``, with its outcome; ``release`` ends its lease."""
     values: dict[str, Any] = {"status": status, "updated_at": datetime.now(UTC)}
     if answer is not None:
         values["answer"] = answer
@@ -158,6 +177,8 @@ def update_run(
         values.update(totals)
     if new_attempt:
         values["attempts"] = runs.c.attempts + 1
+    if release:
+        values |= {"lease_owner": None, "lease_expires_at": None}
     conn.execute(
         update(runs)
         .where(runs.c.tenant_id == ctx.tenant_id, runs.c.id == ctx.run_id)
@@ -165,16 +186,32 @@ def update_run(
     )
 
 
-def claim_resume(conn: Connection, ctx: TenantContext) -> bool:
-    """Move a halted run to ``running``; ``False`` if someone else resumed it first.
+def _lease_free() -> ColumnElement[bool]:
+    return or_(runs.c.lease_owner.is_(None), runs.c.lease_expires_at < datetime.now(UTC))
 
-    One conditional UPDATE, so two presses of a Resume button (in one process or
-    several) resume the run once.
+
+def claim_run(conn: Connection, ctx: TenantContext, lease: Lease, *,
+              or_mine: bool = False) -> bool:
+    """Lease an unfinished run to ``lease.owner``; ``False`` if someone holds it.
+
+    One conditional UPDATE, so of two processes (or two presses of a Resume button)
+    one gets the run. ``or_mine`` also accepts a lease the owner already holds.
     """
+    free = or_(_lease_free(), runs.c.lease_owner == lease.owner) if or_mine else _lease_free()
     claimed = conn.execute(
         update(runs)
         .where(runs.c.tenant_id == ctx.tenant_id, runs.c.id == ctx.run_id,
-               runs.c.status == "halted")
-        .values(status="running", updated_at=datetime.now(UTC))
+               runs.c.status.not_in(FINAL_STATUSES), free)
+        .values(lease_owner=lease.owner, lease_expires_at=lease.expires_at)
     )
     return claimed.rowcount == 1
+
+
+def release_run(conn: Connection, ctx: TenantContext, owner: str) -> None:
+    """Give up ``owner``'s lease on the run (it finished, or was stopped for later)."""
+    conn.execute(
+        update(runs)
+        .where(runs.c.tenant_id == ctx.tenant_id, runs.c.id == ctx.run_id,
+               runs.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )

@@ -36,6 +36,9 @@ PLAN_LIMITS = (
 )
 
 
+DEFAULT_RETENTION_DAYS = 90
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What a tenant has bought: a monthly allowance, per-run ceilings, capabilities."""
@@ -49,10 +52,12 @@ class Plan:
     run_walltime_ms: int
     run_cost_microcents: int
     capabilities: frozenset[str] = field(default_factory=frozenset)
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    """How long run transcripts and conversation turns are kept."""
 
     def __post_init__(self) -> None:
         check_id("plan", self.id)
-        for name in PLAN_LIMITS:
+        for name in (*PLAN_LIMITS, "retention_days"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidInput(f"plan {name} must be a non-negative integer, got {value!r}")
@@ -97,6 +102,7 @@ def _plan(row: Any) -> Plan:
     return Plan(
         id=row.id,
         capabilities=frozenset(row.capabilities),
+        retention_days=int(row.retention_days),
         **{name: int(getattr(row, name)) for name in PLAN_LIMITS},
     )
 
@@ -112,7 +118,8 @@ def create_plan(conn: Connection, plan: Plan) -> Plan:
     try:
         conn.execute(plans.insert().values(
             id=plan.id, capabilities=sorted(plan.capabilities), created_at=now,
-            updated_at=now, **{name: getattr(plan, name) for name in PLAN_LIMITS},
+            updated_at=now, retention_days=plan.retention_days,
+            **{name: getattr(plan, name) for name in PLAN_LIMITS},
         ))
     except IntegrityError:
         raise Conflict(f"plan {plan.id!r} exists already") from None
@@ -140,8 +147,9 @@ def update_plan(
     *,
     limits: Mapping[str, int] | None = None,
     capabilities: Sequence[str] | None = None,
+    retention_days: int | None = None,
 ) -> Plan:
-    """Change a plan's limits or capabilities; the change applies to the next run."""
+    """Change a plan's limits, capabilities or retention; it applies to the next run."""
     current = get_plan(conn, plan_id)
     for name in limits or {}:
         if name not in PLAN_LIMITS:
@@ -149,11 +157,13 @@ def update_plan(
     new = Plan(
         id=plan_id,
         capabilities=current.capabilities if capabilities is None else frozenset(capabilities),
+        retention_days=current.retention_days if retention_days is None else retention_days,
         **({name: getattr(current, name) for name in PLAN_LIMITS} | dict(limits or {})),
     )
     conn.execute(
         update(plans).where(plans.c.id == plan_id).values(
             updated_at=datetime.now(UTC), capabilities=sorted(new.capabilities),
+            retention_days=new.retention_days,
             **{name: getattr(new, name) for name in PLAN_LIMITS},
         )
     )

@@ -37,7 +37,7 @@ from core.authz import roles_of
 from core.builder import RunGrant
 from core.errors import Conflict, NotFound, RunRefused
 from core.logs import log
-from core.runs import claim_resume, create_run, get_run
+from core.runs import create_run, get_run
 from installs.links import Link, resolve
 from installs.principals import roles_from_slack, slack_principal
 
@@ -202,8 +202,9 @@ class SlackAnswers:
     async def _queue(self, request: Request, accepted: Accepted) -> None:
         agent = self.runtime.agent
         await self.runtime.db.run(create_run, accepted.grant.ctx, prompt=request.prompt,
-                                model=agent.models.check(self.runtime.settings.model),
-                                status="queued", conversation_id=accepted.conversation)
+                                  model=agent.models.check(self.runtime.settings.model),
+                                  status="queued", conversation_id=accepted.conversation,
+                                  granted_roles=accepted.grant.extra_roles)
         log.info("slack request queued for the next start", run_id=accepted.grant.ctx.run_id,
                  tenant_id=accepted.grant.ctx.tenant_id)
 
@@ -311,14 +312,11 @@ class SlackAnswers:
             await client.chat_postEphemeral(channel=channel, user=origin.user_id,
                                             text=render.resume_denied())
             return
-        # The resumed run acts with its own principal's rights, not the presser's.
-        owner_roles = served.roles if own else await self._roles(client, message.user_id)
+        # The resumed run acts as it was asked: its own principal, with the roles Slack
+        # vouched for then, never the presser's.
         try:
-            grant = await self.runtime.agent.open(
-                tenant_id=link.tenant_id, principal_id=record.principal_id,
-                extra_roles=owner_roles, correlation_id=f"resume:{run_id}", run_id=run_id,
-            )
-            if not await self.runtime.db.run(claim_resume, grant.ctx):
+            grant = await self.runtime.agent.reopen(link.tenant_id, run_id)
+            if not await self.runtime.agent.claim(grant):
                 raise Conflict("already resumed")
         except (RunRefused, Conflict, NotFound) as exc:
             log.info("resume not started", run_id=run_id, reason=str(exc))

@@ -51,6 +51,7 @@ plans = Table(
     Column("capabilities", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("retention_days", Integer, nullable=False, server_default="90"),
     CheckConstraint(
         "monthly_tokens >= 0 AND monthly_cost_microcents >= 0 AND monthly_tool_calls >= 0"
         " AND run_tokens >= 0 AND run_tool_calls >= 0 AND run_walltime_ms >= 0"
@@ -134,6 +135,9 @@ runs = Table(
     Column("attempts", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("granted_roles", JSON, nullable=False, server_default="[]"),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", UTCDateTime),
     CheckConstraint(
         "status IN ('queued', 'running', 'halted', 'completed', 'failed', 'refused')",
         name="status",

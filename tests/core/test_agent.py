@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,12 +20,12 @@ from core.builder import build_context
 from core.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from core.context import TenantContext
 from core.db.engine import Database
-from core.db.schema import checkpoint_segments, checkpoints, usage_ledger
-from core.errors import CheckpointError, ConfigurationError, NotFound, RunRefused
+from core.db.schema import checkpoint_segments, checkpoints, runs, usage_ledger
+from core.errors import CheckpointError, ConfigurationError, Conflict, NotFound, RunRefused
 from core.memory import append_turn
 from core.models import ModelFactory
 from core.run_records import finish_run
-from core.runs import create_run, get_run
+from core.runs import Lease, claim_run, create_run, get_run, unfinished_runs
 from core.settings import Settings
 from core.tenants import set_status
 from core.tools import CapabilityRegistry, ToolBinding, idempotency_key
@@ -451,3 +453,87 @@ async def test_a_halted_run_records_the_same_totals_as_a_completed_one(
     assert halted.usage.tool_calls == 1 and halted.usage.cost_microcents > 0
     assert event.fields["walltime_ms"] >= 0 and event.fields["outcome"] == "halted"
     assert (event.fields["ceiling"], event.fields["limit"]) == ("tool_calls", 1)
+
+
+async def test_a_resumed_run_keeps_its_vouched_roles_and_correlation_id(
+        db: Database, settings: Settings) -> None:
+    """Roles vouched for one run (a Slack admin's flags, ``run --role``) outlive a crash."""
+    await tenant_on(db, "acme", plan())
+    counter = CounterCapability()
+    svc = service(db, settings, counter, CrashPoints(at="model2:before"))
+    try:
+        grant = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"},
+                               correlation_id="slack:Ev123")
+        with pytest.raises((Crash, BaseExceptionGroup)):
+            await svc.start(grant, "bump it", model="sandbox")
+        again = await svc.reopen("acme", grant.ctx.run_id)
+        assert again.extra_roles == {"member"}
+        assert again.ctx.audit.correlation_id == "slack:Ev123"
+        assert "counter.bump" in again.ctx.scope, "alice holds no stored role: only the vouched one"
+        outcome = await svc.resume(again)
+    finally:
+        await svc.db.dispose()
+    assert outcome.status == "completed" and outcome.refused_tools == ()
+    assert counter.executions == {"acme": 11}
+    started = await db.run(recent_events, "acme", events=[RUN_STARTED])
+    assert {e.fields["correlation_id"] for e in started} == {"slack:Ev123"}
+
+
+async def test_two_services_resuming_the_same_runs_execute_each_once(
+        db: Database, settings: Settings) -> None:
+    """Two processes (two engines, two services) restarting at once share the work."""
+    await tenant_on(db, "acme", plan())
+    counter = CounterCapability()
+    first = service(db, settings, counter)
+    queued = []
+    for _ in range(6):
+        grant = await first.open(tenant_id="acme", principal_id="alice", extra_roles={"member"})
+        await db.run(create_run, grant.ctx, prompt="bump it", model="sandbox", status="queued",
+                     granted_roles=["member"])
+        queued.append(grant.ctx.run_id)
+    other_db = Database(db.url)
+    second = AgentService(other_db, settings, ScriptedModels(settings, two_bumps),
+                          audit_log(other_db), CapabilityRegistry([counter]))
+
+    async def resume_all(svc: AgentService) -> list[str]:
+        done = []
+        for record in await svc.db.run(unfinished_runs):
+            try:
+                outcome = await svc.resume(await svc.reopen(record.tenant_id, record.id))
+            except Conflict:
+                continue
+            done.append(outcome.run_id)
+        return done
+
+    try:
+        mine, theirs = await asyncio.gather(resume_all(first), resume_all(second))
+    finally:
+        await other_db.dispose()
+    assert sorted(mine + theirs) == sorted(queued), "every run executed, and once"
+    assert counter.executions == {"acme": 11 * 6}
+    for run_id in queued:
+        record = await db.run(get_run, "acme", run_id)
+        assert (record.status, record.attempts) == ("completed", 1)
+
+
+async def test_a_run_held_by_another_process_is_not_resumed_until_its_lease_ends(
+        db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan(run_walltime_ms=60_000))
+    svc = service(db, settings, CounterCapability())
+    grant = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"})
+    await db.run(create_run, grant.ctx, prompt="bump it", model="sandbox", status="queued")
+    elsewhere = Lease("other-host:1:abcd", datetime.now(UTC) + timedelta(minutes=5))
+    assert await db.run(claim_run, grant.ctx, elsewhere)
+    assert not await svc.claim(grant), "held by another process"
+    assert await db.run(unfinished_runs) == []
+    with pytest.raises(Conflict, match="executed elsewhere"):
+        await svc.resume(grant)
+    expired = Lease("other-host:1:abcd", datetime.now(UTC) - timedelta(seconds=1))
+    await db.run(lambda conn: update_lease(conn, grant.ctx.run_id, expired))
+    assert [r.id for r in await db.run(unfinished_runs)] == [grant.ctx.run_id]
+    assert (await svc.resume(grant)).status == "completed"
+
+
+def update_lease(conn: Any, run_id: str, lease: Lease) -> None:
+    conn.execute(update(runs).where(runs.c.id == run_id).values(
+        lease_owner=lease.owner, lease_expires_at=lease.expires_at))

@@ -22,7 +22,6 @@ from core.db.engine import Database
 from core.db.migrate import alembic_config, upgrade
 from core.db.schema import tenants as tenant_table
 from core.errors import InvalidInput, NotFound, ToolRefused
-from core.tenants import create_plan
 from tests.support.databases import execute, fetch_value
 from tests.support.tenancy import plan, tenant_on
 
@@ -217,9 +216,13 @@ async def test_the_migration_seeds_tenants_that_existed_before_it(tmp_path: Path
         authz_script = ScriptDirectory.from_config(alembic_config()).get_revision("0004")
         assert authz_script is not None and isinstance(authz_script.down_revision, str)
         await upgrade(db, authz_script.down_revision)
-        await db.run(create_plan, plan())
         now = datetime.now(UTC)
-        # Written as a tenant of that schema revision was: no policy table yet.
+        # Written as a plan and a tenant of that schema revision were: no policy table yet.
+        await execute(db, text(
+            "INSERT INTO plans (id, monthly_tokens, monthly_cost_microcents, monthly_tool_calls,"
+            " run_tokens, run_tool_calls, run_walltime_ms, run_cost_microcents, capabilities,"
+            " created_at, updated_at) VALUES ('team', 1, 1, 1, 1, 1, 1, 1, '[]', :now, :now)"
+        ).bindparams(now=now))
         await execute(db, tenant_table.insert().values(
             id="early", name="Early", plan_id="team", status="active", time_zone="UTC",
             features={}, created_at=now, updated_at=now))
