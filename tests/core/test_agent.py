@@ -3,8 +3,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
+import sys
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +24,7 @@ from core.builder import build_context
 from core.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from core.context import TenantContext
 from core.db.engine import Database
-from core.db.schema import checkpoint_segments, checkpoints, runs, usage_ledger
+from core.db.schema import checkpoint_segments, checkpoints, runs, tool_effects, usage_ledger
 from core.errors import CheckpointError, ConfigurationError, Conflict, NotFound, RunRefused
 from core.memory import append_turn
 from core.models import ModelFactory
@@ -31,7 +35,7 @@ from core.tenants import set_status
 from core.tools import CapabilityRegistry, ToolBinding, idempotency_key
 from core.toolset import record_tool_call
 from tests.support.auditing import audit_log
-from tests.support.databases import fetch_value
+from tests.support.databases import fetch_all, fetch_value
 from tests.support.scripted import (
     Crash,
     CrashingDatabase,
@@ -42,6 +46,7 @@ from tests.support.scripted import (
 )
 from tests.support.tenancy import CounterCapability, plan, tenant_on
 
+ROOT = Path(__file__).resolve().parents[2]
 
 def service(db: Database, settings: Settings, counter: CounterCapability,
             points: CrashPoints | None = None) -> AgentService:
@@ -537,3 +542,39 @@ async def test_a_run_held_by_another_process_is_not_resumed_until_its_lease_ends
 def update_lease(conn: Any, run_id: str, lease: Lease) -> None:
     conn.execute(update(runs).where(runs.c.id == run_id).values(
         lease_owner=lease.owner, lease_expires_at=lease.expires_at))
+
+
+async def test_two_processes_restarting_at_once_execute_each_run_once(
+        db: Database, settings: Settings, tmp_path: Path) -> None:
+    await tenant_on(db, "acme", plan())
+    svc = service(db, settings, CounterCapability())
+    queued = set()
+    for _ in range(8):
+        grant = await svc.open(tenant_id="acme", principal_id="alice", extra_roles={"member"})
+        await db.run(create_run, grant.ctx, prompt="bump it", model="sandbox", status="queued",
+                     granted_roles=["member"])
+        queued.add(grant.ctx.run_id)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.support.restart", db.url, str(tmp_path), cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    waiting = [asyncio.create_task(p.communicate()) for p in procs]
+
+    def ready() -> int:
+        return len(list(tmp_path.glob("ready-*")))
+
+    for _ in range(3000):  # both have read the unfinished runs: resume at once
+        if await asyncio.to_thread(ready) == 2 or any(t.done() for t in waiting):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.to_thread((tmp_path / "go").touch)
+    results = [await t for t in waiting]
+    assert all(p.returncode == 0 for p in procs), [r[1][-2000:] for r in results]
+    executed = [set(out.decode().split()) for out, _err in results]
+    assert executed[0] | executed[1] == queued
+    assert not executed[0] & executed[1], "a run was executed by both processes"
+    effects = await fetch_all(db, select(tool_effects.c.run_id))
+    assert Counter(r.run_id for r in effects) == dict.fromkeys(queued, 2), (
+        "each run made its two tool calls, once")
