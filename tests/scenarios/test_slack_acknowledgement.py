@@ -96,8 +96,8 @@ async def test_a_request_still_queued_at_shutdown_is_answered_after_the_restart(
     # After the restart the run acts with the roles Slack vouched for when it was asked:
     # its tools are allowed, and it keeps the request's correlation id.
     assert "knowledge.search:" in answer.text and "refused_tools" not in run.detail
-    assert run.correlation_id == queued.correlation_id is not None
-    assert run.correlation_id.startswith("command:")
+    assert run.correlation_id is not None and run.correlation_id.startswith("command:")
+    assert run.correlation_id == queued.correlation_id
 
 
 async def test_a_run_waiting_for_its_tenants_slot_at_shutdown_is_kept_as_queued(

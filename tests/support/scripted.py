@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
@@ -93,7 +93,8 @@ class ScriptedModels(ModelFactory):
     """A model factory that serves one function model under every model id."""
 
     def __init__(self, settings: Settings,
-                 function: Callable[[list[ModelMessage], AgentInfo], ModelResponse],
+                 function: Callable[[list[ModelMessage], AgentInfo],
+                                    ModelResponse | Awaitable[ModelResponse]],
                  wrap: Callable[[Model], Model] | None = None) -> None:
         super().__init__(settings)
         self.function = function
