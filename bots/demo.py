@@ -92,20 +92,30 @@ async def _ask(rt: Runtime, t: Transcript, tenant: str, principal: str, prompt: 
 
 async def _demo(rt: Runtime) -> Transcript:
     t = Transcript()
+    await _seed(rt, t)
+    acme = await _acme_stays_in_its_lane(rt, t)
+    globex = await _globex_halts_and_resumes(rt, t)
+    await _suspension_refuses_runs(rt, t)
+    await _audit_and_bill(rt, t, {"acme": acme, "globex": globex})
+    return t
+
+
+async def _seed(rt: Runtime, t: Transcript) -> None:
     for plan in PLANS:
         await rt.db.run(create_plan, plan)
     await rt.db.run(create_tenant, tenant_id="acme", name="Acme Corp", plan_id="business")
     await rt.db.run(create_tenant, tenant_id="globex", name="Globex", plan_id="starter",
-                        time_zone="Europe/Berlin")
+                    time_zone="Europe/Berlin")
     await rt.db.run(grant_role, "acme", "alice", "admin")
     await rt.db.run(grant_role, "globex", "bob", "member")
-
     for tenant_id, (source, text) in DOCUMENTS.items():
         grant = await rt.agent.open(tenant_id=tenant_id, principal_id="operator",
                                     principal_kind="service")
         chunks = await rt.knowledge.add(grant.ctx, source, text)
         t.say(tenant_id, f"ingested {source}: {chunks} chunks")
 
+
+async def _acme_stays_in_its_lane(rt: Runtime, t: Transcript) -> list[RunOutcome]:
     acme = await _ask(rt, t, "acme", "alice", "How much have we used? Check budget.status")
     t.check("acme run completed", acme.status == "completed")
     grounded = await _ask(rt, t, "acme", "alice", "What is the refund policy for rockets?")
@@ -116,11 +126,14 @@ async def _demo(rt: Runtime) -> Transcript:
     t.check("acme cannot find globex's documents",
             "doomsday" not in (probe.answer or "").lower().replace(
                 "show me the globex runbook about the doomsday device", ""))
+    return [acme, grounded, probe]
+
+
+async def _globex_halts_and_resumes(rt: Runtime, t: Transcript) -> list[RunOutcome]:
     refused = await _ask(rt, t, "globex", "bob", "Please list audit.recent events")
     t.check("an unlicensed tool is refused and the run still answers",
             refused.status == "completed" and ("audit.recent", "not_licensed")
             in refused.refused_tools)
-
     globex = await _ask(rt, t, "globex", "bob",
                         "Check budget.status, and what does the runbook say about on-call?")
     t.check("globex run halted at its per-run tool-call ceiling",
@@ -133,7 +146,10 @@ async def _demo(rt: Runtime) -> Transcript:
         t.say("globex", f"  > {line}")
     t.check("globex run completed after resume", resumed.status == "completed")
     t.check("resume repeated no tool call", resumed.usage.tool_calls == 2)
+    return [resumed, refused]
 
+
+async def _suspension_refuses_runs(rt: Runtime, t: Transcript) -> None:
     await rt.db.run(set_status, "globex", "suspended")
     try:
         await rt.agent.open(tenant_id="globex", principal_id="bob")
@@ -143,22 +159,22 @@ async def _demo(rt: Runtime) -> Transcript:
         t.check("suspended tenant refused", exc.reason == "tenant_suspended")
     await rt.db.run(set_status, "globex", "active")
 
+
+async def _audit_and_bill(rt: Runtime, t: Transcript,
+                          outcomes: dict[str, list[RunOutcome]]) -> None:
     for tenant_id in ("acme", "globex"):
         checkpoint = await rt.audit.sign_checkpoint(tenant_id)
         report = await rt.audit.verify(tenant_id)
         t.say(tenant_id, f"audit log: {checkpoint.size} events, signed checkpoint verified: "
                          f"{report.ok}")
         t.check(f"{tenant_id}'s audit log verifies", report.ok)
-
-    for tenant_id, outcomes in (("acme", [acme, grounded, probe]),
-                                ("globex", [resumed, refused])):
+    for tenant_id, runs in outcomes.items():
         tenant = await rt.db.run(get_tenant, tenant_id)
         tokens, cost, calls = await rt.db.run(used, tenant_id, billing_period(tenant))
-        expected = sum(o.usage.tokens + o.usage.retried_tokens for o in outcomes)
+        expected = sum(o.usage.tokens + o.usage.retried_tokens for o in runs)
         t.say(tenant_id, f"month to date: {tokens} tokens, {format_microcents(cost)}, "
                          f"{calls} tool calls")
         t.check(f"{tenant_id}'s month holds exactly its own runs", tokens == expected)
-    return t
 
 
 async def run_demo(database_url: str) -> Transcript:
