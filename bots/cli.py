@@ -59,7 +59,7 @@ def db() -> None:
 @run_async
 async def db_upgrade() -> None:
     """Apply every migration up to the newest."""
-    async with open_database() as database:
+    async with open_database(any_revision=True) as database:
         await upgrade(database)
         click.echo(f"database at revision {await current_revision(database)}")
 
@@ -68,7 +68,7 @@ async def db_upgrade() -> None:
 @run_async
 async def db_status() -> None:
     """Show the database's revision and the newest one shipped."""
-    async with open_database() as database:
+    async with open_database(any_revision=True) as database:
         click.echo(f"current: {await current_revision(database)}  head: {head_revision()}")
 
 
@@ -324,10 +324,10 @@ def serve(host: str | None, port: int | None) -> None:
     server = ServerSettings()
     try:
         app = create_app(root_settings(), server)
+        web.run_app(app, host=host or server.host, port=port or server.port,
+                    print=lambda text: click.echo(text))
     except TenantryError as exc:
         raise click.ClickException(str(exc)) from None
-    web.run_app(app, host=host or server.host, port=port or server.port,
-                print=lambda text: click.echo(text))
 
 
 @cli.command("demo")

@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from core.db.engine import Database
+from core.db.migrate import require_head
 from core.errors import TenantryError
 from core.settings import Settings
 
@@ -27,10 +28,17 @@ def root_settings() -> Settings:
 
 
 @asynccontextmanager
-async def open_database() -> AsyncIterator[Database]:
-    """The deployment's database, disposed of when the command is done."""
+async def open_database(*, any_revision: bool = False) -> AsyncIterator[Database]:
+    """The deployment's database, disposed of when the command is done.
+
+    Args:
+        any_revision: Open it whatever its migration; otherwise a database at another
+            revision than this code's is refused.
+    """
     db = Database(root_settings().database_url)
     try:
+        if not any_revision:
+            await require_head(db)
         yield db
     finally:
         await db.dispose()

@@ -14,7 +14,7 @@ from core.audit import AuditLog, load_keys
 from core.builtins import AuditRecent, BudgetStatus, RunStatusCapability
 from core.crypto import Keyring
 from core.db.engine import Database
-from core.db.migrate import upgrade
+from core.db.migrate import require_head, upgrade
 from core.errors import ConfigurationError
 from core.knowledge import Knowledge, KnowledgeSearch
 from core.models import ModelFactory
@@ -67,12 +67,16 @@ async def open_runtime(
         migrate: Apply migrations first. Defaults to on for SQLite (the embedded
             default) and off for PostgreSQL, where ``tenantry db upgrade`` is a
             deliberate deployment step.
+
+    Raises:
+        ConfigurationError: the database is at another migration than this code's.
     """
     db = Database(settings.database_url)
     models = ModelFactory(settings)
     try:
         if migrate if migrate is not None else db.is_sqlite:
             await upgrade(db)
+        await require_head(db)
         signer, retired = load_keys(settings)
         audit = AuditLog(db, signer, verifiers=retired, origin_prefix=settings.audit_origin)
         async with open_vectors(settings, db) as (store, vector_admin):
