@@ -274,6 +274,11 @@ class SlackAnswers:
         try:
             outcome = await self.runtime.agent.start(grant, prompt, conversation_id=conversation,
                                                      on_tool=answer.progress)
+        except RunRefused as refused:
+            await answer.finish(render.Rendered(render.refusal(refused.reason),
+                                                status="complete",
+                                                title=render.STATUS_DONE["failed"]))
+            return
         except Exception:
             await answer.finish(render.Rendered(render.failure(None), status="error",
                                                 title=render.STATUS_DONE["failed"]))

@@ -34,6 +34,10 @@ REFUSALS = {
         "This account has used its AI allowance for this month. An admin of your account "
         "can raise the plan, or requests resume when the new month starts."
     ),
+    "run_ceiling_too_small": (
+        "This request is too large for one answer under your plan's per-request limits. "
+        "Try a shorter request, or ask an admin of your account to raise the plan."
+    ),
     "unreadable": "I couldn't read who sent this request, so I can't answer it.",
 }
 
@@ -133,9 +137,19 @@ def _amount(ceiling: str, value: int) -> str:
     return f"{value:,}"
 
 
+def unconfirmed(capability: str) -> Rendered:
+    """A tool that must not repeat may have run before a crash: a person checks."""
+    text = (f":warning: I stopped this request: *{capability}* may or may not have "
+            "completed before an interruption, and it must not run twice. Please check "
+            "whether it took effect, then ask again if it did not.")
+    return Rendered(text, status="complete", title=STATUS_DONE["halted"])
+
+
 def halt(run_id: str, detail: dict[str, Any]) -> Rendered:
     """A budget halt with its figures and, for a per-run ceiling, a Resume button."""
     ceiling = str(detail.get("ceiling", ""))
+    if ceiling == "unconfirmed_tool":
+        return unconfirmed(str(detail.get("capability", "a tool")))
     limit = _amount(ceiling, int(detail.get("limit", 0)))
     used = _amount(ceiling, int(detail.get("used", 0)))
     what = CEILINGS.get(ceiling, ceiling)

@@ -129,3 +129,20 @@ async def test_an_unlicensed_tool_is_refused_in_plain_words(scenario: Scenario) 
     assert (refused.fields["capability"], refused.fields["reason"]) == (
         "budget.status", "not_licensed")
     assert not await audit_events(scenario, "acme", events.TOOL_INVOKED)
+
+
+async def test_a_request_too_large_for_the_plan_is_refused_in_its_thread(
+    scenario: Scenario,
+) -> None:
+    await scenario.tenant("acme", plan("small", run_tokens=600))
+    t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
+
+    mention = await scenario.mention(t1, ADA.id, "summarise this: " + "lorem ipsum " * 200)
+    await scenario.idle()
+
+    [answer] = thread(scenario.slack, t1.channel, mention)
+    assert answer.text == render.refusal("run_ceiling_too_small")
+    assert "too large for one answer" in answer.text
+    assert await runs_of(scenario, "acme") == []
+    [refused] = await audit_events(scenario, "acme", events.RUN_REFUSED)
+    assert refused.fields["reason"] == "run_ceiling_too_small"

@@ -39,6 +39,16 @@ def test_a_per_run_halt_offers_resume_and_a_monthly_one_does_not() -> None:
     assert "Resume" not in monthly.text
 
 
+def test_a_tool_that_may_have_run_asks_a_person_to_check_and_offers_no_resume() -> None:
+    shown = render.outcome(outcome("halted", halt={
+        "ceiling": "unconfirmed_tool", "limit": 0, "used": 0, "capability": "crm.refund"}))
+
+    assert "*crm.refund* may or may not have completed" in shown.text
+    assert "must not run twice" in shown.text
+    assert shown.footer == [] and "Resume" not in shown.text
+    assert "limit 0" not in shown.text
+
+
 def test_a_failure_never_shows_the_error() -> None:
     shown = render.outcome(outcome("failed", error="KeyError: 'secret' at line 3"))
     assert "KeyError" not in shown.text and shown.status == "error"
