@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, quote, urlsplit
 
+import pytest
 from sqlalchemy import select, update
 
 from bots.slack import render
+from core.logs import scrub_library_logs
 from installs.links import issue_install_link, resolve
 from installs.oauth import slack_oauth_states
 from installs.slack_store import SlackInstallationStore, slack_bots
@@ -180,3 +184,26 @@ async def test_an_enterprise_grid_org_wide_install_links_the_org(scenario: Scena
     [answer] = thread(scenario.slack, "C9", mention)
     [run] = await runs_of(scenario, "acme")
     assert answer.text == run.answer and run.principal_id == f"slack:T9:{gil.id}"
+
+
+async def test_an_install_logged_at_debug_leaves_no_token_in_the_log(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """slack_sdk logs the whole oauth.v2.access answer, bot token included, at DEBUG."""
+    sink = io.StringIO()
+    handler = logging.StreamHandler(sink)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [handler])
+    monkeypatch.setattr(root, "level", logging.DEBUG)
+    scrub_library_logs()
+    await scenario.tenant("acme")
+    state, cookie = await start(scenario, await install_link(scenario))
+    scenario.slack.add_workspace("T7", "xoxb-7777-debug-logged", users=[IVY], channels=["CT7"])
+    scenario.slack.add_install_code("code-7", "T7", IVY.id, redirect_uri=REDIRECT)
+
+    status, _page = await finish(scenario, state, cookie, "code-7")
+
+    assert status == 200
+    logged = sink.getvalue()
+    assert "oauth.v2.access" in logged, "slack_sdk wrote its debug lines"
+    assert "xoxb-7777" not in logged and "[redacted]" in logged
