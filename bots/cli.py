@@ -27,6 +27,7 @@ from core.prices import format_microcents
 from core.runs import find_run_tenant, get_run
 from core.settings import Settings
 from core.tenants import (
+    DEFAULT_RETENTION_DAYS,
     PLAN_LIMITS,
     Plan,
     create_plan,
@@ -80,6 +81,7 @@ def _plan_lines(plan: Plan) -> list[str]:
         f"  per run: {plan.run_tokens} tokens, {plan.run_tool_calls} tool calls, "
         f"{plan.run_walltime_ms} ms, {format_microcents(plan.run_cost_microcents)}",
         f"  capabilities: {', '.join(sorted(plan.capabilities)) or '(none)'}",
+        f"  keeps run transcripts and conversations {plan.retention_days} days",
     ]
 
 
@@ -99,6 +101,9 @@ _LIMIT_HELP = {
 }
 
 
+_RETENTION_HELP = "Days run transcripts and conversation turns are kept."
+
+
 def _limit_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for name in reversed(PLAN_LIMITS):
@@ -116,14 +121,17 @@ def _limit_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..
 @_limit_options(required=True)
 @click.option("--capability", "capabilities", multiple=True,
               help="A licensed capability (repeatable), e.g. knowledge.search.")
+@click.option("--retention-days", type=click.IntRange(min=1), default=DEFAULT_RETENTION_DAYS,
+              show_default=True, help=_RETENTION_HELP)
 @run_async
-async def plans_create(plan_id: str, capabilities: tuple[str, ...], **limits: int) -> None:
+async def plans_create(plan_id: str, capabilities: tuple[str, ...], retention_days: int,
+                       **limits: int) -> None:
     """Create plan PLAN_ID."""
 
     async with open_runtime(root_settings()) as rt:
-        plan = await rt.db.run(
-            create_plan, Plan(id=plan_id, capabilities=frozenset(capabilities), **limits)
-        )
+        plan = await rt.db.run(create_plan, Plan(
+            id=plan_id, capabilities=frozenset(capabilities), retention_days=retention_days,
+            **limits))
         click.echo("\n".join(_plan_lines(plan)))
 
 
@@ -152,9 +160,13 @@ async def plans_show(plan_id: str) -> None:
 @_limit_options(required=False)
 @click.option("--capability", "capabilities", multiple=True,
               help="Replace the licensed capabilities with these (repeatable).")
+@click.option("--retention-days", type=click.IntRange(min=1), default=None,
+              help=_RETENTION_HELP)
 @run_async
-async def plans_set(plan_id: str, capabilities: tuple[str, ...], **limits: int | None) -> None:
-    """Change limits or capabilities of plan PLAN_ID; runs started later see the change."""
+async def plans_set(plan_id: str, capabilities: tuple[str, ...], retention_days: int | None,
+                    **limits: int | None) -> None:
+    """Change limits, capabilities or retention of plan PLAN_ID; runs started later see
+    the change."""
 
     async with open_runtime(root_settings()) as rt:
         plan = await rt.db.run(
@@ -162,6 +174,7 @@ async def plans_set(plan_id: str, capabilities: tuple[str, ...], **limits: int |
             plan_id,
             limits={k: v for k, v in limits.items() if v is not None},
             capabilities=list(capabilities) if capabilities else None,
+            retention_days=retention_days,
         )
         click.echo("\n".join(_plan_lines(plan)))
 

@@ -25,6 +25,9 @@ class ServerSettings(BaseSettings):
         run_admission_max_delay_ms: The longest a run waits for the web process to
             finish the requests in flight (so that their acknowledgements do not wait
             for it) before it starts anyway.
+        upkeep_interval_s: How often the server signs unsigned audit tails and resumes
+            runs whose process died (their lease expired).
+        retention_interval_s: How often it applies the plans' retention.
     """
 
     model_config = SettingsConfigDict(
@@ -37,3 +40,5 @@ class ServerSettings(BaseSettings):
     runs_per_tenant: int = Field(default=4, gt=0)
     runs_per_process: int = Field(default=16, gt=0)
     run_admission_max_delay_ms: int = Field(default=250, ge=0)
+    upkeep_interval_s: float = Field(default=60, gt=0)
+    retention_interval_s: float = Field(default=3600, gt=0)

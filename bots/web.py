@@ -2,14 +2,18 @@
 
 The app owns the runtime and the executor through a cleanup context, so clients are
 created at startup, never at import, and in-flight runs drain at shutdown. Runs left
-unfinished by a crash are resumed at the next start. A middleware keeps the executor's
+unfinished by a crash are resumed at the next start, and ``upkeep`` runs beside the
+transports: it signs audit tails, resumes runs of processes that died and applies
+retention. A middleware keeps the executor's
 gate shut while requests are in flight, so runs start between bursts of requests rather
 than delaying their acknowledgements.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -21,8 +25,10 @@ from bots.settings import ServerSettings
 from bots.slack.settings import SlackSettings
 from core.errors import TenantryError
 from core.logs import log
+from core.retention import sweep
 from core.runs import unfinished_runs
 from core.settings import Settings
+from core.upkeep import sign_unsigned
 
 RUNTIME = web.AppKey("runtime", Runtime)
 EXECUTOR = web.AppKey("executor", Executor)
@@ -71,6 +77,30 @@ async def resume_unfinished(runtime: Runtime, executor: Executor) -> int:
     return count
 
 
+async def upkeep(runtime: Runtime, executor: Executor, server: ServerSettings) -> None:
+    """Every ``upkeep_interval_s``: sign unsigned audit tails and resume runs whose
+    lease expired; every ``retention_interval_s``: apply retention. Runs until cancelled.
+
+    A failing step is logged and tried again next time; it never stops the others.
+    """
+    swept_at = time.monotonic()
+    while True:
+        await asyncio.sleep(server.upkeep_interval_s)
+        due = time.monotonic() - swept_at >= server.retention_interval_s
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("resume", lambda: resume_unfinished(runtime, executor)),
+            ("sign", lambda: sign_unsigned(runtime.audit)),
+        ]
+        if due:
+            swept_at = time.monotonic()
+            steps.append(("retention", lambda: sweep(runtime.db, runtime.audit)))
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("upkeep step failed", step=name)
+
+
 def transports(server: ServerSettings, slack_settings: SlackSettings,
                app: web.Application) -> list[Mount]:
     """Add the routes of every configured transport; return their startup halves.
@@ -115,11 +145,15 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
             resumed = await resume_unfinished(runtime, executor)
             if resumed:
                 log.info("resuming unfinished runs", count=resumed)
+            upkeeping = asyncio.create_task(upkeep(runtime, executor, server),
+                                            name="tenantry-upkeep")
             # What startup loaded lives as long as the app: keep it out of the collector's
             # full passes, which stop the event loop, acknowledgements included, for a
             # time that grows with everything tracked (200 ms, docs/benchmarks.md).
             gc.freeze()
             yield
+            upkeeping.cancel()
+            await asyncio.gather(upkeeping, return_exceptions=True)
         gc.unfreeze()
 
     app.cleanup_ctx.append(lifespan)

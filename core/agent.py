@@ -41,7 +41,7 @@ from pydantic_core import ValidationError
 
 from core import audit as events
 from core.allocation import Allocation, Wiring, allocate, first_call_refusal, unoffered_reason
-from core.audit import AuditLog
+from core.audit import AuditError, AuditLog
 from core.budget.account import RunAccount
 from core.budget.ledger import UsageSummary
 from core.budget.meter import RunMeter
@@ -285,11 +285,22 @@ class AgentService:
             ending.refused = tuple(run.authorised.refused)
             ending.walltime_ms = int((time.monotonic() - run.started) * 1000)
             usage = await self.db.run(finish_run, ctx, self.audit, ending, run.salt)
+            await self._sign(ctx.tenant_id)
         return RunOutcome(
             run_id=ctx.run_id, tenant_id=ctx.tenant_id, status=ending.status,
             model=run.model_id, answer=ending.answer, halt=ending.halt, error=ending.error,
             usage=usage, refused_tools=ending.refused,
         )
+
+    async def _sign(self, tenant_id: str) -> None:
+        """Sign the tenant's head: the run's events are vouched for as soon as it ends.
+
+        A head that cannot be signed is logged for a person; the run's outcome stands.
+        """
+        try:
+            await self.audit.sign_checkpoint(tenant_id)
+        except AuditError as exc:
+            log.error("audit log not signed", error=str(exc))
 
     async def _loop(self, run: Allocation, prompt: str | None, history: list[ModelMessage],
                     encoder: HistoryEncoder) -> str:

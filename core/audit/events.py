@@ -26,6 +26,7 @@ RUN_HALTED = "run.halted"
 RUN_REFUSED = "run.refused"
 MEMORY_DELETED = "memory.deleted"
 TENANT_PURGED = "tenant.purged"
+RETENTION_SWEPT = "retention.swept"
 
 MAX_FIELD_STRING = 256
 """Longest string a field may hold: anything longer is tenant content, not metadata."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -186,16 +187,23 @@ async def test_an_enterprise_grid_org_wide_install_links_the_org(scenario: Scena
     assert answer.text == run.answer and run.principal_id == f"slack:T9:{gil.id}"
 
 
+@pytest.fixture
+def debug_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """Everything logged at DEBUG, through the root handlers Tenantry scrubs."""
+    sink = io.StringIO()
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [logging.StreamHandler(sink)])
+    level = root.level
+    root.setLevel(logging.DEBUG)  # setLevel, not the attribute: it clears loggers' caches
+    scrub_library_logs()
+    yield sink
+    root.setLevel(level)
+
+
 async def test_an_install_logged_at_debug_leaves_no_token_in_the_log(
-    scenario: Scenario, monkeypatch: pytest.MonkeyPatch,
+    scenario: Scenario, debug_log: io.StringIO,
 ) -> None:
     """slack_sdk logs the whole oauth.v2.access answer, bot token included, at DEBUG."""
-    sink = io.StringIO()
-    handler = logging.StreamHandler(sink)
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", [handler])
-    monkeypatch.setattr(root, "level", logging.DEBUG)
-    scrub_library_logs()
     await scenario.tenant("acme")
     state, cookie = await start(scenario, await install_link(scenario))
     scenario.slack.add_workspace("T7", "xoxb-7777-debug-logged", users=[IVY], channels=["CT7"])
@@ -204,6 +212,6 @@ async def test_an_install_logged_at_debug_leaves_no_token_in_the_log(
     status, _page = await finish(scenario, state, cookie, "code-7")
 
     assert status == 200
-    logged = sink.getvalue()
+    logged = debug_log.getvalue()
     assert "oauth.v2.access" in logged, "slack_sdk wrote its debug lines"
     assert "xoxb-7777" not in logged and "[redacted]" in logged

@@ -182,7 +182,10 @@ async def test_a_halt_names_its_ceiling_and_whose_request_it_was(world: World) -
     halt = next(ln for ln in text.splitlines() if ln.startswith(":pause_button: request halted · "))
     assert "`slack:T3:UGINA`" in halt and render.CEILINGS["tokens"] in halt
     assert f"limit {GLOBEX_PLAN.run_tokens:,}" in halt
-    assert home.NO_CHECKPOINT in text
+    # Nobody signed globex's log: the halted run did as it ended, and the Home shows it.
+    report = await world.runtime.audit.verify("globex")
+    assert home.NO_CHECKPOINT not in text
+    assert f"Latest signed checkpoint: {report.size:,} events" in text
 
 
 @pytest.mark.parametrize(("team", "admin", "tenant_id"), [("T1", ALAN, "acme"),
@@ -230,8 +233,10 @@ async def test_verify_reports_an_intact_log_below_the_button(world: World) -> No
     assert view["blocks"][-2:] == extra
     assert view["blocks"][-3]["type"] == "actions"
     assert extra[0]["text"]["text"] == home.VERIFIED.format(
-        size=report.size, checkpoints="1 signed checkpoint", root=report.root[:12] + "…")
+        size=report.size, checkpoints=f"{report.checkpoints_checked} signed checkpoints",
+        root=report.root[:12] + "…")
     assert report.ok and report.size > 0
+    assert report.checkpoints_checked > 1, "each of acme's runs signed as it ended"
 
 
 async def test_verify_names_the_first_changed_event(world: World) -> None:
