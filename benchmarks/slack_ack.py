@@ -274,7 +274,7 @@ async def link_workspace(runtime: Runtime, slack: SlackStandIn) -> None:
         app_id=APP_ID, enterprise_id=None, team_id=TEAM, bot_token=token,
         bot_id=made.bot_id, bot_user_id=made.bot_user_id, bot_scopes=list(made.scopes),
         user_id=USER, is_enterprise_install=False, installed_at=time.time()))
-    await link(runtime.db, None, TEAM, TENANT, USER)
+    await runtime.db.run(link, None, TEAM, TENANT, USER)
 
 
 def report(name: str, level: int, batches: list[Batch]) -> tuple[float, float]:

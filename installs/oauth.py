@@ -84,7 +84,7 @@ class TenantClaimState(AsyncOAuthStateStore):
                 unusable; the installer should be told before going to Slack.
         """
         if link_token is not None:
-            await check_install_link(self.db, self.keyring, link_token)
+            await self.db.run(check_install_link, self.keyring, link_token)
         state = secrets.token_urlsafe(32)
         now = datetime.now(UTC)
         sealed = None if link_token is None else self.keyring.encrypt(link_token)
@@ -175,8 +175,9 @@ async def complete_install(
     reason, detail = "no_claim", "the installation came without an install link"
     if claim_token is not None:
         try:
-            made = await redeem_and_link(
-                db, keyring, claim_token, enterprise_id, team_id, installation.user_id
+            made = await db.run(
+                redeem_and_link, keyring, claim_token, enterprise_id, team_id,
+                installation.user_id,
             )
         except InstallLinkError as exc:
             reason, detail = exc.reason, str(exc)
@@ -185,7 +186,7 @@ async def complete_install(
         else:
             log.info("slack install linked", tenant_id=made.tenant_id, org=org, **where)
             return InstallResult(enterprise_id, team_id, org, made.tenant_id, linked_now=True)
-    current = await resolve(db, enterprise_id, team_id, org)
+    current = await db.run(resolve, enterprise_id, team_id, org)
     serving = current.tenant_id if current is not None and current.active else None
     log.info("slack install not linked", reason=reason, tenant_id=serving, org=org, **where)
     return InstallResult(
@@ -210,4 +211,4 @@ async def uninstall(
     )
     if not enterprise_id and not team:
         return None
-    return await revoke_link(db, enterprise_id, team)
+    return await db.run(revoke_link, enterprise_id, team)

@@ -146,8 +146,9 @@ class SlackAnswers:
         Admin status comes from Slack's flags plus the tenant's grants, never the payload.
         """
         client = await self._client(origin)
-        link = await resolve(self.runtime.db, origin.enterprise_id,
-                             origin.team_id or origin.user_team, origin.is_enterprise_install)
+        link = await self.runtime.db.run(resolve, origin.enterprise_id,
+                                         origin.team_id or origin.user_team,
+                                         origin.is_enterprise_install)
         if client is None or link is None or not link.active:
             return None
         roles = await self._roles(client, origin.user_id)
@@ -157,8 +158,9 @@ class SlackAnswers:
     async def _link(self, client: AsyncWebClient, request: Request) -> Link | None:
         """The active link serving the request, or ``None`` after telling the person why."""
         origin = request.origin
-        link = await resolve(self.runtime.db, origin.enterprise_id,
-                             origin.team_id or origin.user_team, origin.is_enterprise_install)
+        link = await self.runtime.db.run(resolve, origin.enterprise_id,
+                                         origin.team_id or origin.user_team,
+                                         origin.is_enterprise_install)
         if link is not None and link.active:
             return link
         reason = "not_linked" if link is None else "link_revoked"

@@ -248,7 +248,7 @@ async def _forget(transport: SlackTransport, enterprise: str | None, team: str |
                 enterprise_id=enterprise, team_id=team, user_id=user)
         log.info("slack user tokens forgotten", team_id=team, count=len(users))
         return
-    before = await resolve(runtime.db, enterprise, team, org)
+    before = await runtime.db.run(resolve, enterprise, team, org)
     was_linked = (before is not None and before.active and before.team_id == team
                   and before.enterprise_id == enterprise)
     link = await uninstall(runtime.db, runtime.keyring, enterprise, team, org)

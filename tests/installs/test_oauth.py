@@ -43,7 +43,8 @@ def states(acme: Database, keyring: Keyring) -> TenantClaimState:
 
 
 async def install_link(db: Database, keyring: Keyring, tenant_id: str = "acme") -> str:
-    url = await issue_install_link(db, keyring, tenant_id, "https://t.example", timedelta(hours=1))
+    url = await db.run(issue_install_link, keyring, tenant_id, "https://t.example",
+                       timedelta(hours=1))
     return parse_qs(urlsplit(url).query)["link"][0]
 
 
@@ -132,7 +133,7 @@ async def test_an_install_with_a_claim_links_the_workspace(
     result = await complete_install(acme, keyring, workspace("T1", user="U7"), token)
     assert (result.tenant_id, result.linked, result.linked_now, result.reason) == (
         "acme", True, True, None)
-    found = await resolve(acme, None, "T1", is_enterprise_install=False)
+    found = await acme.run(resolve, None, "T1", is_enterprise_install=False)
     assert found is not None and found.tenant_id == "acme" and found.installer_user_id == "U7"
     stored = await SlackInstallationStore(acme, keyring).async_find_bot(
         enterprise_id=None, team_id="T1")
@@ -140,7 +141,7 @@ async def test_an_install_with_a_claim_links_the_workspace(
 
     replay = await complete_install(acme, keyring, workspace("T2"), token)
     assert (replay.linked, replay.reason) == (False, "already_used")
-    assert await resolve(acme, None, "T2", is_enterprise_install=False) is None
+    assert await acme.run(resolve, None, "T2", is_enterprise_install=False) is None
 
 
 async def test_an_install_without_a_claim_is_stored_but_unlinked(
@@ -148,12 +149,12 @@ async def test_an_install_without_a_claim_is_stored_but_unlinked(
 ) -> None:
     result = await complete_install(acme, keyring, workspace("T1"), None)
     assert (result.linked, result.linked_now, result.reason) == (False, False, "no_claim")
-    assert await list_links(acme) == []
+    assert await acme.run(list_links) == []
     found = await SlackInstallationStore(acme, keyring).async_find_installation(
         enterprise_id=None, team_id="T1")
     assert found is not None and found.bot_token == "xoxb-T1"
 
-    await link(acme, None, "T1", "acme", "U1")
+    await acme.run(link, None, "T1", "acme", "U1")
     again = await complete_install(acme, keyring, workspace("T1"), None)
     assert (again.tenant_id, again.linked_now, again.reason) == ("acme", False, "no_claim")
 
@@ -167,7 +168,7 @@ async def test_an_org_install_links_the_org_for_every_team(
         "E1", None, True)
     assert result.tenant_id == "globex"
     for team in ("T1", "T2", None):
-        found = await resolve(acme, "E1", team, is_enterprise_install=True)
+        found = await acme.run(resolve, "E1", team, is_enterprise_install=True)
         assert found is not None and found.tenant_id == "globex" and found.is_org
 
 
@@ -197,7 +198,7 @@ async def test_uninstalling_one_workspace_leaves_another_untouched(
     assert await store.async_find_installation(enterprise_id="E1", team_id="T1") is None
     kept = await store.async_find_installation(enterprise_id="E1", team_id="T2")
     assert kept is not None and kept.bot_token == "xoxb-T2"
-    other = await resolve(acme, "E1", "T2", is_enterprise_install=False)
+    other = await acme.run(resolve, "E1", "T2", is_enterprise_install=False)
     assert other is not None and other.active and other.tenant_id == "globex"
 
     gone = await uninstall(acme, keyring, "E2", "T5", is_enterprise_install=True)
@@ -244,7 +245,7 @@ async def test_the_whole_round_trip_through_slack_links_an_org(
 
         assert (result.tenant_id, result.is_enterprise_install, result.team_id) == (
             "acme", True, None)
-        found = await resolve(acme, "E1", "T42", is_enterprise_install=True)
+        found = await acme.run(resolve, "E1", "T42", is_enterprise_install=True)
         assert found is not None and found.tenant_id == "acme" and found.installer_user_id == "W1"
         bot = await SlackInstallationStore(acme, keyring).async_find_bot(
             enterprise_id="E1", team_id="T42", is_enterprise_install=True)

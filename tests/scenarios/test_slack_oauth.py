@@ -28,8 +28,8 @@ COOKIE = "slack-app-oauth-state"
 
 async def install_link(scenario: Scenario, tenant_id: str = "acme") -> str:
     """The path and query of a fresh install link for ``tenant_id``."""
-    url = await issue_install_link(scenario.db, scenario.runtime.keyring, tenant_id,
-                                   PUBLIC_URL, timedelta(hours=1))
+    url = await scenario.db.run(issue_install_link, scenario.runtime.keyring, tenant_id,
+                                PUBLIC_URL, timedelta(hours=1))
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}"
 
@@ -71,7 +71,7 @@ async def test_an_install_link_installs_and_links_the_workspace(scenario: Scenar
 
     assert status == 200
     assert "Your workspace is linked to its Tenantry account" in page
-    link = await resolve(scenario.db, None, "T7", False)
+    link = await scenario.db.run(resolve, None, "T7", False)
     assert link is not None and link.active and link.tenant_id == "acme"
     assert link.installer_user_id == IVY.id
     async with scenario.db.begin() as conn:
@@ -148,7 +148,7 @@ async def test_an_install_without_a_link_is_stored_but_left_unlinked(
 
     assert status == 200
     assert "isn't linked to a Tenantry account" in page
-    assert await resolve(scenario.db, None, "T8", False) is None
+    assert await scenario.db.run(resolve, None, "T8", False) is None
     store = SlackInstallationStore(scenario.db, scenario.runtime.keyring)
     assert await store.async_find_bot(enterprise_id=None, team_id="T8") is not None
 
@@ -165,9 +165,9 @@ async def test_an_enterprise_grid_org_wide_install_links_the_org(scenario: Scena
     status, page = await finish(scenario, state, cookie, "code-e9")
 
     assert status == 200 and "Your organization is linked" in page
-    org = await resolve(scenario.db, "E9", None, True)
+    org = await scenario.db.run(resolve, "E9", None, True)
     assert org is not None and org.is_org and org.tenant_id == "acme"
-    team = await resolve(scenario.db, "E9", "T9", True)
+    team = await scenario.db.run(resolve, "E9", "T9", True)
     assert team == org, "every team of the org is served through the org's link"
     bot = await SlackInstallationStore(scenario.db, scenario.runtime.keyring).async_find_bot(
         enterprise_id="E9", team_id=None, is_enterprise_install=True)

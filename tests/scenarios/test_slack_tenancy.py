@@ -56,12 +56,12 @@ async def test_uninstalling_deletes_tokens_revokes_the_link_and_audits(
     assert (sent.status, again.status) == (200, 200)
     assert await store.async_find_bot(enterprise_id=None, team_id="T1") is None
     assert await store.async_find_installation(enterprise_id=None, team_id="T1") is None
-    link = await resolve(scenario.db, None, "T1", False)
+    link = await scenario.db.run(resolve, None, "T1", False)
     assert link is not None and link.status == "revoked" and link.revoked_at is not None
     [unlinked] = await audit_events(scenario, "acme", WORKSPACE_UNLINKED)
     assert unlinked.fields == {"team_id": "T1", "enterprise_id": None,
                                "reason": "app_uninstalled"}
-    other = await resolve(scenario.db, None, "T2", False)
+    other = await scenario.db.run(resolve, None, "T2", False)
     assert other is not None and other.active and other.tenant_id == "globex"
     assert await store.async_find_bot(enterprise_id=None, team_id="T2") is not None
     assert await audit_events(scenario, "globex", WORKSPACE_UNLINKED) == []
@@ -82,12 +82,12 @@ async def test_a_revoked_bot_token_unlinks_but_a_revoked_user_token_does_not(
 
     await scenario.tokens_revoked(t1, bot=False, users=[ADA.id])
     await scenario.idle()
-    still = await resolve(scenario.db, None, "T1", False)
+    still = await scenario.db.run(resolve, None, "T1", False)
     await scenario.tokens_revoked(t1)
     await scenario.idle()
 
     assert still is not None and still.active
-    gone = await resolve(scenario.db, None, "T1", False)
+    gone = await scenario.db.run(resolve, None, "T1", False)
     assert gone is not None and gone.status == "revoked"
     [unlinked] = await audit_events(scenario, "acme", WORKSPACE_UNLINKED)
     assert unlinked.fields["reason"] == "tokens_revoked"
@@ -171,7 +171,7 @@ async def test_an_org_wide_install_serves_every_team_of_the_org(scenario: Scenar
 async def test_a_link_revoked_by_an_operator_is_refused_and_audited(scenario: Scenario) -> None:
     await scenario.tenant("acme")
     t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
-    await revoke(scenario.db, None, "T1")
+    await scenario.db.run(revoke, None, "T1")
 
     mention = await scenario.mention(t1, ADA.id, "hello")
     await scenario.idle()

@@ -95,7 +95,7 @@ class World:
     async def home(self, team: str, user: SlackUser,
                    extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Publish as the app would: tenant from the workspace's link, through its token."""
-        found = await resolve(self.runtime.db, None, team, False)
+        found = await self.runtime.db.run(resolve, None, team, False)
         assert found is not None and found.active
         client = AsyncWebClient(token=WORKSPACES[team][1], base_url=self.slack.base_url)
         await home.publish_home(client, self.runtime, user_id=user.id,
@@ -117,7 +117,7 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
         await tenant_on(runtime.db, "globex", GLOBEX_PLAN)
         for team, (tenant_id, token, users) in WORKSPACES.items():
             slack.add_workspace(team, token, users=users)
-            await link(runtime.db, None, team, tenant_id, None)
+            await runtime.db.run(link, None, team, tenant_id, None)
         made = World(runtime, slack)
         assert await made.ask("T1", ADA, "check budget.status") == "completed"
         assert await made.ask("T1", ADA, "check budget.status again") == "completed"
