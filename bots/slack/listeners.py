@@ -251,7 +251,7 @@ async def _forget(transport: SlackTransport, enterprise: str | None, team: str |
     before = await runtime.db.run(resolve, enterprise, team, org)
     was_linked = (before is not None and before.active and before.team_id == team
                   and before.enterprise_id == enterprise)
-    link = await uninstall(runtime.db, runtime.keyring, enterprise, team, org)
+    link = await runtime.db.run(uninstall, enterprise, team, org)
     transport.authorize.forget(enterprise, team)
     if link is not None and was_linked:
         await runtime.audit.record(link.tenant_id, WORKSPACE_UNLINKED, {
