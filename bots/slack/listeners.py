@@ -240,7 +240,7 @@ async def _forget(transport: SlackTransport, enterprise: str | None, team: str |
                   org: bool, event_id: str, why: str, users: list[str]) -> None:
     """Delete the tokens Slack revoked; an uninstall also revokes the link, audited."""
     runtime = transport.answers.runtime
-    if not await first_delivery(runtime.db, event_id, enterprise or team or "-"):
+    if not await runtime.db.run(first_delivery, event_id, enterprise or team or "-"):
         return
     if why == "user_tokens_revoked":
         for user in users:
