@@ -31,6 +31,7 @@ from core.tenants import billing_period, get_tenant, set_status
 from installs.links import link, resolve
 from installs.principals import slack_principal
 from standins.slack.api import SlackStandIn, SlackUser
+from tests.support.databases import execute
 from tests.support.scripted import ScriptedModels
 from tests.support.tenancy import plan, tenant_on
 
@@ -235,14 +236,13 @@ async def test_verify_reports_an_intact_log_below_the_button(world: World) -> No
 
 
 async def test_verify_names_the_first_changed_event(world: World) -> None:
-    async with world.runtime.db.begin() as conn:  # as an owner of the database could
-        if world.runtime.db.is_sqlite:
-            await conn.execute(text("DROP TRIGGER audit_events_no_update"))
-        else:
-            await conn.execute(text("DROP TRIGGER audit_events_append_only ON audit_events"))
-        await conn.execute(update(audit_events)
-                           .where(audit_events.c.tenant_id == "globex", audit_events.c.seq == 2)
-                           .values(fields='{"tampered":true}'))
+    db = world.runtime.db
+    unguard = ("DROP TRIGGER audit_events_no_update" if db.is_sqlite
+               else "DROP TRIGGER audit_events_append_only ON audit_events")
+    await execute(db, text(unguard),  # as an owner of the database could
+                  update(audit_events)
+                  .where(audit_events.c.tenant_id == "globex", audit_events.c.seq == 2)
+                  .values(fields='{"tampered":true}'))
 
     [result, _when] = await home.verify_view_section(world.runtime, "globex")
 
