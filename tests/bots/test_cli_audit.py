@@ -12,6 +12,7 @@ from bots.cli_audit import audit
 from core.audit import RUN_STARTED, TOOL_INVOKED, AuditLog, load_keys
 from core.db.engine import Database
 from core.settings import Settings
+from tests.support.databases import execute
 
 
 def invoke(settings: Settings, *args: str) -> Result:
@@ -33,15 +34,12 @@ async def _fill(settings: Settings, count: int) -> None:
 
 async def _tamper(settings: Settings, seq: int) -> None:
     db = Database(settings.database_url)
+    unguard = ("DROP TRIGGER audit_events_no_update" if db.is_sqlite
+               else "DROP TRIGGER audit_events_append_only ON audit_events")
     try:
-        async with db.begin() as conn:
-            if db.is_sqlite:
-                await conn.execute(text("DROP TRIGGER audit_events_no_update"))
-            else:
-                await conn.execute(text("DROP TRIGGER audit_events_append_only ON audit_events"))
-            await conn.execute(text(
-                "UPDATE audit_events SET event = 'run.completed' WHERE seq = :seq"
-            ), {"seq": seq})
+        await execute(db, text(unguard), text(
+            "UPDATE audit_events SET event = 'run.completed' WHERE seq = :seq"
+        ).bindparams(seq=seq))
     finally:
         await db.dispose()
 

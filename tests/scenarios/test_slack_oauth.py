@@ -20,6 +20,7 @@ from tests.scenarios.harness import (
     runs_of,
     thread,
 )
+from tests.support.databases import execute, fetch_one
 
 REDIRECT = f"{PUBLIC_URL}/slack/oauth_redirect"
 IVY = SlackUser("U7IVY", is_admin=True)
@@ -74,9 +75,8 @@ async def test_an_install_link_installs_and_links_the_workspace(scenario: Scenar
     link = await scenario.db.run(resolve, None, "T7", False)
     assert link is not None and link.active and link.tenant_id == "acme"
     assert link.installer_user_id == IVY.id
-    async with scenario.db.begin() as conn:
-        stored = (await conn.execute(select(slack_bots.c.bot_token)
-                  .where(slack_bots.c.team_id == "T7"))).scalar_one()
+    stored = (await fetch_one(scenario.db, select(slack_bots.c.bot_token)
+                              .where(slack_bots.c.team_id == "T7"))).bot_token
     assert stored != "xoxb-t7" and "xoxb" not in stored, "the token is encrypted at rest"
     assert scenario.runtime.keyring.decrypt(stored) == "xoxb-t7"
     bot = await SlackInstallationStore(scenario.db, scenario.runtime.keyring).async_find_bot(
@@ -104,10 +104,9 @@ async def test_a_replayed_or_expired_state_is_refused(scenario: Scenario) -> Non
     assert "invalid_state" in page, "Bolt's own failure page names the reason"
 
     expired_state, expired_cookie = await start(scenario, await install_link(scenario))
-    async with scenario.db.begin() as conn:
-        await conn.execute(update(slack_oauth_states)
-                           .where(slack_oauth_states.c.state == expired_state)
-                           .values(expire_at=datetime.now(UTC) - timedelta(seconds=1)))
+    await execute(scenario.db, update(slack_oauth_states)
+                  .where(slack_oauth_states.c.state == expired_state)
+                  .values(expire_at=datetime.now(UTC) - timedelta(seconds=1)))
     expired, _page = await finish(scenario, expired_state, expired_cookie, "code-2")
     assert expired == 401
 

@@ -16,6 +16,7 @@ from installs.links import resolve, revoke
 from installs.slack_store import SlackInstallationStore
 from standins.slack.api import SlackUser
 from tests.scenarios.harness import Scenario, audit_events, runs_of, thread, today
+from tests.support.databases import fetch_all
 
 ADA = SlackUser("U1ADA")
 GUS = SlackUser("U2GUS")
@@ -143,9 +144,9 @@ async def test_two_tenants_interleaved_keep_their_tokens_budgets_and_history(
         assert {c.team_id for c in own} == {ws.team_id}
         answers = [m for m in scenario.slack.messages(ws.channel) if m.thread_ts]
         assert sorted(m.text for m in answers) == sorted(r.answer or "" for r in runs)
-        async with scenario.db.begin() as conn:
-            turns = (await conn.execute(select(conversation_turns.c.principal_id)
-                     .where(conversation_turns.c.tenant_id == tenant))).scalars().all()
+        turns = [row.principal_id for row in await fetch_all(
+            scenario.db, select(conversation_turns.c.principal_id)
+            .where(conversation_turns.c.tenant_id == tenant))]
         assert set(turns) == {f"slack:{ws.team_id}:{user}"} and len(turns) == 6
 
 
