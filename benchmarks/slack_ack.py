@@ -319,7 +319,7 @@ async def main(levels: list[int], repeats: int) -> int:
         async with SlackStandIn(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                                 app_id=APP_ID) as slack:
             settings = Settings(
-                database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}",
+                database_url=f"sqlite:///{Path(tmp) / 'bench.db'}",
                 data_dir=Path(tmp) / "data", model="sandbox", embedder="hashing",
                 log_level="WARNING",
             )

@@ -95,7 +95,7 @@ def test_export_then_verify_the_bundle_offline(filled: Settings, tmp_path: Path)
                          origin_prefix=filled.audit_origin).verifier_keys("acme")[0]
     assert published in exported.output
 
-    offline = Settings(database_url="sqlite+aiosqlite:////nonexistent/nowhere.db")
+    offline = Settings(database_url="sqlite:////nonexistent/nowhere.db")
     ok = invoke(offline, "verify", "--bundle", str(out), "--key", published)
     assert ok.exit_code == 0, ok.output
     assert ok.output.startswith(f"ok: {out}: 6 events")
