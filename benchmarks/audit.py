@@ -237,7 +237,7 @@ def main() -> None:
         print("postgresql skipped: no --database-url and no TENANTRY_TEST_DATABASE_URL")
     if not args.skip_sqlite:
         with tempfile.TemporaryDirectory() as folder:
-            asyncio.run(run(f"sqlite+aiosqlite:///{folder}/bench.db", "sqlite", args))
+            asyncio.run(run(f"sqlite:///{folder}/bench.db", "sqlite", args))
 
 
 if __name__ == "__main__":

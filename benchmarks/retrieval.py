@@ -90,7 +90,7 @@ async def load_tenant(
 async def retrieval(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(7)
     with tempfile.TemporaryDirectory() as scratch:
-        url = args.database_url or f"sqlite+aiosqlite:///{Path(scratch) / 'bench.db'}"
+        url = args.database_url or f"sqlite:///{Path(scratch) / 'bench.db'}"
         db = Database(url)
         await upgrade(db)
         store = EmbeddedVectorStore(db)

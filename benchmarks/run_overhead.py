@@ -219,7 +219,7 @@ async def prepare(db: Database, steps: int) -> None:
 async def sqlite_database() -> AsyncIterator[str]:
     """A SQLite file in a temporary directory, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-") as tmp:
-        yield f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        yield f"sqlite:///{Path(tmp) / 'bench.db'}"
 
 
 def _admin(url: str, sql: str) -> None:

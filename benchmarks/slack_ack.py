@@ -60,12 +60,14 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
+from sqlalchemy.engine import Connection as DbConnection
 
 from bots.executor import Executor
 from bots.runtime import Runtime
 from bots.settings import ServerSettings
 from bots.slack.settings import SlackSettings
 from bots.web import EXECUTOR, RUNTIME, create_app
+from core.db.engine import reads
 from core.db.schema import runs
 from core.logs import configure
 from core.settings import Settings
@@ -213,13 +215,18 @@ async def batch(conn: Connection, server: Server, size: int,
     await server.executor.wait_idle()  # untimed: the runs behind the acks
     acked = {f"command:{trigger_id(serial)}": at
              for serial, (_, _, at) in zip(numbers, results, strict=True)}
-    async with server.runtime.db.read() as read:
-        rows = (await read.execute(select(runs.c.correlation_id, runs.c.created_at)
-                                   .where(runs.c.correlation_id.in_(acked)))).all()
-    starts = {row.correlation_id: row.created_at.timestamp() for row in rows}
+    starts = await server.runtime.db.run(run_starts, list(acked))
     waits = tuple((starts[key] - at) * 1000 for key, at in acked.items() if key in starts)
     first = (min(starts.values()) - max(acked.values())) * 1000 if starts else None
     return Batch(timed.p50, timed.p99, timed.failures, waits, first)
+
+
+@reads
+def run_starts(tx: DbConnection, correlation_ids: list[str]) -> dict[str, float]:
+    """When the runs of these correlation ids were created, in seconds since the epoch."""
+    rows = tx.execute(select(runs.c.correlation_id, runs.c.created_at)
+                      .where(runs.c.correlation_id.in_(correlation_ids))).all()
+    return {row.correlation_id: row.created_at.timestamp() for row in rows}
 
 
 def bare_bolt_app(slack: SlackStandIn) -> web.Application:
@@ -274,7 +281,7 @@ async def link_workspace(runtime: Runtime, slack: SlackStandIn) -> None:
         app_id=APP_ID, enterprise_id=None, team_id=TEAM, bot_token=token,
         bot_id=made.bot_id, bot_user_id=made.bot_user_id, bot_scopes=list(made.scopes),
         user_id=USER, is_enterprise_install=False, installed_at=time.time()))
-    await link(runtime.db, None, TEAM, TENANT, USER)
+    await runtime.db.run(link, None, TEAM, TENANT, USER)
 
 
 def report(name: str, level: int, batches: list[Batch]) -> tuple[float, float]:
@@ -312,7 +319,7 @@ async def main(levels: list[int], repeats: int) -> int:
         async with SlackStandIn(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                                 app_id=APP_ID) as slack:
             settings = Settings(
-                database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}",
+                database_url=f"sqlite:///{Path(tmp) / 'bench.db'}",
                 data_dir=Path(tmp) / "data", model="sandbox", embedder="hashing",
                 log_level="WARNING",
             )

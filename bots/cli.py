@@ -366,7 +366,7 @@ async def tenants_purge(tenant_id: str, yes: bool) -> None:
 
         counts = await purge_tenant(rt.db, rt.audit, rt.vector_admin, tenant_id,
                                     operator="cli")
-        await purge_slack_records(rt.db, tenant_id)
+        await rt.db.run(purge_slack_records, tenant_id)
         click.echo(f"tenant {tenant_id} purged and suspended: "
                    + ", ".join(f"{v} {k}" for k, v in counts.items()))
 

@@ -44,9 +44,8 @@ async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> 
     """
     keyring = Keyring.from_settings(root_settings())
     async with open_database() as db:
-        url = await issue_install_link(db, keyring, tenant_id,
-                                       base_url or ServerSettings().public_url,
-                                       timedelta(hours=ttl_hours))
+        url = await db.run(issue_install_link, keyring, tenant_id,
+                           base_url or ServerSettings().public_url, timedelta(hours=ttl_hours))
     click.echo(url)
 
 
@@ -55,7 +54,7 @@ async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> 
 async def links() -> None:
     """List every workspace and org link, active and revoked."""
     async with open_database() as db:
-        found = await list_links(db)
+        found = await db.run(list_links)
     if not found:
         click.echo("no Slack workspace is linked yet")
         return

@@ -193,7 +193,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="tenantry-demo-") as scratch:
         click.echo("== The agent core, called directly\n")
-        transcript = asyncio.run(run_demo(f"sqlite+aiosqlite:///{Path(scratch) / 'demo.db'}"))
+        transcript = asyncio.run(run_demo(f"sqlite:///{Path(scratch) / 'demo.db'}"))
         click.echo("\n== The same through Slack: the real server, signed requests, "
                    "a local stand-in for Slack's Web API\n")
         through_slack = asyncio.run(run_slack_demo(Path(scratch)))

@@ -97,7 +97,7 @@ async def _slack_demo(s: Scenario, t: Transcript) -> None:
 
 async def run_slack_demo(root: Path) -> Transcript:
     """Run the Slack demo in ``root`` (a scratch folder)."""
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{root / 'slack-demo.db'}",
+    settings = Settings(database_url=f"sqlite:///{root / 'slack-demo.db'}",
                         data_dir=root / "data", model="sandbox", embedder="hashing")
     t = Transcript()
     async with open_scenario(settings) as s:

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         env_prefix="TENANTRY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    database_url: str = "sqlite+aiosqlite:///tenantry.db"
+    database_url: str = "sqlite:///tenantry.db"
     data_dir: Path = Path(".tenantry")
     model: str = DEFAULT_MODEL
     anthropic_api_key: SecretStr | None = Field(

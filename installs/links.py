@@ -14,6 +14,10 @@ of NULL: a primary key column cannot be NULL on PostgreSQL, and a NULL would nev
 equal itself in a unique index on either database. ``('E1', '')`` is an org-wide
 (Enterprise Grid) link, ``('E1', 'T1')`` a workspace of that org, ``('', 'T1')`` a
 workspace outside any org. ``Link`` turns ``''`` back into ``None``, as Slack does.
+
+Every function runs inside the caller's transaction (``Database.run``)::
+
+    tenant_id = await db.run(redeem, keyring, token)
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from sqlalchemy import CheckConstraint, Column, String, Table, and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from core.context import check_id
 from core.crypto import CryptoError, Keyring
-from core.db.engine import Database
+from core.db.engine import dialect_insert, reads
 from core.db.schema import UTCDateTime, metadata, tenants
 from core.errors import Conflict, InvalidInput, NotFound
 
@@ -160,8 +164,8 @@ def _open(keyring: Keyring, token: str) -> _Claim:
     return _Claim(tenant_id, nonce, datetime.fromtimestamp(expiry, UTC))
 
 
-async def issue_install_link(
-    db: Database, keyring: Keyring, tenant_id: str, base_url: str, ttl: timedelta
+def issue_install_link(
+    conn: Connection, keyring: Keyring, tenant_id: str, base_url: str, ttl: timedelta
 ) -> str:
     """A single-use URL that links the Slack workspace installing through it to the tenant.
 
@@ -182,29 +186,28 @@ async def issue_install_link(
     if not timedelta(0) < ttl <= MAX_TTL:
         raise InvalidInput(f"install link ttl must be more than 0 and at most {MAX_TTL}")
     claim = _Claim(tenant_id, secrets.token_urlsafe(16), datetime.now(UTC) + ttl)
-    async with db.begin() as conn:
-        status = await conn.scalar(select(tenants.c.status).where(tenants.c.id == tenant_id))
-        if status is None:
-            raise NotFound(f"no tenant {tenant_id!r}")
-        if status != "active":
-            raise InstallLinkError("tenant_suspended", f"tenant {tenant_id!r} is suspended")
-        await conn.execute(install_link_nonces.insert().values(
-            nonce=claim.nonce, tenant_id=tenant_id, expires_at=claim.expires_at,
-        ))
+    status = conn.scalar(select(tenants.c.status).where(tenants.c.id == tenant_id))
+    if status is None:
+        raise NotFound(f"no tenant {tenant_id!r}")
+    if status != "active":
+        raise InstallLinkError("tenant_suspended", f"tenant {tenant_id!r} is suspended")
+    conn.execute(install_link_nonces.insert().values(
+        nonce=claim.nonce, tenant_id=tenant_id, expires_at=claim.expires_at,
+    ))
     return f"{base_url.rstrip('/')}/slack/install?link={_seal(keyring, claim)}"
 
 
-async def _why_not(conn: AsyncConnection, claim: _Claim) -> InstallLinkError:
+def _why_not(conn: Connection, claim: _Claim) -> InstallLinkError:
     """Name the first reason a link that failed its conditional statement is unusable."""
-    status = await conn.scalar(select(tenants.c.status).where(tenants.c.id == claim.tenant_id))
+    status = conn.scalar(select(tenants.c.status).where(tenants.c.id == claim.tenant_id))
     if status is None:
         return InstallLinkError("unknown_tenant", f"no tenant {claim.tenant_id!r}")
     if status != "active":
         return InstallLinkError("tenant_suspended", f"tenant {claim.tenant_id!r} is suspended")
-    row = (await conn.execute(select(install_link_nonces).where(
+    row = conn.execute(select(install_link_nonces).where(
         install_link_nonces.c.nonce == claim.nonce,
         install_link_nonces.c.tenant_id == claim.tenant_id,
-    ))).first()
+    )).first()
     if row is None:
         return InstallLinkError("unknown_link", "this install link is not known here")
     if row.used_at is not None:
@@ -212,9 +215,7 @@ async def _why_not(conn: AsyncConnection, claim: _Claim) -> InstallLinkError:
     return InstallLinkError("expired", "this install link has expired")
 
 
-async def _verify(
-    conn: AsyncConnection, keyring: Keyring, token: str, *, spend: bool
-) -> str:
+def _verify(conn: Connection, keyring: Keyring, token: str, *, spend: bool) -> str:
     claim = _open(keyring, token)
     now = datetime.now(UTC)
     if claim.expires_at <= now:
@@ -230,16 +231,17 @@ async def _verify(
         .exists(),
     )
     if spend:
-        spent = await conn.execute(update(install_link_nonces).where(*usable).values(used_at=now))
+        spent = conn.execute(update(install_link_nonces).where(*usable).values(used_at=now))
         ok = spent.rowcount == 1
     else:
-        ok = await conn.scalar(select(nonces.nonce).where(*usable)) is not None
+        ok = conn.scalar(select(nonces.nonce).where(*usable)) is not None
     if not ok:
-        raise await _why_not(conn, claim)
+        raise _why_not(conn, claim)
     return claim.tenant_id
 
 
-async def check_install_link(db: Database, keyring: Keyring, token: str) -> str:
+@reads
+def check_install_link(conn: Connection, keyring: Keyring, token: str) -> str:
     """The tenant of a usable install link, without spending it.
 
     For the start of an OAuth flow: the installer learns at once that a link is dead,
@@ -248,38 +250,35 @@ async def check_install_link(db: Database, keyring: Keyring, token: str) -> str:
     Raises:
         InstallLinkError: the link is forged, expired, used, or its tenant unusable.
     """
-    async with db.begin() as conn:
-        return await _verify(conn, keyring, token, spend=False)
+    return _verify(conn, keyring, token, spend=False)
 
 
-async def redeem(db: Database, keyring: Keyring, token: str) -> str:
+def redeem(conn: Connection, keyring: Keyring, token: str) -> str:
     """Spend an install link and return its tenant; one conditional UPDATE, so once only.
 
     Raises:
         InstallLinkError: the link is forged, expired, used, or its tenant unusable.
     """
-    async with db.begin() as conn:
-        return await _verify(conn, keyring, token, spend=True)
+    return _verify(conn, keyring, token, spend=True)
 
 
-async def _upsert(
-    db: Database, conn: AsyncConnection, key: tuple[str, str], tenant_id: str,
-    installer: str | None,
+def _upsert(
+    conn: Connection, key: tuple[str, str], tenant_id: str, installer: str | None
 ) -> Link:
     c = slack_links.c
-    insert = db.insert(slack_links).values(
+    insert = dialect_insert(conn, slack_links).values(
         enterprise_id=key[0], team_id=key[1], tenant_id=tenant_id, status="active",
         installer_user_id=installer, linked_at=datetime.now(UTC), revoked_at=None,
     )
-    await conn.execute(insert.on_conflict_do_update(
+    conn.execute(insert.on_conflict_do_update(
         index_elements=[c.enterprise_id, c.team_id],
         set_={name: insert.excluded[name]
               for name in ("tenant_id", "status", "installer_user_id", "linked_at", "revoked_at")},
         where=or_(c.status == "revoked", c.tenant_id == insert.excluded.tenant_id),
     ))
-    row = (await conn.execute(select(slack_links).where(
+    row = conn.execute(select(slack_links).where(
         c.enterprise_id == key[0], c.team_id == key[1]
-    ))).one()
+    )).one()
     if row.tenant_id != tenant_id:
         raise Conflict(
             f"Slack {'org' if not key[1] else 'workspace'} {key[1] or key[0]} is linked to "
@@ -288,8 +287,8 @@ async def _upsert(
     return _link(row)
 
 
-async def link(
-    db: Database, enterprise_id: str | None, team_id: str | None, tenant_id: str,
+def link(
+    conn: Connection, enterprise_id: str | None, team_id: str | None, tenant_id: str,
     installer: str | None,
 ) -> Link:
     """Link a workspace (``team_id``) or a whole org (``team_id=None``) to a tenant.
@@ -303,14 +302,13 @@ async def link(
         Conflict: the key is actively linked to another tenant.
     """
     key = _key(enterprise_id, team_id)
-    async with db.begin() as conn:
-        if await conn.scalar(select(tenants.c.id).where(tenants.c.id == tenant_id)) is None:
-            raise NotFound(f"no tenant {tenant_id!r}")
-        return await _upsert(db, conn, key, tenant_id, installer)
+    if conn.scalar(select(tenants.c.id).where(tenants.c.id == tenant_id)) is None:
+        raise NotFound(f"no tenant {tenant_id!r}")
+    return _upsert(conn, key, tenant_id, installer)
 
 
-async def redeem_and_link(
-    db: Database, keyring: Keyring, token: str, enterprise_id: str | None,
+def redeem_and_link(
+    conn: Connection, keyring: Keyring, token: str, enterprise_id: str | None,
     team_id: str | None, installer: str | None,
 ) -> Link:
     """Spend an install link and link the workspace or org to its tenant, atomically.
@@ -322,13 +320,13 @@ async def redeem_and_link(
         Conflict: the key is actively linked to another tenant.
     """
     key = _key(enterprise_id, team_id)
-    async with db.begin() as conn:
-        tenant_id = await _verify(conn, keyring, token, spend=True)
-        return await _upsert(db, conn, key, tenant_id, installer)
+    tenant_id = _verify(conn, keyring, token, spend=True)
+    return _upsert(conn, key, tenant_id, installer)
 
 
-async def resolve(
-    db: Database, enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool
+@reads
+def resolve(
+    conn: Connection, enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool
 ) -> Link | None:
     """The link that decides which tenant serves a request from this workspace.
 
@@ -350,31 +348,29 @@ async def resolve(
     if not keys:
         return None
     c = slack_links.c
-    async with db.read() as conn:
-        rows = (await conn.execute(select(slack_links).where(
-            or_(*(and_(c.enterprise_id == e, c.team_id == t) for e, t in keys))
-        ))).all()
+    rows = conn.execute(select(slack_links).where(
+        or_(*(and_(c.enterprise_id == e, c.team_id == t) for e, t in keys))
+    )).all()
     found = sorted((_link(row) for row in rows), key=lambda ln: (not ln.active, ln.is_org))
     return found[0] if found else None
 
 
-async def revoke(db: Database, enterprise_id: str | None, team_id: str | None) -> Link | None:
+def revoke(conn: Connection, enterprise_id: str | None, team_id: str | None) -> Link | None:
     """Revoke a link (uninstall, tokens revoked, operator); ``None`` if there was none."""
     key = _key(enterprise_id, team_id)
     c = slack_links.c
     where = (c.enterprise_id == key[0], c.team_id == key[1])
-    async with db.begin() as conn:
-        await conn.execute(update(slack_links).where(*where, c.status == "active").values(
-            status="revoked", revoked_at=datetime.now(UTC)
-        ))
-        row = (await conn.execute(select(slack_links).where(*where))).first()
+    conn.execute(update(slack_links).where(*where, c.status == "active").values(
+        status="revoked", revoked_at=datetime.now(UTC)
+    ))
+    row = conn.execute(select(slack_links).where(*where)).first()
     return None if row is None else _link(row)
 
 
-async def list_links(db: Database) -> list[Link]:
+@reads
+def list_links(conn: Connection) -> list[Link]:
     """Every link, active and revoked, by enterprise then team (for operators)."""
-    async with db.read() as conn:
-        rows = (await conn.execute(
-            select(slack_links).order_by(slack_links.c.enterprise_id, slack_links.c.team_id)
-        )).all()
+    rows = conn.execute(
+        select(slack_links).order_by(slack_links.c.enterprise_id, slack_links.c.team_id)
+    ).all()
     return [_link(row) for row in rows]

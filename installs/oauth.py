@@ -3,16 +3,16 @@
 How the tenant claim survives the round trip through Slack:
 
 1. ``GET /slack/install?link=<install link token>``: ``TenantClaimState.async_issue``
-   checks the link (without spending it, so an abandoned flow does not burn it) and
-   stores a fresh random state (256 bits) with the link token, itself encrypted under
-   the keyring, beside it. Only the random state goes to Slack; Bolt also pins it to
-   the browser in a cookie.
+   checks the link (without spending it, so an abandoned flow does not burn it) and,
+   in the same transaction, stores a fresh random state (256 bits) with the link
+   token, itself encrypted under the keyring, beside it. Only the random state goes
+   to Slack; Bolt also pins it to the browser in a cookie.
 2. Slack redirects to ``/slack/oauth_redirect?code&state``. Bolt checks the cookie and
    calls ``async_consume``: one conditional UPDATE marks the state consumed if it is
    unexpired and was never consumed, so a state works once.
 3. After ``oauth.v2.access``, ``take_claim`` deletes the consumed state and returns its
    link token, once; ``complete_install`` stores the installation and spends the link
-   while linking, in one transaction.
+   while linking, in one transaction (``Database.run``).
 
 So the claim cannot be forged (the state is random and the link token never leaves
 the server; the token itself is authenticated), nor replayed (the state is consumed
@@ -32,6 +32,7 @@ from typing import Any
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 from sqlalchemy import Column, String, Table, Text, delete, update
+from sqlalchemy.engine import Connection
 
 from core.crypto import CryptoError, Keyring
 from core.db.engine import Database
@@ -40,7 +41,7 @@ from core.errors import Conflict
 from core.logs import log
 from installs.links import InstallLinkError, Link, check_install_link, redeem_and_link, resolve
 from installs.links import revoke as revoke_link
-from installs.slack_store import SlackInstallationStore
+from installs.slack_store import delete_all, save_installation
 
 STATE_TTL = timedelta(minutes=10)
 PURGE_AFTER = timedelta(hours=1)
@@ -83,45 +84,19 @@ class TenantClaimState(AsyncOAuthStateStore):
             InstallLinkError: the link is forged, expired, used, or its tenant
                 unusable; the installer should be told before going to Slack.
         """
-        if link_token is not None:
-            await check_install_link(self.db, self.keyring, link_token)
-        state = secrets.token_urlsafe(32)
-        now = datetime.now(UTC)
-        sealed = None if link_token is None else self.keyring.encrypt(link_token)
-        async with self.db.begin() as conn:
-            await conn.execute(delete(slack_oauth_states).where(
-                slack_oauth_states.c.expire_at < now - PURGE_AFTER
-            ))
-            await conn.execute(slack_oauth_states.insert().values(
-                state=state, expire_at=now + self.ttl, link_token=sealed,
-            ))
-        return state
+        return await self.db.run(_issue, self.keyring, self.ttl, link_token)
 
     async def async_consume(self, state: str) -> bool:
         """Whether ``state`` was issued here, is unexpired and unused; it is used up now."""
         if not isinstance(state, str) or not state or len(state) > _MAX_STATE:
             return False
-        now = datetime.now(UTC)
-        c = slack_oauth_states.c
-        async with self.db.begin() as conn:
-            result = await conn.execute(
-                update(slack_oauth_states)
-                .where(c.state == state, c.consumed_at.is_(None), c.expire_at > now)
-                .values(consumed_at=now)
-            )
-        return result.rowcount == 1
+        return await self.db.run(_consume, state)
 
     async def take_claim(self, state: str | None) -> str | None:
         """The install link token that rode with a consumed ``state``, once; else ``None``."""
         if not state or len(state) > _MAX_STATE:
             return None
-        c = slack_oauth_states.c
-        async with self.db.begin() as conn:
-            sealed = await conn.scalar(
-                delete(slack_oauth_states)
-                .where(c.state == state, c.consumed_at.is_not(None))
-                .returning(c.link_token)
-            )
+        sealed = await self.db.run(_take_claim, state)
         if sealed is None:
             return None
         try:
@@ -129,6 +104,41 @@ class TenantClaimState(AsyncOAuthStateStore):
         except CryptoError:
             log.warning("slack oauth claim unreadable; installing without it")
             return None
+
+
+def _issue(conn: Connection, keyring: Keyring, ttl: timedelta, link_token: str | None) -> str:
+    if link_token is not None:
+        check_install_link(conn, keyring, link_token)
+    state = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    conn.execute(delete(slack_oauth_states).where(
+        slack_oauth_states.c.expire_at < now - PURGE_AFTER
+    ))
+    conn.execute(slack_oauth_states.insert().values(
+        state=state, expire_at=now + ttl,
+        link_token=None if link_token is None else keyring.encrypt(link_token),
+    ))
+    return state
+
+
+def _consume(conn: Connection, state: str) -> bool:
+    now = datetime.now(UTC)
+    c = slack_oauth_states.c
+    return conn.execute(
+        update(slack_oauth_states)
+        .where(c.state == state, c.consumed_at.is_(None), c.expire_at > now)
+        .values(consumed_at=now)
+    ).rowcount == 1
+
+
+def _take_claim(conn: Connection, state: str) -> str | None:
+    """The sealed link token of a consumed state, deleting the state."""
+    c = slack_oauth_states.c
+    return conn.scalar(
+        delete(slack_oauth_states)
+        .where(c.state == state, c.consumed_at.is_not(None))
+        .returning(c.link_token)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +168,17 @@ class InstallResult:
         return self.tenant_id is not None
 
 
-async def complete_install(
-    db: Database, keyring: Keyring, installation: Installation, claim_token: str | None
+def complete_install(
+    conn: Connection, keyring: Keyring, installation: Installation, claim_token: str | None
 ) -> InstallResult:
     """Store an installation and, with a usable claim, link it to the claim's tenant.
 
     The installation is stored whatever the claim: Slack has already granted the
-    tokens, and storing them lets an uninstall clean up and a later link apply. An
+    tokens, and storing them lets an uninstall clean up and a later link apply. A
+    refused claim rolls back to a savepoint, so its install link stays unspent. An
     org-wide install links the org (every team in it); any other links its workspace.
     """
-    await SlackInstallationStore(db, keyring).async_save(installation)
+    save_installation(conn, keyring, installation)
     org = bool(installation.is_enterprise_install)
     enterprise_id = installation.enterprise_id
     team_id = None if org else installation.team_id
@@ -175,9 +186,10 @@ async def complete_install(
     reason, detail = "no_claim", "the installation came without an install link"
     if claim_token is not None:
         try:
-            made = await redeem_and_link(
-                db, keyring, claim_token, enterprise_id, team_id, installation.user_id
-            )
+            with conn.begin_nested():
+                made = redeem_and_link(
+                    conn, keyring, claim_token, enterprise_id, team_id, installation.user_id
+                )
         except InstallLinkError as exc:
             reason, detail = exc.reason, str(exc)
         except Conflict as exc:
@@ -185,7 +197,7 @@ async def complete_install(
         else:
             log.info("slack install linked", tenant_id=made.tenant_id, org=org, **where)
             return InstallResult(enterprise_id, team_id, org, made.tenant_id, linked_now=True)
-    current = await resolve(db, enterprise_id, team_id, org)
+    current = resolve(conn, enterprise_id, team_id, org)
     serving = current.tenant_id if current is not None and current.active else None
     log.info("slack install not linked", reason=reason, tenant_id=serving, org=org, **where)
     return InstallResult(
@@ -193,21 +205,21 @@ async def complete_install(
     )
 
 
-async def uninstall(
-    db: Database, keyring: Keyring, enterprise_id: str | None, team_id: str | None,
+def uninstall(
+    conn: Connection, enterprise_id: str | None, team_id: str | None,
     is_enterprise_install: bool,
 ) -> Link | None:
     """Forget a workspace's (or an org's) tokens and revoke its link (``app_uninstalled``).
 
-    Other workspaces, of the same org included, keep their installations and links.
+    One transaction, so no workspace is left linked without tokens or with tokens but
+    revoked. Other workspaces, of the same org included, keep their installations and
+    links.
 
     Returns:
         The revoked link, or ``None`` if the workspace was not linked.
     """
     team = None if is_enterprise_install else team_id
-    await SlackInstallationStore(db, keyring).async_delete_all(
-        enterprise_id=enterprise_id, team_id=team
-    )
+    delete_all(conn, enterprise_id, team)
     if not enterprise_id and not team:
         return None
-    return await revoke_link(db, enterprise_id, team)
+    return revoke_link(conn, enterprise_id, team)

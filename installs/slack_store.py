@@ -13,6 +13,11 @@ Encrypted: bot and user tokens, their refresh tokens, and the incoming webhook U
 (anyone holding it can post to the channel). Everything else (ids, names, scopes) is
 stored in clear, because lookups and operators need it. Org-wide installs are stored
 with ``team_id`` NULL and found with ``is_enterprise_install=True``, as slack_sdk does.
+
+The store's methods run module-level transaction functions through ``Database.run``;
+``save_installation`` and ``delete_all`` also join other transactions (installing,
+uninstalling). Tokens are encrypted and decrypted inside the transaction function,
+in its worker thread, not on the event loop.
 """
 
 from __future__ import annotations
@@ -39,10 +44,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from core.crypto import CryptoError, Keyring
-from core.db.engine import Database
+from core.db.engine import Database, reads
 from core.db.schema import UTCDateTime, metadata
 from core.logs import log
 from installs.links import utc
@@ -118,64 +123,13 @@ class SlackInstallationStore(AsyncInstallationStore):
         """The logger slack_sdk and Bolt write this store's messages to."""
         return self._logger
 
-    def _sealed(self, table: Table, values: Mapping[str, Any], secrets: tuple[str, ...]
-                ) -> dict[str, Any]:
-        row = {name: value for name, value in values.items() if name in table.c and name != "id"}
-        for name in secrets:
-            if row.get(name) is not None:
-                row[name] = self.keyring.encrypt(row[name])
-        return row
-
-    def _opened(self, row: Any, secrets: tuple[str, ...]) -> dict[str, Any]:
-        values = dict(row._mapping)
-        del values["id"]
-        for name in secrets:
-            if values.get(name) is not None:
-                values[name] = self.keyring.decrypt(values[name])
-        for name in _TIMES:
-            if isinstance(values.get(name), datetime):
-                values[name] = utc(values[name])
-        return values
-
-    async def _upsert(self, conn: AsyncConnection, table: Table, row: dict[str, Any]) -> None:
-        """Insert, or update the row of the same install moment (a token refresh)."""
-        keys = ("enterprise_id", "team_id", "installed_at") + (
-            ("user_id",) if "user_id" in table.c else ()
-        )
-        match = [table.c[name] == row[name] for name in keys]
-        existing = await conn.scalar(select(table.c.id).where(*match).limit(1))
-        if existing is None:
-            await conn.execute(table.insert().values(**row))
-        else:
-            await conn.execute(update(table).where(table.c.id == existing).values(**row))
-
     async def async_save(self, installation: Installation) -> None:
         """Store an installation and its bot in one transaction, tokens encrypted."""
-        async with self.db.begin() as conn:
-            await self._upsert(conn, slack_installations, self._sealed(
-                slack_installations, installation.to_dict(), INSTALLATION_SECRETS
-            ))
-            if installation.bot_token is not None:
-                await self._upsert(conn, slack_bots, self._sealed(
-                    slack_bots, installation.to_bot().to_dict(), BOT_SECRETS
-                ))
+        await self.db.run(save_installation, self.keyring, installation)
 
     async def async_save_bot(self, bot: Bot) -> None:
         """Store a bot installation (token rotation saves these), tokens encrypted."""
-        async with self.db.begin() as conn:
-            row = self._sealed(slack_bots, bot.to_dict(), BOT_SECRETS)
-            await self._upsert(conn, slack_bots, row)
-
-    async def _latest_bot(
-        self, conn: AsyncConnection, enterprise_id: str | None, team_id: str | None
-    ) -> Bot | None:
-        c = slack_bots.c
-        row = (await conn.execute(
-            select(slack_bots)
-            .where(c.enterprise_id == enterprise_id, c.team_id == team_id, c.bot_token.is_not(None))
-            .order_by(desc(c.installed_at)).limit(1)
-        )).first()
-        return None if row is None else Bot(**self._opened(row, BOT_SECRETS))
+        await self.db.run(_save_bot, self.keyring, bot)
 
     async def async_find_bot(
         self,
@@ -186,8 +140,7 @@ class SlackInstallationStore(AsyncInstallationStore):
     ) -> Bot | None:
         """The latest bot with a token in the workspace, or the org for an org-wide install."""
         team = None if is_enterprise_install else team_id
-        async with self.db.read() as conn:
-            return await self._latest_bot(conn, enterprise_id, team)
+        return await self.db.run(_find_bot, self.keyring, enterprise_id, team)
 
     async def async_find_installation(
         self,
@@ -203,56 +156,21 @@ class SlackInstallationStore(AsyncInstallationStore):
         bot fields come from the newest bot row, as slack_sdk's stores do.
         """
         team = None if is_enterprise_install else team_id
-        c = slack_installations.c
-        where = [c.enterprise_id == enterprise_id, c.team_id == team]
-        if user_id is not None:
-            where.append(c.user_id == user_id)
-        async with self.db.read() as conn:
-            row = (await conn.execute(
-                select(slack_installations).where(*where)
-                .order_by(desc(c.installed_at)).limit(1)
-            )).first()
-            if row is None:
-                return None
-            installation = Installation(**self._opened(row, INSTALLATION_SECRETS))
-            if user_id is None and installation.bot_token is not None:
-                return installation
-            bot = await self._latest_bot(conn, enterprise_id, team)
-        if bot is not None:
-            installation.bot_id = bot.bot_id
-            installation.bot_user_id = bot.bot_user_id
-            installation.bot_token = bot.bot_token
-            installation.bot_scopes = bot.bot_scopes
-            installation.bot_refresh_token = bot.bot_refresh_token
-            installation.bot_token_expires_at = bot.bot_token_expires_at
-        return installation
+        return await self.db.run(_find_installation, self.keyring, enterprise_id, team, user_id)
 
     async def async_delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         """Forget the bot tokens of a workspace or org (``tokens_revoked`` for the bot)."""
-        c = slack_bots.c
-        async with self.db.begin() as conn:
-            await conn.execute(delete(slack_bots).where(
-                c.enterprise_id == enterprise_id, c.team_id == team_id
-            ))
+        await self.db.run(_delete_bot, enterprise_id, team_id)
 
     async def async_delete_installation(
         self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None
     ) -> None:
         """Forget the installations of a workspace or org, or only those of one user."""
-        c = slack_installations.c
-        where = [c.enterprise_id == enterprise_id, c.team_id == team_id]
-        if user_id is not None:
-            where.append(c.user_id == user_id)
-        async with self.db.begin() as conn:
-            await conn.execute(delete(slack_installations).where(*where))
+        await self.db.run(_delete_installation, enterprise_id, team_id, user_id)
 
     async def async_delete_all(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         """Forget every token of a workspace or org (``app_uninstalled``), in one transaction."""
-        async with self.db.begin() as conn:
-            for table in (slack_bots, slack_installations):
-                await conn.execute(delete(table).where(
-                    table.c.enterprise_id == enterprise_id, table.c.team_id == team_id
-                ))
+        await self.db.run(delete_all, enterprise_id, team_id)
 
     async def rotate_all(self, keyring: Keyring | None = None) -> int:
         """Re-encrypt every stored token under the newest key (``tenantry keys rotate``).
@@ -276,36 +194,153 @@ class SlackInstallationStore(AsyncInstallationStore):
         unreadable: list[str] = []
         for table, secrets in ((slack_installations, INSTALLATION_SECRETS),
                                (slack_bots, BOT_SECRETS)):
-            after = 0
-            while True:
-                columns = [table.c.id, *(table.c[name] for name in secrets)]
-                async with self.db.begin() as conn:
-                    rows = (await conn.execute(
-                        select(*columns).where(table.c.id > after)
-                        .order_by(table.c.id).limit(ROTATE_BATCH)
-                    )).all()
-                    for row in rows:
-                        old = {name: getattr(row, name) for name in secrets
-                               if getattr(row, name) is not None}
-                        try:
-                            fresh = {name: ring.rotate(value) for name, value in old.items()}
-                        except CryptoError:
-                            unreadable.append(f"{table.name}#{row.id}")
-                            log.warning("slack token unreadable", table=table.name, row=row.id)
-                            continue
-                        result = await conn.execute(
-                            update(table)
-                            .where(table.c.id == row.id,
-                                   *(table.c[name] == value for name, value in old.items()))
-                            .values(**fresh)
-                        )
-                        rotated += len(fresh) * result.rowcount
-                if len(rows) < ROTATE_BATCH:
-                    break
-                after = rows[-1].id
+            after: int | None = 0
+            while after is not None:
+                count, failed, after = await self.db.run(
+                    _rotate_batch, ring, table, secrets, after
+                )
+                rotated += count
+                unreadable += failed
         if unreadable:
             raise CryptoError(
                 f"re-encrypted {rotated} Slack tokens; rows {', '.join(unreadable)} cannot be "
                 "decrypted with any configured key"
             )
         return rotated
+
+
+def _sealed(keyring: Keyring, table: Table, values: Mapping[str, Any],
+            secrets: tuple[str, ...]) -> dict[str, Any]:
+    row = {name: value for name, value in values.items() if name in table.c and name != "id"}
+    for name in secrets:
+        if row.get(name) is not None:
+            row[name] = keyring.encrypt(row[name])
+    return row
+
+
+def _opened(keyring: Keyring, row: Any, secrets: tuple[str, ...]) -> dict[str, Any]:
+    values = dict(row._mapping)
+    del values["id"]
+    for name in secrets:
+        if values.get(name) is not None:
+            values[name] = keyring.decrypt(values[name])
+    for name in _TIMES:
+        if isinstance(values.get(name), datetime):
+            values[name] = utc(values[name])
+    return values
+
+
+def _upsert(conn: Connection, table: Table, row: dict[str, Any]) -> None:
+    """Insert, or update the row of the same install moment (a token refresh)."""
+    keys = ("enterprise_id", "team_id", "installed_at") + (
+        ("user_id",) if "user_id" in table.c else ()
+    )
+    match = [table.c[name] == row[name] for name in keys]
+    existing = conn.scalar(select(table.c.id).where(*match).limit(1))
+    if existing is None:
+        conn.execute(table.insert().values(**row))
+    else:
+        conn.execute(update(table).where(table.c.id == existing).values(**row))
+
+
+def save_installation(conn: Connection, keyring: Keyring, installation: Installation) -> None:
+    """Store an installation and its bot, tokens encrypted."""
+    _upsert(conn, slack_installations, _sealed(
+        keyring, slack_installations, installation.to_dict(), INSTALLATION_SECRETS
+    ))
+    if installation.bot_token is not None:
+        _save_bot(conn, keyring, installation.to_bot())
+
+
+def _save_bot(conn: Connection, keyring: Keyring, bot: Bot) -> None:
+    _upsert(conn, slack_bots, _sealed(keyring, slack_bots, bot.to_dict(), BOT_SECRETS))
+
+
+@reads
+def _find_bot(
+    conn: Connection, keyring: Keyring, enterprise_id: str | None, team_id: str | None
+) -> Bot | None:
+    c = slack_bots.c
+    row = conn.execute(
+        select(slack_bots)
+        .where(c.enterprise_id == enterprise_id, c.team_id == team_id, c.bot_token.is_not(None))
+        .order_by(desc(c.installed_at)).limit(1)
+    ).first()
+    return None if row is None else Bot(**_opened(keyring, row, BOT_SECRETS))
+
+
+@reads
+def _find_installation(
+    conn: Connection, keyring: Keyring, enterprise_id: str | None, team_id: str | None,
+    user_id: str | None,
+) -> Installation | None:
+    c = slack_installations.c
+    where = [c.enterprise_id == enterprise_id, c.team_id == team_id]
+    if user_id is not None:
+        where.append(c.user_id == user_id)
+    row = conn.execute(
+        select(slack_installations).where(*where).order_by(desc(c.installed_at)).limit(1)
+    ).first()
+    if row is None:
+        return None
+    installation = Installation(**_opened(keyring, row, INSTALLATION_SECRETS))
+    if user_id is None and installation.bot_token is not None:
+        return installation
+    bot = _find_bot(conn, keyring, enterprise_id, team_id)
+    if bot is not None:
+        installation.bot_id = bot.bot_id
+        installation.bot_user_id = bot.bot_user_id
+        installation.bot_token = bot.bot_token
+        installation.bot_scopes = bot.bot_scopes
+        installation.bot_refresh_token = bot.bot_refresh_token
+        installation.bot_token_expires_at = bot.bot_token_expires_at
+    return installation
+
+
+def _delete_bot(conn: Connection, enterprise_id: str | None, team_id: str | None) -> None:
+    c = slack_bots.c
+    conn.execute(delete(slack_bots).where(c.enterprise_id == enterprise_id, c.team_id == team_id))
+
+
+def _delete_installation(
+    conn: Connection, enterprise_id: str | None, team_id: str | None, user_id: str | None
+) -> None:
+    c = slack_installations.c
+    where = [c.enterprise_id == enterprise_id, c.team_id == team_id]
+    if user_id is not None:
+        where.append(c.user_id == user_id)
+    conn.execute(delete(slack_installations).where(*where))
+
+
+def delete_all(conn: Connection, enterprise_id: str | None, team_id: str | None) -> None:
+    """Forget every token of a workspace, or of an org's org-wide install (``team_id=None``)."""
+    for table in (slack_bots, slack_installations):
+        conn.execute(delete(table).where(
+            table.c.enterprise_id == enterprise_id, table.c.team_id == team_id
+        ))
+
+
+def _rotate_batch(
+    conn: Connection, keyring: Keyring, table: Table, secrets: tuple[str, ...], after: int
+) -> tuple[int, list[str], int | None]:
+    """Re-encrypt one batch; what it rotated, what it could not read, where to go on."""
+    columns = [table.c.id, *(table.c[name] for name in secrets)]
+    rows = conn.execute(
+        select(*columns).where(table.c.id > after).order_by(table.c.id).limit(ROTATE_BATCH)
+    ).all()
+    rotated, unreadable = 0, []
+    for row in rows:
+        old = {name: getattr(row, name) for name in secrets if getattr(row, name) is not None}
+        try:
+            fresh = {name: keyring.rotate(value) for name, value in old.items()}
+        except CryptoError:
+            unreadable.append(f"{table.name}#{row.id}")
+            log.warning("slack token unreadable", table=table.name, row=row.id)
+            continue
+        result = conn.execute(
+            update(table)
+            .where(table.c.id == row.id, *(table.c[name] == value for name, value in old.items()))
+            .values(**fresh)
+        )
+        rotated += len(fresh) * result.rowcount
+    return rotated, unreadable, rows[-1].id if len(rows) == ROTATE_BATCH else None

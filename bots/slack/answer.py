@@ -146,8 +146,9 @@ class SlackAnswers:
         Admin status comes from Slack's flags plus the tenant's grants, never the payload.
         """
         client = await self._client(origin)
-        link = await resolve(self.runtime.db, origin.enterprise_id,
-                             origin.team_id or origin.user_team, origin.is_enterprise_install)
+        link = await self.runtime.db.run(resolve, origin.enterprise_id,
+                                         origin.team_id or origin.user_team,
+                                         origin.is_enterprise_install)
         if client is None or link is None or not link.active:
             return None
         roles = await self._roles(client, origin.user_id)
@@ -157,8 +158,9 @@ class SlackAnswers:
     async def _link(self, client: AsyncWebClient, request: Request) -> Link | None:
         """The active link serving the request, or ``None`` after telling the person why."""
         origin = request.origin
-        link = await resolve(self.runtime.db, origin.enterprise_id,
-                             origin.team_id or origin.user_team, origin.is_enterprise_install)
+        link = await self.runtime.db.run(resolve, origin.enterprise_id,
+                                         origin.team_id or origin.user_team,
+                                         origin.is_enterprise_install)
         if link is not None and link.active:
             return link
         reason = "not_linked" if link is None else "link_revoked"
@@ -216,12 +218,12 @@ class SlackAnswers:
         """
         db = self.runtime.db
         origin = request.origin
-        if not await first_delivery(db, request.event_id, origin.key):
+        if not await db.run(first_delivery, request.event_id, origin.key):
             log.info("duplicate Slack delivery dropped", event_id=request.event_id)
             return None
         self._claims += 1
         if self._claims % PRUNE_EVERY == 0:
-            await forget_events_before(db, EVENTS_KEPT)
+            await db.run(forget_events_before, EVENTS_KEPT)
         client = await self._client(origin)
         if client is None:
             return None
@@ -255,7 +257,7 @@ class SlackAnswers:
             thread_ts = str(asked["ts"])
         answer = await AnswerMessage.open(client, request.channel, thread_ts,
                                           origin.user_team, origin.user_id)
-        await remember_run(db, RunMessage(
+        await db.run(remember_run, RunMessage(
             run_id=grant.ctx.run_id, tenant_id=link.tenant_id,
             enterprise_id=origin.enterprise_id or "", team_id=origin.user_team,
             user_id=origin.user_id, channel=request.channel, thread_ts=thread_ts,
@@ -307,7 +309,7 @@ class SlackAnswers:
         if served is None:
             return
         client, link = served.client, served.link
-        message = await run_message(self.runtime.db, link.tenant_id, run_id)
+        message = await self.runtime.db.run(run_message, link.tenant_id, run_id)
         if message is None or message.answer_ts is None:
             log.warning("resume pressed for an unknown run", run_id=run_id)
             return
@@ -356,7 +358,7 @@ class SlackAnswers:
 
         Runs that were not started from Slack have no message and are left alone.
         """
-        message = await run_message(self.runtime.db, outcome.tenant_id, outcome.run_id)
+        message = await self.runtime.db.run(run_message, outcome.tenant_id, outcome.run_id)
         if message is None or message.answer_ts is None:
             return
         link_org = message.enterprise_id or None

@@ -18,12 +18,14 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import and_, case, func, select
+from sqlalchemy.engine import Connection
 
 from bots.runtime import Runtime
 from bots.slack import render
 from core import audit as events
 from core.audit import AuditEvent, VerifyReport
 from core.budget.ledger import standing
+from core.db.engine import reads
 from core.db.schema import runs, usage_ledger
 from core.prices import format_microcents
 from core.runs import RunRecord, recent_runs
@@ -167,7 +169,8 @@ def _run_line(run: RunRecord) -> str:
             f"{format_microcents(run.cost_microcents)} · {_when(run.created_at)} · “{prompt}”")
 
 
-async def _by_principal(runtime: Runtime, tenant_id: str, period: str) -> list[str]:
+@reads
+def _by_principal(conn: Connection, tenant_id: str, period: str) -> list[str]:
     """Each principal's share of the month, from the same ledger rows the month sums.
 
     An open reservation counts at its reserved amount, as the month does, so the
@@ -188,8 +191,7 @@ async def _by_principal(runtime: Runtime, tenant_id: str, period: str) -> list[s
         .order_by(cost.desc(), runs.c.principal_id)
         .limit(TOP_PRINCIPALS + 1)
     )
-    async with runtime.db.begin() as conn:
-        rows = (await conn.execute(query)).all()
+    rows = conn.execute(query).all()
     lines = [PRINCIPAL_LINE.format(who=_code(who), runs=_count(int(count), "request"),
                                    tokens=int(tokens or 0), cost=format_microcents(int(spend or 0)),
                                    calls=_count(int(calls or 0), "tool call"))
@@ -228,13 +230,15 @@ async def _incidents(runtime: Runtime, tenant_id: str) -> list[str]:
     found = await runtime.audit.recent(tenant_id, RECENT_INCIDENTS, events=set(INCIDENTS))
     # A halt event names its run, not its principal: look the owners up, in this tenant.
     halted = {e.run_id for e in found if e.event == events.RUN_HALTED and e.run_id}
-    owners: dict[str, str] = {}
-    if halted:
-        async with runtime.db.begin() as conn:
-            rows = await conn.execute(select(runs.c.id, runs.c.principal_id).where(
-                runs.c.tenant_id == tenant_id, runs.c.id.in_(sorted(halted))))
-            owners = {str(run_id): str(who) for run_id, who in rows}
+    owners = await runtime.db.run(_owners, tenant_id, sorted(halted)) if halted else {}
     return [_incident_line(event, owners) for event in found]
+
+
+@reads
+def _owners(conn: Connection, tenant_id: str, run_ids: list[str]) -> dict[str, str]:
+    rows = conn.execute(select(runs.c.id, runs.c.principal_id).where(
+        runs.c.tenant_id == tenant_id, runs.c.id.in_(run_ids)))
+    return {str(run_id): str(who) for run_id, who in rows}
 
 
 async def _admin(runtime: Runtime, tenant_id: str, period: str) -> list[Block]:
@@ -247,7 +251,7 @@ async def _admin(runtime: Runtime, tenant_id: str, period: str) -> list[Block]:
               "text": {"type": "plain_text", "text": VERIFY_BUTTON}}
     return [
         {"type": "divider"},
-        *_sections(PRINCIPALS_HEADING, await _by_principal(runtime, tenant_id, period),
+        *_sections(PRINCIPALS_HEADING, await runtime.db.run(_by_principal, tenant_id, period),
                    NO_PRINCIPALS),
         {"type": "divider"},
         *_sections(INCIDENTS_HEADING, await _incidents(runtime, tenant_id), NO_INCIDENTS),

@@ -240,7 +240,7 @@ async def _forget(transport: SlackTransport, enterprise: str | None, team: str |
                   org: bool, event_id: str, why: str, users: list[str]) -> None:
     """Delete the tokens Slack revoked; an uninstall also revokes the link, audited."""
     runtime = transport.answers.runtime
-    if not await first_delivery(runtime.db, event_id, enterprise or team or "-"):
+    if not await runtime.db.run(first_delivery, event_id, enterprise or team or "-"):
         return
     if why == "user_tokens_revoked":
         for user in users:
@@ -248,10 +248,10 @@ async def _forget(transport: SlackTransport, enterprise: str | None, team: str |
                 enterprise_id=enterprise, team_id=team, user_id=user)
         log.info("slack user tokens forgotten", team_id=team, count=len(users))
         return
-    before = await resolve(runtime.db, enterprise, team, org)
+    before = await runtime.db.run(resolve, enterprise, team, org)
     was_linked = (before is not None and before.active and before.team_id == team
                   and before.enterprise_id == enterprise)
-    link = await uninstall(runtime.db, runtime.keyring, enterprise, team, org)
+    link = await runtime.db.run(uninstall, enterprise, team, org)
     transport.authorize.forget(enterprise, team)
     if link is not None and was_linked:
         await runtime.audit.record(link.tenant_id, WORKSPACE_UNLINKED, {

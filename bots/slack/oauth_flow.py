@@ -59,8 +59,8 @@ class TenantOAuthFlow(AsyncOAuthFlow):
                                  installation: Installation) -> None:
         """Store the tokens (encrypted) and link the workspace if the claim holds."""
         claim = await self.claims.take_claim(_first(request, "state"))
-        request.context[INSTALL_RESULT] = await complete_install(
-            self.db, self.keyring, installation, claim)
+        request.context[INSTALL_RESULT] = await self.db.run(
+            complete_install, self.keyring, installation, claim)
 
 
 async def _installed(args: AsyncSuccessArgs) -> BoltResponse:

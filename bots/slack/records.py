@@ -8,6 +8,8 @@ one is acknowledged and dropped, before any run starts.
 
 ``slack_run_messages`` ties a run to its thread and to the message that carries its
 answer, so a resumed run edits that message instead of posting a second one.
+
+Every function runs inside the caller's transaction (``Database.run``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Column, DateTime, String, Table, delete, select
+from sqlalchemy.engine import Connection
 
-from core.db.engine import Database
+from core.db.engine import dialect_insert, reads
 from core.db.schema import metadata
 
 slack_events = Table(
@@ -57,57 +60,53 @@ class RunMessage:
     answer_ts: str | None
 
 
-async def first_delivery(db: Database, event_id: str, team_id: str) -> bool:
+def first_delivery(conn: Connection, event_id: str, team_id: str) -> bool:
     """Claim an event id; ``False`` when it was seen before (a retry or a duplicate).
 
     The claim is read back through ``RETURNING`` rather than ``rowcount``: psycopg
     reports ``-1`` for an ``INSERT .. ON CONFLICT DO NOTHING``, which would drop every
     first delivery on PostgreSQL.
     """
-    async with db.begin() as conn:
-        claimed = await conn.scalar(
-            db.insert(slack_events)
-            .values(event_id=event_id, team_id=team_id, received_at=datetime.now(UTC))
-            .on_conflict_do_nothing()
-            .returning(slack_events.c.event_id)
-        )
+    claimed = conn.scalar(
+        dialect_insert(conn, slack_events)
+        .values(event_id=event_id, team_id=team_id, received_at=datetime.now(UTC))
+        .on_conflict_do_nothing()
+        .returning(slack_events.c.event_id)
+    )
     return claimed is not None
 
 
-async def forget_events_before(db: Database, age: timedelta) -> int:
+def forget_events_before(conn: Connection, age: timedelta) -> int:
     """Drop event ids older than ``age``: Slack stops retrying after minutes."""
-    async with db.begin() as conn:
-        result = await conn.execute(
-            delete(slack_events).where(slack_events.c.received_at < datetime.now(UTC) - age)
-        )
-    return result.rowcount
+    return conn.execute(
+        delete(slack_events).where(slack_events.c.received_at < datetime.now(UTC) - age)
+    ).rowcount
 
 
-async def remember_run(db: Database, message: RunMessage) -> None:
+def remember_run(conn: Connection, message: RunMessage) -> None:
     """Record where a run is answered (once; a second call keeps the first)."""
-    async with db.begin() as conn:
-        await conn.execute(
-            db.insert(slack_run_messages)
-            .values(
-                run_id=message.run_id, tenant_id=message.tenant_id,
-                enterprise_id=message.enterprise_id, team_id=message.team_id,
-                user_id=message.user_id, channel=message.channel,
-                thread_ts=message.thread_ts, answer_ts=message.answer_ts,
-                created_at=datetime.now(UTC),
-            )
-            .on_conflict_do_nothing()
+    conn.execute(
+        dialect_insert(conn, slack_run_messages)
+        .values(
+            run_id=message.run_id, tenant_id=message.tenant_id,
+            enterprise_id=message.enterprise_id, team_id=message.team_id,
+            user_id=message.user_id, channel=message.channel,
+            thread_ts=message.thread_ts, answer_ts=message.answer_ts,
+            created_at=datetime.now(UTC),
         )
+        .on_conflict_do_nothing()
+    )
 
 
-async def run_message(db: Database, tenant_id: str, run_id: str) -> RunMessage | None:
+@reads
+def run_message(conn: Connection, tenant_id: str, run_id: str) -> RunMessage | None:
     """Where run ``run_id`` of ``tenant_id`` is answered (a read that never waits for writers)."""
-    async with db.read() as conn:
-        row = (await conn.execute(
-            select(slack_run_messages).where(
-                slack_run_messages.c.tenant_id == tenant_id,
-                slack_run_messages.c.run_id == run_id,
-            )
-        )).first()
+    row = conn.execute(
+        select(slack_run_messages).where(
+            slack_run_messages.c.tenant_id == tenant_id,
+            slack_run_messages.c.run_id == run_id,
+        )
+    ).first()
     if row is None:
         return None
     return RunMessage(
@@ -117,9 +116,6 @@ async def run_message(db: Database, tenant_id: str, run_id: str) -> RunMessage |
     )
 
 
-async def purge_tenant(db: Database, tenant_id: str) -> None:
+def purge_tenant(conn: Connection, tenant_id: str) -> None:
     """Forget where a purged tenant's runs were answered."""
-    async with db.begin() as conn:
-        await conn.execute(
-            delete(slack_run_messages).where(slack_run_messages.c.tenant_id == tenant_id)
-        )
+    conn.execute(delete(slack_run_messages).where(slack_run_messages.c.tenant_id == tenant_id))

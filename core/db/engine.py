@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.schema import Table
 
 from core.errors import ConfigurationError
@@ -133,7 +131,6 @@ class Database:
         self._threads = ThreadPoolExecutor(
             max_workers=TRANSACTION_THREADS, thread_name_prefix="tenantry-db"
         )
-        self._async: AsyncEngine | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -163,45 +160,7 @@ class Database:
             with conn.begin():
                 return work(conn, *args, **kwargs)
 
-    # Until every module reads and writes through ``run``: the async engine, made on
-    # first use.
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The async engine of modules not yet moved to ``run``."""
-        if self._async is None:
-            scheme, _, rest = self.url.partition("://")
-            driver = "sqlite+aiosqlite" if self.is_sqlite else scheme
-            kwargs: dict[str, Any] = {}
-            if self.is_sqlite:
-                kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
-            self._async = create_async_engine(f"{driver}://{rest}", **kwargs)
-            if self.is_sqlite:
-                _prepare_sqlite(self._async.sync_engine)
-        return self._async
-
-    @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction on the async engine (being replaced by ``run``)."""
-        async with self.engine.begin() as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only transaction on the async engine (being replaced by ``run``)."""
-        async with self.engine.connect() as conn:
-            options = {_READ_ONLY: True} if self.is_sqlite else {"postgresql_readonly": True}
-            conn = await conn.execution_options(**options)
-            async with conn.begin():
-                yield conn
-
-    def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
-        """An INSERT that supports ``on_conflict_do_nothing`` on either dialect."""
-        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
-
     async def dispose(self) -> None:
         """Close every pooled connection and stop the transaction threads."""
-        if self._async is not None:
-            await self._async.dispose()
         self._threads.shutdown(wait=True)
         self.sync_engine.dispose()

@@ -155,8 +155,8 @@ class Scenario(SignedRequests):
     async def link_workspace(self, team_id: str, tenant_id: str, **install: Any) -> Workspace:
         """Install the app in a workspace and link it (or its org) to ``tenant_id``."""
         workspace = await self.install(team_id, **install)
-        await link(self.db, workspace.enterprise_id, workspace.installed_team, tenant_id,
-                   "UINSTALLER")
+        await self.db.run(link, workspace.enterprise_id, workspace.installed_team, tenant_id,
+                          "UINSTALLER")
         return workspace
 
 

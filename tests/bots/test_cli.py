@@ -23,7 +23,7 @@ def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[t
 @pytest.fixture
 def tenantry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TENANTRY_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
+    monkeypatch.setenv("TENANTRY_DATABASE_URL", f"sqlite:///{tmp_path / 't.db'}")
     monkeypatch.setenv("TENANTRY_LOG_LEVEL", "WARNING")
     yield CliRunner()
 

@@ -12,6 +12,7 @@ from bots.cli_audit import audit
 from core.audit import RUN_STARTED, TOOL_INVOKED, AuditLog, load_keys
 from core.db.engine import Database
 from core.settings import Settings
+from tests.support.databases import execute
 
 
 def invoke(settings: Settings, *args: str) -> Result:
@@ -33,15 +34,12 @@ async def _fill(settings: Settings, count: int) -> None:
 
 async def _tamper(settings: Settings, seq: int) -> None:
     db = Database(settings.database_url)
+    unguard = ("DROP TRIGGER audit_events_no_update" if db.is_sqlite
+               else "DROP TRIGGER audit_events_append_only ON audit_events")
     try:
-        async with db.begin() as conn:
-            if db.is_sqlite:
-                await conn.execute(text("DROP TRIGGER audit_events_no_update"))
-            else:
-                await conn.execute(text("DROP TRIGGER audit_events_append_only ON audit_events"))
-            await conn.execute(text(
-                "UPDATE audit_events SET event = 'run.completed' WHERE seq = :seq"
-            ), {"seq": seq})
+        await execute(db, text(unguard), text(
+            "UPDATE audit_events SET event = 'run.completed' WHERE seq = :seq"
+        ).bindparams(seq=seq))
     finally:
         await db.dispose()
 
@@ -97,7 +95,7 @@ def test_export_then_verify_the_bundle_offline(filled: Settings, tmp_path: Path)
                          origin_prefix=filled.audit_origin).verifier_keys("acme")[0]
     assert published in exported.output
 
-    offline = Settings(database_url="sqlite+aiosqlite:////nonexistent/nowhere.db")
+    offline = Settings(database_url="sqlite:////nonexistent/nowhere.db")
     ok = invoke(offline, "verify", "--bundle", str(out), "--key", published)
     assert ok.exit_code == 0, ok.output
     assert ok.output.startswith(f"ok: {out}: 6 events")

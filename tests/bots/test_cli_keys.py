@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 
 from bots.cli_credentials import credentials
 from bots.cli_keys import keys
@@ -56,12 +57,14 @@ async def _read(url: str, keyring: Keyring, tenant_id: str, name: str) -> str:
 
 
 async def _ciphertexts(url: str, value: str | None = None) -> list[str]:
+    def stored(conn: Connection) -> list[str]:
+        if value is not None:
+            conn.execute(update(tenant_credentials).values(ciphertext=value))
+        return list(conn.scalars(select(tenant_credentials.c.ciphertext)))
+
     db = Database(url)
     try:
-        async with db.begin() as conn:
-            if value is not None:
-                await conn.execute(update(tenant_credentials).values(ciphertext=value))
-            return list(await conn.scalars(select(tenant_credentials.c.ciphertext)))
+        return await db.run(stored)
     finally:
         await db.dispose()
 

@@ -35,7 +35,7 @@ async def _roles_of(url: str, tenant_id: str, principal_id: str) -> list[str]:
 
 @pytest.fixture
 def cli_settings(tmp_path: Path) -> Settings:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
     asyncio.run(_prepare(url, "acme", "beta"))
     return Settings(database_url=url, data_dir=tmp_path / "data", model="sandbox")
 

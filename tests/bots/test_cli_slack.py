@@ -34,7 +34,7 @@ async def _setup(url: str) -> None:
 async def _redeem(settings: Settings, token: str) -> str:
     db = Database(settings.database_url)
     try:
-        return await redeem(db, Keyring.from_settings(settings), token)
+        return await db.run(redeem, Keyring.from_settings(settings), token)
     finally:
         await db.dispose()
 
@@ -42,9 +42,9 @@ async def _redeem(settings: Settings, token: str) -> str:
 async def _links(url: str) -> None:
     db = Database(url)
     try:
-        await link(db, "E1", None, "acme", "W1")
-        await link(db, None, "T2", "acme", "U2")
-        await revoke(db, None, "T2")
+        await db.run(link, "E1", None, "acme", "W1")
+        await db.run(link, None, "T2", "acme", "U2")
+        await db.run(revoke, None, "T2")
     finally:
         await db.dispose()
 

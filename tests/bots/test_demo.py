@@ -6,7 +6,7 @@ from bots.demo import run_demo
 
 
 async def test_the_demo_passes_every_isolation_check(tmp_path: Path) -> None:
-    transcript = await run_demo(f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
+    transcript = await run_demo(f"sqlite:///{tmp_path / 'demo.db'}")
     assert transcript.checks, "the demo made no checks"
     failed = [name for name, ok in transcript.checks if not ok]
     assert failed == []

@@ -211,7 +211,7 @@ def test_wildcards_follow_keymatch_but_skip_administrative_namespaces() -> None:
 
 
 async def test_the_migration_seeds_tenants_that_existed_before_it(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
     try:
         authz_script = ScriptDirectory.from_config(alembic_config()).get_revision("0004")
         assert authz_script is not None and isinstance(authz_script.down_revision, str)

@@ -7,14 +7,16 @@ import asyncio
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from core.db.engine import Database, reads
+from core.db.engine import Database, normalise_url, reads
 from core.db.schema import plans
+from core.errors import ConfigurationError
 
 
 def _plan_row(plan_id: str) -> dict[str, object]:
@@ -160,3 +162,31 @@ async def test_run_reconnects_when_its_pooled_connection_died(db: Database) -> N
     await db.run(_insert, "alive")
     assert await db.run(lambda conn: conn.scalar(
         select(plans.c.id).where(plans.c.id == "alive"))) == "alive"
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("sqlite:///tenantry.db", "sqlite+pysqlite:///tenantry.db"),
+    ("sqlite+aiosqlite:///tenantry.db", "sqlite+pysqlite:///tenantry.db"),
+    ("postgres://u@db/tenantry", "postgresql+psycopg://u@db/tenantry"),
+    ("postgresql://u@db/tenantry", "postgresql+psycopg://u@db/tenantry"),
+    ("postgresql+psycopg://u@db/tenantry", "postgresql+psycopg://u@db/tenantry"),
+])
+def test_a_url_gets_the_synchronous_driver_of_its_database(url: str, expected: str) -> None:
+    assert normalise_url(url) == expected
+
+
+async def test_an_older_aiosqlite_url_opens_its_file_with_the_synchronous_driver(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'older.db'}")
+    try:
+        assert db.url == f"sqlite+pysqlite:///{tmp_path / 'older.db'}"
+        assert await db.run(lambda conn: conn.exec_driver_sql("SELECT 1").scalar_one()) == 1
+    finally:
+        await db.dispose()
+    assert (tmp_path / "older.db").is_file()
+
+
+def test_other_databases_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="'mysql'"):
+        normalise_url("mysql://u@db/tenantry")

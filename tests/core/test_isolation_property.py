@@ -31,7 +31,7 @@ operation = st.one_of(
 
 
 async def scenario(root: Path, ops: list[tuple[str, str, str]]) -> None:
-    url = f"sqlite+aiosqlite:///{root / 'iso.db'}"
+    url = f"sqlite:///{root / 'iso.db'}"
     config = Settings(database_url=url, model="sandbox", embedder="hashing",
                       data_dir=root / "data")
     async with open_runtime(config, migrate=True) as rt:

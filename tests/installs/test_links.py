@@ -27,6 +27,7 @@ from installs.links import (
     revoke,
     slack_links,
 )
+from tests.support.databases import execute, fetch_all
 from tests.support.tenancy import plan, tenant_on
 
 DAY = timedelta(days=1)
@@ -50,27 +51,27 @@ def token_of(url: str) -> str:
 
 
 async def issue(db: Database, keyring: Keyring, tenant_id: str = "acme") -> str:
-    return token_of(await issue_install_link(db, keyring, tenant_id, "https://t.example", DAY))
+    return token_of(await db.run(issue_install_link, keyring, tenant_id, "https://t.example", DAY))
 
 
 async def reason_of(db: Database, keyring: Keyring, token: str) -> str:
     with pytest.raises(InstallLinkError) as caught:
-        await redeem(db, keyring, token)
+        await db.run(redeem, keyring, token)
     return caught.value.reason
 
 
 async def test_an_install_link_is_a_url_that_redeems_once(acme: Database, keyring: Keyring) -> None:
-    url = await issue_install_link(acme, keyring, "acme", "https://t.example/base/", DAY)
+    url = await acme.run(issue_install_link, keyring, "acme", "https://t.example/base/", DAY)
     parts = urlsplit(url)
     assert (parts.scheme, parts.netloc, parts.path) == ("https", "t.example", "/base/slack/install")
     token = token_of(url)
     assert "acme" not in token
 
-    assert await check_install_link(acme, keyring, token) == "acme"
-    assert await redeem(acme, keyring, token) == "acme"
+    assert await acme.run(check_install_link, keyring, token) == "acme"
+    assert await acme.run(redeem, keyring, token) == "acme"
     assert await reason_of(acme, keyring, token) == "already_used"
     with pytest.raises(InstallLinkError, match="already used"):
-        await check_install_link(acme, keyring, token)
+        await acme.run(check_install_link, keyring, token)
 
 
 async def test_concurrent_redemptions_spend_a_link_exactly_once(
@@ -78,7 +79,7 @@ async def test_concurrent_redemptions_spend_a_link_exactly_once(
 ) -> None:
     token = await issue(acme, keyring)
     outcomes = await asyncio.gather(
-        *(redeem(acme, keyring, token) for _ in range(5)), return_exceptions=True
+        *(acme.run(redeem, keyring, token) for _ in range(5)), return_exceptions=True
     )
     assert outcomes.count("acme") == 1
     assert all(isinstance(o, InstallLinkError) and o.reason == "already_used"
@@ -89,10 +90,9 @@ async def test_an_expired_link_is_refused_by_its_claim_and_by_its_record(
     acme: Database, keyring: Keyring
 ) -> None:
     token = await issue(acme, keyring)
-    async with acme.begin() as conn:
-        await conn.execute(update(install_link_nonces).values(
-            expires_at=datetime.now(UTC) - timedelta(seconds=1)
-        ))
+    await execute(acme, update(install_link_nonces).values(
+        expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    ))
     assert await reason_of(acme, keyring, token) == "expired"
 
     past = int((datetime.now(UTC) - timedelta(minutes=1)).timestamp())
@@ -119,9 +119,9 @@ async def test_forged_and_foreign_links_are_refused_as_bad_signatures(
     ]
     for candidate in candidates:
         with pytest.raises(InstallLinkError, match="bad signature") as caught:
-            await redeem(acme, keyring, candidate)
+            await acme.run(redeem, keyring, candidate)
         assert caught.value.reason == "bad_signature"
-    assert await redeem(acme, keyring, token) == "acme"
+    assert await acme.run(redeem, keyring, token) == "acme"
 
 
 async def test_a_sealed_claim_without_an_issued_nonce_is_unknown(
@@ -139,11 +139,10 @@ async def test_a_link_of_a_suspended_or_deleted_tenant_is_refused_and_not_spent(
     await acme.run(set_status, "acme", "suspended")
     assert await reason_of(acme, keyring, token) == "tenant_suspended"
     await acme.run(set_status, "acme", "active")
-    assert await redeem(acme, keyring, token) == "acme"
+    assert await acme.run(redeem, keyring, token) == "acme"
 
     orphan = await issue(acme, keyring, "globex")
-    async with acme.begin() as conn:
-        await conn.execute(delete(tenants).where(tenants.c.id == "globex"))
+    await execute(acme, delete(tenants).where(tenants.c.id == "globex"))
     assert await reason_of(acme, keyring, orphan) == "unknown_tenant"
 
 
@@ -151,88 +150,85 @@ async def test_issuing_checks_the_tenant_the_url_and_the_ttl(
     acme: Database, keyring: Keyring
 ) -> None:
     with pytest.raises(NotFound):
-        await issue_install_link(acme, keyring, "initech", "https://t.example", DAY)
+        await acme.run(issue_install_link, keyring, "initech", "https://t.example", DAY)
     await acme.run(set_status, "globex", "suspended")
     with pytest.raises(InstallLinkError, match="suspended"):
-        await issue_install_link(acme, keyring, "globex", "https://t.example", DAY)
+        await acme.run(issue_install_link, keyring, "globex", "https://t.example", DAY)
     for base, ttl in [("ftp://t.example", DAY), ("https://", DAY), ("https://t.example?a=1", DAY),
                       ("https://t.example", timedelta(0)), ("https://t.example", 31 * DAY)]:
         with pytest.raises(InvalidInput):
-            await issue_install_link(acme, keyring, "acme", base, ttl)
+            await acme.run(issue_install_link, keyring, "acme", base, ttl)
 
 
 async def test_org_link_covers_every_team_and_a_workspace_link_wins(acme: Database) -> None:
-    await link(acme, "E1", None, "acme", "U1")
-    await link(acme, "E1", "T2", "globex", "U2")
+    await acme.run(link, "E1", None, "acme", "U1")
+    await acme.run(link, "E1", "T2", "globex", "U2")
 
     for team in ("T1", "T9"):
-        found = await resolve(acme, "E1", team, is_enterprise_install=True)
+        found = await acme.run(resolve, "E1", team, is_enterprise_install=True)
         assert found is not None and found.tenant_id == "acme" and found.is_org
-    org_level = await resolve(acme, "E1", None, is_enterprise_install=True)
+    org_level = await acme.run(resolve, "E1", None, is_enterprise_install=True)
     assert org_level is not None and org_level.tenant_id == "acme"
-    own = await resolve(acme, "E1", "T2", is_enterprise_install=False)
+    own = await acme.run(resolve, "E1", "T2", is_enterprise_install=False)
     assert own is not None and own.tenant_id == "globex" and own.team_id == "T2"
-    assert await resolve(acme, "E2", "T1", is_enterprise_install=True) is None
-    assert await resolve(acme, None, "T1", is_enterprise_install=False) is None
-    assert await resolve(acme, "E1", None, is_enterprise_install=False) is None
+    assert await acme.run(resolve, "E2", "T1", is_enterprise_install=True) is None
+    assert await acme.run(resolve, None, "T1", is_enterprise_install=False) is None
+    assert await acme.run(resolve, "E1", None, is_enterprise_install=False) is None
 
-    async with acme.begin() as conn:
-        keys = (await conn.execute(
-            select(slack_links.c.enterprise_id, slack_links.c.team_id)
-            .order_by(slack_links.c.team_id)
-        )).all()
+    keys = await fetch_all(acme, select(slack_links.c.enterprise_id, slack_links.c.team_id)
+                           .order_by(slack_links.c.team_id))
     assert [tuple(k) for k in keys] == [("E1", ""), ("E1", "T2")]
 
 
 async def test_revoke_and_the_fallback_to_the_org(acme: Database) -> None:
-    await link(acme, None, "T1", "acme", "U1")
-    revoked = await revoke(acme, None, "T1")
+    await acme.run(link, None, "T1", "acme", "U1")
+    revoked = await acme.run(revoke, None, "T1")
     assert revoked is not None and revoked.status == "revoked" and revoked.revoked_at is not None
-    again = await resolve(acme, None, "T1", is_enterprise_install=False)
+    again = await acme.run(resolve, None, "T1", is_enterprise_install=False)
     assert again is not None and not again.active
-    assert await revoke(acme, None, "T404") is None
+    assert await acme.run(revoke, None, "T404") is None
 
-    await link(acme, "E1", "T2", "globex", "U2")
-    await link(acme, "E1", None, "acme", "U1")
-    await revoke(acme, "E1", "T2")
-    fallback = await resolve(acme, "E1", "T2", is_enterprise_install=True)
+    await acme.run(link, "E1", "T2", "globex", "U2")
+    await acme.run(link, "E1", None, "acme", "U1")
+    await acme.run(revoke, "E1", "T2")
+    fallback = await acme.run(resolve, "E1", "T2", is_enterprise_install=True)
     assert fallback is not None and fallback.tenant_id == "acme" and fallback.is_org
 
 
 async def test_an_active_link_is_not_moved_to_another_tenant(acme: Database) -> None:
-    first = await link(acme, None, "T1", "acme", "U1")
+    first = await acme.run(link, None, "T1", "acme", "U1")
     assert (first.enterprise_id, first.team_id, first.active) == (None, "T1", True)
-    refreshed = await link(acme, None, "T1", "acme", "U3")
+    refreshed = await acme.run(link, None, "T1", "acme", "U3")
     assert refreshed.installer_user_id == "U3"
     with pytest.raises(Conflict, match="linked to tenant 'acme'"):
-        await link(acme, None, "T1", "globex", "U2")
-    await revoke(acme, None, "T1")
-    moved = await link(acme, None, "T1", "globex", "U2")
+        await acme.run(link, None, "T1", "globex", "U2")
+    await acme.run(revoke, None, "T1")
+    moved = await acme.run(link, None, "T1", "globex", "U2")
     assert moved.tenant_id == "globex" and moved.active and moved.revoked_at is None
     with pytest.raises(NotFound):
-        await link(acme, None, "T5", "initech", "U1")
+        await acme.run(link, None, "T5", "initech", "U1")
     with pytest.raises(InvalidInput):
-        await link(acme, None, None, "acme", "U1")
+        await acme.run(link, None, None, "acme", "U1")
     with pytest.raises(InvalidInput):
-        await link(acme, "E:1", "T1", "acme", "U1")
+        await acme.run(link, "E:1", "T1", "acme", "U1")
 
 
 async def test_a_refused_link_leaves_the_install_link_unspent(
     acme: Database, keyring: Keyring
 ) -> None:
-    await link(acme, None, "T1", "globex", "U1")
+    await acme.run(link, None, "T1", "globex", "U1")
     token = await issue(acme, keyring)
     with pytest.raises(Conflict):
-        await redeem_and_link(acme, keyring, token, None, "T1", "U2")
-    made = await redeem_and_link(acme, keyring, token, None, "T2", "U2")
+        await acme.run(redeem_and_link, keyring, token, None, "T1", "U2")
+    made = await acme.run(redeem_and_link, keyring, token, None, "T2", "U2")
     assert made.tenant_id == "acme" and made.installer_user_id == "U2"
 
 
 async def test_list_links_orders_by_enterprise_then_team(acme: Database) -> None:
-    await link(acme, "E1", "T2", "acme", "U1")
-    await link(acme, None, "T9", "globex", None)
-    await link(acme, "E1", None, "acme", "U1")
-    listed = await list_links(acme)
+    await acme.run(link, "E1", "T2", "acme", "U1")
+    await acme.run(link, None, "T9", "globex", None)
+    await acme.run(link, "E1", None, "acme", "U1")
+    listed = await acme.run(list_links)
     assert [(ln.enterprise_id, ln.team_id) for ln in listed] == [
         (None, "T9"), ("E1", None), ("E1", "T2")
     ]

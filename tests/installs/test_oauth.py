@@ -16,6 +16,7 @@ from installs.oauth import TenantClaimState, complete_install, slack_oauth_state
 from installs.principals import roles_from_slack, slack_principal
 from installs.slack_store import SlackInstallationStore
 from standins.slack.api import SlackStandIn, SlackUser
+from tests.support.databases import execute, fetch_value
 from tests.support.tenancy import plan, tenant_on
 
 # slack_sdk 3.48's oauth_v2_access sends the client credentials through aiohttp.BasicAuth,
@@ -43,7 +44,8 @@ def states(acme: Database, keyring: Keyring) -> TenantClaimState:
 
 
 async def install_link(db: Database, keyring: Keyring, tenant_id: str = "acme") -> str:
-    url = await issue_install_link(db, keyring, tenant_id, "https://t.example", timedelta(hours=1))
+    url = await db.run(issue_install_link, keyring, tenant_id, "https://t.example",
+                       timedelta(hours=1))
     return parse_qs(urlsplit(url).query)["link"][0]
 
 
@@ -59,8 +61,7 @@ def org_install(enterprise: str = "E1") -> Installation:
 
 
 async def state_rows(db: Database) -> int:
-    async with db.begin() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(slack_oauth_states)) or 0)
+    return int(await fetch_value(db, select(func.count()).select_from(slack_oauth_states)) or 0)
 
 
 async def test_a_state_is_consumed_once(states: TenantClaimState) -> None:
@@ -74,10 +75,9 @@ async def test_a_state_is_consumed_once(states: TenantClaimState) -> None:
 
 async def test_an_expired_state_is_refused(acme: Database, states: TenantClaimState) -> None:
     state = await states.async_issue()
-    async with acme.begin() as conn:
-        await conn.execute(update(slack_oauth_states).values(
-            expire_at=datetime.now(UTC) - timedelta(seconds=1)
-        ))
+    await execute(acme, update(slack_oauth_states).values(
+        expire_at=datetime.now(UTC) - timedelta(seconds=1)
+    ))
     assert await states.async_consume(state) is False
     assert await states.take_claim(state) is None
 
@@ -86,10 +86,9 @@ async def test_issuing_purges_long_expired_states(
     acme: Database, states: TenantClaimState
 ) -> None:
     await states.async_issue()
-    async with acme.begin() as conn:
-        await conn.execute(update(slack_oauth_states).values(
-            expire_at=datetime.now(UTC) - timedelta(days=1)
-        ))
+    await execute(acme, update(slack_oauth_states).values(
+        expire_at=datetime.now(UTC) - timedelta(days=1)
+    ))
     await states.async_issue()
     assert await state_rows(acme) == 1
 
@@ -100,8 +99,7 @@ async def test_the_claim_rides_with_the_state_encrypted_and_is_taken_once(
     token = await install_link(acme, keyring)
     state = await states.async_issue(link_token=token)
     assert token not in state
-    async with acme.begin() as conn:
-        stored = await conn.scalar(select(slack_oauth_states.c.link_token))
+    stored = await fetch_value(acme, select(slack_oauth_states.c.link_token))
     assert stored is not None and token not in stored
 
     assert await states.take_claim(state) is None, "a claim is only taken after Bolt's consume"
@@ -116,7 +114,7 @@ async def test_a_dead_link_is_refused_before_the_installer_goes_to_slack(
     acme: Database, keyring: Keyring, states: TenantClaimState
 ) -> None:
     token = await install_link(acme, keyring)
-    await complete_install(acme, keyring, workspace("T1"), token)
+    await acme.run(complete_install, keyring, workspace("T1"), token)
     with pytest.raises(InstallLinkError) as caught:
         await states.async_issue(link_token=token)
     assert caught.value.reason == "already_used"
@@ -129,32 +127,32 @@ async def test_an_install_with_a_claim_links_the_workspace(
     acme: Database, keyring: Keyring
 ) -> None:
     token = await install_link(acme, keyring)
-    result = await complete_install(acme, keyring, workspace("T1", user="U7"), token)
+    result = await acme.run(complete_install, keyring, workspace("T1", user="U7"), token)
     assert (result.tenant_id, result.linked, result.linked_now, result.reason) == (
         "acme", True, True, None)
-    found = await resolve(acme, None, "T1", is_enterprise_install=False)
+    found = await acme.run(resolve, None, "T1", is_enterprise_install=False)
     assert found is not None and found.tenant_id == "acme" and found.installer_user_id == "U7"
     stored = await SlackInstallationStore(acme, keyring).async_find_bot(
         enterprise_id=None, team_id="T1")
     assert stored is not None and stored.bot_token == "xoxb-T1"
 
-    replay = await complete_install(acme, keyring, workspace("T2"), token)
+    replay = await acme.run(complete_install, keyring, workspace("T2"), token)
     assert (replay.linked, replay.reason) == (False, "already_used")
-    assert await resolve(acme, None, "T2", is_enterprise_install=False) is None
+    assert await acme.run(resolve, None, "T2", is_enterprise_install=False) is None
 
 
 async def test_an_install_without_a_claim_is_stored_but_unlinked(
     acme: Database, keyring: Keyring
 ) -> None:
-    result = await complete_install(acme, keyring, workspace("T1"), None)
+    result = await acme.run(complete_install, keyring, workspace("T1"), None)
     assert (result.linked, result.linked_now, result.reason) == (False, False, "no_claim")
-    assert await list_links(acme) == []
+    assert await acme.run(list_links) == []
     found = await SlackInstallationStore(acme, keyring).async_find_installation(
         enterprise_id=None, team_id="T1")
     assert found is not None and found.bot_token == "xoxb-T1"
 
-    await link(acme, None, "T1", "acme", "U1")
-    again = await complete_install(acme, keyring, workspace("T1"), None)
+    await acme.run(link, None, "T1", "acme", "U1")
+    again = await acme.run(complete_install, keyring, workspace("T1"), None)
     assert (again.tenant_id, again.linked_now, again.reason) == ("acme", False, "no_claim")
 
 
@@ -162,49 +160,52 @@ async def test_an_org_install_links_the_org_for_every_team(
     acme: Database, keyring: Keyring
 ) -> None:
     token = await install_link(acme, keyring, "globex")
-    result = await complete_install(acme, keyring, org_install("E1"), token)
+    result = await acme.run(complete_install, keyring, org_install("E1"), token)
     assert (result.enterprise_id, result.team_id, result.is_enterprise_install) == (
         "E1", None, True)
     assert result.tenant_id == "globex"
     for team in ("T1", "T2", None):
-        found = await resolve(acme, "E1", team, is_enterprise_install=True)
+        found = await acme.run(resolve, "E1", team, is_enterprise_install=True)
         assert found is not None and found.tenant_id == "globex" and found.is_org
 
 
 async def test_a_claim_for_a_workspace_linked_elsewhere_is_refused_and_not_spent(
     acme: Database, keyring: Keyring
 ) -> None:
-    await complete_install(acme, keyring, workspace("T1"), await install_link(acme, keyring))
+    await acme.run(complete_install, keyring, workspace("T1"),
+                   await install_link(acme, keyring))
     token = await install_link(acme, keyring, "globex")
-    refused = await complete_install(acme, keyring, workspace("T1"), token)
+    refused = await acme.run(complete_install, keyring, workspace("T1"), token)
     assert (refused.tenant_id, refused.linked_now, refused.reason) == (
         "acme", False, "linked_elsewhere")
-    moved = await complete_install(acme, keyring, workspace("T2"), token)
+    moved = await acme.run(complete_install, keyring, workspace("T2"), token)
     assert moved.tenant_id == "globex" and moved.linked_now
 
 
 async def test_uninstalling_one_workspace_leaves_another_untouched(
     acme: Database, keyring: Keyring
 ) -> None:
-    await complete_install(acme, keyring, workspace("T1", "E1"), await install_link(acme, keyring))
-    await complete_install(acme, keyring, workspace("T2", "E1"),
-                           await install_link(acme, keyring, "globex"))
-    await complete_install(acme, keyring, org_install("E2"), await install_link(acme, keyring))
+    await acme.run(complete_install, keyring, workspace("T1", "E1"),
+                   await install_link(acme, keyring))
+    await acme.run(complete_install, keyring, workspace("T2", "E1"),
+                   await install_link(acme, keyring, "globex"))
+    await acme.run(complete_install, keyring, org_install("E2"),
+                   await install_link(acme, keyring))
 
-    revoked = await uninstall(acme, keyring, "E1", "T1", is_enterprise_install=False)
+    revoked = await acme.run(uninstall, "E1", "T1", is_enterprise_install=False)
     assert revoked is not None and revoked.status == "revoked" and revoked.tenant_id == "acme"
     store = SlackInstallationStore(acme, keyring)
     assert await store.async_find_installation(enterprise_id="E1", team_id="T1") is None
     kept = await store.async_find_installation(enterprise_id="E1", team_id="T2")
     assert kept is not None and kept.bot_token == "xoxb-T2"
-    other = await resolve(acme, "E1", "T2", is_enterprise_install=False)
+    other = await acme.run(resolve, "E1", "T2", is_enterprise_install=False)
     assert other is not None and other.active and other.tenant_id == "globex"
 
-    gone = await uninstall(acme, keyring, "E2", "T5", is_enterprise_install=True)
+    gone = await acme.run(uninstall, "E2", "T5", is_enterprise_install=True)
     assert gone is not None and gone.is_org and not gone.active
     assert await store.async_find_bot(
         enterprise_id="E2", team_id=None, is_enterprise_install=True) is None
-    assert await uninstall(acme, keyring, "E3", "T9", is_enterprise_install=False) is None
+    assert await acme.run(uninstall, "E3", "T9", is_enterprise_install=False) is None
 
 
 async def exchange(slack: SlackStandIn, code: str) -> Installation:
@@ -239,12 +240,12 @@ async def test_the_whole_round_trip_through_slack_links_an_org(
         state = await states.async_issue(link_token=await install_link(acme, keyring))
         assert await states.async_consume(state)
         installation = await exchange(slack, "code-1")
-        result = await complete_install(acme, keyring, installation,
-                                        await states.take_claim(state))
+        result = await acme.run(complete_install, keyring, installation,
+                                await states.take_claim(state))
 
         assert (result.tenant_id, result.is_enterprise_install, result.team_id) == (
             "acme", True, None)
-        found = await resolve(acme, "E1", "T42", is_enterprise_install=True)
+        found = await acme.run(resolve, "E1", "T42", is_enterprise_install=True)
         assert found is not None and found.tenant_id == "acme" and found.installer_user_id == "W1"
         bot = await SlackInstallationStore(acme, keyring).async_find_bot(
             enterprise_id="E1", team_id="T42", is_enterprise_install=True)

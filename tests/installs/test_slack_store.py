@@ -10,6 +10,7 @@ from sqlalchemy import Table, select, update
 from core.crypto import CryptoError, Keyring, generate_key
 from core.db.engine import Database
 from installs.slack_store import SlackInstallationStore, slack_bots, slack_installations
+from tests.support.databases import execute, fetch_all
 
 LONG_REFRESH = "xoxe-1-" + "r" * 400
 
@@ -53,8 +54,7 @@ def store(db: Database, keyring: Keyring) -> SlackInstallationStore:
 
 
 async def raw(db: Database, table: Table) -> list[dict[str, Any]]:
-    async with db.begin() as conn:
-        rows = (await conn.execute(select(table).order_by(table.c.id))).all()
+    rows = await fetch_all(db, select(table).order_by(table.c.id))
     return [dict(row._mapping) for row in rows]
 
 
@@ -170,9 +170,8 @@ async def test_rotation_names_unreadable_rows_after_rotating_the_rest(
     await store.async_save(workspace("T1"))
     await store.async_save(workspace("T2"))
     foreign = Keyring([generate_key()]).encrypt("xoxb-foreign")
-    async with db.begin() as conn:
-        await conn.execute(update(slack_bots).where(slack_bots.c.team_id == "T2")
-                           .values(bot_token=foreign))
+    await execute(db, update(slack_bots).where(slack_bots.c.team_id == "T2")
+                  .values(bot_token=foreign))
     with pytest.raises(CryptoError, match=r"slack_bots#2"):
         await store.rotate_all()
     found = await store.async_find_bot(enterprise_id=None, team_id="T1")

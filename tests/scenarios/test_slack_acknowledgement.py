@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
 
 from bots.settings import ServerSettings
 from bots.slack import render
 from bots.slack.records import slack_run_messages
+from core.db.engine import reads
 from core.runs import unfinished_runs
 from core.settings import Settings
 from installs.slack_store import SlackInstallationStore
@@ -42,9 +44,13 @@ def standin() -> SlackStandIn:
     return SlackStandIn(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, app_id=APP_ID)
 
 
+@reads
+def _answer_messages(conn: Connection) -> int:
+    return int(conn.scalar(select(func.count()).select_from(slack_run_messages)) or 0)
+
+
 async def answer_messages(scenario: Scenario) -> int:
-    async with scenario.db.read() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(slack_run_messages)) or 0)
+    return await scenario.db.run(_answer_messages)
 
 
 async def test_a_run_starts_once_the_requests_in_flight_are_answered(waiting: Scenario) -> None:

@@ -25,6 +25,7 @@ from tests.scenarios.harness import (
     runs_of,
     thread,
 )
+from tests.support.databases import execute, fetch_one
 
 REDIRECT = f"{PUBLIC_URL}/slack/oauth_redirect"
 IVY = SlackUser("U7IVY", is_admin=True)
@@ -33,8 +34,8 @@ COOKIE = "slack-app-oauth-state"
 
 async def install_link(scenario: Scenario, tenant_id: str = "acme") -> str:
     """The path and query of a fresh install link for ``tenant_id``."""
-    url = await issue_install_link(scenario.db, scenario.runtime.keyring, tenant_id,
-                                   PUBLIC_URL, timedelta(hours=1))
+    url = await scenario.db.run(issue_install_link, scenario.runtime.keyring, tenant_id,
+                                PUBLIC_URL, timedelta(hours=1))
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}"
 
@@ -76,12 +77,11 @@ async def test_an_install_link_installs_and_links_the_workspace(scenario: Scenar
 
     assert status == 200
     assert "Your workspace is linked to its Tenantry account" in page
-    link = await resolve(scenario.db, None, "T7", False)
+    link = await scenario.db.run(resolve, None, "T7", False)
     assert link is not None and link.active and link.tenant_id == "acme"
     assert link.installer_user_id == IVY.id
-    async with scenario.db.begin() as conn:
-        stored = (await conn.execute(select(slack_bots.c.bot_token)
-                  .where(slack_bots.c.team_id == "T7"))).scalar_one()
+    stored = (await fetch_one(scenario.db, select(slack_bots.c.bot_token)
+                              .where(slack_bots.c.team_id == "T7"))).bot_token
     assert stored != "xoxb-t7" and "xoxb" not in stored, "the token is encrypted at rest"
     assert scenario.runtime.keyring.decrypt(stored) == "xoxb-t7"
     bot = await SlackInstallationStore(scenario.db, scenario.runtime.keyring).async_find_bot(
@@ -109,10 +109,9 @@ async def test_a_replayed_or_expired_state_is_refused(scenario: Scenario) -> Non
     assert "invalid_state" in page, "Bolt's own failure page names the reason"
 
     expired_state, expired_cookie = await start(scenario, await install_link(scenario))
-    async with scenario.db.begin() as conn:
-        await conn.execute(update(slack_oauth_states)
-                           .where(slack_oauth_states.c.state == expired_state)
-                           .values(expire_at=datetime.now(UTC) - timedelta(seconds=1)))
+    await execute(scenario.db, update(slack_oauth_states)
+                  .where(slack_oauth_states.c.state == expired_state)
+                  .values(expire_at=datetime.now(UTC) - timedelta(seconds=1)))
     expired, _page = await finish(scenario, expired_state, expired_cookie, "code-2")
     assert expired == 401
 
@@ -153,7 +152,7 @@ async def test_an_install_without_a_link_is_stored_but_left_unlinked(
 
     assert status == 200
     assert "isn't linked to a Tenantry account" in page
-    assert await resolve(scenario.db, None, "T8", False) is None
+    assert await scenario.db.run(resolve, None, "T8", False) is None
     store = SlackInstallationStore(scenario.db, scenario.runtime.keyring)
     assert await store.async_find_bot(enterprise_id=None, team_id="T8") is not None
 
@@ -170,9 +169,9 @@ async def test_an_enterprise_grid_org_wide_install_links_the_org(scenario: Scena
     status, page = await finish(scenario, state, cookie, "code-e9")
 
     assert status == 200 and "Your organization is linked" in page
-    org = await resolve(scenario.db, "E9", None, True)
+    org = await scenario.db.run(resolve, "E9", None, True)
     assert org is not None and org.is_org and org.tenant_id == "acme"
-    team = await resolve(scenario.db, "E9", "T9", True)
+    team = await scenario.db.run(resolve, "E9", "T9", True)
     assert team == org, "every team of the org is served through the org's link"
     bot = await SlackInstallationStore(scenario.db, scenario.runtime.keyring).async_find_bot(
         enterprise_id="E9", team_id=None, is_enterprise_install=True)

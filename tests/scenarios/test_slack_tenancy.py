@@ -16,6 +16,7 @@ from installs.links import resolve, revoke
 from installs.slack_store import SlackInstallationStore
 from standins.slack.api import SlackUser
 from tests.scenarios.harness import Scenario, audit_events, runs_of, thread, today
+from tests.support.databases import fetch_all
 
 ADA = SlackUser("U1ADA")
 GUS = SlackUser("U2GUS")
@@ -56,12 +57,12 @@ async def test_uninstalling_deletes_tokens_revokes_the_link_and_audits(
     assert (sent.status, again.status) == (200, 200)
     assert await store.async_find_bot(enterprise_id=None, team_id="T1") is None
     assert await store.async_find_installation(enterprise_id=None, team_id="T1") is None
-    link = await resolve(scenario.db, None, "T1", False)
+    link = await scenario.db.run(resolve, None, "T1", False)
     assert link is not None and link.status == "revoked" and link.revoked_at is not None
     [unlinked] = await audit_events(scenario, "acme", WORKSPACE_UNLINKED)
     assert unlinked.fields == {"team_id": "T1", "enterprise_id": None,
                                "reason": "app_uninstalled"}
-    other = await resolve(scenario.db, None, "T2", False)
+    other = await scenario.db.run(resolve, None, "T2", False)
     assert other is not None and other.active and other.tenant_id == "globex"
     assert await store.async_find_bot(enterprise_id=None, team_id="T2") is not None
     assert await audit_events(scenario, "globex", WORKSPACE_UNLINKED) == []
@@ -82,12 +83,12 @@ async def test_a_revoked_bot_token_unlinks_but_a_revoked_user_token_does_not(
 
     await scenario.tokens_revoked(t1, bot=False, users=[ADA.id])
     await scenario.idle()
-    still = await resolve(scenario.db, None, "T1", False)
+    still = await scenario.db.run(resolve, None, "T1", False)
     await scenario.tokens_revoked(t1)
     await scenario.idle()
 
     assert still is not None and still.active
-    gone = await resolve(scenario.db, None, "T1", False)
+    gone = await scenario.db.run(resolve, None, "T1", False)
     assert gone is not None and gone.status == "revoked"
     [unlinked] = await audit_events(scenario, "acme", WORKSPACE_UNLINKED)
     assert unlinked.fields["reason"] == "tokens_revoked"
@@ -143,9 +144,9 @@ async def test_two_tenants_interleaved_keep_their_tokens_budgets_and_history(
         assert {c.team_id for c in own} == {ws.team_id}
         answers = [m for m in scenario.slack.messages(ws.channel) if m.thread_ts]
         assert sorted(m.text for m in answers) == sorted(r.answer or "" for r in runs)
-        async with scenario.db.begin() as conn:
-            turns = (await conn.execute(select(conversation_turns.c.principal_id)
-                     .where(conversation_turns.c.tenant_id == tenant))).scalars().all()
+        turns = [row.principal_id for row in await fetch_all(
+            scenario.db, select(conversation_turns.c.principal_id)
+            .where(conversation_turns.c.tenant_id == tenant))]
         assert set(turns) == {f"slack:{ws.team_id}:{user}"} and len(turns) == 6
 
 
@@ -171,7 +172,7 @@ async def test_an_org_wide_install_serves_every_team_of_the_org(scenario: Scenar
 async def test_a_link_revoked_by_an_operator_is_refused_and_audited(scenario: Scenario) -> None:
     await scenario.tenant("acme")
     t1 = await scenario.link_workspace("T1", "acme", users=[ADA])
-    await revoke(scenario.db, None, "T1")
+    await scenario.db.run(revoke, None, "T1")
 
     mention = await scenario.mention(t1, ADA.id, "hello")
     await scenario.idle()

@@ -34,7 +34,7 @@ def _libpq(url: str, database: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _async_url(url: str, database: str) -> str:
+def _psycopg_url(url: str, database: str) -> str:
     return make_url(url).set(drivername="postgresql+psycopg", database=database).render_as_string(
         hide_password=False
     )
@@ -54,13 +54,13 @@ class SqliteTemplates:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.template = root / "template.db"
-        asyncio.run(_migrate(f"sqlite+aiosqlite:///{self.template}"))
+        asyncio.run(_migrate(f"sqlite:///{self.template}"))
 
     def fresh(self) -> str:
         """The URL of a new, migrated database file."""
         path = self.root / f"{uuid.uuid4().hex}.db"
         shutil.copyfile(self.template, path)
-        return f"sqlite+aiosqlite:///{path}"
+        return f"sqlite:///{path}"
 
 
 class PostgresTemplates:
@@ -72,7 +72,7 @@ class PostgresTemplates:
         self.template = f"tenantry_tmpl_{uuid.uuid4().hex[:10]}"
         self.created: list[str] = []
         self._execute(f'CREATE DATABASE "{self.template}"')
-        asyncio.run(_migrate(_async_url(server_url, self.template)))
+        asyncio.run(_migrate(_psycopg_url(server_url, self.template)))
 
     def _execute(self, sql: str) -> None:
         with psycopg.connect(self.admin, autocommit=True) as conn:
@@ -83,7 +83,7 @@ class PostgresTemplates:
         name = f"tenantry_t_{uuid.uuid4().hex[:12]}"
         self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         self.created.append(name)
-        return _async_url(self.server_url, name)
+        return _psycopg_url(self.server_url, name)
 
     def drop(self, url: str) -> None:
         """Drop one test database, disconnecting whoever still holds it."""

@@ -53,7 +53,7 @@ def test_tenantry_serve_refuses_partial_slack_settings(
     for name in SLACK_ENV:
         monkeypatch.delenv(name, raising=False)
     env = {"TENANTRY_SLACK_SIGNING_SECRET": "s", "TENANTRY_LOG_LEVEL": "WARNING",
-           "TENANTRY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 't.db'}"}
+           "TENANTRY_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}"}
 
     result = CliRunner().invoke(cli, ["serve"], env=env)
 

@@ -31,6 +31,7 @@ from core.tenants import billing_period, get_tenant, set_status
 from installs.links import link, resolve
 from installs.principals import slack_principal
 from standins.slack.api import SlackStandIn, SlackUser
+from tests.support.databases import execute
 from tests.support.scripted import ScriptedModels
 from tests.support.tenancy import plan, tenant_on
 
@@ -95,7 +96,7 @@ class World:
     async def home(self, team: str, user: SlackUser,
                    extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Publish as the app would: tenant from the workspace's link, through its token."""
-        found = await resolve(self.runtime.db, None, team, False)
+        found = await self.runtime.db.run(resolve, None, team, False)
         assert found is not None and found.active
         client = AsyncWebClient(token=WORKSPACES[team][1], base_url=self.slack.base_url)
         await home.publish_home(client, self.runtime, user_id=user.id,
@@ -117,7 +118,7 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
         await tenant_on(runtime.db, "globex", GLOBEX_PLAN)
         for team, (tenant_id, token, users) in WORKSPACES.items():
             slack.add_workspace(team, token, users=users)
-            await link(runtime.db, None, team, tenant_id, None)
+            await runtime.db.run(link, None, team, tenant_id, None)
         made = World(runtime, slack)
         assert await made.ask("T1", ADA, "check budget.status") == "completed"
         assert await made.ask("T1", ADA, "check budget.status again") == "completed"
@@ -240,14 +241,13 @@ async def test_verify_reports_an_intact_log_below_the_button(world: World) -> No
 
 
 async def test_verify_names_the_first_changed_event(world: World) -> None:
-    async with world.runtime.db.begin() as conn:  # as an owner of the database could
-        if world.runtime.db.is_sqlite:
-            await conn.execute(text("DROP TRIGGER audit_events_no_update"))
-        else:
-            await conn.execute(text("DROP TRIGGER audit_events_append_only ON audit_events"))
-        await conn.execute(update(audit_events)
-                           .where(audit_events.c.tenant_id == "globex", audit_events.c.seq == 2)
-                           .values(fields='{"tampered":true}'))
+    db = world.runtime.db
+    unguard = ("DROP TRIGGER audit_events_no_update" if db.is_sqlite
+               else "DROP TRIGGER audit_events_append_only ON audit_events")
+    await execute(db, text(unguard),  # as an owner of the database could
+                  update(audit_events)
+                  .where(audit_events.c.tenant_id == "globex", audit_events.c.seq == 2)
+                  .values(fields='{"tampered":true}'))
 
     [result, _when] = await home.verify_view_section(world.runtime, "globex")
 
