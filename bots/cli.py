@@ -17,8 +17,9 @@ from bots.cli_keys import keys
 from bots.cli_memory import memory
 from bots.cli_roles import roles
 from bots.cli_slack import slack
-from bots.cli_support import open_database, root_settings, run_async
-from bots.runtime import open_runtime
+from bots.cli_support import open_database, operator, root_settings, run_async
+from bots.runtime import Runtime, open_runtime
+from core.admin import Admin
 from core.context import PrincipalKind
 from core.db.migrate import current_revision, head_revision, upgrade
 from core.errors import TenantryError
@@ -30,13 +31,11 @@ from core.tenants import (
     DEFAULT_RETENTION_DAYS,
     PLAN_LIMITS,
     Plan,
+    TenantStatus,
     create_plan,
-    create_tenant,
     get_plan,
     list_plans,
     list_tenants,
-    set_status,
-    update_plan,
 )
 
 
@@ -71,6 +70,11 @@ async def db_status() -> None:
     """Show the database's revision and the newest one shipped."""
     async with open_database(any_revision=True) as database:
         click.echo(f"current: {await current_revision(database)}  head: {head_revision()}")
+
+
+def admin_of(rt: Runtime) -> Admin:
+    """The runtime's administrative actions, audited as the operator's."""
+    return Admin(rt.db, rt.audit, rt.keyring, by=operator())
 
 
 def _plan_lines(plan: Plan) -> list[str]:
@@ -169,8 +173,7 @@ async def plans_set(plan_id: str, capabilities: tuple[str, ...], retention_days:
     the change."""
 
     async with open_runtime(root_settings()) as rt:
-        plan = await rt.db.run(
-            update_plan,
+        plan = await admin_of(rt).update_plan(
             plan_id,
             limits={k: v for k, v in limits.items() if v is not None},
             capabilities=list(capabilities) if capabilities else None,
@@ -195,9 +198,8 @@ async def tenants_create(tenant_id: str, name: str, plan_id: str, time_zone: str
     """Create tenant TENANT_ID on a plan."""
 
     async with open_runtime(root_settings()) as rt:
-        tenant = await rt.db.run(
-            create_tenant, tenant_id=tenant_id, name=name, plan_id=plan_id, time_zone=time_zone
-        )
+        tenant = await admin_of(rt).create_tenant(
+            tenant_id=tenant_id, name=name, plan_id=plan_id, time_zone=time_zone)
         click.echo(f"tenant {tenant.id} ({tenant.name}) on plan {tenant.plan_id}: active")
 
 
@@ -231,13 +233,13 @@ async def tenants_show(tenant_id: str) -> None:
         )
 
 
-def _status_command(name: str, status: str, doc: str) -> None:
+def _status_command(name: str, status: TenantStatus, doc: str) -> None:
     @tenants.command(name, help=doc)
     @click.argument("tenant_id")
     @run_async
     async def command(tenant_id: str) -> None:
         async with open_runtime(root_settings()) as rt:
-            t = await rt.db.run(set_status, tenant_id, status)  # type: ignore[arg-type]
+            t = await admin_of(rt).set_status(tenant_id, status)
             click.echo(f"tenant {t.id}: {t.status}")
 
 

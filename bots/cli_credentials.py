@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 import click
 
-from bots.cli_support import root_settings, run_async
+from bots.cli_support import open_admin, root_settings, run_async
 from core.credentials import CredentialStore
 from core.crypto import Keyring
 from core.db.engine import Database
@@ -60,8 +60,8 @@ def credentials() -> None:
 async def credentials_set(tenant_id: str, name: str) -> None:
     """Store or replace credential NAME; the secret is read from a prompt or stdin."""
     secret = read_secret(name)
-    async with open_store(root_settings()) as store:
-        await store.put(tenant_id, name, secret)
+    async with open_admin() as admin:
+        await admin.set_credential(tenant_id, name, secret)
     click.echo(f"stored credential {name} for tenant {tenant_id}")
 
 
@@ -84,6 +84,6 @@ async def credentials_list(tenant_id: str) -> None:
 @run_async
 async def credentials_delete(tenant_id: str, name: str) -> None:
     """Delete credential NAME of a tenant; its tools stop working at once."""
-    async with open_store(root_settings()) as store:
-        await store.delete(tenant_id, name)
+    async with open_admin() as admin:
+        await admin.remove_credential(tenant_id, name)
     click.echo(f"deleted credential {name} of tenant {tenant_id}")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import click
 
-from bots.cli_support import open_database, run_async
-from core.authz import ADMINISTRATIVE, DEFAULT_PERMISSIONS, ROLES, grant, list_grants, revoke
+from bots.cli_support import open_admin, open_database, run_async
+from core.authz import ADMINISTRATIVE, DEFAULT_PERMISSIONS, ROLES, list_grants
 
 _ROLE = click.Choice(ROLES)
 _ROLE_HELP = "; ".join(
@@ -35,8 +35,8 @@ async def roles_grant(tenant_id: str, principal: str, role: str) -> None:
     PRINCIPAL is a principal id as the platform link maps it (e.g. slack:T123:U456);
     ROLE is owner, admin, member or guest. The next run of PRINCIPAL has the role.
     """
-    async with open_database() as db:
-        added = await db.run(grant, tenant_id, principal, role)
+    async with open_admin() as admin:
+        added = await admin.grant(tenant_id, principal, role)
     state = "now has" if added else "already had"
     click.echo(f"{principal} {state} role {role} in tenant {tenant_id}")
 
@@ -52,8 +52,8 @@ async def roles_revoke(tenant_id: str, principal: str, role: str) -> None:
     Runs already under way keep the policy they started with; the next run of
     PRINCIPAL no longer has the role.
     """
-    async with open_database() as db:
-        removed = await db.run(revoke, tenant_id, principal, role)
+    async with open_admin() as admin:
+        removed = await admin.revoke(tenant_id, principal, role)
     state = "no longer has" if removed else "did not have"
     click.echo(f"{principal} {state} role {role} in tenant {tenant_id}")
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import getpass
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from core.admin import Admin
+from core.audit import AuditLog, load_keys
+from core.crypto import Keyring
 from core.db.engine import Database
 from core.db.migrate import require_head
 from core.errors import TenantryError
@@ -42,6 +46,24 @@ async def open_database(*, any_revision: bool = False) -> AsyncIterator[Database
         yield db
     finally:
         await db.dispose()
+
+
+def operator() -> str:
+    """Who is acting, as the audit log names an operator at the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name in a bare container
+        return "cli"
+
+
+@asynccontextmanager
+async def open_admin() -> AsyncIterator[Admin]:
+    """Administrative actions on the deployment's database, each audited as the operator's."""
+    settings = root_settings()
+    signer, retired = load_keys(settings)
+    async with open_database() as db:
+        audit = AuditLog(db, signer, verifiers=retired, origin_prefix=settings.audit_origin)
+        yield Admin(db, audit, Keyring.from_settings(settings), by=operator())
 
 
 def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:

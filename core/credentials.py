@@ -67,7 +67,7 @@ class CredentialStore:
         check_name(name)
         if not secret:
             raise InvalidInput(f"credential {name!r} must not be empty")
-        await self.db.run(_put, tenant_id, name, self.keyring.encrypt(secret))
+        await self.db.run(put_ciphertext, tenant_id, name, self.keyring.encrypt(secret))
         log.info("credential stored", tenant_id=tenant_id, credential=name)
 
     async def get(self, ctx: TenantContext, name: str) -> str:
@@ -92,7 +92,7 @@ class CredentialStore:
         Raises:
             NotFound: the tenant has no such credential.
         """
-        await self.db.run(_delete, tenant_id, name)
+        await self.db.run(delete_credential, tenant_id, name)
         log.info("credential deleted", tenant_id=tenant_id, credential=name)
 
     async def count(self) -> int:
@@ -158,7 +158,8 @@ class CredentialStore:
         return rotated, unreadable, (rows[-1].tenant_id, rows[-1].name) if more else None
 
 
-def _put(conn: Connection, tenant_id: str, name: str, ciphertext: str) -> None:
+def put_ciphertext(conn: Connection, tenant_id: str, name: str, ciphertext: str) -> None:
+    """Store or replace a tenant's credential, already encrypted."""
     if conn.scalar(select(tenants.c.id).where(tenants.c.id == tenant_id)) is None:
         raise NotFound(f"no tenant {tenant_id!r}")
     now = datetime.now(UTC)
@@ -187,7 +188,8 @@ def credential_names(conn: Connection, tenant_id: str) -> list[str]:
     ))
 
 
-def _delete(conn: Connection, tenant_id: str, name: str) -> None:
+def delete_credential(conn: Connection, tenant_id: str, name: str) -> None:
+    """Remove a tenant's credential, or raise ``NotFound``."""
     result = conn.execute(delete(tenant_credentials).where(
         tenant_credentials.c.tenant_id == tenant_id, tenant_credentials.c.name == name))
     if result.rowcount == 0:

@@ -179,7 +179,7 @@ def test_rotate_with_keys_in_the_setting_explains_and_re_encrypts(
     assert "re-encrypted 1 of 1 credentials under the newest key\n" in result.output
     assert new not in result.output and old not in result.output
     assert asyncio.run(_read(tenants.database_url, Keyring([new]), "acme", "crm_token")) == SECRET
-    assert not tenants.data_dir.exists()
+    assert not (tenants.data_dir / "encryption.keys").exists(), "no key file beside the setting"
 
 
 def test_rotate_names_credentials_no_key_can_read(tenants: Settings) -> None:

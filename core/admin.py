@@ -1,0 +1,121 @@
+"""Administrative actions: each changes a tenant and records who did it in that tenant's
+audit log, in one transaction.
+
+The transaction functions of ``core.tenants``, ``core.authz`` and ``core.credentials``
+change state and audit nothing (tests and seeding compose them freely); the operators'
+entry points (the CLI, and the HTTP API when it exists) act through ``Admin``, so a
+tenant's log answers "who granted that role, changed that plan, removed that key".
+Events name principals, roles, plans and credential names, never a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from core.audit import AuditLog
+from core.audit import events as ev
+from core.authz import grant, revoke
+from core.credentials import check_name, delete_credential, put_ciphertext
+from core.crypto import Keyring
+from core.db.engine import Database
+from core.db.schema import tenants
+from core.errors import InvalidInput
+from core.tenants import Plan, Tenant, TenantStatus, create_tenant, set_status, update_plan
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """An operator acting on tenants.
+
+    Attributes:
+        by: Who acts, as the audit log names them (``cli:alice``).
+    """
+
+    db: Database
+    audit: AuditLog
+    keyring: Keyring
+    by: str
+
+    async def create_tenant(self, **tenant: Any) -> Tenant:
+        """``core.tenants.create_tenant``, recorded as ``tenant.created``."""
+        def work(conn: Connection) -> Tenant:
+            created = create_tenant(conn, **tenant)
+            self._record(conn, created.id, ev.TENANT_CREATED, {"plan": created.plan_id})
+            return created
+
+        return await self.db.run(work)
+
+    async def set_status(self, tenant_id: str, status: TenantStatus) -> Tenant:
+        """Suspend or resume a tenant, recorded as ``tenant.suspended`` or ``.resumed``."""
+        def work(conn: Connection) -> Tenant:
+            changed = set_status(conn, tenant_id, status)
+            event = ev.TENANT_SUSPENDED if status == "suspended" else ev.TENANT_RESUMED
+            self._record(conn, tenant_id, event, {})
+            return changed
+
+        return await self.db.run(work)
+
+    async def update_plan(self, plan_id: str, **changes: Any) -> Plan:
+        """``core.tenants.update_plan``, recorded as ``plan.changed`` in every tenant on it."""
+        def work(conn: Connection) -> Plan:
+            plan = update_plan(conn, plan_id, **changes)
+            fields = {"plan": plan_id, "limits": dict(changes.get("limits") or {}),
+                      "capabilities": sorted(plan.capabilities),
+                      "retention_days": plan.retention_days}
+            for tenant_id in conn.scalars(select(tenants.c.id)
+                                          .where(tenants.c.plan_id == plan_id)):
+                self._record(conn, tenant_id, ev.PLAN_CHANGED, fields)
+            return plan
+
+        return await self.db.run(work)
+
+    async def grant(self, tenant_id: str, principal_id: str, role: str) -> bool:
+        """Give a role, recorded as ``role.granted`` when it is new."""
+        def work(conn: Connection) -> bool:
+            added = grant(conn, tenant_id, principal_id, role)
+            if added:
+                self._record(conn, tenant_id, ev.ROLE_GRANTED,
+                             {"principal": principal_id, "role": role})
+            return added
+
+        return await self.db.run(work)
+
+    async def revoke(self, tenant_id: str, principal_id: str, role: str) -> bool:
+        """Take a role away, recorded as ``role.revoked`` when it was held."""
+        def work(conn: Connection) -> bool:
+            removed = revoke(conn, tenant_id, principal_id, role)
+            if removed:
+                self._record(conn, tenant_id, ev.ROLE_REVOKED,
+                             {"principal": principal_id, "role": role})
+            return removed
+
+        return await self.db.run(work)
+
+    async def set_credential(self, tenant_id: str, name: str, secret: str) -> None:
+        """Store a tool credential encrypted, recorded by name as ``credential.set``."""
+        check_name(name)
+        if not secret:
+            raise InvalidInput(f"credential {name!r} must not be empty")
+        ciphertext = self.keyring.encrypt(secret)
+
+        def work(conn: Connection) -> None:
+            put_ciphertext(conn, tenant_id, name, ciphertext)
+            self._record(conn, tenant_id, ev.CREDENTIAL_SET, {"credential": name})
+
+        await self.db.run(work)
+
+    async def remove_credential(self, tenant_id: str, name: str) -> None:
+        """Remove a tool credential, recorded by name as ``credential.removed``."""
+        def work(conn: Connection) -> None:
+            delete_credential(conn, tenant_id, name)
+            self._record(conn, tenant_id, ev.CREDENTIAL_REMOVED, {"credential": name})
+
+        await self.db.run(work)
+
+    def _record(self, conn: Connection, tenant_id: str, event: str,
+                fields: dict[str, Any]) -> None:
+        self.audit.append(conn, tenant_id, event, {"by": self.by, **fields})
