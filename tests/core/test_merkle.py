@@ -20,8 +20,6 @@ from core.merkle import (
     inclusion_proof,
     leaf_hash,
     node_hash,
-    root_from_consistency_proof,
-    root_from_inclusion_proof,
     root_from_leaf_hashes,
     verify_consistency,
     verify_inclusion,
@@ -176,9 +174,11 @@ def test_compact_range_root_after_every_append() -> None:
 def test_compact_range_resumes_from_its_state() -> None:
     hashes = _leaves(45)
     first = CompactRange()
-    first.extend(hashes[:21])
+    for leaf in hashes[:21]:
+        first.append(leaf)
     resumed = CompactRange(first.size, first.hashes)
-    resumed.extend(hashes[21:])
+    for leaf in hashes[21:]:
+        resumed.append(leaf)
     assert resumed.root() == root_from_leaf_hashes(hashes)
 
 
@@ -244,7 +244,6 @@ def test_inclusion_round_trip_up_to_40_leaves() -> None:
         for index in range(size):
             proof = inclusion_proof(tree, index)
             verify_inclusion(tree[index], index, size, proof, root)
-            assert root_from_inclusion_proof(tree[index], index, size, proof) == root
 
 
 def test_consistency_round_trip_up_to_40_leaves() -> None:
@@ -254,7 +253,6 @@ def test_consistency_round_trip_up_to_40_leaves() -> None:
         for size1 in range(1, size2 + 1):
             proof = consistency_proof(hashes[:size2], size1)
             verify_consistency(size1, size2, proof, roots[size1], roots[size2])
-            assert root_from_consistency_proof(size1, size2, proof, roots[size1]) == roots[size2]
 
 
 def test_tampered_inclusion_proofs_fail() -> None:
