@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from hashlib import sha256
 
@@ -30,7 +30,6 @@ from core.merkle import HASH_SIZE
 
 _ALGORITHM_ED25519 = 0x01
 _KEY_SIZE = 32
-_SIGNATURE_SIZE = 64
 _MAX_SIGNATURES = 100
 _MAX_TREE_SIZE = 2**64 - 1
 _SIGNATURE_PREFIX = "\u2014 "
@@ -51,20 +50,6 @@ class NoteError(ValueError):
     """
 
 
-def ed25519_key_hash(name: str, public_key: bytes) -> int:
-    """Return the 32-bit key hash (the C2SP "key ID") of a named Ed25519 key.
-
-    It lets a verifier find the key for a signature line without trying them
-    all, and it covers the name, so one key under two names has two hashes.
-
-    Raises:
-        NoteError: The name is not a valid key name.
-    """
-    encoded_name = _require_name(name)
-    material = encoded_name + b"\n" + bytes([_ALGORITHM_ED25519]) + public_key
-    return int.from_bytes(sha256(material).digest()[:4], "big")
-
-
 @dataclass(frozen=True, slots=True)
 class Verifier:
     """An Ed25519 public key and the name its signatures are filed under.
@@ -72,7 +57,9 @@ class Verifier:
     Attributes:
         name: The key name, conventionally the log's origin.
         public_key: The raw 32-byte Ed25519 public key.
-        key_hash: Derived from both, so it can never disagree with them.
+        key_hash: The 32-bit C2SP key ID, derived from both. It lets a verifier find
+            the key for a signature line without trying them all, and it covers the
+            name, so one key under two names has two hashes.
     """
 
     name: str
@@ -81,12 +68,11 @@ class Verifier:
 
     def __post_init__(self) -> None:
         _require_key_size(self.public_key)
-        object.__setattr__(self, "key_hash", ed25519_key_hash(self.name, self.public_key))
+        material = _require_name(self.name) + b"\n" + bytes([_ALGORITHM_ED25519]) + self.public_key
+        object.__setattr__(self, "key_hash", int.from_bytes(sha256(material).digest()[:4], "big"))
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Report whether ``signature`` is this key's Ed25519 signature of ``message``."""
-        if len(signature) != _SIGNATURE_SIZE:
-            return False
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
         except InvalidSignature:
@@ -113,11 +99,6 @@ class Signer:
         public_key = Ed25519PrivateKey.from_private_bytes(self.seed).public_key()
         object.__setattr__(self, "verifier", Verifier(self.name, public_key.public_bytes_raw()))
 
-    @property
-    def key_hash(self) -> int:
-        """The key hash shared with ``verifier``."""
-        return self.verifier.key_hash
-
     def sign(self, message: bytes) -> bytes:
         """Return the Ed25519 signature of ``message`` (deterministic, per RFC 8032)."""
         return Ed25519PrivateKey.from_private_bytes(self.seed).sign(message)
@@ -141,13 +122,10 @@ class Checkpoint:
 
 
 def generate_key(name: str) -> tuple[str, str]:
-    """Create a fresh key pair for ``name``.
+    """Create a fresh ``(signer_key, verifier_key)`` pair for ``name``.
 
-    Returns the keys encoded, as Go's ``note.GenerateKey`` does, because they
-    go straight to settings (the signer key) and to auditors (the verifier key).
-
-    Returns:
-        A ``(signer_key, verifier_key)`` pair.
+    Encoded, as Go's ``note.GenerateKey`` returns them, because they go straight
+    to settings (the signer key) and to auditors (the verifier key).
 
     Raises:
         NoteError: The name is not a valid key name.
@@ -158,7 +136,7 @@ def generate_key(name: str) -> tuple[str, str]:
 
 def format_signer_key(signer: Signer) -> str:
     """Encode a signer as ``PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>``."""
-    return _PRIVATE_KEY_PREFIX + _format_key(signer.name, signer.key_hash, signer.seed)
+    return _PRIVATE_KEY_PREFIX + _format_key(signer.name, signer.verifier.key_hash, signer.seed)
 
 
 def format_verifier_key(verifier: Verifier) -> str:
@@ -176,7 +154,7 @@ def parse_signer_key(signer_key: str) -> Signer:
         raise NoteError(f"signer key must start with {_PRIVATE_KEY_PREFIX!r}")
     name, claimed_hash, seed = _parse_key(signer_key.removeprefix(_PRIVATE_KEY_PREFIX))
     signer = Signer(name, seed)
-    _require_key_hash(signer.key_hash, claimed_hash)
+    _require_key_hash(signer.verifier.key_hash, claimed_hash)
     return signer
 
 
@@ -202,7 +180,7 @@ def sign_note(text: str, signer: Signer) -> str:
     message = _encode_note_text(text, "note text")
     if not text.endswith("\n"):
         raise NoteError("note text must end with a newline")
-    signature = signer.key_hash.to_bytes(4, "big") + signer.sign(message)
+    signature = signer.verifier.key_hash.to_bytes(4, "big") + signer.sign(message)
     encoded = base64.b64encode(signature).decode("ascii")
     return f"{text}\n{_SIGNATURE_PREFIX}{signer.name} {encoded}\n"
 
@@ -246,20 +224,20 @@ def verify_note(note: str, verifiers: Iterable[Verifier]) -> str:
     return text
 
 
-def format_checkpoint(origin: str, size: int, root: bytes, extensions: Sequence[str] = ()) -> str:
+def format_checkpoint(origin: str, size: int, root: bytes) -> str:
     """Return the C2SP checkpoint text (the note body) for a tree.
 
     Raises:
         NoteError: A field cannot be represented in a checkpoint.
     """
-    _require_line("origin", origin)
+    if not origin or "\n" in origin:
+        raise NoteError(f"origin must be one non-empty line, got {origin!r}")
+    _encode_note_text(origin, "origin")
     if isinstance(size, bool) or not 0 <= size <= _MAX_TREE_SIZE:
         raise NoteError(f"tree size must be an integer in 0..2**64-1, got {size!r}")
     _require_root_size(root)
-    for extension in extensions:
-        _require_line("extension line", extension)
     root_line = base64.b64encode(root).decode("ascii")
-    return "\n".join([origin, str(size), root_line, *extensions]) + "\n"
+    return f"{origin}\n{size}\n{root_line}\n"
 
 
 def parse_checkpoint(text: str) -> Checkpoint:
@@ -332,12 +310,6 @@ def _require_name(name: str) -> bytes:
         return name.encode("utf-8")
     except UnicodeEncodeError as error:
         raise NoteError(f"invalid key name {name!r}: not valid UTF-8") from error
-
-
-def _require_line(what: str, value: str) -> None:
-    if not value or "\n" in value:
-        raise NoteError(f"{what} must be one non-empty line, got {value!r}")
-    _encode_note_text(value, what)
 
 
 def _encode_note_text(text: str, what: str) -> bytes:
