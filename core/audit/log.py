@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from core.audit.append import GroupCommit, append_entries, prepare, require_id
 from core.audit.bundle import write_bundle
-from core.audit.events import AuditError, AuditEvent, origin_of
+from core.audit.events import AuditError, AuditEvent
 from core.audit.store import (
     checkpoint_of,
     decode_range,
@@ -92,8 +92,8 @@ class AuditLog:
         return [format_verifier_key(v) for v in self.verifiers_for(tenant_id)]
 
     def origin(self, tenant_id: str) -> str:
-        """The checkpoint origin of a tenant's log."""
-        return origin_of(self.origin_prefix, tenant_id)
+        """The checkpoint origin of a tenant's log: ``<prefix>/tenants/<tenant_id>``."""
+        return f"{self.origin_prefix}/tenants/{tenant_id}"
 
     def append(
         self, conn: Connection, tenant_id: str, event: str, fields: Mapping[str, Any],
