@@ -108,12 +108,6 @@ class InclusionProof:
 
 
 @dataclass
-class _Problem:
-    seq: int | None
-    reason: str
-
-
-@dataclass
 class LogChecker:
     """Rebuilds one tenant's tree from its events and checks it against what was signed.
 
@@ -138,7 +132,8 @@ class LogChecker:
     _pending: list[tuple[int, bytes]] = field(default_factory=list, init=False)
     _checked: int = field(default=0, init=False)
     _last_good: int = field(default=0, init=False)
-    _problem: _Problem | None = field(default=None, init=False)
+    _bad_seq: int | None = field(default=None, init=False)
+    _reason: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self._tree = CompactRange(self.start.size, self.start.hashes)
@@ -172,12 +167,14 @@ class LogChecker:
         return signed.root
 
     def _fail(self, seq: int | None, reason: str) -> None:
-        if self._problem is None:
-            self._problem = _Problem(seq, reason)
+        """Note a problem, unless one was found before: the report names the first."""
+        if self._reason is None:
+            self._bad_seq = seq
+            self._reason = reason
 
     def feed(self, rows: Iterable[EventRow]) -> bool:
         """Check the next rows; return False once a problem was found."""
-        if self._problem is not None:
+        if self._reason is not None:
             return False
         tree, tenant_id = self._tree, self.tenant_id
         for seq, run_id, event, time, fields_json, stored_leaf in rows:
@@ -237,13 +234,12 @@ class LogChecker:
         elif head_root != self._tree.root():
             self._fail(self._last_good + 1, "the head's tree state does not match the events "
                                             f"after the last good checkpoint ({self._last_good})")
-        problem = self._problem
         return VerifyReport(
             tenant_id=self.tenant_id,
-            ok=problem is None,
+            ok=self._reason is None,
             size=size,
             root=self._tree.root().hex(),
             checkpoints_checked=self._checked,
-            first_bad_seq=None if problem is None else problem.seq,
-            reason=None if problem is None else problem.reason,
+            first_bad_seq=self._bad_seq,
+            reason=self._reason,
         )
