@@ -28,25 +28,8 @@ class ProofError(ValueError):
     """A proof is malformed, or does not prove what it claims.
 
     One type for every failure, so that callers treat "not proven" uniformly;
-    the message names the check that failed.
+    the message names the check that failed (and both roots, if they differ).
     """
-
-
-class RootMismatchError(ProofError):
-    """A proof is well formed, but the root it leads to is not the expected one.
-
-    Kept apart because this failure means the log, the proof or the expected root
-    is wrong, rather than the input; ``size`` is where the roots differ.
-    """
-
-    def __init__(self, size: int, computed: bytes, expected: bytes) -> None:
-        super().__init__(
-            f"root hash at size {size} mismatched: "
-            f"computed {computed.hex()}, expected {expected.hex()}"
-        )
-        self.size = size
-        self.computed = computed
-        self.expected = expected
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -202,8 +185,8 @@ def verify_inclusion(
     """Check that ``leaf_hash`` is leaf ``index`` of the tree of ``size`` with ``root``.
 
     Raises:
-        RootMismatchError: The proof leads to a different root.
-        ProofError: The arguments or the proof are malformed.
+        ProofError: The arguments or the proof are malformed, or the proof leads
+            to a different root.
     """
     if index < 0 or size < 0:
         raise ProofError(f"index and size must be non-negative, got {index} and {size}")
@@ -226,8 +209,8 @@ def verify_consistency(
     tree is refused (see ``consistency_proof``).
 
     Raises:
-        RootMismatchError: The proof leads to a different ``root1`` or ``root2``.
-        ProofError: The sizes or the proof are malformed.
+        ProofError: The sizes or the proof are malformed, or the proof leads to a
+            different ``root1`` or ``root2``.
     """
     if size1 < 0 or size2 < 0:
         raise ProofError(f"sizes must be non-negative, got {size1} and {size2}")
@@ -323,7 +306,10 @@ def _chain_border_right(seed: bytes, proof: Sequence[bytes]) -> bytes:
 
 def _require_match(size: int, computed: bytes, expected: bytes) -> None:
     if computed != expected:
-        raise RootMismatchError(size, computed, expected)
+        raise ProofError(
+            f"root hash at size {size} mismatched: "
+            f"computed {computed.hex()}, expected {expected.hex()}"
+        )
 
 
 def _require_proof_size(got: int, want: int) -> None:
