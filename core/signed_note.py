@@ -206,17 +206,21 @@ def verify_note(note: str, verifiers: Iterable[Verifier]) -> str:
     if len(lines) > _MAX_SIGNATURES:
         raise NoteError(f"note has {len(lines)} signatures, more than {_MAX_SIGNATURES}")
 
-    known = _index_verifiers(verifiers)
+    # A set per (name, key hash): the same key listed twice is not ambiguous.
+    known: dict[tuple[str, int], set[Verifier]] = {}
+    for verifier in verifiers:
+        known.setdefault((verifier.name, verifier.key_hash), set()).add(verifier)
     message = text.encode("utf-8")
     verified: set[tuple[str, int]] = set()
     for line in lines:
         name, key_hash, signature = _parse_signature_line(line)
-        candidates = known.get((name, key_hash), [])
+        candidates = known.get((name, key_hash), set())
         if len(candidates) > 1:
             raise NoteError(f"ambiguous key {name}+{key_hash:08x}: several verifiers match")
         if not candidates or (name, key_hash) in verified:
             continue
-        if not candidates[0].verify(message, signature):
+        [verifier] = candidates
+        if not verifier.verify(message, signature):
             raise NoteError(f"invalid signature for key {name}+{key_hash:08x}")
         verified.add((name, key_hash))
     if not verified:
@@ -338,16 +342,3 @@ def _parse_signature_line(line: str) -> tuple[str, int, bytes]:
     if len(raw) < 5:
         raise NoteError(f"malformed signature line {line!r}: signature too short")
     return name, int.from_bytes(raw[:4], "big"), raw[4:]
-
-
-def _index_verifiers(verifiers: Iterable[Verifier]) -> dict[tuple[str, int], list[Verifier]]:
-    """Group verifiers by (name, key hash); a group of more than one is ambiguous.
-
-    The same key listed twice is not ambiguous, so equal verifiers count once.
-    """
-    index: dict[tuple[str, int], list[Verifier]] = {}
-    for verifier in verifiers:
-        group = index.setdefault((verifier.name, verifier.key_hash), [])
-        if verifier not in group:
-            group.append(verifier)
-    return index
