@@ -52,14 +52,11 @@ class NoteError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Verifier:
-    """An Ed25519 public key and the name its signatures are filed under.
+    """An Ed25519 public key and the name (conventionally the log's origin) it signs under.
 
-    Attributes:
-        name: The key name, conventionally the log's origin.
-        public_key: The raw 32-byte Ed25519 public key.
-        key_hash: The 32-bit C2SP key ID, derived from both. It lets a verifier find
-            the key for a signature line without trying them all, and it covers the
-            name, so one key under two names has two hashes.
+    ``key_hash`` (the C2SP key ID) is derived from both: it finds the key for a
+    signature line without trying them all, and it covers the name, so one key
+    under two names has two hashes.
     """
 
     name: str
@@ -82,12 +79,10 @@ class Verifier:
 
 @dataclass(frozen=True, slots=True)
 class Signer:
-    """An Ed25519 private key and the name its signatures are filed under.
+    """An Ed25519 private key and the name it signs under.
 
-    Attributes:
-        name: The key name, conventionally the log's origin.
-        seed: The 32-byte Ed25519 private key seed; secret, so kept out of repr.
-        verifier: The matching public half, to hand to whoever checks the notes.
+    ``seed`` is secret, so it is kept out of ``repr``; ``verifier`` is the public
+    half, for whoever checks the notes.
     """
 
     name: str
@@ -108,11 +103,7 @@ class Signer:
 class Checkpoint:
     """The signed state of a log: which log, how many leaves, and their root.
 
-    Attributes:
-        origin: The log's identity, e.g. ``tenantry.example/audit/<tenant>``.
-        size: The number of leaves in the tree.
-        root: The 32-byte RFC 6962 root hash of those leaves.
-        extensions: Optional further lines, kept opaque.
+    ``extensions`` are optional further lines, kept opaque.
     """
 
     origin: str

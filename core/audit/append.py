@@ -142,11 +142,7 @@ class _Queue:
 
 
 class GroupCommit:
-    """Writes concurrent ``record`` calls of one tenant together, one transaction a batch.
-
-    Args:
-        db: Where to write.
-    """
+    """Writes concurrent ``record`` calls of one tenant together, one transaction a batch."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
