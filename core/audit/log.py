@@ -28,17 +28,16 @@ from core.audit.append import GroupCommit, append_entries, prepare, require_id
 from core.audit.bundle import write_bundle
 from core.audit.events import AuditError, AuditEvent
 from core.audit.store import (
-    checkpoint_of,
     decode_range,
-    encode_range,
     event_batches,
     feed_batches,
     read_checkpoints,
     read_head,
     read_latest_checkpoint,
+    store_checkpoint,
     stored_leaves,
 )
-from core.audit.tables import audit_checkpoints, audit_events, audit_salts
+from core.audit.tables import audit_events, audit_salts
 from core.audit.verify import InclusionProof, LogChecker, StoredCheckpoint, VerifyReport
 from core.db.engine import Database, dialect_insert, reads
 from core.errors import NotFound
@@ -152,7 +151,7 @@ class AuditLog:
             raise AuditError(f"refusing to sign the head of {tenant_id!r}: {report.reason}")
         note = sign_note(format_checkpoint(self.origin(tenant_id), head.size, head.root()),
                          self.signer_for(tenant_id))
-        return await self.db.run(_store_checkpoint, tenant_id, head, note)
+        return await self.db.run(store_checkpoint, tenant_id, head, note)
 
     async def latest_checkpoint(self, tenant_id: str) -> StoredCheckpoint | None:
         """The newest signed checkpoint of the tenant's log, if any."""
@@ -277,24 +276,6 @@ def _head_and_latest(
     conn: Connection, tenant_id: str
 ) -> tuple[CompactRange | None, tuple[StoredCheckpoint, str] | None]:
     return read_head(conn, tenant_id), read_latest_checkpoint(conn, tenant_id)
-
-
-def _store_checkpoint(
-    conn: Connection, tenant_id: str, head: CompactRange, note: str
-) -> StoredCheckpoint:
-    conn.execute(
-        dialect_insert(conn, audit_checkpoints)
-        .values(tenant_id=tenant_id, size=head.size, root=head.root().hex(), note=note,
-                compact_range=encode_range(head), created_at=datetime.now(UTC))
-        .on_conflict_do_nothing()
-    )
-    row = conn.execute(
-        select(audit_checkpoints.c.size, audit_checkpoints.c.root,
-               audit_checkpoints.c.note, audit_checkpoints.c.created_at)
-        .where(audit_checkpoints.c.tenant_id == tenant_id,
-               audit_checkpoints.c.size == head.size)
-    ).one()
-    return checkpoint_of(tenant_id, row)
 
 
 def arguments_fields(salt: bytes, arguments: Mapping[str, Any]) -> dict[str, Any]:
