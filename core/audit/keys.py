@@ -29,9 +29,8 @@ def load_keys(settings: Settings) -> tuple[Signer, tuple[Verifier, ...]]:
     """The newest signing key, and the verifiers of the keys it replaced.
 
     ``settings.audit_signing_key`` (comma-separated, newest first) wins; otherwise
-    ``<data_dir>/audit-signing.key`` is read, or created with one new key (mode 0600)
-    on first start. Two processes starting together end up with the same key: the
-    file is published with a link that fails if the other one won.
+    ``<data_dir>/audit-signing.key`` is read, or created with one new key on first
+    start (see ``core.crypto.write_key_file``).
 
     Raises:
         ConfigurationError: A key is malformed, or the key file is accessible by

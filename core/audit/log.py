@@ -1,11 +1,9 @@
 """``AuditLog``: the per-tenant, append-only, verifiable log of what agent runs did.
 
-Each tenant has its own RFC 6962 Merkle tree. An append takes the tenant's head row
-(see ``core.audit.append``), so concurrent appends, in any number of processes, get
-gap-free sequence numbers and extend the tree one leaf at a time. With ``append`` the
-head and the event are written in the caller's transaction: an event exists exactly
-when the work it records was committed. Checkpoints, verification, proofs and
-export read the log back (``verify``, ``bundle``, ``store``).
+Events are written by ``core.audit.append``. With ``AuditLog.append`` they are written in
+the caller's transaction, so an event exists exactly when the work it records was
+committed. Checkpoints, verification, proofs and export read the log back
+(``verify``, ``bundle``, ``store``).
 """
 
 from __future__ import annotations
