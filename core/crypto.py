@@ -8,6 +8,8 @@ key is rotated by prepending a new one and re-encrypting every stored secret.
 A file-backed keyring re-reads its file when the file changes (checked before each
 encryption and after a failed decryption), so ``tenantry keys rotate`` in one process
 does not leave a running server unable to read what the rotation re-encrypted.
+
+The key-file functions below also keep the audit signing keys (``core.audit.keys``).
 """
 
 from __future__ import annotations
@@ -64,32 +66,38 @@ def _fernets(keys: Sequence[str], source: str) -> list[Fernet]:
     return fernets
 
 
-def _parse_file(text: str) -> list[str]:
+def key_lines(text: str) -> list[str]:
+    """The keys in a key file: its lines that are neither blank nor comments."""
     return [
         line.strip() for line in text.splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
 
 
-def _check_private(path: Path, mode: int) -> None:
+def check_private(path: Path, mode: int) -> None:
+    """Refuse a key file (of ``st_mode`` ``mode``) that group or others may access."""
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigurationError(
-            f"encryption key file {path} is accessible by group or others "
-            f"(mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}`"
+            f"key file {path} is accessible by group or others "
+            f"(mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}` and, if others may "
+            "have read it, replace the key"
         )
 
 
-def _write_private(path: Path, keys: Sequence[str], *, replace: bool) -> None:
+def write_key_file(path: Path, header: str, keys: Sequence[str], *, replace: bool) -> None:
     """Write ``keys`` to a 0600 temp file, then move it into place in one step.
 
-    A new file is published with ``os.link``, which fails if another process created
-    the file first: two servers starting together then share one key instead of each
-    encrypting under a key the other never sees.
+    Without ``replace`` a missing file is created, with its folder: it is published
+    with ``os.link``, which fails if another process created the file first, so two
+    servers starting together share one key instead of each using a key the other
+    never sees.
     """
+    if not replace:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-")
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(_FILE_HEADER + "".join(f"{key}\n" for key in keys))
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(header + "".join(f"{key}\n" for key in keys))
             handle.flush()
             os.fsync(handle.fileno())
         if replace:
@@ -147,8 +155,7 @@ class Keyring:
     def from_file(cls, path: Path) -> Keyring:
         """The keyring in ``path``, created (mode 0600) with one new key if missing."""
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _write_private(path, [generate_key()], replace=False)
+            write_key_file(path, _FILE_HEADER, [generate_key()], replace=False)
         return cls(source=str(path), path=path)
 
     def __repr__(self) -> str:
@@ -179,12 +186,12 @@ class Keyring:
         stamp = (info.st_mtime_ns, info.st_size, info.st_mode)
         if stamp == self._stamp:
             return False
-        _check_private(self.path, info.st_mode)
+        check_private(self.path, info.st_mode)
         try:
             text = self.path.read_text(encoding="ascii")
         except UnicodeDecodeError:
             raise ConfigurationError(f"encryption key file {self.path} is not ASCII") from None
-        self._install(_parse_file(text))
+        self._install(key_lines(text))
         self._stamp = stamp
         return True
 
@@ -241,5 +248,5 @@ class Keyring:
                 "(`tenantry keys generate`) on every process, restart them, then rotate"
             )
         self._reload()
-        _write_private(self.path, [generate_key(), *self._keys], replace=True)
+        write_key_file(self.path, _FILE_HEADER, [generate_key(), *self._keys], replace=True)
         self._reload()

@@ -27,31 +27,9 @@ _NODE_PREFIX = b"\x01"
 class ProofError(ValueError):
     """A proof is malformed, or does not prove what it claims.
 
-    Verifiers raise one type for every failure so that callers treat "not
-    proven" uniformly; the message names the check that failed.
+    One type for every failure, so that callers treat "not proven" uniformly;
+    the message names the check that failed (and both roots, if they differ).
     """
-
-
-class RootMismatchError(ProofError):
-    """A proof is well formed, but the root it leads to is not the expected one.
-
-    Kept apart from other proof errors because it is the failure that means
-    the log, the proof, or the expected root is wrong, rather than the input.
-
-    Attributes:
-        size: The tree size at which the roots differ.
-        computed: The root hash computed from the proof.
-        expected: The root hash the caller expected.
-    """
-
-    def __init__(self, size: int, computed: bytes, expected: bytes) -> None:
-        super().__init__(
-            f"root hash at size {size} mismatched: "
-            f"computed {computed.hex()}, expected {expected.hex()}"
-        )
-        self.size = size
-        self.computed = computed
-        self.expected = expected
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -60,9 +38,7 @@ def leaf_hash(data: bytes) -> bytes:
     The 0x00 prefix keeps a leaf from ever hashing like an interior node,
     which is what makes second-preimage attacks on the tree fail.
     """
-    digest = sha256(_LEAF_PREFIX)
-    digest.update(data)
-    return digest.digest()
+    return sha256(_LEAF_PREFIX + data).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
@@ -73,13 +49,10 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     """Return the root of the tree whose leaves have the given hashes.
 
-    Hashes level by level (about a million hashes per half second in
-    CPython) rather than recursing, so a large log costs no Python stack.
-
     Raises:
         ValueError: A leaf hash is not 32 bytes long.
     """
-    _require_leaf_hashes(hashes)
+    _require_hashes("leaf hash", hashes)
     return _root(hashes)
 
 
@@ -94,11 +67,7 @@ class CompactRange:
     __slots__ = ("_hashes", "_size")
 
     def __init__(self, size: int = 0, hashes: Iterable[bytes] = ()) -> None:
-        """Resume a range of ``size`` leaves from its perfect-subtree hashes.
-
-        Args:
-            size: The number of leaves already in the tree.
-            hashes: The roots of the perfect subtrees, largest (leftmost) first.
+        """Resume a range of ``size`` leaves from its perfect subtrees' roots, largest first.
 
         Raises:
             ValueError: The hashes do not fit the size, or one is not 32 bytes.
@@ -130,7 +99,8 @@ class CompactRange:
         Raises:
             ValueError: ``leaf_hash`` is not 32 bytes long.
         """
-        _require_hash("leaf hash", leaf_hash)
+        if len(leaf_hash) != HASH_SIZE:
+            raise ValueError(f"leaf hash has {len(leaf_hash)} bytes, want {HASH_SIZE}")
         merged = leaf_hash
         size = self._size
         while size & 1:
@@ -138,11 +108,6 @@ class CompactRange:
             size >>= 1
         self._hashes.append(merged)
         self._size += 1
-
-    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
-        """Add several leaves in order."""
-        for leaf in leaf_hashes:
-            self.append(leaf)
 
     def root(self) -> bytes:
         """Return the root of the tree of ``size`` leaves."""
@@ -164,7 +129,7 @@ def inclusion_proof(hashes: Sequence[bytes], index: int) -> list[bytes]:
     Raises:
         ValueError: ``index`` is outside the tree, or a leaf hash is not 32 bytes.
     """
-    _require_leaf_hashes(hashes)
+    _require_hashes("leaf hash", hashes)
     if not 0 <= index < len(hashes):
         raise ValueError(f"index {index} out of range for tree size {len(hashes)}")
     path: list[bytes] = []
@@ -191,7 +156,7 @@ def consistency_proof(hashes: Sequence[bytes], size1: int) -> list[bytes]:
         ValueError: ``size1`` is not in ``1..len(hashes)``, or a leaf hash is
             not 32 bytes.
     """
-    _require_leaf_hashes(hashes)
+    _require_hashes("leaf hash", hashes)
     if not 0 < size1 <= len(hashes):
         raise ValueError(f"size1 {size1} out of range for tree size {len(hashes)}")
     path: list[bytes] = []
@@ -220,26 +185,11 @@ def verify_inclusion(
     """Check that ``leaf_hash`` is leaf ``index`` of the tree of ``size`` with ``root``.
 
     Raises:
-        RootMismatchError: The proof leads to a different root.
-        ProofError: The arguments or the proof are malformed.
+        ProofError: The arguments or the proof are malformed, or the proof leads
+            to a different root.
     """
-    computed = root_from_inclusion_proof(leaf_hash, index, size, proof)
-    _require_match(size, computed, root)
-
-
-def root_from_inclusion_proof(
-    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]
-) -> bytes:
-    """Return the root that an inclusion proof leads to.
-
-    Useful when the root is not known yet, for example to check a new
-    checkpoint against an entry the caller already trusts.
-
-    Raises:
-        ProofError: The index is outside the tree, the leaf hash is not
-            32 bytes, or the proof has the wrong number of hashes.
-    """
-    _require_non_negative(index=index, size=size)
+    if index < 0 or size < 0:
+        raise ProofError(f"index and size must be non-negative, got {index} and {size}")
     if index >= size:
         raise ProofError(f"index is beyond size: {index} >= {size}")
     if len(leaf_hash) != HASH_SIZE:
@@ -247,7 +197,7 @@ def root_from_inclusion_proof(
     inner, border = _decompose_inclusion_proof(index, size)
     _require_proof_size(len(proof), inner + border)
     seed = _chain_inner(leaf_hash, proof[:inner], index)
-    return _chain_border_right(seed, proof[inner:])
+    _require_match(size, _chain_border_right(seed, proof[inner:]), root)
 
 
 def verify_consistency(
@@ -259,26 +209,11 @@ def verify_consistency(
     tree is refused (see ``consistency_proof``).
 
     Raises:
-        RootMismatchError: The proof leads to a different ``root1`` or ``root2``.
-        ProofError: The sizes or the proof are malformed.
+        ProofError: The sizes or the proof are malformed, or the proof leads to a
+            different ``root1`` or ``root2``.
     """
-    computed = root_from_consistency_proof(size1, size2, proof, root1)
-    _require_match(size2, computed, root2)
-
-
-def root_from_consistency_proof(
-    size1: int, size2: int, proof: Sequence[bytes], root1: bytes
-) -> bytes:
-    """Return the root of the tree of ``size2`` that a consistency proof leads to.
-
-    The proof is first checked against ``root1``, so the returned root is
-    only meaningful for a tree that extends the one the caller trusts.
-
-    Raises:
-        RootMismatchError: The proof does not lead to ``root1``.
-        ProofError: The sizes or the proof are malformed.
-    """
-    _require_non_negative(size1=size1, size2=size2)
+    if size1 < 0 or size2 < 0:
+        raise ProofError(f"sizes must be non-negative, got {size1} and {size2}")
     if size2 < size1:
         raise ProofError(f"size2 ({size2}) < size1 ({size1})")
     if size1 == 0:
@@ -286,12 +221,15 @@ def root_from_consistency_proof(
     if size1 == size2:
         if proof:
             raise ProofError("size1 == size2, but proof is not empty")
-        return root1
+        _require_match(size2, root1, root2)
+        return
     if not proof:
         raise ProofError("empty proof")
 
     inner, border = _decompose_inclusion_proof(size1 - 1, size2)
-    shift = _trailing_zeros(size1)
+    # The levels inside the old tree's rightmost perfect subtree, as many as
+    # size1 has trailing zero bits, are not in the proof.
+    shift = (size1 & -size1).bit_length() - 1
     inner -= shift
     # A perfect old tree is its own root; otherwise the proof starts with the
     # root of the old tree's rightmost perfect subtree.
@@ -304,7 +242,7 @@ def root_from_consistency_proof(
     hash1 = _chain_inner_right(seed, rest[:inner], mask)
     _require_match(size1, _chain_border_right(hash1, rest[inner:]), root1)
     hash2 = _chain_inner(seed, rest[:inner], mask)
-    return _chain_border_right(hash2, rest[inner:])
+    _require_match(size2, _chain_border_right(hash2, rest[inner:]), root2)
 
 
 def _root(hashes: Sequence[bytes]) -> bytes:
@@ -344,10 +282,6 @@ def _decompose_inclusion_proof(index: int, size: int) -> tuple[int, int]:
     return inner, border
 
 
-def _trailing_zeros(value: int) -> int:
-    return (value & -value).bit_length() - 1
-
-
 def _chain_inner(seed: bytes, proof: Sequence[bytes], index: int) -> bytes:
     """Chain siblings on either side; bit ``level`` of ``index`` says which side."""
     for level, sibling in enumerate(proof):
@@ -372,7 +306,10 @@ def _chain_border_right(seed: bytes, proof: Sequence[bytes]) -> bytes:
 
 def _require_match(size: int, computed: bytes, expected: bytes) -> None:
     if computed != expected:
-        raise RootMismatchError(size, computed, expected)
+        raise ProofError(
+            f"root hash at size {size} mismatched: "
+            f"computed {computed.hex()}, expected {expected.hex()}"
+        )
 
 
 def _require_proof_size(got: int, want: int) -> None:
@@ -380,21 +317,7 @@ def _require_proof_size(got: int, want: int) -> None:
         raise ProofError(f"wrong proof size {got}, want {want}")
 
 
-def _require_non_negative(**values: int) -> None:
-    for name, value in values.items():
-        if value < 0:
-            raise ProofError(f"{name} must be non-negative, got {value}")
-
-
-def _require_leaf_hashes(hashes: Sequence[bytes]) -> None:
-    _require_hashes("leaf hash", hashes)
-
-
 def _require_hashes(what: str, hashes: Sequence[bytes]) -> None:
     for position, value in enumerate(hashes):
-        _require_hash(f"{what} {position}", value)
-
-
-def _require_hash(what: str, value: bytes) -> None:
-    if len(value) != HASH_SIZE:
-        raise ValueError(f"{what} has {len(value)} bytes, want {HASH_SIZE}")
+        if len(value) != HASH_SIZE:
+            raise ValueError(f"{what} {position} has {len(value)} bytes, want {HASH_SIZE}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from hashlib import sha256
 
@@ -30,7 +30,6 @@ from core.merkle import HASH_SIZE
 
 _ALGORITHM_ED25519 = 0x01
 _KEY_SIZE = 32
-_SIGNATURE_SIZE = 64
 _MAX_SIGNATURES = 100
 _MAX_TREE_SIZE = 2**64 - 1
 _SIGNATURE_PREFIX = "\u2014 "
@@ -51,28 +50,13 @@ class NoteError(ValueError):
     """
 
 
-def ed25519_key_hash(name: str, public_key: bytes) -> int:
-    """Return the 32-bit key hash (the C2SP "key ID") of a named Ed25519 key.
-
-    It lets a verifier find the key for a signature line without trying them
-    all, and it covers the name, so one key under two names has two hashes.
-
-    Raises:
-        NoteError: The name is not a valid key name.
-    """
-    encoded_name = _require_name(name)
-    material = encoded_name + b"\n" + bytes([_ALGORITHM_ED25519]) + public_key
-    return int.from_bytes(sha256(material).digest()[:4], "big")
-
-
 @dataclass(frozen=True, slots=True)
 class Verifier:
-    """An Ed25519 public key and the name its signatures are filed under.
+    """An Ed25519 public key and the name (conventionally the log's origin) it signs under.
 
-    Attributes:
-        name: The key name, conventionally the log's origin.
-        public_key: The raw 32-byte Ed25519 public key.
-        key_hash: Derived from both, so it can never disagree with them.
+    ``key_hash`` (the C2SP key ID) is derived from both: it finds the key for a
+    signature line without trying them all, and it covers the name, so one key
+    under two names has two hashes.
     """
 
     name: str
@@ -81,12 +65,11 @@ class Verifier:
 
     def __post_init__(self) -> None:
         _require_key_size(self.public_key)
-        object.__setattr__(self, "key_hash", ed25519_key_hash(self.name, self.public_key))
+        material = _require_name(self.name) + b"\n" + bytes([_ALGORITHM_ED25519]) + self.public_key
+        object.__setattr__(self, "key_hash", int.from_bytes(sha256(material).digest()[:4], "big"))
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Report whether ``signature`` is this key's Ed25519 signature of ``message``."""
-        if len(signature) != _SIGNATURE_SIZE:
-            return False
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
         except InvalidSignature:
@@ -96,12 +79,10 @@ class Verifier:
 
 @dataclass(frozen=True, slots=True)
 class Signer:
-    """An Ed25519 private key and the name its signatures are filed under.
+    """An Ed25519 private key and the name it signs under.
 
-    Attributes:
-        name: The key name, conventionally the log's origin.
-        seed: The 32-byte Ed25519 private key seed; secret, so kept out of repr.
-        verifier: The matching public half, to hand to whoever checks the notes.
+    ``seed`` is secret, so it is kept out of ``repr``; ``verifier`` is the public
+    half, for whoever checks the notes.
     """
 
     name: str
@@ -113,11 +94,6 @@ class Signer:
         public_key = Ed25519PrivateKey.from_private_bytes(self.seed).public_key()
         object.__setattr__(self, "verifier", Verifier(self.name, public_key.public_bytes_raw()))
 
-    @property
-    def key_hash(self) -> int:
-        """The key hash shared with ``verifier``."""
-        return self.verifier.key_hash
-
     def sign(self, message: bytes) -> bytes:
         """Return the Ed25519 signature of ``message`` (deterministic, per RFC 8032)."""
         return Ed25519PrivateKey.from_private_bytes(self.seed).sign(message)
@@ -127,11 +103,7 @@ class Signer:
 class Checkpoint:
     """The signed state of a log: which log, how many leaves, and their root.
 
-    Attributes:
-        origin: The log's identity, e.g. ``tenantry.example/audit/<tenant>``.
-        size: The number of leaves in the tree.
-        root: The 32-byte RFC 6962 root hash of those leaves.
-        extensions: Optional further lines, kept opaque.
+    ``extensions`` are optional further lines, kept opaque.
     """
 
     origin: str
@@ -141,13 +113,10 @@ class Checkpoint:
 
 
 def generate_key(name: str) -> tuple[str, str]:
-    """Create a fresh key pair for ``name``.
+    """Create a fresh ``(signer_key, verifier_key)`` pair for ``name``.
 
-    Returns the keys encoded, as Go's ``note.GenerateKey`` does, because they
-    go straight to settings (the signer key) and to auditors (the verifier key).
-
-    Returns:
-        A ``(signer_key, verifier_key)`` pair.
+    Encoded, as Go's ``note.GenerateKey`` returns them, because they go straight
+    to settings (the signer key) and to auditors (the verifier key).
 
     Raises:
         NoteError: The name is not a valid key name.
@@ -158,7 +127,7 @@ def generate_key(name: str) -> tuple[str, str]:
 
 def format_signer_key(signer: Signer) -> str:
     """Encode a signer as ``PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>``."""
-    return _PRIVATE_KEY_PREFIX + _format_key(signer.name, signer.key_hash, signer.seed)
+    return _PRIVATE_KEY_PREFIX + _format_key(signer.name, signer.verifier.key_hash, signer.seed)
 
 
 def format_verifier_key(verifier: Verifier) -> str:
@@ -176,7 +145,7 @@ def parse_signer_key(signer_key: str) -> Signer:
         raise NoteError(f"signer key must start with {_PRIVATE_KEY_PREFIX!r}")
     name, claimed_hash, seed = _parse_key(signer_key.removeprefix(_PRIVATE_KEY_PREFIX))
     signer = Signer(name, seed)
-    _require_key_hash(signer.key_hash, claimed_hash)
+    _require_key_hash(signer.verifier.key_hash, claimed_hash)
     return signer
 
 
@@ -202,7 +171,7 @@ def sign_note(text: str, signer: Signer) -> str:
     message = _encode_note_text(text, "note text")
     if not text.endswith("\n"):
         raise NoteError("note text must end with a newline")
-    signature = signer.key_hash.to_bytes(4, "big") + signer.sign(message)
+    signature = signer.verifier.key_hash.to_bytes(4, "big") + signer.sign(message)
     encoded = base64.b64encode(signature).decode("ascii")
     return f"{text}\n{_SIGNATURE_PREFIX}{signer.name} {encoded}\n"
 
@@ -228,17 +197,21 @@ def verify_note(note: str, verifiers: Iterable[Verifier]) -> str:
     if len(lines) > _MAX_SIGNATURES:
         raise NoteError(f"note has {len(lines)} signatures, more than {_MAX_SIGNATURES}")
 
-    known = _index_verifiers(verifiers)
+    # A set per (name, key hash): the same key listed twice is not ambiguous.
+    known: dict[tuple[str, int], set[Verifier]] = {}
+    for verifier in verifiers:
+        known.setdefault((verifier.name, verifier.key_hash), set()).add(verifier)
     message = text.encode("utf-8")
     verified: set[tuple[str, int]] = set()
     for line in lines:
         name, key_hash, signature = _parse_signature_line(line)
-        candidates = known.get((name, key_hash), [])
+        candidates = known.get((name, key_hash), set())
         if len(candidates) > 1:
             raise NoteError(f"ambiguous key {name}+{key_hash:08x}: several verifiers match")
         if not candidates or (name, key_hash) in verified:
             continue
-        if not candidates[0].verify(message, signature):
+        [verifier] = candidates
+        if not verifier.verify(message, signature):
             raise NoteError(f"invalid signature for key {name}+{key_hash:08x}")
         verified.add((name, key_hash))
     if not verified:
@@ -246,20 +219,20 @@ def verify_note(note: str, verifiers: Iterable[Verifier]) -> str:
     return text
 
 
-def format_checkpoint(origin: str, size: int, root: bytes, extensions: Sequence[str] = ()) -> str:
+def format_checkpoint(origin: str, size: int, root: bytes) -> str:
     """Return the C2SP checkpoint text (the note body) for a tree.
 
     Raises:
         NoteError: A field cannot be represented in a checkpoint.
     """
-    _require_line("origin", origin)
+    if not origin or "\n" in origin:
+        raise NoteError(f"origin must be one non-empty line, got {origin!r}")
+    _encode_note_text(origin, "origin")
     if isinstance(size, bool) or not 0 <= size <= _MAX_TREE_SIZE:
         raise NoteError(f"tree size must be an integer in 0..2**64-1, got {size!r}")
     _require_root_size(root)
-    for extension in extensions:
-        _require_line("extension line", extension)
     root_line = base64.b64encode(root).decode("ascii")
-    return "\n".join([origin, str(size), root_line, *extensions]) + "\n"
+    return f"{origin}\n{size}\n{root_line}\n"
 
 
 def parse_checkpoint(text: str) -> Checkpoint:
@@ -334,12 +307,6 @@ def _require_name(name: str) -> bytes:
         raise NoteError(f"invalid key name {name!r}: not valid UTF-8") from error
 
 
-def _require_line(what: str, value: str) -> None:
-    if not value or "\n" in value:
-        raise NoteError(f"{what} must be one non-empty line, got {value!r}")
-    _encode_note_text(value, what)
-
-
 def _encode_note_text(text: str, what: str) -> bytes:
     """Return ``text`` as UTF-8 after the checks C2SP puts on every note."""
     if _CONTROL_CHARACTER.search(text):
@@ -366,16 +333,3 @@ def _parse_signature_line(line: str) -> tuple[str, int, bytes]:
     if len(raw) < 5:
         raise NoteError(f"malformed signature line {line!r}: signature too short")
     return name, int.from_bytes(raw[:4], "big"), raw[4:]
-
-
-def _index_verifiers(verifiers: Iterable[Verifier]) -> dict[tuple[str, int], list[Verifier]]:
-    """Group verifiers by (name, key hash); a group of more than one is ambiguous.
-
-    The same key listed twice is not ambiguous, so equal verifiers count once.
-    """
-    index: dict[tuple[str, int], list[Verifier]] = {}
-    for verifier in verifiers:
-        group = index.setdefault((verifier.name, verifier.key_hash), [])
-        if verifier not in group:
-            group.append(verifier)
-    return index

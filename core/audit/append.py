@@ -79,9 +79,7 @@ def require_id(name: str, value: object) -> None:
 def append_entries(conn: Connection, tenant_id: str, entries: Sequence[Entry]) -> list[int]:
     """Append ``entries`` in order in ``conn``'s transaction; their sequence numbers.
 
-    The one way an event enters a log: the head is claimed (locked and counted),
-    the leaves extend its compact range, and the head and the events are written
-    together.
+    The one way an event enters a log (see the module docstring).
     """
     tree = _claim(conn, tenant_id, len(entries))
     seqs, rows = _extend(tree, tenant_id, entries)
@@ -142,11 +140,7 @@ class _Queue:
 
 
 class GroupCommit:
-    """Writes concurrent ``record`` calls of one tenant together, one transaction a batch.
-
-    Args:
-        db: Where to write.
-    """
+    """Writes concurrent ``record`` calls of one tenant together, one transaction a batch."""
 
     def __init__(self, db: Database) -> None:
         self._db = db

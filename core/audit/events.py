@@ -45,9 +45,9 @@ _encode_string = json.JSONEncoder(ensure_ascii=False).encode
 class AuditError(TenantryError):
     """The audit log refused an event, or found itself inconsistent.
 
-    Raised for fields that would put raw content or non-JSON values in the log, for
-    proofs of events that do not exist, and for a head that no longer matches the
-    stored events (which ``AuditLog.verify`` then explains in detail).
+    Raised for fields that would put raw content or non-JSON values in the log, and
+    for a head that no longer matches the stored events (``AuditLog.verify`` then
+    explains in detail).
     """
 
 
@@ -55,14 +55,10 @@ class AuditError(TenantryError):
 class AuditEvent:
     """One event of a tenant's log, as stored and as exported.
 
-    Attributes:
-        tenant_id: The tenant whose log holds the event.
-        seq: Position in that log, from 1, without gaps.
-        run_id: The run it belongs to; ``None`` for tenant-level events.
-        event: The event type, e.g. ``tool.invoked``.
-        time: When it was appended, ISO-8601 in UTC with microseconds.
-        fields: Redacted arguments, digests and outcome metadata.
-        leaf_hash: The stored hex leaf hash (what the row claims, not proof).
+    ``seq`` counts from 1 without gaps; ``run_id`` is ``None`` for tenant-level events;
+    ``time`` is ISO-8601 UTC with microseconds; ``fields`` hold redacted arguments,
+    digests and outcome metadata; ``leaf_hash`` is the stored hex leaf hash (what the
+    row claims, not proof).
     """
 
     tenant_id: str
@@ -139,8 +135,3 @@ def _refuse_long_strings(value: Any, path: str) -> None:
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             _refuse_long_strings(item, f"{path}[{index}]")
-
-
-def origin_of(origin_prefix: str, tenant_id: str) -> str:
-    """The checkpoint origin of a tenant's log: ``<prefix>/tenants/<tenant_id>``."""
-    return f"{origin_prefix}/tenants/{tenant_id}"

@@ -12,12 +12,9 @@ C2SP tlog-checkpoint asks (``AuditLog.signer_for``).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import stat
-import tempfile
 from pathlib import Path
 
+from core.crypto import check_private, key_lines, write_key_file
 from core.errors import ConfigurationError
 from core.settings import Settings
 from core.signed_note import NoteError, Signer, Verifier, generate_key, parse_signer_key
@@ -32,9 +29,8 @@ def load_keys(settings: Settings) -> tuple[Signer, tuple[Verifier, ...]]:
     """The newest signing key, and the verifiers of the keys it replaced.
 
     ``settings.audit_signing_key`` (comma-separated, newest first) wins; otherwise
-    ``<data_dir>/audit-signing.key`` is read, or created with one new key (mode 0600)
-    on first start. Two processes starting together end up with the same key: the
-    file is published with a link that fails if the other one won.
+    ``<data_dir>/audit-signing.key`` is read, or created with one new key on first
+    start (see ``core.crypto.write_key_file``).
 
     Raises:
         ConfigurationError: A key is malformed, or the key file is accessible by
@@ -46,8 +42,7 @@ def load_keys(settings: Settings) -> tuple[Signer, tuple[Verifier, ...]]:
     else:
         path = _key_file(settings)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _publish(path, [generate_key(KEY_NAME)[0]], replace=False)
+            write_key_file(path, _HEADER, [generate_key(KEY_NAME)[0]], replace=False)
         keys = [_parse(line, str(path)) for line in _read(path)]
     if not keys:
         raise ConfigurationError("no audit signing key configured")
@@ -69,7 +64,7 @@ def rotate_keys(settings: Settings) -> Signer:
     load_keys(settings)  # creates the file, or refuses one others can read
     path = _key_file(settings)
     new_key = generate_key(KEY_NAME)[0]
-    _publish(path, [new_key, *_read(path)], replace=True)
+    write_key_file(path, _HEADER, [new_key, *_read(path)], replace=True)
     return parse_signer_key(new_key)
 
 
@@ -78,17 +73,8 @@ def _key_file(settings: Settings) -> Path:
 
 
 def _read(path: Path) -> list[str]:
-    mode = path.stat().st_mode
-    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigurationError(
-            f"audit signing key file {path} is accessible by group or others "
-            f"(mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}` and, if others may "
-            "have read it, replace the key"
-        )
-    return [
-        line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    check_private(path, path.stat().st_mode)
+    return key_lines(path.read_text(encoding="utf-8"))
 
 
 def _parse(text: str, source: str) -> Signer:
@@ -96,20 +82,3 @@ def _parse(text: str, source: str) -> Signer:
         return parse_signer_key(text.strip())
     except NoteError as error:
         raise ConfigurationError(f"audit signing key in {source} is invalid: {error}") from None
-
-
-def _publish(path: Path, keys: list[str], *, replace: bool) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".audit-key-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(_HEADER + "".join(key + "\n" for key in keys))
-            handle.flush()
-            os.fsync(handle.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)

@@ -1,11 +1,9 @@
 """``AuditLog``: the per-tenant, append-only, verifiable log of what agent runs did.
 
-Each tenant has its own RFC 6962 Merkle tree. An append takes the tenant's head row
-(see ``core.audit.append``), so concurrent appends, in any number of processes, get
-gap-free sequence numbers and extend the tree one leaf at a time. With ``append`` the
-head and the event are written in the caller's transaction: an event exists exactly
-when the work it records was committed. Checkpoints, verification, proofs and
-export read the log back (``verify``, ``bundle``, ``store``).
+Events are written by ``core.audit.append``. With ``AuditLog.append`` they are written in
+the caller's transaction, so an event exists exactly when the work it records was
+committed. Checkpoints, verification, proofs and export read the log back
+(``verify``, ``bundle``, ``store``).
 """
 
 from __future__ import annotations
@@ -26,32 +24,28 @@ from sqlalchemy.engine import Connection
 
 from core.audit.append import GroupCommit, append_entries, prepare, require_id
 from core.audit.bundle import write_bundle
-from core.audit.events import AuditError, AuditEvent, origin_of
+from core.audit.events import AuditError, AuditEvent
 from core.audit.store import (
-    checkpoint_of,
     decode_range,
-    encode_range,
     event_batches,
     feed_batches,
     read_checkpoints,
     read_head,
     read_latest_checkpoint,
+    store_checkpoint,
     stored_leaves,
 )
-from core.audit.tables import audit_checkpoints, audit_events, audit_salts
+from core.audit.tables import audit_events, audit_salts
 from core.audit.verify import InclusionProof, LogChecker, StoredCheckpoint, VerifyReport
 from core.db.engine import Database, dialect_insert, reads
 from core.errors import NotFound
 from core.merkle import CompactRange, inclusion_proof, root_from_leaf_hashes
 from core.signed_note import (
-    NoteError,
     Signer,
     Verifier,
     format_checkpoint,
     format_verifier_key,
-    parse_checkpoint,
     sign_note,
-    verify_note,
 )
 
 
@@ -95,8 +89,8 @@ class AuditLog:
         return [format_verifier_key(v) for v in self.verifiers_for(tenant_id)]
 
     def origin(self, tenant_id: str) -> str:
-        """The checkpoint origin of a tenant's log."""
-        return origin_of(self.origin_prefix, tenant_id)
+        """The checkpoint origin of a tenant's log: ``<prefix>/tenants/<tenant_id>``."""
+        return f"{self.origin_prefix}/tenants/{tenant_id}"
 
     def append(
         self, conn: Connection, tenant_id: str, event: str, fields: Mapping[str, Any],
@@ -140,9 +134,13 @@ class AuditLog:
         """
         head, latest = await self.db.run(_head_and_latest, tenant_id)
         head = head or CompactRange()
-        start = self._signed_range(tenant_id, latest)
+        start, signed = CompactRange(), []
+        if latest is not None:
+            # The checker first checks that the latest checkpoint signs this state's root.
+            stored, state = latest
+            start, signed = decode_range(stored.size, state), [stored]
         checker = LogChecker(tenant_id, self.origin(tenant_id), self.verifiers_for(tenant_id),
-                             (), start)
+                             signed, start)
         await feed_batches(
             checker, event_batches(self.db, tenant_id, after=start.size, upto=head.size)
         )
@@ -151,22 +149,7 @@ class AuditLog:
             raise AuditError(f"refusing to sign the head of {tenant_id!r}: {report.reason}")
         note = sign_note(format_checkpoint(self.origin(tenant_id), head.size, head.root()),
                          self.signer_for(tenant_id))
-        return await self.db.run(_store_checkpoint, tenant_id, head, note)
-
-    def _signed_range(self, tenant_id: str,
-                      latest: tuple[StoredCheckpoint, str] | None) -> CompactRange:
-        """The tree state of the latest checkpoint, once its signature and root hold."""
-        if latest is None:
-            return CompactRange()
-        stored, state = latest
-        tree = decode_range(stored.size, state)
-        try:
-            signed = parse_checkpoint(verify_note(stored.note, self.verifiers_for(tenant_id)))
-        except NoteError as error:
-            raise AuditError(f"checkpoint at size {stored.size} does not verify: {error}") from None
-        if signed.size != stored.size or signed.root != tree.root():
-            raise AuditError(f"checkpoint at size {stored.size} does not match its tree state")
-        return tree
+        return await self.db.run(store_checkpoint, tenant_id, head, note)
 
     async def latest_checkpoint(self, tenant_id: str) -> StoredCheckpoint | None:
         """The newest signed checkpoint of the tenant's log, if any."""
@@ -291,24 +274,6 @@ def _head_and_latest(
     conn: Connection, tenant_id: str
 ) -> tuple[CompactRange | None, tuple[StoredCheckpoint, str] | None]:
     return read_head(conn, tenant_id), read_latest_checkpoint(conn, tenant_id)
-
-
-def _store_checkpoint(
-    conn: Connection, tenant_id: str, head: CompactRange, note: str
-) -> StoredCheckpoint:
-    conn.execute(
-        dialect_insert(conn, audit_checkpoints)
-        .values(tenant_id=tenant_id, size=head.size, root=head.root().hex(), note=note,
-                compact_range=encode_range(head), created_at=datetime.now(UTC))
-        .on_conflict_do_nothing()
-    )
-    row = conn.execute(
-        select(audit_checkpoints.c.size, audit_checkpoints.c.root,
-               audit_checkpoints.c.note, audit_checkpoints.c.created_at)
-        .where(audit_checkpoints.c.tenant_id == tenant_id,
-               audit_checkpoints.c.size == head.size)
-    ).one()
-    return checkpoint_of(tenant_id, row)
 
 
 def arguments_fields(salt: bytes, arguments: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Reading the audit tables: heads, checkpoints, and events in batches.
+"""Reading the audit tables (heads, checkpoints, events in batches); storing checkpoints.
 
 Events are read in keyset batches, each in its own short read transaction, so that
 checking a long log never holds a snapshot (or a connection) for long. That is safe
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from core.audit.events import AuditError
 from core.audit.tables import audit_checkpoints, audit_events, audit_heads
 from core.audit.verify import EventRow, LogChecker, StoredCheckpoint
-from core.db.engine import Database, reads
+from core.db.engine import Database, dialect_insert, reads
 from core.merkle import CompactRange
 
 BATCH_SIZE = 50_000
@@ -54,15 +54,6 @@ def decode_range(size: int, text: str) -> CompactRange:
         raise AuditError(f"stored tree state of size {size} is corrupt: {error}") from None
 
 
-def iso(moment: datetime | str) -> str:
-    """A stored timestamp as ISO-8601 in UTC (SQLite hands back naive datetimes)."""
-    if isinstance(moment, str):
-        return moment
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 @reads
 def read_head(conn: Connection, tenant_id: str) -> CompactRange | None:
     """The tenant's current tree state, or ``None`` before its first event."""
@@ -74,17 +65,38 @@ def read_head(conn: Connection, tenant_id: str) -> CompactRange | None:
     return None if row is None else decode_range(int(row.size), row.compact_range)
 
 
-def checkpoint_of(tenant_id: str, row: Sequence[Any]) -> StoredCheckpoint:
-    """A ``(size, root, note, created_at)`` row as a ``StoredCheckpoint``."""
-    return StoredCheckpoint(tenant_id, int(row[0]), str(row[1]), str(row[2]), iso(row[3]))
-
-
 _CHECKPOINT_COLUMNS = (
     audit_checkpoints.c.size,
     audit_checkpoints.c.root,
     audit_checkpoints.c.note,
     audit_checkpoints.c.created_at,
 )
+
+
+def _checkpoint(tenant_id: str, row: Any) -> StoredCheckpoint:
+    """A row of ``_CHECKPOINT_COLUMNS`` as a ``StoredCheckpoint``."""
+    created_at: datetime = row.created_at
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)  # SQLite hands back naive datetimes
+    iso = created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return StoredCheckpoint(tenant_id, int(row.size), row.root, row.note, iso)
+
+
+def store_checkpoint(
+    conn: Connection, tenant_id: str, head: CompactRange, note: str
+) -> StoredCheckpoint:
+    """Store the signed checkpoint of ``head`` with its tree state; return it as stored."""
+    conn.execute(
+        dialect_insert(conn, audit_checkpoints)
+        .values(tenant_id=tenant_id, size=head.size, root=head.root().hex(), note=note,
+                compact_range=encode_range(head), created_at=datetime.now(UTC))
+        .on_conflict_do_nothing()
+    )
+    row = conn.execute(
+        select(*_CHECKPOINT_COLUMNS).where(audit_checkpoints.c.tenant_id == tenant_id,
+                                           audit_checkpoints.c.size == head.size)
+    ).one()
+    return _checkpoint(tenant_id, row)
 
 
 @reads
@@ -95,7 +107,7 @@ def read_checkpoints(conn: Connection, tenant_id: str) -> list[StoredCheckpoint]
         .where(audit_checkpoints.c.tenant_id == tenant_id)
         .order_by(audit_checkpoints.c.size)
     )
-    return [checkpoint_of(tenant_id, row) for row in rows]
+    return [_checkpoint(tenant_id, row) for row in rows]
 
 
 @reads
@@ -111,7 +123,7 @@ def read_latest_checkpoint(
     ).first()
     if row is None:
         return None
-    return checkpoint_of(tenant_id, row), str(row.compact_range)
+    return _checkpoint(tenant_id, row), str(row.compact_range)
 
 
 async def event_batches(

@@ -27,12 +27,8 @@ EventRow = tuple[int, str | None, str, str, str, str]
 class StoredCheckpoint:
     """A signed tree head of one tenant's log.
 
-    Attributes:
-        tenant_id: Whose log.
-        size: How many events the signed tree holds.
-        root: The hex RFC 6962 root of those events.
-        note: The C2SP checkpoint as an Ed25519-signed note, ready to publish.
-        created_at: When it was signed (ISO-8601, UTC).
+    ``root`` (hex) is the RFC 6962 root of its first ``size`` events; ``note`` is the
+    C2SP checkpoint signing it, ready to publish; ``created_at`` is ISO-8601 UTC.
     """
 
     tenant_id: str
@@ -47,16 +43,13 @@ class VerifyReport:
     """The outcome of checking a log.
 
     Attributes:
-        tenant_id: Whose log was checked.
         ok: Whether every event, checkpoint and the head agree.
         size: How many events were checked in sequence before stopping.
         root: Hex root of the tree rebuilt from those events.
         checkpoints_checked: Signed checkpoints whose signature and root held.
-        first_bad_seq: The first event found missing, changed or out of place. A
-            change made together with a forged leaf hash is only caught by the next
-            signed checkpoint, and is then reported as the first event after the
-            last checkpoint that holds. ``None`` if ok, or if only a checkpoint
-            itself is bad.
+        first_bad_seq: The first event found missing, changed or out of place (see
+            the module docstring for a rewrite with a forged leaf hash); ``None`` if
+            ok, or if only a checkpoint itself is bad.
         reason: What failed, in words; ``None`` if ok.
     """
 
@@ -73,14 +66,9 @@ class VerifyReport:
 class InclusionProof:
     """An RFC 6962 proof that one event is in a tenant's tree of ``tree_size`` events.
 
-    Attributes:
-        event: The event proven, so that its leaf can be recomputed from its values.
-        leaf_hash: Hex leaf hash of the event.
-        index: Leaf index (``seq - 1``).
-        tree_size: Size of the tree the proof is for.
-        proof: Hex sibling hashes from the leaf up.
-        root: Hex root of the tree of ``tree_size``.
-        checkpoint: The signed checkpoint of exactly that tree, if one was signed.
+    Hashes are hex. ``event`` is kept so that its leaf can be recomputed from its
+    values; ``index`` is ``seq - 1``; ``checkpoint`` is the signed checkpoint of
+    exactly that tree, if one was signed.
     """
 
     event: AuditEvent
@@ -97,7 +85,9 @@ class InclusionProof:
         Raises:
             ProofError: Any of them does not hold.
         """
-        computed = leaf_hash(event_bytes(self.event))
+        event = self.event
+        computed = leaf_hash(canonical_bytes(event.tenant_id, event.seq, event.run_id,
+                                             event.event, event.time, canonical_json(event.fields)))
         if computed.hex() != self.leaf_hash:
             raise ProofError(f"event {self.event.seq} does not hash to the proven leaf")
         try:
@@ -117,20 +107,6 @@ class InclusionProof:
                 raise ProofError("the signed checkpoint is of a different tree")
 
 
-def event_bytes(event: AuditEvent) -> bytes:
-    """The canonical bytes of an event held as values (exported, or read back)."""
-    return canonical_bytes(
-        event.tenant_id, event.seq, event.run_id, event.event, event.time,
-        canonical_json(event.fields),
-    )
-
-
-@dataclass
-class _Problem:
-    seq: int | None
-    reason: str
-
-
 @dataclass
 class LogChecker:
     """Rebuilds one tenant's tree from its events and checks it against what was signed.
@@ -143,8 +119,8 @@ class LogChecker:
         origin: The checkpoint origin the signatures must be for.
         verifiers: Keys whose signatures on checkpoints are trusted.
         checkpoints: Stored checkpoints to check, any order.
-        start: A tree state already trusted (a verified checkpoint's) to extend,
-            instead of the empty tree; rows then start after its size.
+        start: A stored tree state to extend instead of the empty tree (rows then
+            start after its size); a checkpoint of its size must sign its root.
     """
 
     tenant_id: str
@@ -156,7 +132,8 @@ class LogChecker:
     _pending: list[tuple[int, bytes]] = field(default_factory=list, init=False)
     _checked: int = field(default=0, init=False)
     _last_good: int = field(default=0, init=False)
-    _problem: _Problem | None = field(default=None, init=False)
+    _bad_seq: int | None = field(default=None, init=False)
+    _reason: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self._tree = CompactRange(self.start.size, self.start.hashes)
@@ -190,12 +167,14 @@ class LogChecker:
         return signed.root
 
     def _fail(self, seq: int | None, reason: str) -> None:
-        if self._problem is None:
-            self._problem = _Problem(seq, reason)
+        """Note a problem, unless one was found before: the report names the first."""
+        if self._reason is None:
+            self._bad_seq = seq
+            self._reason = reason
 
     def feed(self, rows: Iterable[EventRow]) -> bool:
         """Check the next rows; return False once a problem was found."""
-        if self._problem is not None:
+        if self._reason is not None:
             return False
         tree, tenant_id = self._tree, self.tenant_id
         for seq, run_id, event, time, fields_json, stored_leaf in rows:
@@ -225,8 +204,9 @@ class LogChecker:
         return True
 
     def _diverged(self, size: int) -> bool:
-        if size == 0:
-            self._fail(None, "the checkpoint signed at size 0 is not of the empty tree")
+        if size == self._last_good:
+            self._fail(None, f"the checkpoint signed at size {size} is not of the tree the "
+                             "log holds at that size")
         else:
             self._fail(self._last_good + 1, f"events {self._last_good + 1}..{size} do not match "
                        f"the checkpoint signed at size {size}: one of them was rewritten "
@@ -254,13 +234,12 @@ class LogChecker:
         elif head_root != self._tree.root():
             self._fail(self._last_good + 1, "the head's tree state does not match the events "
                                             f"after the last good checkpoint ({self._last_good})")
-        problem = self._problem
         return VerifyReport(
             tenant_id=self.tenant_id,
-            ok=problem is None,
+            ok=self._reason is None,
             size=size,
             root=self._tree.root().hex(),
             checkpoints_checked=self._checked,
-            first_bad_seq=None if problem is None else problem.seq,
-            reason=None if problem is None else problem.reason,
+            first_bad_seq=self._bad_seq,
+            reason=self._reason,
         )

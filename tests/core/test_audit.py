@@ -351,7 +351,8 @@ async def rewrite_with_leaf_and_head(db: Database, seq: int) -> None:
             select(audit_events.c.leaf_hash).where(audit_events.c.tenant_id == "acme")
             .order_by(audit_events.c.seq))]
         tree = CompactRange()
-        tree.extend(leaves)
+        for leaf in leaves:
+            tree.append(leaf)
         conn.execute(update(audit_heads).where(audit_heads.c.tenant_id == "acme").values(
             compact_range=json.dumps([h.hex() for h in tree.hashes])))
 

@@ -15,13 +15,10 @@ from core.merkle import (
     EMPTY_ROOT,
     CompactRange,
     ProofError,
-    RootMismatchError,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
     node_hash,
-    root_from_consistency_proof,
-    root_from_inclusion_proof,
     root_from_leaf_hashes,
     verify_consistency,
     verify_inclusion,
@@ -176,9 +173,11 @@ def test_compact_range_root_after_every_append() -> None:
 def test_compact_range_resumes_from_its_state() -> None:
     hashes = _leaves(45)
     first = CompactRange()
-    first.extend(hashes[:21])
+    for leaf in hashes[:21]:
+        first.append(leaf)
     resumed = CompactRange(first.size, first.hashes)
-    resumed.extend(hashes[21:])
+    for leaf in hashes[21:]:
+        resumed.append(leaf)
     assert resumed.root() == root_from_leaf_hashes(hashes)
 
 
@@ -244,7 +243,6 @@ def test_inclusion_round_trip_up_to_40_leaves() -> None:
         for index in range(size):
             proof = inclusion_proof(tree, index)
             verify_inclusion(tree[index], index, size, proof, root)
-            assert root_from_inclusion_proof(tree[index], index, size, proof) == root
 
 
 def test_consistency_round_trip_up_to_40_leaves() -> None:
@@ -254,7 +252,6 @@ def test_consistency_round_trip_up_to_40_leaves() -> None:
         for size1 in range(1, size2 + 1):
             proof = consistency_proof(hashes[:size2], size1)
             verify_consistency(size1, size2, proof, roots[size1], roots[size2])
-            assert root_from_consistency_proof(size1, size2, proof, roots[size1]) == roots[size2]
 
 
 def test_tampered_inclusion_proofs_fail() -> None:
@@ -265,9 +262,9 @@ def test_tampered_inclusion_proofs_fail() -> None:
     for position in range(len(proof)):
         tampered = list(proof)
         tampered[position] = _flip_bit(tampered[position])
-        with pytest.raises(RootMismatchError):
+        with pytest.raises(ProofError, match="mismatched"):
             verify_inclusion(tree[index], index, 13, tampered, root)
-    with pytest.raises(RootMismatchError):
+    with pytest.raises(ProofError, match="mismatched"):
         verify_inclusion(tree[index + 1], index, 13, proof, root)
     with pytest.raises(ProofError, match="wrong proof size"):
         verify_inclusion(tree[index], index, 13, proof[:-1], root)
@@ -282,9 +279,9 @@ def test_tampered_consistency_proofs_fail() -> None:
     for position in range(len(proof)):
         tampered = list(proof)
         tampered[position] = _flip_bit(tampered[position])
-        with pytest.raises(RootMismatchError):
+        with pytest.raises(ProofError, match="mismatched"):
             verify_consistency(6, 13, tampered, root1, root2)
-    with pytest.raises(RootMismatchError):
+    with pytest.raises(ProofError, match="mismatched"):
         verify_consistency(6, 13, proof, root2, root2)
     with pytest.raises(ProofError, match="wrong proof size"):
         verify_consistency(6, 13, proof[1:], root1, root2)
@@ -294,9 +291,10 @@ def test_root_mismatch_reports_both_roots() -> None:
     tree = _leaves(5)
     root = root_from_leaf_hashes(tree)
     wrong = _flip_bit(root)
-    with pytest.raises(RootMismatchError) as raised:
+    with pytest.raises(ProofError) as raised:
         verify_inclusion(tree[2], 2, 5, inclusion_proof(tree, 2), wrong)
-    assert (raised.value.size, raised.value.computed, raised.value.expected) == (5, root, wrong)
+    message = str(raised.value)
+    assert f"at size 5 mismatched: computed {root.hex()}, expected {wrong.hex()}" in message
 
 
 @pytest.mark.parametrize(

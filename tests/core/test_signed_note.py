@@ -17,7 +17,6 @@ from core.signed_note import (
     NoteError,
     Signer,
     Verifier,
-    ed25519_key_hash,
     format_checkpoint,
     format_signer_key,
     format_verifier_key,
@@ -49,7 +48,7 @@ NOT_BASE64 = "!!!!"
 
 def _signature_line(signer: Signer, text: str) -> str:
     """Sign ``text`` by hand, to build notes with several signatures."""
-    raw = signer.key_hash.to_bytes(4, "big") + signer.sign(text.encode())
+    raw = signer.verifier.key_hash.to_bytes(4, "big") + signer.sign(text.encode())
     return f"\u2014 {signer.name} {base64.b64encode(raw).decode()}\n"
 
 
@@ -80,8 +79,8 @@ def test_reference_keys_round_trip() -> None:
 def test_key_hash_covers_name_and_key() -> None:
     verifier = parse_verifier_key(VERIFIER_KEY)
     assert verifier.key_hash == 0xC74F20A3
-    assert ed25519_key_hash("PeterNeumann", verifier.public_key) == 0xC74F20A3
-    assert ed25519_key_hash("EnochRoot", verifier.public_key) != 0xC74F20A3
+    assert Verifier("PeterNeumann", verifier.public_key).key_hash == 0xC74F20A3
+    assert Verifier("EnochRoot", verifier.public_key).key_hash != 0xC74F20A3
 
 
 def test_signer_repr_hides_the_seed() -> None:
@@ -241,9 +240,8 @@ def test_checkpoint_text_follows_c2sp() -> None:
     assert parse_checkpoint(text) == Checkpoint("example.com/log", 5, ROOT)
 
 
-def test_checkpoint_extensions_round_trip() -> None:
-    text = format_checkpoint("example.com/log", 0, EMPTY_ROOT, ["ext one", "ext two"])
-    assert text.endswith("\next one\next two\n")
+def test_checkpoint_extensions_are_parsed() -> None:
+    text = format_checkpoint("example.com/log", 0, EMPTY_ROOT) + "ext one\next two\n"
     assert parse_checkpoint(text).extensions == ("ext one", "ext two")
 
 
@@ -281,23 +279,22 @@ def test_malformed_checkpoints_raise_note_error(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("origin", "size", "root", "extensions"),
+    ("origin", "size", "root"),
     [
-        ("", 1, ROOT, ()),
-        ("two\nlines", 1, ROOT, ()),
-        ("o", -1, ROOT, ()),
-        ("o", 2**64, ROOT, ()),
-        ("o", True, ROOT, ()),
-        ("o", 1, ROOT[:16], ()),
-        ("o", 1, ROOT, ("",)),
-        ("o", 1, ROOT, ("tab\t",)),
+        ("", 1, ROOT),
+        ("two\nlines", 1, ROOT),
+        ("tab\t", 1, ROOT),
+        ("o", -1, ROOT),
+        ("o", 2**64, ROOT),
+        ("o", True, ROOT),
+        ("o", 1, ROOT[:16]),
     ],
 )
 def test_format_checkpoint_refuses_unrepresentable_fields(
-    origin: str, size: int, root: bytes, extensions: tuple[str, ...]
+    origin: str, size: int, root: bytes
 ) -> None:
     with pytest.raises(NoteError):
-        format_checkpoint(origin, size, root, extensions)
+        format_checkpoint(origin, size, root)
 
 
 @settings(database=None, deadline=None, max_examples=300)
