@@ -16,9 +16,10 @@ from typing import TypeVar
 import click
 
 from bots.cli_support import root_settings, run_async
-from core.audit import AuditLog, VerifyReport, load_keys, verify_bundle
+from core.audit import AuditLog, VerifyReport, load_keys, rotate_keys, verify_bundle
+from core.audit.consistency import prove_consistency, verify_against
 from core.db.engine import Database
-from core.errors import TenantryError
+from core.errors import NotFound, TenantryError
 from core.merkle import ProofError
 
 T = TypeVar("T")
@@ -66,11 +67,19 @@ def audit() -> None:
 @click.option("--key", "verifier_keys", multiple=True,
               help="With --bundle: a published verifier key to trust instead of the ones "
                    "inside the bundle (repeat for each).")
+@click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --tenant: a signed checkpoint you kept; the log must extend it "
+                   "(not rolled back, not rewritten).")
 def audit_verify(tenant_id: str | None, bundle: Path | None,
-                 verifier_keys: tuple[str, ...]) -> None:
-    """Rebuild a log's Merkle tree and check every event, checkpoint and the head."""
+                 verifier_keys: tuple[str, ...], against: Path | None) -> None:
+    """Rebuild a log's Merkle tree and check every event, checkpoint and the head.
+
+    With --against, also prove that the log extends a checkpoint kept outside it.
+    """
     if (tenant_id is None) == (bundle is None):
         raise click.UsageError("give exactly one of --tenant and --bundle")
+    if against is not None and tenant_id is None:
+        raise click.UsageError("--against checks a tenant's log: give --tenant")
     if bundle is not None:
         try:
             report = verify_bundle(bundle, verifier_keys=list(verifier_keys) or None)
@@ -79,11 +88,88 @@ def audit_verify(tenant_id: str | None, bundle: Path | None,
         _report(report, str(bundle))
         return
     assert tenant_id is not None
-    _report(run_async(_verify_tenant)(tenant_id), f"tenant {tenant_id}")
+    note = None if against is None else against.read_text(encoding="utf-8")
+    report = run_async(_verify_tenant)(tenant_id, note)
+    _report(report, f"tenant {tenant_id}")
+    if note is not None:
+        click.echo(f"ok: the log extends the checkpoint in {against}")
 
 
-async def _verify_tenant(tenant_id: str) -> VerifyReport:
-    return await with_log(lambda log: log.verify(tenant_id))
+async def _verify_tenant(tenant_id: str, note: str | None) -> VerifyReport:
+    if note is None:
+        return await with_log(lambda log: log.verify(tenant_id))
+    return await with_log(lambda log: verify_against(log, tenant_id, note))
+
+
+@audit.command("checkpoints")
+@click.option("--tenant", "tenant_id", required=True, help="Whose log.")
+@click.option("--size", type=click.IntRange(min=0), default=None,
+              help="Print the signed checkpoint of this size, to keep (e.g. in a file for "
+                   "`verify --against`).")
+@run_async
+async def audit_checkpoints(tenant_id: str, size: int | None) -> None:
+    """List the log's signed checkpoints: size, time, root; or print one in full."""
+    async def go(log: AuditLog) -> None:
+        stored = await log.checkpoints(tenant_id)
+        if size is None:
+            for item in stored:
+                click.echo(f"{item.size}\t{item.created_at}\t{item.root}")
+            if not stored:
+                click.echo(f"the log of {tenant_id} has no signed checkpoint yet", err=True)
+            return
+        chosen = next((item for item in stored if item.size == size), None)
+        if chosen is None:
+            raise NotFound(f"the log of {tenant_id!r} has no checkpoint of size {size}")
+        click.echo(chosen.note, nl=False)
+
+    await with_log(go)
+
+
+@audit.command("consistency")
+@click.option("--tenant", "tenant_id", required=True, help="Whose log.")
+@click.option("--from", "size1", type=click.IntRange(min=1), required=True,
+              help="The size of the older tree (a checkpoint you kept).")
+@click.option("--to", "size2", type=click.IntRange(min=1), default=None,
+              help="The size of the newer tree (default: the whole log).")
+@run_async
+async def audit_consistency(tenant_id: str, size1: int, size2: int | None) -> None:
+    """Print the RFC 6962 proof that the log at --to extends the log at --from (JSON)."""
+    async def go(log: AuditLog) -> None:
+        proof = await prove_consistency(log, tenant_id, size1, size2)
+        click.echo(json.dumps(proof.as_json(), indent=2))
+        click.echo(f"verified: the tree of {proof.size2} events extends the tree of "
+                   f"{proof.size1}", err=True)
+
+    await with_log(go)
+
+
+@audit.group("keys")
+def audit_keys() -> None:
+    """The checkpoint signing keys."""
+
+
+@audit_keys.command("rotate")
+def audit_keys_rotate() -> None:
+    """Make a new signing key; the old ones stay, so older checkpoints still verify."""
+    try:
+        rotate_keys(root_settings())
+    except TenantryError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("a new key signs from now on; checkpoints signed before keep verifying "
+               "under the old keys. Publish each tenant's new verifier key "
+               "(`tenantry audit keys show --tenant T`).")
+
+
+@audit_keys.command("show")
+@click.option("--tenant", "tenant_id", required=True, help="Whose verifier keys.")
+@run_async
+async def audit_keys_show(tenant_id: str) -> None:
+    """Print the verifier keys of a tenant's checkpoints, newest first (public)."""
+    async def go(log: AuditLog) -> None:
+        for key in log.verifier_keys(tenant_id):
+            click.echo(key)
+
+    await with_log(go)
 
 
 @audit.command("export")

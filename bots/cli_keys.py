@@ -11,7 +11,9 @@ import click
 
 from bots.cli_credentials import open_store
 from bots.cli_support import root_settings, run_async
+from core.audit.keys import KEY_NAME
 from core.crypto import generate_key
+from core.signed_note import generate_key as generate_signing_key
 from installs.slack_store import SlackInstallationStore
 
 
@@ -21,9 +23,13 @@ def keys() -> None:
 
 
 @keys.command("generate")
-def keys_generate() -> None:
-    """Print a fresh Fernet key, for TENANTRY_ENCRYPTION_KEYS."""
-    click.echo(generate_key())
+@click.option("--audit", is_flag=True,
+              help="An Ed25519 checkpoint signing key, for TENANTRY_AUDIT_SIGNING_KEY, "
+                   "instead of an encryption key.")
+def keys_generate(audit: bool) -> None:
+    """Print a fresh Fernet key, for TENANTRY_ENCRYPTION_KEYS (or, with --audit, a
+    signing key)."""
+    click.echo(generate_signing_key(KEY_NAME)[0] if audit else generate_key())
 
 
 @keys.command("rotate")

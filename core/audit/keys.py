@@ -59,7 +59,8 @@ def rotate_keys(settings: Settings) -> Signer:
     if settings.audit_signing_key is not None:
         raise ConfigurationError(
             "the audit signing keys come from TENANTRY_AUDIT_SIGNING_KEY: put a new key "
-            "(`tenantry keys generate --audit`) first in it, keeping the old ones after it"
+            "(`tenantry keys generate --audit`) first in it, keeping the old ones after it, "
+            "and publish each tenant's verifier key (`tenantry audit keys show`)"
         )
     load_keys(settings)  # creates the file, or refuses one others can read
     path = _key_file(settings)

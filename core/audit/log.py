@@ -35,9 +35,10 @@ from core.audit.store import (
     store_checkpoint,
     stored_leaves,
 )
-from core.audit.tables import audit_events, audit_salts
+from core.audit.tables import audit_events, audit_heads, audit_salts
 from core.audit.verify import InclusionProof, LogChecker, StoredCheckpoint, VerifyReport
 from core.db.engine import Database, dialect_insert, reads
+from core.db.schema import tenants
 from core.errors import NotFound
 from core.merkle import CompactRange, inclusion_proof, root_from_leaf_hashes
 from core.signed_note import (
@@ -167,8 +168,13 @@ class AuditLog:
 
         Events appended while this runs are checked too: the head is read after the
         events ran out, and reading goes on until it has caught up with the head.
+
+        Raises:
+            NotFound: no such tenant, and no log of one.
         """
         checkpoints = await self.db.run(read_checkpoints, tenant_id)
+        if not checkpoints and not await self.db.run(_tenant_known, tenant_id):
+            raise NotFound(f"no tenant {tenant_id!r} and no audit log of it")
         checker = LogChecker(tenant_id, self.origin(tenant_id), self.verifiers_for(tenant_id),
                              checkpoints)
         while True:
@@ -180,6 +186,10 @@ class AuditLog:
         if head is None:
             return checker.finish(None, None)
         return checker.finish(head.size, head.root())
+
+    async def checkpoints(self, tenant_id: str) -> list[StoredCheckpoint]:
+        """Every signed checkpoint of the tenant's log, oldest first."""
+        return await self.db.run(read_checkpoints, tenant_id)
 
     async def inclusion_proof(self, tenant_id: str, seq: int) -> InclusionProof:
         """Prove that event ``seq`` is in the tenant's tree.
@@ -267,6 +277,15 @@ def _event(conn: Connection, tenant_id: str, seq: int) -> AuditEvent | None:
     row = conn.execute(select(audit_events).where(
         audit_events.c.tenant_id == tenant_id, audit_events.c.seq == seq)).first()
     return None if row is None else _audit_event(row)
+
+
+@reads
+def _tenant_known(conn: Connection, tenant_id: str) -> bool:
+    """Whether the tenant exists, or once wrote to its log (a purged tenant's log stays)."""
+    for column in (tenants.c.id, audit_heads.c.tenant_id):
+        if conn.scalar(select(column).where(column == tenant_id)) is not None:
+            return True
+    return False
 
 
 @reads

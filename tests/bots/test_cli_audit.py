@@ -7,10 +7,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from bots.cli_audit import audit
 from core.audit import RUN_STARTED, TOOL_INVOKED, AuditLog, load_keys
+from core.audit.events import canonical_bytes
+from core.audit.store import encode_range
 from core.db.engine import Database
+from core.merkle import CompactRange, leaf_hash, verify_consistency
 from core.settings import Settings
 from tests.support.databases import execute
 
@@ -128,3 +132,160 @@ def test_outside_the_tenantry_root_the_commands_refuse() -> None:
     result = CliRunner().invoke(audit, ["verify", "--tenant", "acme"])
     assert result.exit_code == 2
     assert "runs under `tenantry`" in result.output
+
+
+def _unguard(conn: Connection) -> None:
+    """Drop the append-only triggers, as an owner of the database could."""
+    for table in ("audit_events", "audit_checkpoints"):
+        if conn.dialect.name == "sqlite":
+            for operation in ("update", "delete"):
+                conn.execute(text(f"DROP TRIGGER {table}_no_{operation}"))
+        else:
+            conn.execute(text(f"DROP TRIGGER {table}_append_only ON {table}"))
+
+
+async def _rewrite_with_leaf(settings: Settings, seq: int) -> None:
+    """A rewrite by someone who also recomputes the leaf hash and the head: only a
+    checkpoint kept outside the database can show it."""
+    db = Database(settings.database_url)
+
+    def rewrite(conn: Connection) -> None:
+        _unguard(conn)
+        conn.execute(text("DELETE FROM audit_checkpoints"))
+        rows = conn.execute(text("SELECT seq, run_id, event, time, fields FROM audit_events "
+                                 "WHERE tenant_id = 'acme' ORDER BY seq")).all()
+        tree = CompactRange()
+        for row in rows:
+            fields = '{"capability":"crm.refund","n":0}' if row.seq == seq else row.fields
+            leaf = leaf_hash(canonical_bytes("acme", row.seq, row.run_id, row.event,
+                                             row.time, fields))
+            conn.execute(text("UPDATE audit_events SET fields = :f, leaf_hash = :h "
+                              "WHERE tenant_id = 'acme' AND seq = :s"),
+                         {"f": fields, "h": leaf.hex(), "s": row.seq})
+            tree.append(leaf)
+        conn.execute(text("UPDATE audit_heads SET compact_range = :r WHERE tenant_id = 'acme'"),
+                     {"r": encode_range(tree)})
+
+    try:
+        await db.run(rewrite)
+    finally:
+        await db.dispose()
+
+
+async def _roll_back(settings: Settings, keep: int) -> None:
+    """Delete the newest events and every checkpoint that would show them, and put the
+    head back as it was at ``keep`` events."""
+    def roll_back(conn: Connection) -> None:
+        _unguard(conn)
+        conn.execute(text("DELETE FROM audit_checkpoints"))
+        conn.execute(text("DELETE FROM audit_events WHERE seq > :keep"), {"keep": keep})
+        tree = CompactRange()
+        for leaf in conn.scalars(text("SELECT leaf_hash FROM audit_events ORDER BY seq")):
+            tree.append(bytes.fromhex(leaf))
+        conn.execute(text("UPDATE audit_heads SET size = :n, compact_range = :r"),
+                     {"n": keep, "r": encode_range(tree)})
+
+    db = Database(settings.database_url)
+    try:
+        await db.run(roll_back)
+    finally:
+        await db.dispose()
+
+
+def kept_checkpoint(settings: Settings, tmp_path: Path) -> Path:
+    assert invoke(settings, "checkpoint", "--tenant", "acme").exit_code == 0
+    listed = invoke(settings, "checkpoints", "--tenant", "acme")
+    assert listed.exit_code == 0 and listed.output.startswith("6\t")
+    printed = invoke(settings, "checkpoints", "--tenant", "acme", "--size", "6")
+    assert printed.output.startswith("tenantry.local/tenants/acme\n6\n")
+    path = tmp_path / "kept.checkpoint"
+    path.write_text(printed.output, encoding="utf-8")
+    return path
+
+
+def test_verify_against_a_kept_checkpoint_holds_for_an_extended_log(
+        filled: Settings, tmp_path: Path) -> None:
+    kept = kept_checkpoint(filled, tmp_path)
+    asyncio.run(_fill(filled, 3))
+
+    result = invoke(filled, "verify", "--tenant", "acme", "--against", str(kept))
+
+    assert result.exit_code == 0, result.output
+    assert "ok: the log extends the checkpoint in" in result.output
+
+
+def test_verify_against_finds_a_rewrite_that_the_log_alone_cannot(
+        filled: Settings, tmp_path: Path) -> None:
+    kept = kept_checkpoint(filled, tmp_path)
+    asyncio.run(_rewrite_with_leaf(filled, 2))
+    assert invoke(filled, "verify", "--tenant", "acme").exit_code == 0, "self-consistent"
+
+    result = invoke(filled, "verify", "--tenant", "acme", "--against", str(kept))
+
+    assert result.exit_code == 1
+    assert "are not those of the checkpoint you kept" in result.output
+    assert "it was rewritten" in result.output
+
+
+def test_verify_against_finds_a_roll_back(filled: Settings, tmp_path: Path) -> None:
+    kept = kept_checkpoint(filled, tmp_path)
+    asyncio.run(_roll_back(filled, 4))
+
+    result = invoke(filled, "verify", "--tenant", "acme", "--against", str(kept))
+
+    assert result.exit_code == 1
+    assert "holds 4 events, fewer than the 6 of the checkpoint you kept" in result.output
+
+
+def test_consistency_prints_a_proof_any_rfc6962_verifier_accepts(filled: Settings) -> None:
+
+    result = invoke(filled, "consistency", "--tenant", "acme", "--from", "3", "--to", "6")
+
+    assert result.exit_code == 0, result.output
+    proof = json.loads(result.stdout)
+    assert (proof["size1"], proof["size2"]) == (3, 6)
+    verify_consistency(3, 6, [bytes.fromhex(h) for h in proof["proof"]],
+                       bytes.fromhex(proof["root1"]), bytes.fromhex(proof["root2"]))
+    beyond = invoke(filled, "consistency", "--tenant", "acme", "--from", "3", "--to", "60")
+    assert beyond.exit_code == 1 and "holds 6 events, not 60" in beyond.output
+
+
+def test_verify_refuses_an_unknown_tenant_and_a_log_whose_events_are_gone(
+        filled: Settings) -> None:
+    unknown = invoke(filled, "verify", "--tenant", "nobody")
+    assert unknown.exit_code == 1 and "no tenant 'nobody'" in unknown.output
+
+    assert invoke(filled, "checkpoint", "--tenant", "acme").exit_code == 0
+    asyncio.run(_roll_back_all_but_checkpoints(filled))
+    emptied = invoke(filled, "verify", "--tenant", "acme")
+    assert emptied.exit_code == 1
+    assert "event 1 is missing: the checkpoint signed at size 6 includes it" in emptied.output
+
+
+async def _roll_back_all_but_checkpoints(settings: Settings) -> None:
+    def delete_events(conn: Connection) -> None:
+        _unguard(conn)
+        conn.execute(text("DELETE FROM audit_events"))
+        conn.execute(text("DELETE FROM audit_heads"))
+
+    db = Database(settings.database_url)
+    try:
+        await db.run(delete_events)
+    finally:
+        await db.dispose()
+
+
+def test_keys_rotate_keeps_old_checkpoints_verifying(filled: Settings) -> None:
+    assert invoke(filled, "checkpoint", "--tenant", "acme").exit_code == 0
+    before = invoke(filled, "keys", "show", "--tenant", "acme").output.splitlines()
+
+    rotated = invoke(filled, "keys", "rotate")
+    asyncio.run(_fill(filled, 2))
+    assert invoke(filled, "checkpoint", "--tenant", "acme").exit_code == 0
+
+    assert rotated.exit_code == 0, rotated.output
+    after = invoke(filled, "keys", "show", "--tenant", "acme").output.splitlines()
+    assert after[0] not in before and set(before) < set(after), "old keys still verify"
+    assert after[0].startswith("tenantry.local/tenants/acme+"), "named for the log's origin"
+    verified = invoke(filled, "verify", "--tenant", "acme")
+    assert verified.exit_code == 0 and "2 signed checkpoints hold" in verified.output

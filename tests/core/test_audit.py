@@ -47,6 +47,7 @@ from core.signed_note import (
     verify_note,
 )
 from tests.support.databases import execute
+from tests.support.tenancy import plan, tenant_on
 
 SIGNER = parse_signer_key(generate_key("tenantry-audit")[0])
 SECRET = "sk-live-acme-7c1d0e9b44"
@@ -413,9 +414,12 @@ async def test_a_checkpoint_signed_by_another_key_or_for_another_log_fails(db: D
         "another log's checkpoint is signed under another key name")
 
 
-async def test_an_empty_log_verifies(db: Database) -> None:
-    report = await log_of(db).verify("nobody")
+async def test_an_empty_log_verifies_and_an_unknown_tenants_is_not_found(db: Database) -> None:
+    await tenant_on(db, "quiet", plan())
+    report = await log_of(db).verify("quiet")
     assert (report.ok, report.size, report.root) == (True, 0, CompactRange().root().hex())
+    with pytest.raises(NotFound, match="no tenant 'nobody'"):
+        await log_of(db).verify("nobody")
 
 
 async def test_inclusion_proofs_verify_against_the_checkpoint_or_the_head(db: Database) -> None:
