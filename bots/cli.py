@@ -72,6 +72,16 @@ async def db_status() -> None:
         click.echo(f"current: {await current_revision(database)}  head: {head_revision()}")
 
 
+async def purge_everywhere(rt: Runtime, tenant_id: str, by: str) -> dict[str, int]:
+    """Purge a tenant from the core and from every transport, in one transaction."""
+    from bots.slack.records import purge_tenant as purge_slack_records
+    from core.purge import purge_tenant
+    from installs.purge import purge_workspaces
+
+    return await purge_tenant(rt.db, rt.audit, rt.vector_admin, tenant_id, operator=by,
+                              also=(purge_workspaces, purge_slack_records))
+
+
 def admin_of(rt: Runtime) -> Admin:
     """The runtime's administrative actions, audited as the operator's."""
     return Admin(rt.db, rt.audit, rt.keyring, by=operator())
@@ -363,12 +373,7 @@ async def tenants_purge(tenant_id: str, yes: bool) -> None:
         raise click.UsageError("purging cannot be undone; add --yes to confirm")
 
     async with open_runtime(root_settings()) as rt:
-        from bots.slack.records import purge_tenant as purge_slack_records
-        from core.purge import purge_tenant
-
-        counts = await purge_tenant(rt.db, rt.audit, rt.vector_admin, tenant_id,
-                                    operator="cli")
-        await rt.db.run(purge_slack_records, tenant_id)
+        counts = await purge_everywhere(rt, tenant_id, operator())
         click.echo(f"tenant {tenant_id} purged and suspended: "
                    + ", ".join(f"{v} {k}" for k, v in counts.items()))
 

@@ -116,6 +116,7 @@ def run_message(conn: Connection, tenant_id: str, run_id: str) -> RunMessage | N
     )
 
 
-def purge_tenant(conn: Connection, tenant_id: str) -> None:
+def purge_tenant(conn: Connection, tenant_id: str) -> dict[str, int]:
     """Forget where a purged tenant's runs were answered."""
-    conn.execute(delete(slack_run_messages).where(slack_run_messages.c.tenant_id == tenant_id))
+    return {"slack_messages": int(conn.execute(delete(slack_run_messages).where(
+        slack_run_messages.c.tenant_id == tenant_id)).rowcount)}

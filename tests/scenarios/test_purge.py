@@ -1,0 +1,65 @@
+"""A purged tenant leaves no content anywhere in the database: checked on a full dump."""
+
+from __future__ import annotations
+
+from sqlalchemy import inspect, select, text
+from sqlalchemy.engine import Connection
+
+from bots.cli import purge_everywhere
+from core.credentials import CredentialStore
+from installs.links import slack_links
+from installs.slack_store import slack_bots, slack_installations
+from standins.slack.api import SlackUser
+from tests.scenarios.harness import Scenario, runs_of, thread
+
+ADA = SlackUser("U1ADA")
+GIL = SlackUser("U2GIL")
+PROMPT = "What does the handbook say about PURPLE-ELEPHANT-42? check knowledge.search"
+DOCUMENT = "ZEBRA-7781: refunds of rockets are accepted within 30 days of purchase."
+
+
+def dump(conn: Connection) -> str:
+    """Every value of every row of every table, as text: what a stolen backup holds."""
+    lines = []
+    for table in inspect(conn).get_table_names():
+        for row in conn.execute(text(f'SELECT * FROM "{table}"')):  # noqa: S608
+            lines.append(f"{table}: " + " | ".join(str(value) for value in row))
+    return "\n".join(lines)
+
+
+async def test_after_a_purge_no_prompt_answer_document_or_token_remains(
+        scenario: Scenario) -> None:
+    for tenant_id, team, user in (("acme", "T1", ADA), ("globex", "T2", GIL)):
+        await scenario.tenant(tenant_id)
+        workspace = await scenario.link_workspace(team, tenant_id, users=[user])
+        grant = await scenario.runtime.agent.open(tenant_id=tenant_id, principal_id="ops",
+                                                  principal_kind="service")
+        await scenario.runtime.knowledge.add(grant.ctx, "handbook", f"{tenant_id} {DOCUMENT}")
+        await CredentialStore(scenario.db, scenario.runtime.keyring).put(
+            tenant_id, "crm_token", f"crm-token-{tenant_id}-5e6f")
+        mention = await scenario.mention(workspace, user.id, f"{tenant_id} {PROMPT}")
+        await scenario.idle()
+        assert thread(scenario.slack, workspace.channel, mention)
+    [run] = await runs_of(scenario, "acme")
+    before = await scenario.db.run(dump)
+    assert f"acme {PROMPT}" in before and "acme ZEBRA-7781" in before, "the dump sees content"
+    assert run.answer and run.answer in before
+
+    counts = await purge_everywhere(scenario.runtime, "acme", "cli:ops")
+
+    after = await scenario.db.run(dump)
+    for content in (f"acme {PROMPT}", "acme ZEBRA-7781", run.answer, "PURPLE-ELEPHANT-42 "
+                    "check", "xoxb-t1"):
+        assert content not in after, content
+    assert f"globex {PROMPT}" in after and "globex ZEBRA-7781" in after, "others keep theirs"
+    assert counts["slack_workspaces"] == 1 and counts["slack_messages"] == 1
+    assert counts["credentials"] == 1 and counts["runs"] == 1
+
+    def slack_rows(conn: Connection) -> dict[str, list[str]]:
+        return {table.name: sorted(conn.scalars(select(table.c.team_id)))
+                for table in (slack_links, slack_bots, slack_installations)}
+
+    assert await scenario.db.run(slack_rows) == {
+        "slack_links": ["T2"], "slack_bots": ["T2"], "slack_installations": ["T2"]}
+    report = await scenario.runtime.audit.verify("acme")
+    assert report.ok, "the log outlives the purge and still verifies"
