@@ -34,6 +34,7 @@ from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 from sqlalchemy import Column, String, Table, Text, delete, update
 from sqlalchemy.engine import Connection
 
+from core.audit import AuditLog
 from core.crypto import CryptoError, Keyring
 from core.db.engine import Database
 from core.db.schema import UTCDateTime, metadata
@@ -43,6 +44,7 @@ from installs.links import InstallLinkError, Link, check_install_link, redeem_an
 from installs.links import revoke as revoke_link
 from installs.slack_store import delete_all, save_installation
 
+WORKSPACE_LINKED = "workspace.linked"
 STATE_TTL = timedelta(minutes=10)
 PURGE_AFTER = timedelta(hours=1)
 _MAX_STATE = 64
@@ -169,7 +171,8 @@ class InstallResult:
 
 
 def complete_install(
-    conn: Connection, keyring: Keyring, installation: Installation, claim_token: str | None
+    conn: Connection, keyring: Keyring, installation: Installation, claim_token: str | None,
+    audit: AuditLog | None = None,
 ) -> InstallResult:
     """Store an installation and, with a usable claim, link it to the claim's tenant.
 
@@ -177,6 +180,7 @@ def complete_install(
     tokens, and storing them lets an uninstall clean up and a later link apply. A
     refused claim rolls back to a savepoint, so its install link stays unspent. An
     org-wide install links the org (every team in it); any other links its workspace.
+    A new link is recorded in the tenant's ``audit`` log, naming the installer.
     """
     save_installation(conn, keyring, installation)
     org = bool(installation.is_enterprise_install)
@@ -195,6 +199,11 @@ def complete_install(
         except Conflict as exc:
             reason, detail = "linked_elsewhere", str(exc)
         else:
+            if audit is not None:
+                audit.append(conn, made.tenant_id, WORKSPACE_LINKED, {
+                    "team_id": team_id, "enterprise_id": enterprise_id, "org": org,
+                    "by": f"slack:{installation.team_id or enterprise_id}:{installation.user_id}",
+                })
             log.info("slack install linked", tenant_id=made.tenant_id, org=org, **where)
             return InstallResult(enterprise_id, team_id, org, made.tenant_id, linked_now=True)
     current = resolve(conn, enterprise_id, team_id, org)

@@ -63,7 +63,8 @@ def build(runtime: Runtime, executor: Executor, settings: SlackSettings,
     bolt = AsyncApp(
         signing_secret=settings.signing_secret.get_secret_value(),
         client=base_client,
-        oauth_flow=TenantOAuthFlow(db=runtime.db, keyring=runtime.keyring, state_store=states,
+        oauth_flow=TenantOAuthFlow(db=runtime.db, keyring=runtime.keyring, audit=runtime.audit,
+                                   state_store=states,
                                    client=base_client, settings=oauth),
         # Bolt takes an AsyncAuthorize instance here; its annotation names only functions.
         authorize=authorize,  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from bots.slack import render
+from core.audit import AuditLog
 from core.crypto import Keyring
 from core.db.engine import Database
 from core.logs import log
@@ -44,11 +45,12 @@ class TenantOAuthFlow(AsyncOAuthFlow):
     ``issue_new_state``, before the installer is sent to Slack; the route refuses it.
     """
 
-    def __init__(self, *, db: Database, keyring: Keyring, state_store: TenantClaimState,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, db: Database, keyring: Keyring, audit: AuditLog,
+                 state_store: TenantClaimState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.db = db
         self.keyring = keyring
+        self.audit = audit
         self.claims = state_store
 
     async def issue_new_state(self, request: AsyncBoltRequest) -> str:
@@ -60,7 +62,7 @@ class TenantOAuthFlow(AsyncOAuthFlow):
         """Store the tokens (encrypted) and link the workspace if the claim holds."""
         claim = await self.claims.take_claim(_first(request, "state"))
         request.context[INSTALL_RESULT] = await self.db.run(
-            complete_install, self.keyring, installation, claim)
+            complete_install, self.keyring, installation, claim, self.audit)
 
 
 async def _installed(args: AsyncSuccessArgs) -> BoltResponse:

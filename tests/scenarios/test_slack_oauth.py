@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from bots.slack import render
 from core.logs import scrub_library_logs
 from installs.links import issue_install_link, resolve
-from installs.oauth import slack_oauth_states
+from installs.oauth import WORKSPACE_LINKED, slack_oauth_states
 from installs.slack_store import SlackInstallationStore, slack_bots
 from standins.slack.api import SlackUser
 from tests.scenarios.harness import (
@@ -22,6 +22,7 @@ from tests.scenarios.harness import (
     PUBLIC_URL,
     Scenario,
     Workspace,
+    audit_events,
     runs_of,
     thread,
 )
@@ -79,6 +80,8 @@ async def test_an_install_link_installs_and_links_the_workspace(scenario: Scenar
     assert "Your workspace is linked to its Tenantry account" in page
     link = await scenario.db.run(resolve, None, "T7", False)
     assert link is not None and link.active and link.tenant_id == "acme"
+    [linked] = await audit_events(scenario, "acme", WORKSPACE_LINKED)
+    assert (linked.fields["team_id"], linked.fields["by"]) == ("T7", f"slack:T7:{IVY.id}")
     assert link.installer_user_id == IVY.id
     stored = (await fetch_one(scenario.db, select(slack_bots.c.bot_token)
                               .where(slack_bots.c.team_id == "T7"))).bot_token
