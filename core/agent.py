@@ -8,7 +8,9 @@ What a run writes, and where:
   transaction (``core.run_records``);
 - before every model or tool call: its reservation (``core.budget.account``);
 - after a model response: its settlement, with the response to replay
-  (``core.metered_model``), then the checkpoint (here, ``_loop``);
+  (``core.metered_model``), then the checkpoint (here, ``_loop``); a started run
+  given ``on_text`` streams the response's text to it as the model generates it,
+  through the same metered call;
 - after a tool returns: its effect, settlement and ``tool.invoked`` event
   (``core.toolset``);
 - at the end: totals, conversation turns and the closing event, one transaction
@@ -22,7 +24,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -33,7 +35,10 @@ from pydantic_ai.messages import (
     ModelMessagesTypeAdapter,
     ModelRequest,
     ModelResponse,
+    PartDeltaEvent,
+    PartStartEvent,
     TextPart,
+    TextPartDelta,
     ToolCallPart,
     UserPromptPart,
 )
@@ -94,6 +99,21 @@ class RunOutcome:
     error: str | None = None
     usage: UsageSummary = field(default_factory=UsageSummary)
     refused_tools: tuple[tuple[str, str], ...] = ()
+
+
+TextStreamed = Callable[[int, str], Awaitable[None]]
+"""Told ``(response, text)`` as a model generates text: the response's number in this
+run (from 1; a new number means a new response, whose text follows the earlier one's
+rather than continuing it), and the next piece of its text."""
+
+
+def _text_of(event: object) -> str:
+    """The text a stream event adds, if any."""
+    if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
+        return event.part.content
+    if isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
+        return event.delta.content_delta
+    return ""
 
 
 class AgentService:
@@ -189,6 +209,7 @@ class AgentService:
         conversation_id: str | None = None,
         history: Sequence[ModelMessage] = (),
         on_tool: ToolStarted | None = None,
+        on_text: TextStreamed | None = None,
     ) -> RunOutcome:
         """Record and execute a new run under ``grant``.
 
@@ -197,6 +218,9 @@ class AgentService:
                 turns (``settings.history_window``) are shown to the model, and this
                 run's prompt and answer are added to it.
             on_tool: Told each tool call's capability as it starts (a status line).
+            on_text: Told the model's text as it is generated (see ``TextStreamed``).
+                The answer is the text of the last response; partial text is not
+                audited, only the final answer's digest.
 
         Raises:
             RunRefused: ``allowance_exhausted`` or ``run_ceiling_too_small``: the run's
@@ -221,7 +245,8 @@ class AgentService:
         allocation = allocate(self.wiring, grant, self.models.get(model_id), model_id, salt,
                               RunAccount(self.db, grant.ctx, RunMeter(grant.ctx), grant.plan,
                                          grant.period), on_tool)
-        return await self._execute(allocation, prompt, list(history), HistoryEncoder())
+        return await self._execute(allocation, prompt, list(history), HistoryEncoder(),
+                                   on_text)
 
     async def resume(self, grant: RunGrant, *, on_tool: ToolStarted | None = None) -> RunOutcome:
         """Continue ``grant.ctx.run_id`` from its checkpoint with the grant's fresh budget.
@@ -254,13 +279,14 @@ class AgentService:
         return await self._execute(allocation, None, messages, encoder)
 
     async def _execute(self, run: Allocation, prompt: str | None,
-                       history: list[ModelMessage], encoder: HistoryEncoder) -> RunOutcome:
+                       history: list[ModelMessage], encoder: HistoryEncoder,
+                       on_text: TextStreamed | None = None) -> RunOutcome:
         """One allocation of the run, from its first call to its closing transaction."""
         ctx = run.grant.ctx
         with bound(ctx):
             ending: Ending
             try:
-                answer = await self._loop(run, prompt, history, encoder)
+                answer = await self._loop(run, prompt, history, encoder, on_text)
             except BudgetExceeded as exc:
                 log.info("run halted", ceiling=exc.ceiling, limit=exc.limit, used=exc.used)
                 ending = Ending("halted", halt={"ceiling": exc.ceiling, "limit": exc.limit,
@@ -303,7 +329,7 @@ class AgentService:
             log.error("audit log not signed", error=str(exc))
 
     async def _loop(self, run: Allocation, prompt: str | None, history: list[ModelMessage],
-                    encoder: HistoryEncoder) -> str:
+                    encoder: HistoryEncoder, on_text: TextStreamed | None) -> str:
         """Step through the run, writing a checkpoint after every response that calls tools."""
         ctx, meter = run.grant.ctx, run.account.meter
         async with self._agent.iter(
@@ -311,8 +337,16 @@ class AgentService:
             toolsets=[run.authorised],
             model_settings={"max_tokens": self.settings.default_max_tokens},
         ) as agent_run:
-            step = 0
+            step = responses = 0
             async for node in agent_run:
+                if on_text is not None and Agent.is_model_request_node(node):
+                    responses += 1
+                    async with node.stream(agent_run.ctx) as streamed:
+                        async for event in streamed:
+                            text = _text_of(event)
+                            if text:
+                                await on_text(responses, text)
+                    continue
                 calls = [part for part in node.model_response.parts
                          if isinstance(part, ToolCallPart)] \
                     if Agent.is_call_tools_node(node) else []

@@ -7,8 +7,10 @@ chosen silently: a run uses it only when asked for by name.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from pydantic_ai.messages import (
     ModelMessage,
@@ -20,7 +22,7 @@ from pydantic_ai.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 from pydantic_ai.tools import ToolDefinition
 
 LABEL = "[sandbox model: offline, deterministic]"
@@ -115,6 +117,35 @@ def sandbox_reply(messages: list[ModelMessage], info: AgentInfo) -> ModelRespons
     )
 
 
+Reply = Callable[[list[ModelMessage], AgentInfo], ModelResponse | Awaitable[ModelResponse]]
+"""A function model's reply: the whole response to the messages so far."""
+
+_PIECE = re.compile(r"\S+\s*|\s+")
+
+
+def streamed(reply: Reply) -> Callable[[list[ModelMessage], AgentInfo],
+                                      AsyncIterator[str | DeltaToolCalls]]:
+    """``reply`` as a stream, as a provider sends it: text word by word, then tool calls."""
+    async def stream(messages: list[ModelMessage],
+                     info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
+        response = reply(messages, info)
+        if inspect.isawaitable(response):
+            response = await response
+        calls: DeltaToolCalls = {}
+        for index, part in enumerate(response.parts):
+            if isinstance(part, TextPart):
+                for piece in _PIECE.findall(part.content):
+                    yield piece
+            elif isinstance(part, ToolCallPart):
+                calls[index] = DeltaToolCall(part.tool_name, part.args_as_json_str(),
+                                             tool_call_id=part.tool_call_id)
+        if calls:
+            yield calls
+
+    return stream
+
+
 def sandbox_model() -> FunctionModel:
-    """The sandbox model, named ``sandbox`` in usage and prices."""
-    return FunctionModel(sandbox_reply, model_name="sandbox")
+    """The sandbox model, named ``sandbox`` in usage and prices; it streams too."""
+    return FunctionModel(sandbox_reply, stream_function=streamed(sandbox_reply),
+                         model_name="sandbox")

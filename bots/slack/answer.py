@@ -275,7 +275,8 @@ class SlackAnswers:
         """
         try:
             outcome = await self.runtime.agent.start(grant, prompt, conversation_id=conversation,
-                                                     on_tool=answer.progress)
+                                                     on_tool=answer.progress,
+                                                     on_text=answer.text)
         except RunRefused as refused:
             await answer.finish(render.Rendered(render.refusal(refused.reason),
                                                 status="complete",

@@ -2,10 +2,14 @@
 
 In a thread the answer is streamed through slack_sdk's chat streaming helper
 (``AsyncWebClient.chat_stream``: ``chat.startStream``, ``appendStream``, ``stopStream``)
-under a status line that names the tool in use. A stream Slack refuses to start is
-replaced by a posted placeholder; one it has ended on its side
-(``message_not_in_streaming_state``) or that fails is finished with ``chat.update`` on
-the same message, so the answer always ends complete in one message.
+as the model generates it, under a status line that names the tool in use. What a
+response said before calling a tool stays, and the next response's text follows it;
+the message ends with the final answer, or with the halt that stopped it. A stream
+Slack refuses to start is replaced by a posted placeholder; one it has ended on its
+side (``message_not_in_streaming_state``) or that fails is finished with
+``chat.update`` on the same message, so the answer always ends complete in one message.
+A message whose stream was opened by a process that stopped (a request parked at
+shutdown) has that stream stopped when its run is answered after the restart.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from bots.slack import render
 from core.logs import log
 
 STREAM_PIECE_CHARS = 400
-"""Characters per ``chat.appendStream``: small enough to show progress, large enough to
-stay well inside Slack's rate limit for the method."""
+"""Characters per ``chat.appendStream`` of a finished text: small enough to show progress,
+large enough to stay well inside Slack's rate limit for the method."""
+
+FLUSH_CHARS = 120
+"""Streamed text is sent once this much has gathered, or at a line break: about a
+second of a model's output, so appends stay well inside the rate limit."""
 
 
 def _pieces(text: str, size: int = STREAM_PIECE_CHARS) -> list[str]:
@@ -54,6 +62,11 @@ class AnswerMessage:
         self.channel = channel
         self.ts = ts
         self._stream = stream
+        self._said = ""
+        """Everything streamed so far, sent or waiting in ``_pending``."""
+        self._pending = ""
+        self._response = (0, "")
+        """The number of the response being streamed, and its text so far."""
 
     @classmethod
     async def open(cls, client: AsyncWebClient, channel: str, thread_ts: str | None,
@@ -89,15 +102,51 @@ class AnswerMessage:
         except SlackApiError as exc:
             log.info("slack status line not updated", error=_error(exc))
 
-    async def finish(self, shown: render.Rendered) -> None:
-        """Write the final state; a stream that cannot take it is finished by an edit.
+    async def text(self, response: int, text: str) -> None:
+        """Stream the model's text as it comes (``core.agent.TextStreamed``)."""
+        if self._stream is None:
+            return
+        number, so_far = self._response
+        if response != number:
+            if self._said:
+                text = "\n\n" + text.lstrip()
+            self._response = (response, "")
+            so_far = ""
+        self._response = (response, so_far + text)
+        self._said += text
+        self._pending += text
+        if len(self._pending) >= FLUSH_CHARS or "\n" in text:
+            await self._flush(final=False)
 
-        The answer arrives whole, so it is streamed in pieces, each sent as it is.
-        """
+    async def _flush(self, *, final: bool = True) -> None:
+        """Send what gathered, its broadcast mentions disarmed; a trailing ``<`` waits for
+        the next piece unless ``final``, so a split ``<!channel>`` is disarmed too."""
+        keep = "" if final or not self._pending.endswith("<") else "<"
+        pending, self._pending = self._pending[:len(self._pending) - len(keep)], keep
+        pending = render.quiet(pending)
+        if pending and self._stream is not None:
+            try:
+                await self._stream.append(chunks=[MarkdownTextChunk(text=pending)])
+            except SlackApiError as exc:
+                log.info("slack stream not extended; the answer ends in an edit",
+                         error=_error(exc))
+                self._stream = None
+
+    def _rest(self, shown: render.Rendered) -> str:
+        """What the message still lacks: the final text after the streamed answer, or,
+        if the stream was cut short (a halt mid-answer), all of it after what was said."""
+        answer = render.quiet(self._response[1].lstrip())
+        if answer and shown.text.startswith(answer):
+            return shown.text[len(answer):]
+        return f"\n\n{shown.text}" if self._said else shown.text
+
+    async def finish(self, shown: render.Rendered) -> None:
+        """Write the final state; a stream that cannot take it is finished by an edit."""
+        await self._flush()
         stream, self._stream = self._stream, None
         if stream is not None:
             try:
-                for piece in _pieces(shown.text):
+                for piece in _pieces(self._rest(shown)):
                     await stream.append(chunks=[MarkdownTextChunk(text=piece)])
                 await stream.stop(chunks=[_status(shown.title, shown.status)],
                                   blocks=shown.footer or None)
@@ -105,5 +154,16 @@ class AnswerMessage:
             except SlackApiError as exc:
                 log.info("slack stream ended early; editing the message instead",
                          error=_error(exc))
-        await self.client.chat_update(channel=self.channel, ts=self.ts, text=shown.text,
-                                      blocks=shown.blocks())
+        if not self._said:
+            await self._stop_orphaned_stream()
+        text = shown.text if not self._said else render.quiet(self._said) + self._rest(shown)
+        await self.client.chat_update(channel=self.channel, ts=self.ts, text=text,
+                                      blocks=render.Rendered(text, shown.footer).blocks())
+
+    async def _stop_orphaned_stream(self) -> None:
+        """A stream opened by a process that stopped is still open: stop it first."""
+        try:
+            await self.client.chat_stopStream(channel=self.channel, ts=self.ts)
+        except SlackApiError as exc:
+            if _error(exc) != "message_not_in_streaming_state":
+                log.info("slack stream not stopped", error=_error(exc))

@@ -99,6 +99,8 @@ async def test_a_request_still_queued_at_shutdown_is_answered_after_the_restart(
 
     assert run.id == queued.id and run.status == "completed"
     assert answer.ts == opened.ts and answer.text == run.answer
+    assert opened.stream_state == "streaming" and answer.stream_state == "stopped", \
+        "the stream the first process opened is stopped when the run is answered"
     # After the restart the run acts with the roles Slack vouched for when it was asked:
     # its tools are allowed, and it keeps the request's correlation id.
     assert "knowledge.search:" in answer.text and "refused_tools" not in run.detail

@@ -136,7 +136,8 @@ async def test_two_tenants_interleaved_keep_their_tokens_budgets_and_history(
         assert cost == sum(r.cost_microcents for r in runs)
         writes = [c for c in scenario.slack.calls() if c.method.startswith("chat.")
                   and c.params.get("channel") == ws.channel]
-        assert len(writes) == 9
+        assert [c.method for c in writes].count("chat.startStream") == 3
+        assert [c.method for c in writes].count("chat.stopStream") == 3
         assert {c.token for c in writes} == {ws.token}
         own = scenario.slack.calls(token=ws.token)
         assert {c.params.get("channel") for c in own if c.method.startswith("chat.")} == {

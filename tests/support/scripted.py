@@ -13,6 +13,7 @@ from pydantic_ai.settings import ModelSettings
 
 from core.db.engine import Database
 from core.models import ModelFactory
+from core.sandbox import streamed
 from core.settings import Settings
 
 T = TypeVar("T")
@@ -104,5 +105,6 @@ class ScriptedModels(ModelFactory):
         return model_id
 
     def get(self, model_id: str) -> Model:
-        model: Model = FunctionModel(self.function, model_name=model_id)
+        model: Model = FunctionModel(self.function, stream_function=streamed(self.function),
+                                     model_name=model_id)
         return self.wrap(model) if self.wrap else model
