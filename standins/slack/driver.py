@@ -49,17 +49,7 @@ from core.tenants import Plan, create_plan, create_tenant
 from installs.links import link
 from installs.slack_store import SlackInstallationStore
 from standins.slack.api import SlackMessage, SlackStandIn, SlackUser
-from standins.slack.requests import (
-    APP_ID,
-    FORM,
-    JSON,
-    SIGNING_SECRET,
-    Sent,
-    SignedRequests,
-    Workspace,
-)
-
-__all__ = ["APP_ID", "FORM", "JSON", "SIGNING_SECRET", "Scenario", "Sent", "Workspace"]
+from standins.slack.requests import APP_ID, SIGNING_SECRET, SignedRequests, Workspace
 
 CLIENT_ID = "1111.2222"
 CLIENT_SECRET = "standin-client-secret"  # noqa: S105  # the stand-in's
@@ -126,7 +116,6 @@ class Scenario(SignedRequests):
         enterprise_id: str | None = None,
         org_wide: bool = False,
         users: Iterable[SlackUser] = (),
-        channel: str | None = None,
     ) -> Workspace:
         """Install the app in a workspace of the stand-in and store the installation.
 
@@ -135,7 +124,7 @@ class Scenario(SignedRequests):
         For an org-wide install ``team_id`` is a team of the org where people talk.
         """
         token = f"xoxb-{(enterprise_id if org_wide else team_id) or team_id}".lower()
-        channel = channel or f"C{team_id}"
+        channel = f"C{team_id}"
         installed = enterprise_id if org_wide and enterprise_id else team_id
         made = self.slack.add_workspace(installed, token, enterprise_id, users=users,
                                         channels=[channel])
