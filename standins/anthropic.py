@@ -305,11 +305,6 @@ class AnthropicEmulator(LoopbackServer):
         self._api_key = api_key
 
     @property
-    def base_url(self) -> str:
-        """The `http://127.0.0.1:<port>` root to pass as the SDK's `base_url`."""
-        return self.root
-
-    @property
     def pending(self) -> int:
         """Scripted turns not consumed yet, to assert a test used exactly what it scripted."""
         return len(self._queue)

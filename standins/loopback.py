@@ -14,7 +14,7 @@ class LoopbackServer:
     _root: str | None = None
 
     @property
-    def root(self) -> str:
+    def base_url(self) -> str:
         """``http://127.0.0.1:<port>``, while the server runs."""
         if self._root is None:
             raise RuntimeError(f"{type(self).__name__} is not running; use `async with`")

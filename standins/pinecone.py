@@ -12,7 +12,6 @@ namespace (the default one) is refused, since Tenantry must never use it.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -107,7 +106,7 @@ class PineconeDataPlane(LoopbackServer):
     @property
     def host(self) -> str:
         """The ``http://127.0.0.1:<port>`` index host to hand the SDK."""
-        return self.root
+        return self.base_url
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -225,7 +224,7 @@ class PineconeDataPlane(LoopbackServer):
         token = request.query.get("paginationToken")
         try:
             limit = int(request.query.get("limit", "100"))
-            start = int(base64.urlsafe_b64decode(token)) if token else 0
+            start = int(token) if token else 0
         except ValueError as exc:
             raise _Refused(400, "limit and paginationToken must be what this fake issued") from exc
         ids = sorted(i for i in self._records(name) if i.startswith(prefix))
@@ -234,8 +233,7 @@ class PineconeDataPlane(LoopbackServer):
             "namespace": name, "usage": {"readUnits": 1},
         }
         if start + limit < len(ids):
-            following = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
-            page["pagination"] = {"next": following}
+            page["pagination"] = {"next": str(start + limit)}
         return page
 
     def _list_namespaces(self, request: web.Request, body: Any) -> Any:

@@ -57,7 +57,7 @@ class SlackStandIn(StandInMethods, LoopbackServer):
     @property
     def base_url(self) -> str:
         """The URL to give ``AsyncWebClient(base_url=...)``; ends in ``/`` as the SDK expects."""
-        return f"{self.root}/api/"
+        return f"{super().base_url}/api/"
 
     def routes(self) -> list[web.RouteDef]:
         return [web.route("*", "/api/{method}", self._handle)]
