@@ -15,14 +15,7 @@ protocol of ``https://slack.com/api/``:
 - ``oauth.v2.access`` takes the app's client id and secret by HTTP Basic auth or as
   ``client_id``/``client_secret`` parameters instead of a token.
 
-Example::
-
-    async with SlackStandIn() as slack:
-        slack.add_workspace("T1", "xoxb-t1", users=[SlackUser("U1", is_admin=True)])
-        client = AsyncWebClient(token="xoxb-t1", base_url=slack.base_url)
-        posted = await client.chat_postMessage(channel="C1", text="hi")
-        assert slack.messages("C1")[0].text == "hi"
-        assert slack.calls("chat.postMessage", token="xoxb-t1")
+``tests/standins/test_slack_api.py`` drives it through slack_sdk and Bolt.
 """
 
 from __future__ import annotations

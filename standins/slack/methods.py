@@ -289,9 +289,7 @@ class StandInMethods(StandInState):
 
     def _publish_view(self, caller: Workspace, params: Params) -> JsonDict:
         user_id, view = params.get("user_id"), params.get("view")
-        if not isinstance(user_id, str) or not isinstance(view, dict):
-            raise SlackApiFailure("invalid_arguments")
-        if view.get("type") != "home":
+        if not isinstance(user_id, str) or not isinstance(view, dict) or view.get("type") != "home":
             raise SlackApiFailure("invalid_arguments")
         key = (caller.team_id, user_id)
         current = self._views.get(key)
