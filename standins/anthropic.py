@@ -8,17 +8,18 @@ the replies are scripted. The wire shapes follow https://docs.anthropic.com/en/a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import secrets
-import string
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Self, cast
+from typing import Any, Final, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, Field, StrictInt, ValidationError
+
+from standins.loopback import LoopbackServer
 
 ERROR_TYPES: Final[Mapping[int, str]] = {
     400: "invalid_request_error",
@@ -32,11 +33,10 @@ ERROR_TYPES: Final[Mapping[int, str]] = {
 }
 _CHARS_PER_TOKEN: Final = 4
 _STREAM_CHUNK: Final = 12
-_ALPHABET: Final = string.ascii_letters + string.digits
 
 
 def _random_id(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+    return prefix + secrets.token_hex(12)
 
 
 def estimate_tokens(payload: object) -> int:
@@ -104,7 +104,7 @@ class ToolUseTurn(_Billed):
 
 @dataclass(frozen=True)
 class ErrorTurn:
-    """An API error in Anthropic's JSON shape.
+    """An API error in Anthropic's JSON shape, its `error.type` taken from the status.
 
     `in_stream` makes a streaming request fail the way overloads often do in production: a 200
     whose SSE stream carries an `error` event after `message_start`.
@@ -112,7 +112,6 @@ class ErrorTurn:
 
     status: int
     message: str = "Scripted error"
-    error_type: str | None = None
     retry_after: float | None = None
     in_stream: bool = False
     delay: float = 0.0
@@ -132,22 +131,15 @@ class ErrorTurn:
         """A 500 `api_error`, an unexpected failure on Anthropic's side."""
         return cls(500, "Internal server error", retry_after=retry_after)
 
-    @property
-    def type(self) -> str:
-        """The `error.type` sent, derived from the status unless given explicitly."""
-        return self.error_type or ERROR_TYPES.get(self.status, "api_error")
-
 
 Turn = TextTurn | ToolUseTurn | ErrorTurn
 
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request as the emulator received it, kept so tests can assert on what was sent."""
+    """One request as the emulator received it (headers lower-cased, body as parsed JSON)."""
 
-    method: str
     path: str
-    query: Mapping[str, str]
     headers: Mapping[str, str]
     body: Any
 
@@ -158,18 +150,29 @@ class RecordedRequest:
         return [tool["name"] for tool in tools if isinstance(tool, dict) and "name" in tool]
 
 
-def _error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]:
-    error = {"type": error_type, "message": message}
+class _Message(BaseModel):
+    role: Literal["user", "assistant"]
+    content: Any
+
+
+class _CountTokensParams(BaseModel):
+    """What the API requires of a body; it names a refused field the way pydantic does."""
+
+    model: str = Field(min_length=1)
+    messages: list[_Message] = Field(min_length=1)
+
+
+class _MessageCreateParams(_CountTokensParams):
+    max_tokens: StrictInt = Field(ge=1)
+
+
+def _error_body(status: int, message: str, request_id: str) -> dict[str, Any]:
+    error = {"type": ERROR_TYPES.get(status, "api_error"), "message": message}
     return {"type": "error", "error": error, "request_id": request_id}
 
 
 def _error_response(
-    status: int,
-    message: str,
-    *,
-    error_type: str | None = None,
-    retry_after: float | None = None,
-    retryable: bool | None = None,
+    status: int, message: str, *, retry_after: float | None = None, retryable: bool | None = None
 ) -> web.Response:
     request_id = _random_id("req_011")
     headers = {"request-id": request_id}
@@ -177,41 +180,28 @@ def _error_response(
         headers["retry-after"] = f"{retry_after:g}"
     if retryable is not None:
         headers["x-should-retry"] = "true" if retryable else "false"
-    error_type = error_type or ERROR_TYPES.get(status, "api_error")
-    body = _error_body(error_type, message, request_id)
+    body = _error_body(status, message, request_id)
     return web.json_response(body, status=status, headers=headers)
 
 
 def _rejection(
-    headers: Mapping[str, str], body: Any, api_key: str | None, *, needs_max_tokens: bool
-) -> tuple[int, str] | None:
-    """The `(status, message)` a real server answers a malformed request with, else `None`."""
+    headers: Mapping[str, str], body: Any, api_key: str | None, schema: type[BaseModel]
+) -> web.Response | None:
+    """The 400 or 401 a real server answers a malformed request with, else `None`."""
     bearer = headers.get("authorization", "").removeprefix("Bearer ")
     key = (headers.get("x-api-key") or bearer).strip()
     if not key:
-        return 401, "x-api-key or Authorization header is required"
+        return _error_response(401, "x-api-key or Authorization header is required")
     if api_key is not None and key != api_key:
-        return 401, "invalid x-api-key"
+        return _error_response(401, "invalid x-api-key")
     if "anthropic-version" not in headers:
-        return 400, "anthropic-version: header is required"
-    if not isinstance(body, dict):
-        return 400, "Request body is not a JSON object"
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        return 400, "model: Field required"
-    max_tokens = body.get("max_tokens")
-    if needs_max_tokens and max_tokens is None:
-        return 400, "max_tokens: Field required"
-    if needs_max_tokens and (type(max_tokens) is not int or max_tokens < 1):
-        return 400, "max_tokens: Input should be an integer greater than or equal to 1"
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return 400, "messages: at least one message is required"
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            return 400, f"messages.{i}.role: Input should be 'user' or 'assistant'"
-        if "content" not in message:
-            return 400, f"messages.{i}.content: Field required"
+        return _error_response(400, "anthropic-version: header is required")
+    try:
+        schema.model_validate(body)
+    except ValidationError as invalid:
+        first = invalid.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        return _error_response(400, f"{where}: {first['msg']}")
     return None
 
 
@@ -266,44 +256,31 @@ def _chunks(text: str) -> list[str]:
     return [text[i : i + _STREAM_CHUNK] for i in range(0, len(text), _STREAM_CHUNK)]
 
 
-def _stream_events(message: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """Split a message into the `(event, data)` SSE pairs the real API streams for it."""
+def _stream_events(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Split a message into the SSE events the real API streams for it."""
     usage = dict(message["usage"])
     start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
-    events: list[tuple[str, dict[str, Any]]] = [
-        ("message_start", {"type": "message_start", "message": start}),
-        ("ping", {"type": "ping"}),
-    ]
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}, {"type": "ping"}]
     for index, block in enumerate(message["content"]):
         if block["type"] == "text":
             opening: dict[str, Any] = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": c} for c in _chunks(block["text"])]
         else:
             opening = {**block, "input": {}}
-            deltas = [
-                {"type": "input_json_delta", "partial_json": c}
-                for c in ["", *_chunks(json.dumps(block["input"]))]
-            ]
-        events.append(
-            (
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": opening},
-            )
-        )
-        events.extend(
-            ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
-            for d in deltas
-        )
-        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+            pieces = ["", *_chunks(json.dumps(block["input"]))]
+            deltas = [{"type": "input_json_delta", "partial_json": c} for c in pieces]
+        events.append({"type": "content_block_start", "index": index, "content_block": opening})
+        events.extend({"type": "content_block_delta", "index": index, "delta": d} for d in deltas)
+        events.append({"type": "content_block_stop", "index": index})
     usage.pop("cache_creation", None)
     usage.pop("service_tier", None)
     delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
-    events.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}))
-    events.append(("message_stop", {"type": "message_stop"}))
+    events.append({"type": "message_delta", "delta": delta, "usage": usage})
+    events.append({"type": "message_stop"})
     return events
 
 
-class AnthropicEmulator:
+class AnthropicEmulator(LoopbackServer):
     """An in-process HTTP server on 127.0.0.1 answering Messages API calls from a script.
 
     Use it as an async context manager; `base_url` is valid inside the block. Replies are taken
@@ -326,16 +303,6 @@ class AnthropicEmulator:
         """How many scripted turns were sent back (a client that hung up got none)."""
         self._queue: deque[Turn] = deque(turns)
         self._api_key = api_key
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
-
-    @property
-    def base_url(self) -> str:
-        """The `http://127.0.0.1:<port>` root to pass as the SDK's `base_url`."""
-        if self._base_url is None:
-            raise RuntimeError("AnthropicEmulator is not running; use `async with`")
-        return self._base_url
 
     @property
     def pending(self) -> int:
@@ -346,43 +313,27 @@ class AnthropicEmulator:
         """Append replies to the script."""
         self._queue.extend(turns)
 
-    async def __aenter__(self) -> Self:
-        self._closing = asyncio.Event()
-        app = web.Application()
-        app.router.add_post("/v1/messages", self._messages)
-        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        port = int(self._runner.addresses[0][1])
-        self._base_url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner, self._base_url = None, None
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/messages", self._messages),
+            web.post("/v1/messages/count_tokens", self._count_tokens),
+        ]
 
     async def _admit(
-        self, request: web.Request, *, needs_max_tokens: bool
+        self, request: web.Request, schema: type[BaseModel]
     ) -> dict[str, Any] | web.Response:
         """Record the request and return its body, or the 400/401 response a real server gives."""
-        raw = await request.read()
         try:
-            body: Any = json.loads(raw)
+            body: Any = json.loads(await request.read())
         except ValueError:
             body = None
         headers = {k.lower(): v for k, v in request.headers.items()}
-        self.requests.append(
-            RecordedRequest(request.method, request.path, dict(request.query), headers, body)
-        )
-        if rejected := _rejection(headers, body, self._api_key, needs_max_tokens=needs_max_tokens):
-            return _error_response(*rejected)
-        return cast(dict[str, Any], body)
+        self.requests.append(RecordedRequest(request.path, headers, body))
+        rejected = _rejection(headers, body, self._api_key, schema)
+        return body if rejected is None else rejected
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
-        body = await self._admit(request, needs_max_tokens=False)
+        body = await self._admit(request, _CountTokensParams)
         if isinstance(body, web.Response):
             return body
         return web.json_response(
@@ -390,7 +341,7 @@ class AnthropicEmulator:
         )
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
-        body = await self._admit(request, needs_max_tokens=True)
+        body = await self._admit(request, _MessageCreateParams)
         if isinstance(body, web.Response):
             return body
         if not self._queue:
@@ -401,18 +352,14 @@ class AnthropicEmulator:
                 retryable=False,
             )
         turn = self._queue.popleft()
-        if turn.delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), turn.delay)
+        await asyncio.sleep(turn.delay)
         streaming = body.get("stream") is True
         if isinstance(turn, ErrorTurn) and not (streaming and turn.in_stream):
-            return _error_response(
-                turn.status, turn.message, error_type=turn.type, retry_after=turn.retry_after
-            )
+            return _error_response(turn.status, turn.message, retry_after=turn.retry_after)
         if isinstance(turn, ErrorTurn):
             events = _stream_events(_build_message(TextTurn(""), body))[:2]
-            error = _error_body(turn.type, turn.message, _random_id("req_011"))
-            return await self._send_sse(request, [*events, ("error", error)])
+            error = _error_body(turn.status, turn.message, _random_id("req_011"))
+            return await self._send_sse(request, [*events, error])
         message = _build_message(turn, body)
         if self.tokens_per_byte and turn.input_tokens is None:
             message["usage"]["input_tokens"] = count_bytes(body)
@@ -422,12 +369,13 @@ class AnthropicEmulator:
         return web.json_response(message, headers={"request-id": _random_id("req_011")})
 
     async def _send_sse(
-        self, request: web.Request, events: Sequence[tuple[str, Mapping[str, Any]]]
+        self, request: web.Request, events: Sequence[Mapping[str, Any]]
     ) -> web.StreamResponse:
         headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
         response = web.StreamResponse(headers={**headers, "request-id": _random_id("req_011")})
         await response.prepare(request)
-        for name, data in events:
-            await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+        for event in events:
+            chunk = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            await response.write(chunk.encode())
         await response.write_eof()
         return response

@@ -12,30 +12,21 @@ namespace (the default one) is refused, since Tenantry must never use it.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from aiohttp import web
 
+from standins.loopback import LoopbackServer
+
 API_VERSION: Final = "2026-04"
 DEFAULT_NAMESPACE: Final = "__default__"
-ROUTES: Final[tuple[tuple[str, str], ...]] = (
-    ("POST", "/vectors/upsert"),
-    ("POST", "/query"),
-    ("GET", "/vectors/fetch"),
-    ("POST", "/vectors/delete"),
-    ("GET", "/vectors/list"),
-    ("GET", "/namespaces"),
-    ("DELETE", "/namespaces/{namespace}"),
-    ("POST", "/describe_index_stats"),
-)
 _GRPC_CODES: Final = {400: 3, 401: 16, 404: 5}
 Record = dict[str, Any]
-_Handler = Callable[[web.Request, Any], Any]
+_Handler = Callable[["PineconeDataPlane", web.Request, Any], Any]
 
 
 class _Refused(Exception):
@@ -57,9 +48,8 @@ class Exchange:
 
 
 def _cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
+    norm = math.hypot(*a) * math.hypot(*b)
+    return sum(x * y for x, y in zip(a, b, strict=True)) / norm if norm else 0.0
 
 
 def _compare(op: str, actual: Any, expected: Any) -> bool:
@@ -98,56 +88,31 @@ def matches_filter(metadata: Mapping[str, Any], expression: Mapping[str, Any]) -
     return True
 
 
-class PineconeDataPlane:
+class PineconeDataPlane(LoopbackServer):
     """An in-process Pinecone index host on 127.0.0.1; use as an async context manager."""
 
-    def __init__(self, *, api_key: str, dimension: int, api_version: str = API_VERSION) -> None:
+    def __init__(self, *, api_key: str, dimension: int) -> None:
         """Prepare the fake without binding a port.
 
         Args:
             api_key: The only ``Api-Key`` accepted; anything else gets 401.
             dimension: The index dimension every vector must have.
-            api_version: The only ``X-Pinecone-Api-Version`` accepted.
         """
         self.api_key = api_key
         self.dimension = dimension
-        self.api_version = api_version
         self.namespaces: dict[str, dict[str, Record]] = {}
         self.exchanges: list[Exchange] = []
-        self._runner: web.AppRunner | None = None
-        self._host: str | None = None
 
     @property
     def host(self) -> str:
         """The ``http://127.0.0.1:<port>`` index host to hand the SDK."""
-        if self._host is None:
-            raise RuntimeError("PineconeDataPlane is not running; use `async with`")
-        return self._host
+        return self.base_url
 
-    async def __aenter__(self) -> Self:
-        app = web.Application()
-        handlers: dict[str, _Handler] = {
-            "/vectors/upsert": self._upsert,
-            "/query": self._query,
-            "/vectors/fetch": self._fetch,
-            "/vectors/delete": self._delete,
-            "/vectors/list": self._list,
-            "/namespaces": self._list_namespaces,
-            "/namespaces/{namespace}": self._delete_namespace,
-            "/describe_index_stats": self._stats,
-        }
-        for method, path in ROUTES:
-            app.router.add_route(method, path, self._serving(path, handlers[path]))
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._host = f"http://127.0.0.1:{int(self._runner.addresses[0][1])}"
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner, self._host = None, None
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.route(method, path, self._serving(path, handler))
+            for (method, path), handler in ROUTES.items()
+        ]
 
     def _serving(
         self, route: str, handler: _Handler
@@ -160,7 +125,7 @@ class PineconeDataPlane:
                 if request.headers.get("Api-Key") != self.api_key:
                     raise _Refused(401, "Invalid API Key")
                 version = request.headers.get("X-Pinecone-Api-Version")
-                if version != self.api_version:
+                if version != API_VERSION:
                     raise _Refused(400, f"unsupported API version {version!r}")
                 if request.can_read_body:
                     try:
@@ -169,7 +134,7 @@ class PineconeDataPlane:
                         raise _Refused(400, "request body is not JSON") from exc
                 if request.method == "POST" and not isinstance(body, dict):
                     raise _Refused(400, "request body must be a JSON object")
-                status, answer = 200, handler(request, body)
+                status, answer = 200, handler(self, request, body)
             except _Refused as refusal:
                 status = refusal.status
                 answer = {"code": _GRPC_CODES.get(status, 2), "message": str(refusal),
@@ -259,7 +224,7 @@ class PineconeDataPlane:
         token = request.query.get("paginationToken")
         try:
             limit = int(request.query.get("limit", "100"))
-            start = int(base64.urlsafe_b64decode(token)) if token else 0
+            start = int(token) if token else 0
         except ValueError as exc:
             raise _Refused(400, "limit and paginationToken must be what this fake issued") from exc
         ids = sorted(i for i in self._records(name) if i.startswith(prefix))
@@ -268,8 +233,7 @@ class PineconeDataPlane:
             "namespace": name, "usage": {"readUnits": 1},
         }
         if start + limit < len(ids):
-            following = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
-            page["pagination"] = {"next": following}
+            page["pagination"] = {"next": str(start + limit)}
         return page
 
     def _list_namespaces(self, request: web.Request, body: Any) -> Any:
@@ -294,3 +258,16 @@ class PineconeDataPlane:
             "totalVectorCount": sum(c["vectorCount"] for c in counts.values()),
             "metric": "cosine", "vectorType": "dense",
         }
+
+
+ROUTES: Final[Mapping[tuple[str, str], _Handler]] = {
+    ("POST", "/vectors/upsert"): PineconeDataPlane._upsert,
+    ("POST", "/query"): PineconeDataPlane._query,
+    ("GET", "/vectors/fetch"): PineconeDataPlane._fetch,
+    ("POST", "/vectors/delete"): PineconeDataPlane._delete,
+    ("GET", "/vectors/list"): PineconeDataPlane._list,
+    ("GET", "/namespaces"): PineconeDataPlane._list_namespaces,
+    ("DELETE", "/namespaces/{namespace}"): PineconeDataPlane._delete_namespace,
+    ("POST", "/describe_index_stats"): PineconeDataPlane._stats,
+}
+"""Every route of the fake and the method that answers it."""

@@ -1,15 +1,8 @@
 """A local Slack driver: the real ``tenantry serve`` app on loopback, Slack played by the stand-in.
 
-Used by the offline demo, the benchmarks and the scenario tests.
-
-``open_scenario`` starts ``bots.web.create_app(settings)`` on ``127.0.0.1`` at a free
-port with a ``SlackStandIn`` as the Slack API URL, so every outbound Web API call goes
-through the real slack_sdk client to the stand-in, and every inbound request goes
-through aiohttp, Bolt's signature check and our listeners. Requests are really signed
-(``standins.slack.requests``), so the tests exercise the same verification a production
-deployment does.
-
-Example::
+Every outbound Web API call goes through the real slack_sdk client to the stand-in, and
+every inbound request, really signed, through aiohttp, Bolt's signature check and our
+listeners: the offline demo and the scenario tests exercise what a deployment runs::
 
     async with open_scenario(settings) as s:
         acme = await s.tenant("acme")
@@ -49,17 +42,7 @@ from core.tenants import Plan, create_plan, create_tenant
 from installs.links import link
 from installs.slack_store import SlackInstallationStore
 from standins.slack.api import SlackMessage, SlackStandIn, SlackUser
-from standins.slack.requests import (
-    APP_ID,
-    FORM,
-    JSON,
-    SIGNING_SECRET,
-    Sent,
-    SignedRequests,
-    Workspace,
-)
-
-__all__ = ["APP_ID", "FORM", "JSON", "SIGNING_SECRET", "Scenario", "Sent", "Workspace"]
+from standins.slack.requests import APP_ID, SIGNING_SECRET, SignedRequests, Workspace
 
 CLIENT_ID = "1111.2222"
 CLIENT_SECRET = "standin-client-secret"  # noqa: S105  # the stand-in's
@@ -108,8 +91,6 @@ class Scenario(SignedRequests):
         """Wait until every job the requests so far submitted has finished."""
         await self.executor.wait_idle()
 
-    # -- tenants and workspaces --------------------------------------------------
-
     async def tenant(self, tenant_id: str, the_plan: Plan | None = None) -> str:
         """Create a tenant (and its plan, once)."""
         the_plan = the_plan or default_plan()
@@ -126,7 +107,6 @@ class Scenario(SignedRequests):
         enterprise_id: str | None = None,
         org_wide: bool = False,
         users: Iterable[SlackUser] = (),
-        channel: str | None = None,
     ) -> Workspace:
         """Install the app in a workspace of the stand-in and store the installation.
 
@@ -134,9 +114,9 @@ class Scenario(SignedRequests):
         completion would store it (tokens encrypted), without linking it to a tenant.
         For an org-wide install ``team_id`` is a team of the org where people talk.
         """
-        token = f"xoxb-{(enterprise_id if org_wide else team_id) or team_id}".lower()
-        channel = channel or f"C{team_id}"
         installed = enterprise_id if org_wide and enterprise_id else team_id
+        token = f"xoxb-{installed}".lower()
+        channel = f"C{team_id}"
         made = self.slack.add_workspace(installed, token, enterprise_id, users=users,
                                         channels=[channel])
         if org_wide:
@@ -195,8 +175,7 @@ async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *
 
 def today() -> str:
     """The billing period of a UTC tenant now (``YYYY-MM``)."""
-    now = datetime.now(UTC)
-    return f"{now.year:04d}-{now.month:02d}"
+    return datetime.now(UTC).strftime("%Y-%m")
 
 
 def thread(slack: SlackStandIn, channel: str, thread_ts: str) -> list[SlackMessage]:

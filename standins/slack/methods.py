@@ -1,4 +1,4 @@
-"""The Web API methods the Slack stand-in answers, one function of (caller, params) each.
+"""The Web API methods the Slack stand-in answers, one method of (caller, params) each.
 
 Shapes follow Slack's method reference (docs.slack.dev/reference/methods): the JSON
 returned here is what goes after ``"ok": true``. Streaming follows what slack_sdk 3.48's
@@ -27,10 +27,6 @@ Params: TypeAlias = Mapping[str, Any]
 Handler: TypeAlias = Callable[["StandInMethods", Workspace, Params], JsonDict]
 
 _CHUNK_TYPES: Final = frozenset({"markdown_text", "task_update", "plan_update", "blocks"})
-
-
-def _flag(value: object) -> bool:
-    return value in (True, 1, "1", "true")
 
 
 def _blocks(params: Params) -> tuple[JsonDict, ...] | None:
@@ -90,7 +86,7 @@ def user_json(workspace: Workspace, user: SlackUser, *, locale: bool) -> JsonDic
         "is_primary_owner": user.is_primary_owner,
         "is_restricted": False,
         "is_ultra_restricted": False,
-        "is_bot": user.is_bot,
+        "is_bot": False,
         "is_app_user": False,
         "updated": 1_700_000_000,
     }
@@ -100,7 +96,7 @@ def user_json(workspace: Workspace, user: SlackUser, *, locale: bool) -> JsonDic
             "enterprise_id": workspace.enterprise_id,
             "enterprise_name": workspace.enterprise_name,
             "is_admin": user.is_org_admin,
-            "is_owner": user.is_org_owner,
+            "is_owner": False,
             "is_primary_owner": False,
             "teams": [workspace.team_id],
         }
@@ -189,10 +185,14 @@ class StandInMethods(StandInState):
         return body
 
     def _post(self, caller: Workspace, params: Params, **extra: Any) -> SlackMessage:
-        channel, team = self._channel(caller, params)
         text, blocks = _text(params), _blocks(params)
         if not text and not blocks and not params.get("attachments"):
             raise SlackApiFailure("no_text")
+        return self._new_message(caller, params, text=text or "", blocks=blocks or (), **extra)
+
+    def _new_message(self, caller: Workspace, params: Params, **fields: Any) -> SlackMessage:
+        """Store a new message by the caller's bot in ``params``' channel (and thread)."""
+        channel, team = self._channel(caller, params)
         thread_ts = params.get("thread_ts")
         return self._store(
             SlackMessage(
@@ -201,10 +201,8 @@ class StandInMethods(StandInState):
                 team_id=team,
                 user=caller.bot_user_id,
                 bot_id=caller.bot_id,
-                text=text or "",
-                blocks=blocks or (),
                 thread_ts=None if thread_ts is None else str(thread_ts),
-                **extra,
+                **fields,
             )
         )
 
@@ -243,26 +241,16 @@ class StandInMethods(StandInState):
         }
 
     def _start_stream(self, caller: Workspace, params: Params) -> JsonDict:
-        channel, team = self._channel(caller, params)
+        channel, _ = self._channel(caller, params)
         if channel[:1] in ("C", "G"):
             if not params.get("recipient_user_id"):
                 raise SlackApiFailure("missing_recipient_user_id")
             if not params.get("recipient_team_id"):
                 raise SlackApiFailure("missing_recipient_team_id")
         added, chunks = chunk_text(params.get("chunks"))
-        thread_ts = params.get("thread_ts")
-        message = self._store(
-            SlackMessage(
-                ts=self._next_ts(),
-                channel=channel,
-                team_id=team,
-                user=caller.bot_user_id,
-                bot_id=caller.bot_id,
-                text=str(params.get("markdown_text", "")) + added,
-                thread_ts=None if thread_ts is None else str(thread_ts),
-                chunks=chunks,
-                stream_state="streaming",
-            )
+        text = str(params.get("markdown_text", "")) + added
+        message = self._new_message(
+            caller, params, text=text, chunks=chunks, stream_state="streaming"
         )
         return {"channel": message.channel, "ts": message.ts}
 
@@ -301,9 +289,7 @@ class StandInMethods(StandInState):
 
     def _publish_view(self, caller: Workspace, params: Params) -> JsonDict:
         user_id, view = params.get("user_id"), params.get("view")
-        if not isinstance(user_id, str) or not isinstance(view, dict):
-            raise SlackApiFailure("invalid_arguments")
-        if view.get("type") != "home":
+        if not isinstance(user_id, str) or not isinstance(view, dict) or view.get("type") != "home":
             raise SlackApiFailure("invalid_arguments")
         key = (caller.team_id, user_id)
         current = self._views.get(key)
@@ -332,7 +318,8 @@ class StandInMethods(StandInState):
 
     def _users_info(self, caller: Workspace, params: Params) -> JsonDict:
         workspace, user = self._user(caller, str(params.get("user")))
-        return {"user": user_json(workspace, user, locale=_flag(params.get("include_locale")))}
+        locale = params.get("include_locale") in (True, 1, "1", "true")
+        return {"user": user_json(workspace, user, locale=locale)}
 
 
 _METHODS: dict[str, Handler] = {

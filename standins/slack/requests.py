@@ -48,12 +48,8 @@ class Sent:
 class Workspace:
     """A Slack workspace (or Grid org) installed in the stand-in, and how it is linked.
 
-    Attributes:
-        team_id: The workspace where people talk (for an org-wide install, a team of
-            the org; the installation itself is the org's).
-        token: The bot token the stand-in issued; every post must carry it.
-        channel: A public channel of the workspace.
-        org_wide: Whether the installation is the org's (Enterprise Grid).
+    For an org-wide install (``org_wide``) the installation is the org's, and ``team_id``
+    is a team of the org where people talk. ``token`` is the bot token every post must carry.
     """
 
     team_id: str
@@ -83,11 +79,7 @@ class SignedRequests:
         return f"{int(time.time())}.{next(self._serial):06d}"
 
     def sign(self, body: bytes, timestamp: int, secret: str = SIGNING_SECRET) -> dict[str, str]:
-        """The two headers Slack adds to every request it sends.
-
-        ``v0=`` + hex HMAC-SHA256 of ``v0:{timestamp}:{body}`` under the signing secret,
-        computed here from the published scheme rather than by the SDK under test.
-        """
+        """The two headers Slack adds to every request it sends."""
         base = b"v0:" + str(timestamp).encode() + b":" + body
         digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
         return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": f"v0={digest}"}
@@ -100,42 +92,40 @@ class SignedRequests:
         timestamp: int | None = None,
         headers: Mapping[str, str] | None = None,
         signed: Mapping[str, str] | None = None,
-        path: str = "/slack/events",
     ) -> Sent:
-        """POST ``body`` signed as Slack would (or with ``signed`` headers given as is)."""
+        """POST ``body`` to the events URL signed as Slack would (or with ``signed`` as is)."""
         sent_headers = {"Content-Type": content_type, **(headers or {})}
         sent_headers.update(signed if signed is not None
                             else self.sign(body, timestamp or int(time.time())))
+        return await self._send("POST", "/slack/events", data=body, headers=sent_headers)
+
+    async def get(self, path: str, *, cookie: str | None = None) -> Sent:
+        """GET a page as a browser would, without following redirects."""
+        headers = {"Cookie": cookie} if cookie else {}
+        return await self._send("GET", path, headers=headers, allow_redirects=False)
+
+    async def _send(self, method: str, path: str, **options: Any) -> Sent:
         started = time.monotonic()
-        async with self.session.post(self.url + path, data=body, headers=sent_headers) as resp:
+        async with self.session.request(method, self.url + path, **options) as resp:
             text = await resp.text()
             return Sent(resp.status, text, resp.headers, time.monotonic() - started)
 
-    async def command(
-        self,
-        ws: Workspace,
-        user: str,
-        text: str,
-        *,
-        channel: str | None = None,
-        trigger_id: str | None = None,
-        command: str | None = None,
-    ) -> Sent:
-        """A slash command typed by ``user`` in a channel of ``ws``."""
+    async def command(self, ws: Workspace, user: str, text: str) -> Sent:
+        """The app's slash command typed by ``user`` in the channel of ``ws``."""
         form = {
             "token": "deprecated-verification-token",
             "team_id": ws.team_id,
             "team_domain": ws.team_id.lower(),
-            "channel_id": channel or ws.channel,
+            "channel_id": ws.channel,
             "channel_name": "general",
             "user_id": user,
             "user_name": user.lower(),
-            "command": command or self.slack_settings.command,
+            "command": self.slack_settings.command,
             "text": text,
             "api_app_id": APP_ID,
             "is_enterprise_install": "true" if ws.org_wide else "false",
             "response_url": f"{self.slack.base_url}response_url.{next(self._serial)}",
-            "trigger_id": trigger_id or f"{next(self._serial)}.1234.abcdef",
+            "trigger_id": f"{next(self._serial)}.1234.abcdef",
         }
         if ws.enterprise_id:
             form |= {"enterprise_id": ws.enterprise_id, "enterprise_name": "Org"}
@@ -172,11 +162,11 @@ class SignedRequests:
         return await self.post(body, JSON, headers=headers)
 
     def mention_event(self, ws: Workspace, user: str, text: str, *,
-                      channel: str | None = None, thread_ts: str | None = None) -> dict[str, Any]:
+                      thread_ts: str | None = None) -> dict[str, Any]:
         """An ``app_mention`` event as a person writing ``@Tenantry text`` produces."""
         event: dict[str, Any] = {
             "type": "app_mention", "user": user, "text": f"<@{ws.bot_user_id}> {text}",
-            "ts": self.next_ts(), "channel": channel or ws.channel, "team": ws.team_id,
+            "ts": self.next_ts(), "channel": ws.channel, "team": ws.team_id,
             "event_ts": self.next_ts(),
         }
         if thread_ts is not None:
@@ -184,23 +174,20 @@ class SignedRequests:
         return event
 
     async def mention(self, ws: Workspace, user: str, text: str, *,
-                      channel: str | None = None, thread_ts: str | None = None) -> str:
+                      thread_ts: str | None = None) -> str:
         """Mention the app; returns the mention's ts (the thread it is answered in)."""
-        event = self.mention_event(ws, user, text, channel=channel, thread_ts=thread_ts)
-        sent = await self.event(ws, event)
-        assert sent.status == 200, sent
-        return str(event["ts"])
+        return await self._delivered(ws, self.mention_event(ws, user, text, thread_ts=thread_ts))
 
-    async def dm(self, ws: Workspace, user: str, text: str, *, channel: str = "D0001",
-                 thread_ts: str | None = None) -> str:
+    async def dm(self, ws: Workspace, user: str, text: str, *, channel: str = "D0001") -> str:
         """A direct message to the app (``message.im``); returns its ts."""
-        event: dict[str, Any] = {
+        event = {
             "type": "message", "channel_type": "im", "user": user, "text": text,
             "ts": self.next_ts(), "channel": channel, "team": ws.team_id,
             "event_ts": self.next_ts(),
         }
-        if thread_ts is not None:
-            event["thread_ts"] = thread_ts
+        return await self._delivered(ws, event)
+
+    async def _delivered(self, ws: Workspace, event: Mapping[str, Any]) -> str:
         sent = await self.event(ws, event)
         assert sent.status == 200, sent
         return str(event["ts"])
@@ -242,12 +229,3 @@ class SignedRequests:
         }
         body = urlencode({"payload": json.dumps(payload)}).encode()
         return await self.post(body, FORM)
-
-    async def get(self, path: str, *, cookie: str | None = None) -> Sent:
-        """GET a page as a browser would, without following redirects."""
-        headers = {"Cookie": cookie} if cookie else {}
-        started = time.monotonic()
-        async with self.session.get(self.url + path, headers=headers,
-                                    allow_redirects=False) as resp:
-            text = await resp.text()
-            return Sent(resp.status, text, resp.headers, time.monotonic() - started)

@@ -1,14 +1,12 @@
-"""What the Slack Web API stand-in knows, and how each of its methods answers.
+"""What the Slack Web API stand-in knows: installs, tokens, messages, Home views, calls.
 
-Kept apart from the HTTP layer (``standin.py``) so every method reads as a plain function
-of (calling workspace, parsed params) to the JSON that Slack documents for it; a refusal is
-a ``SlackApiFailure`` carrying Slack's own error string. Payloads are raw Slack JSON, so
-``Any`` appears here and nowhere past the transport edge.
+Payloads are raw Slack JSON, so ``Any`` appears here and nowhere past the transport edge.
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, TypeAlias
@@ -39,8 +37,8 @@ class SlackApiFailure(Exception):
 class SlackUser:
     """A scripted member of a workspace, as ``users.info`` describes them.
 
-    ``is_org_admin``/``is_org_owner`` fill ``enterprise_user`` on Enterprise Grid, where
-    an org admin need not be an admin of the workspace itself.
+    ``is_org_admin`` fills ``enterprise_user`` on Enterprise Grid, where an org admin
+    need not be an admin of the workspace itself.
     """
 
     id: str
@@ -49,10 +47,8 @@ class SlackUser:
     is_admin: bool = False
     is_owner: bool = False
     is_primary_owner: bool = False
-    is_bot: bool = False
     deleted: bool = False
     is_org_admin: bool = False
-    is_org_owner: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +81,7 @@ class SlackMessage:
     """A message as people would see it now: streams, updates and stops applied.
 
     ``stream_state`` is None for an ordinary post; ``ephemeral_to`` names the only user
-    who sees an ephemeral message. ``updated_at`` is ``time.monotonic()`` of the last write.
+    who sees an ephemeral message. ``updated_at`` is the stand-in's clock at the last write.
     """
 
     ts: str
@@ -107,14 +103,9 @@ class SlackMessage:
 class RecordedCall:
     """One request the stand-in answered, kept so tests can say whose token did what.
 
-    Attributes:
-        method: The Web API method, e.g. ``chat.postMessage``.
-        token: The bearer (or form ``token``) used, None if the call carried none.
-        team_id: The workspace that token belonged to when called, None if unknown.
-        params: The parsed parameters, JSON-string fields (``blocks``, ``view``) decoded.
-        at: ``time.monotonic()`` when the request arrived.
-        error: Slack's error string, None if the call answered ``ok``.
-        status: The HTTP status sent (200, or 429 when rate limited).
+    ``team_id`` is the workspace the token belonged to when called; ``params`` have their
+    JSON-string fields (``blocks``, ``view``) decoded; ``at`` is the stand-in's clock on
+    arrival; ``status`` is 429 for a rate-limited call.
     """
 
     method: str
@@ -136,7 +127,7 @@ class _InstallCode:
 
 
 class StandInState:
-    """Workspaces, tokens, messages, Home views and OAuth codes of one stand-in.
+    """Workspaces, tokens, messages, Home views, OAuth codes and calls of one stand-in.
 
     Args:
         client_id: The app's OAuth client id that ``oauth.v2.access`` accepts.
@@ -169,6 +160,8 @@ class StandInState:
         self._messages: dict[str, dict[str, SlackMessage]] = {}
         self._views: dict[tuple[str, str], JsonDict] = {}
         self._codes: dict[str, _InstallCode] = {}
+        self._calls: list[RecordedCall] = []
+        self._failures: defaultdict[str, deque[tuple[str, int]]] = defaultdict(deque)
         self._last_ts = 0
         self._serial = 0
 
@@ -236,12 +229,33 @@ class StandInState:
             team_id, installer, redirect_uri, user_token, tuple(user_scopes)
         )
 
-    def expire_streams(self, ts: str | None = None) -> int:
-        """End streams as Slack's server-side timeout does; returns how many were ended."""
+    def fail_next(self, method: str, error: str = "ratelimited", *, retry_after: int = 1) -> None:
+        """Make the next call of ``method`` fail; calls queue up, one failure each.
+
+        ``ratelimited`` answers HTTP 429 with ``Retry-After: retry_after`` (whole seconds,
+        as slack_sdk's ``AsyncRateLimitErrorRetryHandler`` parses it); any other Slack
+        error string answers HTTP 200 ``{"ok": false, "error": error}``.
+        """
+        self._failures[method].append((error, retry_after))
+
+    def calls(
+        self, method: str | None = None, *, token: str | None = None, team_id: str | None = None
+    ) -> list[RecordedCall]:
+        """Recorded calls in arrival order, narrowed to a method, a token or a workspace."""
+        return [
+            call
+            for call in self._calls
+            if (method is None or call.method == method)
+            and (token is None or call.token == token)
+            and (team_id is None or call.team_id == team_id)
+        ]
+
+    def expire_streams(self) -> int:
+        """End every open stream as Slack's server-side timeout does; returns how many."""
         expired = 0
         for stored in self._messages.values():
             for key, message in stored.items():
-                if message.stream_state == "streaming" and ts in (None, key):
+                if message.stream_state == "streaming":
                     stored[key] = replace(message, stream_state="expired")
                     expired += 1
         return expired
