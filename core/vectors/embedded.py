@@ -42,11 +42,10 @@ from core.vectors.base import (
     PartitionResolver,
     TenantPartitions,
     VectorItem,
+    check_query,
     check_source,
-    check_top_k,
     require_tenant_id,
     resolve_partition,
-    unit_vector,
 )
 from core.vectors.partition_cache import (
     DEFAULT_CACHE_BYTES,
@@ -114,8 +113,7 @@ class EmbeddedVectorStore:
         model live on in the partition but cannot be ranked against this query.
         """
         tenant_id, partition = resolve_partition(self.resolver, ctx)
-        check_top_k(top_k)
-        query = unit_vector(vector, what="query vector")
+        query = check_query(vector, top_k)
         key = PartitionKey(tenant_id, partition, int(query.shape[0]))
         return await self.db.run(self._search, key, query, top_k)
 

@@ -1,10 +1,10 @@
 """The Pinecone vector store: one namespace per tenant, through the SDK's asyncio client.
 
 Pinecone's namespaces are its tenancy unit: every request names the tenant's
-namespace (the resolver's partition) and never the default one, which is refused
-here before anything is sent. A chunk is one record: id ``chunk_id(source, chunk)``,
-the unit vector, and metadata holding ``source``, ``chunk`` and ``text`` beside the
-item's own fields.
+namespace (the resolver's partition, never the default one: ``base`` refuses
+``__default__`` before anything is sent). A chunk is one record: id
+``chunk_id(source, chunk)``, the unit vector, and metadata holding ``source``,
+``chunk`` and ``text`` beside the item's own fields.
 
 Deleting a source lists the ids under its prefix and deletes them by id (that count
 is what ``delete_source`` returns), then sweeps with a metadata-filter delete on
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any, Final, Self
 
 import numpy.typing as npt
@@ -30,18 +29,16 @@ from core.context import TenantContext
 from core.errors import ConfigurationError, InvalidInput
 from core.vectors.base import (
     RESERVED_METADATA,
-    BadPartition,
     Match,
     MetadataValue,
     PartitionResolver,
     TenantPartitions,
     VectorItem,
+    check_query,
     check_source,
-    check_top_k,
     resolve_partition,
     source_prefix,
     tenant_partition,
-    unit_vector,
 )
 
 DATA_PLANE_API_VERSION: Final = "2026-04"
@@ -49,7 +46,6 @@ API_VERSION_HEADER: Final = "X-Pinecone-Api-Version"
 UPSERT_BATCH: Final = 100
 DELETE_BATCH: Final = 1000
 LIST_PAGE: Final = 100
-_DEFAULT_NAMESPACE: Final = "__default__"
 
 
 class PineconeVectorStore:
@@ -99,17 +95,8 @@ class PineconeVectorStore:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    def _namespace(self, ctx: TenantContext) -> str:
-        _, namespace = resolve_partition(self.resolver, ctx)
-        return _not_default(namespace)
 
     async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
         """Write chunks to the tenant's namespace; a record with the same id is replaced.
@@ -117,7 +104,7 @@ class PineconeVectorStore:
         Returns:
             How many distinct chunks were written (later duplicates in ``items`` win).
         """
-        namespace = self._namespace(ctx)
+        _, namespace = resolve_partition(self.resolver, ctx)
         records = {item.id: _record(item) for item in items}
         batch = list(records.values())
         written = 0
@@ -131,9 +118,8 @@ class PineconeVectorStore:
 
     async def query(self, ctx: TenantContext, vector: npt.ArrayLike, top_k: int) -> list[Match]:
         """The ``top_k`` chunks of the tenant's namespace most similar to ``vector``."""
-        namespace = self._namespace(ctx)
-        check_top_k(top_k)
-        values = unit_vector(vector, what="query vector").tolist()
+        _, namespace = resolve_partition(self.resolver, ctx)
+        values = check_query(vector, top_k).tolist()
         with _credentials_checked():
             response = await self.index.query(
                 top_k=top_k, vector=values, namespace=namespace, include_metadata=True
@@ -147,7 +133,7 @@ class PineconeVectorStore:
             How many chunk ids the listing found and deleted; the filter sweep that
             follows may remove records not listed yet, uncounted.
         """
-        namespace = self._namespace(ctx)
+        _, namespace = resolve_partition(self.resolver, ctx)
         check_source(source)
         ids: list[str] = []
         with _credentials_checked():
@@ -161,7 +147,6 @@ class PineconeVectorStore:
         return len(ids)
 
 
-
 class PineconeVectorAdmin:
     """A Pinecone store's administrative side: erasing a tenant's namespace."""
 
@@ -171,18 +156,12 @@ class PineconeVectorAdmin:
 
     async def purge(self, tenant_id: str) -> None:
         """Delete the tenant's namespace and everything in it; a missing one is fine."""
-        namespace = _not_default(tenant_partition(self._resolver, tenant_id))
+        namespace = tenant_partition(self._resolver, tenant_id)
         with _credentials_checked():
             try:
                 await self._index.delete_namespace(name=namespace)
             except NotFoundError:
                 return
-
-
-def _not_default(namespace: str) -> str:
-    if namespace == _DEFAULT_NAMESPACE:
-        raise BadPartition("the Pinecone default namespace is never a tenant's namespace")
-    return namespace
 
 
 @contextmanager
