@@ -55,8 +55,6 @@ from core.vectors.partition_cache import (
 )
 from core.vectors.tables import memory_chunks, memory_partitions
 
-_UPSERT_BATCH = 500
-
 
 class EmbeddedVectorStore:
     """A ``VectorStore`` on the app database (tables ``memory_chunks``, ``memory_partitions``).
@@ -140,14 +138,13 @@ class EmbeddedVectorStore:
                 c.id.in_(list(scores)),
             )
         ).all()
-        by_id = {row.id: row for row in details}
+        rows = {row.id: row for row in details}
         # On PostgreSQL a winner deleted after the revision was read is gone by now.
+        found = [(rows[chunk_id], score) for chunk_id, score in scores.items() if chunk_id in rows]
         return [
-            Match(id=chunk_id, source=by_id[chunk_id].source, chunk=by_id[chunk_id].chunk,
-                  text=by_id[chunk_id].text, score=score,
-                  metadata=_metadata(by_id[chunk_id].metadata))
-            for chunk_id, score in scores.items()
-            if chunk_id in by_id
+            Match(id=row.id, source=row.source, chunk=row.chunk, text=row.text, score=score,
+                  metadata=_metadata(row.metadata))
+            for row, score in found
         ]
 
     def _load(self, conn: Connection, key: PartitionKey, revision: int | None) -> PartitionMatrix:
@@ -179,8 +176,7 @@ class EmbeddedVectorStore:
         """Delete every chunk of ``source`` the tenant has, whatever its partition."""
         tenant_id, _ = resolve_partition(self.resolver, ctx)
         check_source(source)
-        return await self.db.run(_delete_source, tenant_id, source)
-
+        return await self.db.run(_delete_chunks, tenant_id, memory_chunks.c.source == source)
 
 
 class EmbeddedVectorAdmin:
@@ -200,64 +196,50 @@ class EmbeddedVectorAdmin:
 
 def _upsert(conn: Connection, tenant_id: str, partition: str, rows: list[dict[str, Any]]) -> None:
     insert = dialect_insert(conn, memory_chunks)
-    statement = insert.on_conflict_do_update(
-        index_elements=[memory_chunks.c.tenant_id, memory_chunks.c.id],
-        set_={name: insert.excluded[name] for name in (
-            "partition", "source", "chunk", "text", "vector", "dim", "metadata", "created_at",
-        )},
-    )
-    for start in range(0, len(rows), _UPSERT_BATCH):
-        conn.execute(statement, rows[start : start + _UPSERT_BATCH])
-    _raise_revision(conn, tenant_id, partition)
-
-
-def _delete_source(conn: Connection, tenant_id: str, source: str) -> int:
-    result = conn.execute(delete(memory_chunks).where(
-        memory_chunks.c.tenant_id == tenant_id, memory_chunks.c.source == source))
-    if result.rowcount:
-        _raise_revisions(conn, tenant_id)
-    return int(result.rowcount)
-
-
-def _raise_revision(conn: Connection, tenant_id: str, partition: str) -> None:
-    """Raise the revision of the partition written to, and of the tenant's other ones.
-
-    A chunk's id is unique per tenant, not per partition, so an upsert under a new
-    partition scheme moves chunks out of the old partition: that one changed too.
-    A tenant normally has one partition, so the second statement matches nothing.
-    """
-    insert = dialect_insert(conn, memory_partitions)
     conn.execute(
-        insert.values(tenant_id=tenant_id, partition=partition, revision=1)
-        .on_conflict_do_update(
-            index_elements=[memory_partitions.c.tenant_id, memory_partitions.c.partition],
-            set_={"revision": memory_partitions.c.revision + 1},
-        )
+        insert.on_conflict_do_update(
+            index_elements=[memory_chunks.c.tenant_id, memory_chunks.c.id],
+            set_={name: insert.excluded[name] for name in (
+                "partition", "source", "chunk", "text", "vector", "dim", "metadata", "created_at",
+            )},
+        ),
+        rows,
     )
-    _raise_revisions(conn, tenant_id, memory_partitions.c.partition != partition)
+    partitions = dialect_insert(conn, memory_partitions)
+    conn.execute(
+        partitions.values(tenant_id=tenant_id, partition=partition, revision=1)
+        .on_conflict_do_nothing()
+    )
+    # A chunk's id is unique per tenant, not per partition, so an upsert under a new
+    # partition scheme moves chunks out of the old partition: that one changed too.
+    _raise_revisions(conn, tenant_id)
 
 
 def purge_chunks(conn: Connection, tenant_id: str) -> int:
-    """Delete every chunk of a tenant (part of a purge); how many went.
+    """Delete every chunk of a tenant (part of a purge); how many went."""
+    return _delete_chunks(conn, tenant_id)
 
-    The tenant's partition revisions are raised, not deleted, so that no process serves
-    vectors it cached before the purge.
-    """
-    result = conn.execute(delete(memory_chunks).where(memory_chunks.c.tenant_id == tenant_id))
+
+def _delete_chunks(conn: Connection, tenant_id: str, *where: ColumnElement[bool]) -> int:
+    result = conn.execute(
+        delete(memory_chunks).where(memory_chunks.c.tenant_id == tenant_id, *where)
+    )
     if result.rowcount:
         _raise_revisions(conn, tenant_id)
     return int(result.rowcount)
 
 
-def _raise_revisions(conn: Connection, tenant_id: str, *where: ColumnElement[bool]) -> None:
-    """Raise the revision of every partition of the tenant (that also matches ``where``).
+def _raise_revisions(conn: Connection, tenant_id: str) -> None:
+    """Raise the revision of every partition of the tenant, so no process serves its cache.
 
-    Writes change chunks first and revisions last, always in that order, so that two
-    transactions never wait for each other's locks the other way round on PostgreSQL.
+    Revisions are raised, never deleted (a purge included): one that started again
+    from 1 could match a matrix cached before. Writes change chunks first and
+    revisions last, always in that order, so that two transactions never wait for each
+    other's locks the other way round on PostgreSQL.
     """
     conn.execute(
         update(memory_partitions)
-        .where(memory_partitions.c.tenant_id == tenant_id, *where)
+        .where(memory_partitions.c.tenant_id == tenant_id)
         .values(revision=memory_partitions.c.revision + 1)
     )
 
