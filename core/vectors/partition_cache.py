@@ -57,16 +57,7 @@ class PartitionMatrix:
 
 @dataclass(frozen=True, slots=True)
 class CacheStats:
-    """Counters of a ``PartitionCache`` since it was built.
-
-    Attributes:
-        hits: Searches served from a cached matrix at the current revision.
-        misses: Searches that had to read the partition's vectors from the database.
-        evictions: Entries dropped to stay within the byte bound.
-        entries: Matrices held now.
-        bytes: Their size in memory now.
-        max_bytes: The bound; a matrix larger than it is never held.
-    """
+    """Hits, misses and evictions since the cache was built; entries and bytes held now."""
 
     hits: int
     misses: int
@@ -99,21 +90,18 @@ class PartitionCache:
         """The matrix cached for ``key`` if it was read at ``revision``, else ``None``.
 
         An entry at another revision is stale (the partition changed since) and is
-        dropped. Every call counts as a hit or a miss.
+        dropped.
         """
         with self._lock:
-            return self._get(key, revision)
-
-    def _get(self, key: PartitionKey, revision: int | None) -> PartitionMatrix | None:
-        entry = self._entries.get(key)
-        if entry is not None and revision is not None and entry.revision == revision:
-            self._entries.move_to_end(key)
-            self._hits += 1
-            return entry
-        if entry is not None:
-            self._drop(key)
-        self._misses += 1
-        return None
+            entry = self._entries.get(key)
+            if entry is not None and revision is not None and entry.revision == revision:
+                self._entries.move_to_end(key)
+                self._hits += 1
+                return entry
+            if entry is not None:
+                self._drop(key)
+            self._misses += 1
+            return None
 
     def put(self, key: PartitionKey, entry: PartitionMatrix) -> None:
         """Keep ``entry`` for ``key``, evicting the least recently used to stay in bounds.
@@ -122,34 +110,23 @@ class PartitionCache:
         finishing after a faster, newer one); one larger than the bound is not kept.
         """
         with self._lock:
-            self._put(key, entry)
-
-    def _put(self, key: PartitionKey, entry: PartitionMatrix) -> None:
-        held = self._entries.get(key)
-        if held is not None and held.revision > entry.revision:
-            return
-        if held is not None:
-            self._drop(key)
-        size = entry.nbytes
-        if size > self.max_bytes:
-            return
-        while self._entries and self._bytes + size > self.max_bytes:
-            oldest = next(iter(self._entries))
-            self._drop(oldest)
-            self._evictions += 1
-        self._entries[key] = entry
-        self._bytes += size
+            held = self._entries.get(key)
+            if held is not None and held.revision > entry.revision:
+                return
+            if held is not None:
+                self._drop(key)
+            if entry.nbytes > self.max_bytes:
+                return
+            while self._bytes + entry.nbytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+                self._evictions += 1
+            self._entries[key] = entry
+            self._bytes += entry.nbytes
 
     def stats(self) -> CacheStats:
         """The counters and current size."""
-        return CacheStats(
-            hits=self._hits,
-            misses=self._misses,
-            evictions=self._evictions,
-            entries=len(self._entries),
-            bytes=self._bytes,
-            max_bytes=self.max_bytes,
-        )
+        return CacheStats(hits=self._hits, misses=self._misses, evictions=self._evictions,
+                          entries=len(self._entries), bytes=self._bytes, max_bytes=self.max_bytes)
 
     def _drop(self, key: PartitionKey) -> None:
         self._bytes -= self._entries.pop(key).nbytes
