@@ -12,42 +12,28 @@ The Pinecone adapter is not imported here, so the embedded default never loads i
 from __future__ import annotations
 
 from core.vectors.base import (
-    BadPartition,
     Match,
-    MetadataValue,
-    NoTenant,
-    PartitionResolver,
     TenantPartitions,
     VectorAdmin,
     VectorItem,
     VectorStore,
     check_resolver,
-    chunk_id,
-    resolve_partition,
-    tenant_partition,
 )
 from core.vectors.chunking import chunk_text
 from core.vectors.embedded import EmbeddedVectorAdmin, EmbeddedVectorStore
 from core.vectors.embeddings import Embedder, HashingEmbedder, WordLlamaEmbedder
 
 __all__ = [
-    "BadPartition",
     "EmbeddedVectorAdmin",
     "EmbeddedVectorStore",
     "Embedder",
     "HashingEmbedder",
     "Match",
-    "MetadataValue",
-    "NoTenant",
-    "PartitionResolver",
     "TenantPartitions",
     "VectorAdmin",
     "VectorItem",
     "VectorStore",
     "WordLlamaEmbedder",
     "check_resolver",
-    "chunk_id",
     "chunk_text",
-    "resolve_partition",
-    "tenant_partition",
 ]
