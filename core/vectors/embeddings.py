@@ -109,7 +109,7 @@ class WordLlamaEmbedder:
 
     def __init__(self, model: Any, dim: int) -> None:
         self._model = model
-        self._dim = dim
+        self.dim = dim
         self._lock = threading.Lock()
 
     @classmethod
@@ -127,16 +127,11 @@ class WordLlamaEmbedder:
             raise ConfigurationError(f"wordllama dim must be one of {WORDLLAMA_DIMS}, got {dim}")
         return cls(await asyncio.to_thread(_load_wordllama, dim), dim)
 
-    @property
-    def dim(self) -> int:
-        """The embedding dimension."""
-        return self._dim
-
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed ``texts`` in a worker thread: tokenising and pooling block."""
         batch = _check_texts(texts)
         if not batch:
-            return np.zeros((0, self._dim), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)
         return await asyncio.to_thread(self._embed_blocking, batch)
 
     def _embed_blocking(self, texts: list[str]) -> npt.NDArray[np.float32]:
