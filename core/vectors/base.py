@@ -149,7 +149,6 @@ class PartitionResolver(Protocol):
 
     def partition(self, tenant_id: str) -> str:
         """The partition of ``tenant_id``."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +164,15 @@ class TenantPartitions:
         return self.prefix + tenant_id
 
 
-def _check_partition(tenant_id: str, partition: object) -> str:
+def tenant_partition(resolver: PartitionResolver, tenant_id: str) -> str:
+    """The partition of a tenant named by id, vetted on every call.
+
+    Raises:
+        NoTenant: ``tenant_id`` is empty.
+        BadPartition: The resolver answered with nothing, with a default partition, or
+            with one a backend could not name.
+    """
+    partition: object = resolver.partition(require_tenant_id(tenant_id))
     if not isinstance(partition, str) or not partition.strip():
         raise BadPartition(f"the partition resolver gave no partition for tenant {tenant_id!r}")
     if partition.strip().lower() in DEFAULT_PARTITIONS:
@@ -190,16 +197,6 @@ def resolve_partition(resolver: PartitionResolver, ctx: TenantContext) -> tuple[
     if not isinstance(ctx, TenantContext):
         raise NoTenant("memory is reached with a run's TenantContext, never a bare tenant id")
     return ctx.tenant_id, tenant_partition(resolver, ctx.tenant_id)
-
-
-def tenant_partition(resolver: PartitionResolver, tenant_id: str) -> str:
-    """The partition of a tenant named by id, for administrative purges and probes.
-
-    Raises:
-        NoTenant: ``tenant_id`` is empty.
-        BadPartition: The resolver answered with nothing, or with a default partition.
-    """
-    return _check_partition(tenant_id, resolver.partition(require_tenant_id(tenant_id)))
 
 
 def require_tenant_id(tenant_id: str) -> str:
@@ -250,15 +247,12 @@ class VectorStore(Protocol):
 
     async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
         """Store chunks in the tenant's partition, replacing any with the same id."""
-        ...
 
     async def query(self, ctx: TenantContext, vector: npt.ArrayLike, top_k: int) -> list[Match]:
         """The ``top_k`` chunks of the tenant's partition closest to ``vector``, best first."""
-        ...
 
     async def delete_source(self, ctx: TenantContext, source: str) -> int:
         """Delete every chunk of ``source`` in the tenant's partition; how many went."""
-        ...
 
 
 class VectorAdmin(Protocol):
@@ -270,7 +264,6 @@ class VectorAdmin(Protocol):
 
     async def purge(self, tenant_id: str) -> None:
         """Delete everything the tenant has stored; a tenant with nothing is fine."""
-        ...
 
 
 def check_query(vector: npt.ArrayLike, top_k: int) -> Vector:

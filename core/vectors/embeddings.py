@@ -46,11 +46,9 @@ class Embedder(Protocol):
     @property
     def dim(self) -> int:
         """The length of every vector this embedder returns."""
-        ...
 
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """One unit-length float32 row per text, in order."""
-        ...
 
 
 def normalise_rows(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
