@@ -1,25 +1,21 @@
 """The embedded vector store: chunks in the app database, exact cosine search with numpy.
 
-No extra service: the default deployment keeps its memory in the same SQLite file (or
-PostgreSQL database) as everything else. A search scores every vector of one partition
-of the context's tenant exactly, and then reads the text of the winners only, by
-primary key. Exact search over a tenant's partition stays fast enough for the tens of
-thousands of chunks a workspace's documents make (see ``benchmarks/retrieval.py``).
+No extra service: memory lives in the app's own SQLite file or PostgreSQL database. A
+search scores every vector of the tenant's partition exactly, then reads the text of
+the winners only; that stays fast for the tens of thousands of chunks a workspace's
+documents make (``benchmarks/retrieval.py``).
 
-Reading a partition's vectors from the database costs far more than scoring them, so
-each store keeps the matrices it has read in a ``PartitionCache`` (per process, bounded
-by bytes, least recently used). Whether a cached matrix is still right is decided by the
-database alone: every write that changes a partition raises its revision in
-``memory_partitions`` in the same transaction, and a search reads that revision first
-(one indexed row) and uses the cached matrix only if it was read at the same revision.
-Other processes and other stores on the same database therefore invalidate it too. A
-matrix is cached only when the revision read before and after its vectors agree, since
-on PostgreSQL each statement of a read transaction sees its own snapshot.
+Reading a partition's vectors costs far more than scoring them, so each store keeps
+the matrices it has read in a ``PartitionCache``. Whether one is still right is decided
+by the database alone: every write raises the revisions of the tenant's partitions in
+``memory_partitions`` in the same transaction, and a search reads the revision first
+(one indexed row) and uses a matrix read at that revision only. Other processes and
+stores on the same database therefore invalidate it too, and a deleted chunk is never
+served again. Revisions are raised, never deleted, a purge included: one that started
+again from 1 could match a matrix cached before.
 
 Deletion is hard: rows are deleted, and SQLite runs with ``secure_delete`` so that
-the freed pages are zeroed rather than left readable in the file. A deleted chunk is
-never served from a cache again; each process drops its stale matrix at its next search
-of the partition, or sooner when the byte bound evicts it.
+the freed pages are zeroed rather than left readable in the file.
 """
 
 from __future__ import annotations
@@ -230,12 +226,10 @@ def _delete_chunks(conn: Connection, tenant_id: str, *where: ColumnElement[bool]
 
 
 def _raise_revisions(conn: Connection, tenant_id: str) -> None:
-    """Raise the revision of every partition of the tenant, so no process serves its cache.
+    """Raise the revision of every partition of the tenant, after its chunks changed.
 
-    Revisions are raised, never deleted (a purge included): one that started again
-    from 1 could match a matrix cached before. Writes change chunks first and
-    revisions last, always in that order, so that two transactions never wait for each
-    other's locks the other way round on PostgreSQL.
+    Chunks first and revisions last, always in that order, so that two transactions
+    never wait for each other's locks the other way round on PostgreSQL.
     """
     conn.execute(
         update(memory_partitions)

@@ -6,11 +6,9 @@ carries both ``tenant_id`` and the tenant's ``partition``: searches filter by bo
 deletions by the tenant alone, so a changed partition scheme can never strand a
 tenant's rows beyond the reach of a purge.
 
-``memory_partitions`` holds one revision per ``(tenant, partition)``: every write that
-changes a partition's chunks raises it in the same transaction, so a process that keeps
-a partition's vectors in memory knows, with one indexed read, whether they are still
-what the database holds. Rows are never deleted, a purge included (they hold no
-content): a revision that started again from 1 could match vectors cached before.
+``memory_partitions`` holds one revision per ``(tenant, partition)``, raised by every
+write, so that a process knows whether the vectors it keeps in memory are still what
+the database holds (see ``core.vectors.embedded``). Its rows hold no content.
 
 ``conversation_turns`` is the conversation history keyed ``(tenant, principal,
 conversation)``; the surrogate ``id`` orders turns and avoids a read-then-write to
