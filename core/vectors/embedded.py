@@ -73,11 +73,7 @@ class EmbeddedVectorStore:
         self.cache = PartitionCache(cache_bytes)
 
     async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
-        """Store chunks in the tenant's partition; a chunk with the same id is replaced.
-
-        Returns:
-            How many distinct chunks were written (later duplicates in ``items`` win).
-        """
+        """Store chunks in the tenant's partition; how many distinct ones (the last wins)."""
         tenant_id, partition = resolve_partition(self.resolver, ctx)
         now = datetime.now(UTC)
         rows = {

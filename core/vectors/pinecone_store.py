@@ -4,12 +4,8 @@ Pinecone's namespaces are its tenancy unit: every request names the tenant's
 namespace (the resolver's partition, never the default one: ``base`` refuses
 ``__default__`` before anything is sent). A chunk is one record: id
 ``chunk_id(source, chunk)``, the unit vector, and metadata holding ``source``,
-``chunk`` and ``text`` beside the item's own fields.
-
-Deleting a source lists the ids under its prefix and deletes them by id (that count
-is what ``delete_source`` returns), then sweeps with a metadata-filter delete on
-``source`` so a record the eventually consistent listing has not caught up with
-goes too. Purging a tenant deletes its namespace.
+``chunk`` and ``text`` beside the item's own fields. Purging a tenant deletes its
+namespace.
 
 The SDK (10.x) defaults to data-plane API version 2026-07; this adapter pins
 ``2026-04``, the version whose OpenAPI spec the test fake is checked against, through
@@ -99,11 +95,7 @@ class PineconeVectorStore:
         await self.close()
 
     async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
-        """Write chunks to the tenant's namespace; a record with the same id is replaced.
-
-        Returns:
-            How many distinct chunks were written (later duplicates in ``items`` win).
-        """
+        """Write chunks to the tenant's namespace; how many distinct ones (the last wins)."""
         _, namespace = resolve_partition(self.resolver, ctx)
         records = {item.id: _record(item) for item in items}
         batch = list(records.values())
@@ -129,9 +121,9 @@ class PineconeVectorStore:
     async def delete_source(self, ctx: TenantContext, source: str) -> int:
         """Delete every chunk of ``source`` in the tenant's namespace.
 
-        Returns:
-            How many chunk ids the listing found and deleted; the filter sweep that
-            follows may remove records not listed yet, uncounted.
+        The ids listed under the source's prefix are deleted and counted; a delete by
+        metadata filter then sweeps up, uncounted, what the eventually consistent
+        listing had not caught up with.
         """
         _, namespace = resolve_partition(self.resolver, ctx)
         check_source(source)
