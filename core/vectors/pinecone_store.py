@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Final, Self
 
 import numpy.typing as npt
-from pinecone import AsyncIndex, AsyncPinecone, ForbiddenError, NotFoundError, UnauthorizedError
+from pinecone import AsyncIndex, ForbiddenError, NotFoundError, UnauthorizedError
 
 from core.context import TenantContext
 from core.errors import ConfigurationError, InvalidInput
@@ -73,15 +73,12 @@ class PineconeVectorStore:
             resolver: Names each tenant's namespace; ``tenant-<id>`` by default.
             request_timeout_s: Seconds per request attempt.
         """
-        client = AsyncPinecone(
+        index = AsyncIndex(
+            host=host,
             api_key=api_key,
             additional_headers={API_VERSION_HEADER: DATA_PLANE_API_VERSION},
             timeout=request_timeout_s,
         )
-        try:
-            index = await client.index(host=host)
-        finally:
-            await client.close()
         return cls(index, resolver)
 
     async def close(self) -> None:
