@@ -18,7 +18,9 @@ from core.audit import AuditLog
 from core.context import TenantContext
 from core.errors import InvalidInput
 from core.tools import ToolBinding
-from core.vectors import Embedder, Match, VectorItem, VectorStore, chunk_text
+from core.vectors.base import Match, VectorItem, VectorStore
+from core.vectors.chunking import chunk_text
+from core.vectors.embeddings import Embedder
 
 MAX_DOCUMENT_CHARS = 2_000_000
 MAX_QUERY_CHARS = 2_000

@@ -6,34 +6,8 @@ tenant's partition is named and vetted; ``embedded`` keeps vectors in the app da
 the embedded store's partition matrices in memory between searches; ``embeddings``
 turns text into vectors and ``chunking`` cuts documents into chunks; ``tables`` holds
 the schema.
-The Pinecone adapter is not imported here, so the embedded default never loads its SDK.
+
+Import from those modules: the package imports none of them, so whoever needs the
+tables or the contract does not load the stores, and the embedded default never
+loads Pinecone's SDK.
 """
-
-from __future__ import annotations
-
-from core.vectors.base import (
-    Match,
-    TenantPartitions,
-    VectorAdmin,
-    VectorItem,
-    VectorStore,
-    check_resolver,
-)
-from core.vectors.chunking import chunk_text
-from core.vectors.embedded import EmbeddedVectorAdmin, EmbeddedVectorStore
-from core.vectors.embeddings import Embedder, HashingEmbedder, WordLlamaEmbedder
-
-__all__ = [
-    "EmbeddedVectorAdmin",
-    "EmbeddedVectorStore",
-    "Embedder",
-    "HashingEmbedder",
-    "Match",
-    "TenantPartitions",
-    "VectorAdmin",
-    "VectorItem",
-    "VectorStore",
-    "WordLlamaEmbedder",
-    "check_resolver",
-    "chunk_text",
-]
