@@ -178,10 +178,9 @@ class EmbeddedVectorAdmin:
         self.db = db
 
     async def purge(self, tenant_id: str) -> None:
-        """Delete every chunk the tenant has, in every partition.
+        """Delete every chunk the tenant has, in every partition: the vectors alone.
 
-        A tenant purge does this in its own transaction already (``purge_chunks``);
-        this is for purging the vectors alone.
+        A tenant purge calls ``purge_chunks`` in its own transaction instead.
         """
         await self.db.run(purge_chunks, require_tenant_id(tenant_id))
 

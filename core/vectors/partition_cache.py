@@ -1,14 +1,10 @@
 """Partition matrices kept in memory between searches, bounded by bytes, least recently used.
 
-A search of the embedded store scores every vector of a partition; reading them all from
-the database is what a search would otherwise spend its time on. This cache keeps, per
-``(tenant_id, partition, dim)``, the chunk ids and their unit vectors as one float32
-matrix, together with the partition's revision at the time they were read. The store
-serves an entry only while the database still holds that revision, so the cache never
-decides freshness itself: it only remembers.
-
-The tenant id is part of every key, so two tenants whose resolvers happened to give the
-same partition name would still never share an entry.
+Per ``(tenant_id, partition, dim)``, the chunk ids and their unit vectors as one float32
+matrix, with the partition's revision when they were read. The embedded store serves an
+entry only while the database still holds that revision: the cache never decides
+freshness itself. The tenant id is part of every key, so two tenants whose resolvers
+gave the same partition name would still never share an entry.
 """
 
 from __future__ import annotations
@@ -40,7 +36,7 @@ class PartitionKey:
 class PartitionMatrix:
     """The ids and unit vectors of a partition as read at ``revision``; row ``i`` is ``ids[i]``.
 
-    The matrix is read-only: it is shared by every search served from the cache.
+    The matrix is read-only, shared by every search served from the cache.
     """
 
     revision: int
@@ -70,9 +66,8 @@ class CacheStats:
 class PartitionCache:
     """A least-recently-used map of partition matrices, bounded by their total bytes.
 
-    Searches run in the database's worker threads, so every method holds the cache's
-    lock; two searches that load the same cold partition at once simply both offer
-    their matrix, and the one read at the newer revision stays.
+    Searches run in the database's worker threads, hence the lock; two that load the
+    same cold partition at once both offer their matrix, and the newer revision stays.
     """
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
@@ -87,11 +82,7 @@ class PartitionCache:
         self._lock = threading.Lock()
 
     def get(self, key: PartitionKey, revision: int | None) -> PartitionMatrix | None:
-        """The matrix cached for ``key`` if it was read at ``revision``, else ``None``.
-
-        An entry at another revision is stale (the partition changed since) and is
-        dropped.
-        """
+        """The matrix cached for ``key`` if read at ``revision``; a stale one is dropped."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and revision is not None and entry.revision == revision:
