@@ -171,15 +171,11 @@ class HttpApiCapability:
 
     async def _read(self, response: httpx.Response) -> bytes:
         cap = self.max_response_bytes
-        too_large = f"{self.name}: the API's answer is larger than {cap} bytes"
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > cap:
-            raise ToolFailed(too_large)
         body = bytearray()
         async for chunk in response.aiter_bytes(64 * 1024):
             body += chunk
             if len(body) > cap:
-                raise ToolFailed(too_large)
+                raise ToolFailed(f"{self.name}: the API's answer is larger than {cap} bytes")
         return bytes(body)
 
     def _decode(self, body: bytes, token: str) -> dict[str, Any]:

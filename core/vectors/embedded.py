@@ -34,7 +34,6 @@ from core.context import TenantContext
 from core.db.engine import Database, dialect_insert, reads
 from core.vectors.base import (
     Match,
-    MetadataValue,
     PartitionResolver,
     TenantPartitions,
     VectorItem,
@@ -135,7 +134,7 @@ class EmbeddedVectorStore:
         found = [(rows[chunk_id], score) for chunk_id, score in scores.items() if chunk_id in rows]
         return [
             Match(id=row.id, source=row.source, chunk=row.chunk, text=row.text, score=score,
-                  metadata=_metadata(row.metadata))
+                  metadata=dict(row.metadata))
             for row, score in found
         ]
 
@@ -256,6 +255,3 @@ def top_indices(scores: npt.NDArray[np.float32], top_k: int) -> list[tuple[int, 
     ordered = winners[np.argsort(-scores[winners], kind="stable")]
     return [(int(i), float(scores[i])) for i in ordered]
 
-
-def _metadata(raw: Any) -> dict[str, MetadataValue]:
-    return dict(raw) if isinstance(raw, dict) else {}
