@@ -36,10 +36,9 @@ class Knowledge:
 
     async def add(self, ctx: TenantContext, source: str, text: str,
                   progress: Callable[[int], None] | None = None) -> int:
-        """Chunk, embed and store one document; re-adding a source replaces its chunks.
+        """Chunk, embed and store one document; how many chunks were stored.
 
-        Returns:
-            The number of chunks stored.
+        Re-adding a source replaces its chunks.
         """
         if len(text) > MAX_DOCUMENT_CHARS:
             raise InvalidInput(f"document {source!r} is larger than {MAX_DOCUMENT_CHARS} chars")

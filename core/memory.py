@@ -66,11 +66,7 @@ def append_turn(
 def conversation_window(
     conn: Connection, ctx: TenantContext, conversation_id: str, limit: int
 ) -> list[Turn]:
-    """The newest ``limit`` turns of the principal's conversation, oldest first.
-
-    Raises:
-        InvalidInput: ``limit`` is negative or above ``MAX_WINDOW``.
-    """
+    """The newest ``limit`` turns (at most ``MAX_WINDOW``) of the conversation, oldest first."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_WINDOW:
         raise InvalidInput(f"limit must be an integer from 0 to {MAX_WINDOW}, got {limit!r}")
     key = _key(ctx, conversation_id)

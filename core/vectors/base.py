@@ -167,10 +167,8 @@ class TenantPartitions:
 def tenant_partition(resolver: PartitionResolver, tenant_id: str) -> str:
     """The partition of a tenant named by id, vetted on every call.
 
-    Raises:
-        NoTenant: ``tenant_id`` is empty.
-        BadPartition: The resolver answered with nothing, with a default partition, or
-            with one a backend could not name.
+    ``NoTenant`` for an empty ``tenant_id``; ``BadPartition`` when the resolver answers
+    with nothing, with a default partition, or with one a backend could not name.
     """
     partition: object = resolver.partition(require_tenant_id(tenant_id))
     if not isinstance(partition, str) or not partition.strip():
@@ -211,12 +209,8 @@ def check_resolver(resolver: PartitionResolver, tenant_ids: Iterable[str] = ()) 
 
     Injectivity cannot be proven by probing, so this probes the ids that lossy
     mappings (case folding, punctuation stripping, truncation) tend to merge, plus
-    the deployment's real ``tenant_ids``.
-
-    Raises:
-        ConfigurationError: Two probed tenants share a partition; a partition is
-            empty, a default, or not stable across calls; or the resolver answers
-            for an empty tenant instead of raising.
+    the deployment's real ``tenant_ids``; it also checks that the resolver refuses an
+    empty tenant and answers the same each time.
     """
     for blank in ("", " "):
         try:

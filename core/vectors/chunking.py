@@ -78,9 +78,6 @@ def chunk_text(
 
     Returns:
         The chunks, none empty; ``[]`` for a blank text.
-
-    Raises:
-        InvalidInput: ``max_chars`` is below 1, or ``overlap`` is not below it.
     """
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
         raise InvalidInput(f"max_chars must be a positive integer, got {max_chars!r}")

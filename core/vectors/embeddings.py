@@ -117,9 +117,6 @@ class WordLlamaEmbedder:
         Args:
             dim: 256, or a Matryoshka truncation of it (64 or 128): smaller vectors,
                 slightly worse ranking.
-
-        Raises:
-            ConfigurationError: The model files are missing or ``dim`` is unsupported.
         """
         if dim not in WORDLLAMA_DIMS:
             raise ConfigurationError(f"wordllama dim must be one of {WORDLLAMA_DIMS}, got {dim}")
