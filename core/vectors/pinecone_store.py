@@ -57,12 +57,7 @@ class PineconeVectorStore:
 
     @classmethod
     async def connect(
-        cls,
-        *,
-        api_key: str,
-        host: str,
-        resolver: PartitionResolver | None = None,
-        request_timeout_s: float = 30.0,
+        cls, *, api_key: str, host: str, resolver: PartitionResolver | None = None
     ) -> PineconeVectorStore:
         """A store on the index at ``host`` (no control-plane lookup is made).
 
@@ -71,15 +66,9 @@ class PineconeVectorStore:
             host: The index's data-plane host, as the console or ``describe_index``
                 gives it (``http://127.0.0.1:PORT`` for the test fake).
             resolver: Names each tenant's namespace; ``tenant-<id>`` by default.
-            request_timeout_s: Seconds per request attempt.
         """
-        index = AsyncIndex(
-            host=host,
-            api_key=api_key,
-            additional_headers={API_VERSION_HEADER: DATA_PLANE_API_VERSION},
-            timeout=request_timeout_s,
-        )
-        return cls(index, resolver)
+        headers = {API_VERSION_HEADER: DATA_PLANE_API_VERSION}
+        return cls(AsyncIndex(host=host, api_key=api_key, additional_headers=headers), resolver)
 
     async def close(self) -> None:
         """Release the index client's connections."""
