@@ -76,18 +76,10 @@ class EmbeddedVectorStore:
         tenant_id, partition = resolve_partition(self.resolver, ctx)
         now = datetime.now(UTC)
         rows = {
-            item.id: {
-                "tenant_id": tenant_id,
-                "id": item.id,
-                "partition": partition,
-                "source": item.source,
-                "chunk": item.chunk,
-                "text": item.text,
-                "vector": item.vector.tobytes(),
-                "dim": int(item.vector.shape[0]),
-                "metadata": dict(item.metadata),
-                "created_at": now,
-            }
+            item.id: {"tenant_id": tenant_id, "id": item.id, "partition": partition,
+                      "source": item.source, "chunk": item.chunk, "text": item.text,
+                      "vector": item.vector.tobytes(), "dim": item.vector.size,
+                      "metadata": dict(item.metadata), "created_at": now}
             for item in items
         }
         if not rows:
