@@ -69,13 +69,11 @@ def wordllama_files() -> tuple[Path, Path]:
     """The weights and tokenizer files inside the installed ``wordllama`` package.
 
     Raises:
-        ConfigurationError: ``wordllama`` is missing, or its wheel lacks the files (the
-            library would then try to download them, which Tenantry never lets it do).
+        ConfigurationError: The wheel lacks the files (the library would then try to
+            download them, which Tenantry never lets it do).
     """
-    try:
-        import wordllama
-    except ImportError as exc:
-        raise ConfigurationError("the wordllama package is not installed") from exc
+    import wordllama
+
     package = Path(wordllama.__file__).resolve().parent
     weights = package / "weights" / f"{WORDLLAMA_CONFIG}_{WORDLLAMA_FILE_DIM}.safetensors"
     tokenizer = package / "tokenizers" / f"{WORDLLAMA_CONFIG}_tokenizer_config.json"
