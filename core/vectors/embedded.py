@@ -6,13 +6,12 @@ the winners only; that stays fast for the tens of thousands of chunks a workspac
 documents make (``benchmarks/retrieval.py``).
 
 Reading a partition's vectors costs far more than scoring them, so each store keeps
-the matrices it has read in a ``PartitionCache``. Whether one is still right is decided
-by the database alone: every write raises the revisions of the tenant's partitions in
-``memory_partitions`` in the same transaction, and a search reads the revision first
-(one indexed row) and uses a matrix read at that revision only. Other processes and
-stores on the same database therefore invalidate it too, and a deleted chunk is never
-served again. Revisions are raised, never deleted, a purge included: one that started
-again from 1 could match a matrix cached before.
+the matrices it has read in a ``PartitionCache``, and the database alone says whether
+one is still right: every write raises the revisions of the tenant's partitions in
+``memory_partitions`` in its transaction, and a search uses a matrix only if it was
+read at the revision it finds (one indexed row). Other processes' writes therefore
+invalidate it too, and a deleted chunk is never served again. Revisions are never
+deleted, a purge included: one that started again from 1 could match an old matrix.
 
 Deletion is hard: rows are deleted, and SQLite runs with ``secure_delete`` so that
 the freed pages are zeroed rather than left readable in the file.
