@@ -84,9 +84,7 @@ def conversation_window(
 
 def purge_history(conn: Connection, tenant_id: str) -> int:
     """Delete every conversation turn of a tenant (part of a purge); how many went."""
-    result = conn.execute(
-        delete(conversation_turns).where(conversation_turns.c.tenant_id == tenant_id)
-    )
+    result = conn.execute(delete(conversation_turns).filter_by(tenant_id=tenant_id))
     return int(result.rowcount)
 
 

@@ -136,11 +136,8 @@ class EmbeddedVectorStore:
         keeps one, so nothing could tell when its matrix went stale: it is not cached.
         """
         rows = conn.execute(
-            select(memory_chunks.c.id, memory_chunks.c.vector).where(
-                memory_chunks.c.tenant_id == key.tenant_id,
-                memory_chunks.c.partition == key.partition,
-                memory_chunks.c.dim == key.dim,
-            )
+            select(memory_chunks.c.id, memory_chunks.c.vector)
+            .filter_by(tenant_id=key.tenant_id, partition=key.partition, dim=key.dim)
         ).all()
         matrix = np.frombuffer(b"".join(row.vector for row in rows), dtype=np.float32)
         entry = PartitionMatrix(
@@ -202,9 +199,7 @@ def purge_chunks(conn: Connection, tenant_id: str) -> int:
 
 
 def _delete_chunks(conn: Connection, tenant_id: str, *where: ColumnElement[bool]) -> int:
-    result = conn.execute(
-        delete(memory_chunks).where(memory_chunks.c.tenant_id == tenant_id, *where)
-    )
+    result = conn.execute(delete(memory_chunks).filter_by(tenant_id=tenant_id).where(*where))
     if result.rowcount:
         _raise_revisions(conn, tenant_id)
     return int(result.rowcount)
@@ -218,7 +213,7 @@ def _raise_revisions(conn: Connection, tenant_id: str) -> None:
     """
     conn.execute(
         update(memory_partitions)
-        .where(memory_partitions.c.tenant_id == tenant_id)
+        .filter_by(tenant_id=tenant_id)
         .values(revision=memory_partitions.c.revision + 1)
     )
 
@@ -226,10 +221,8 @@ def _raise_revisions(conn: Connection, tenant_id: str) -> None:
 def _revision(conn: Connection, key: PartitionKey) -> int | None:
     """The partition's revision, or ``None`` if nothing has been written to it yet."""
     revision = conn.scalar(
-        select(memory_partitions.c.revision).where(
-            memory_partitions.c.tenant_id == key.tenant_id,
-            memory_partitions.c.partition == key.partition,
-        )
+        select(memory_partitions.c.revision)
+        .filter_by(tenant_id=key.tenant_id, partition=key.partition)
     )
     return None if revision is None else int(revision)
 
