@@ -15,7 +15,7 @@ the SDK's documented header override.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Final, Self
 
 import numpy.typing as npt
@@ -83,8 +83,7 @@ class PineconeVectorStore:
     async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
         """Write chunks to the tenant's namespace; how many distinct ones (the last wins)."""
         _, namespace = resolve_partition(self.resolver, ctx)
-        records = {item.id: _record(item) for item in items}
-        batch = list(records.values())
+        batch = list({item.id: _record(item) for item in items}.values())
         written = 0
         for start in range(0, len(batch), UPSERT_BATCH):
             with _credentials_checked():
@@ -135,11 +134,8 @@ class PineconeVectorAdmin:
     async def purge(self, tenant_id: str) -> None:
         """Delete the tenant's namespace and everything in it; a missing one is fine."""
         namespace = tenant_partition(self._resolver, tenant_id)
-        with _credentials_checked():
-            try:
-                await self._index.delete_namespace(name=namespace)
-            except NotFoundError:
-                return
+        with _credentials_checked(), suppress(NotFoundError):
+            await self._index.delete_namespace(name=namespace)
 
 
 @contextmanager
@@ -174,7 +170,5 @@ def _match(record_id: str, score: float, metadata: Mapping[str, Any]) -> Match:
     extra: dict[str, MetadataValue] = {
         key: value for key, value in metadata.items() if key not in RESERVED_METADATA
     }
-    return Match(
-        id=record_id, source=str(source), chunk=int(chunk), text=str(text), score=score,
-        metadata=extra,
-    )
+    return Match(id=record_id, source=str(source), chunk=int(chunk), text=str(text),
+                 score=score, metadata=extra)
