@@ -70,8 +70,6 @@ def conversation_window(
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_WINDOW:
         raise InvalidInput(f"limit must be an integer from 0 to {MAX_WINDOW}, got {limit!r}")
     key = _key(ctx, conversation_id)
-    if limit == 0:
-        return []
     c = conversation_turns.c
     rows = conn.execute(
         select(c.role, c.text, c.created_at).filter_by(**key).order_by(c.id.desc()).limit(limit)
