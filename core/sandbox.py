@@ -68,11 +68,10 @@ def _arguments(tool: ToolDefinition, prompt: str) -> dict[str, object]:
 def _summarise(parts: list[ToolReturnPart]) -> str:
     lines = []
     for part in parts:
-        content = part.content if isinstance(part.content, str) else json.dumps(
-            part.content, default=str
-        )
-        name = part.tool_name.replace("__", ".")
-        lines.append(f"- {name}: {content[:600]}")
+        content = part.content
+        if not isinstance(content, str):
+            content = json.dumps(content, default=str)
+        lines.append(f"- {part.tool_name.replace('__', '.')}: {content[:600]}")
     return "\n".join(lines)
 
 
