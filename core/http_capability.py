@@ -1,9 +1,8 @@
 """A capability that calls a tenant's SaaS API with that tenant's stored credential.
 
-``resolve`` is synchronous and runs inside the event loop, so it cannot read the
-database to learn whether the tenant has stored the credential. The binding is
-therefore resolved whenever the capability is in the run's scope, and the tool looks
-the run's tenant's credential up when it is called: a tenant without one gets a
+``resolve`` is synchronous, inside the event loop, so it cannot read the database: the
+binding is resolved whenever the capability is in the run's scope, and the tool looks
+the tenant's credential up when it is called. A tenant without one gets a
 ``not_configured`` result the model can explain, not a failed run.
 
 The token is sent only as ``Authorization: Bearer`` to ``base_url`` (redirects are not

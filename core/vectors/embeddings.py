@@ -1,11 +1,11 @@
 """Text embedders: WordLlama by default, a feature-hashing embedder for fast tests.
 
 ``WordLlamaEmbedder`` uses the ``l2_supercat`` model whose 256-dimension weights and
-tokenizer ship inside the ``wordllama`` wheel. It loads them from the package folder
-with downloads disabled, so it never touches the network (the library would otherwise
-fetch missing files from Hugging Face). It is a static, context-free model: a text's
-embedding is the average of its token embeddings, which is fast on a CPU and good
-enough to rank a tenant's own documents, not a substitute for a transformer encoder.
+tokenizer ship inside the ``wordllama`` wheel, loaded with downloads disabled, so it
+never touches the network (the library would otherwise fetch missing files from Hugging
+Face). It is a static, context-free model: a text's embedding is the average of its
+token embeddings, fast on a CPU and good enough to rank a tenant's own documents, not a
+substitute for a transformer encoder.
 
 Provenance, for the licence record: the wheel is MIT (Copyright (c) 2024 Lee Miller).
 The codebook (a 32,000 x 256 float16 table) was trained from the token-embedding

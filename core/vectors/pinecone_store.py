@@ -1,15 +1,13 @@
 """The Pinecone vector store: one namespace per tenant, through the SDK's asyncio client.
 
-Pinecone's namespaces are its tenancy unit: every request names the tenant's
-namespace (the resolver's partition, never the default one: ``base`` refuses
-``__default__`` before anything is sent). A chunk is one record: id
-``chunk_id(source, chunk)``, the unit vector, and metadata holding ``source``,
-``chunk`` and ``text`` beside the item's own fields. Purging a tenant deletes its
-namespace.
+Pinecone's namespaces are its tenancy unit: every request names the tenant's namespace
+(the resolver's partition; ``base`` refuses ``__default__`` before anything is sent),
+and purging a tenant deletes it. A chunk is one record: id ``chunk_id(source, chunk)``,
+the unit vector, and metadata holding ``source``, ``chunk`` and ``text`` beside the
+item's own fields.
 
-The SDK (10.x) defaults to data-plane API version 2026-07; this adapter pins
-``2026-04``, the version whose OpenAPI spec the test fake is checked against, through
-the SDK's documented header override.
+The SDK (10.x) defaults to data-plane API 2026-07; a documented header override pins
+``2026-04`` here, the version whose OpenAPI spec the test fake is checked against.
 """
 
 from __future__ import annotations
