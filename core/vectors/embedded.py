@@ -174,15 +174,13 @@ class EmbeddedVectorAdmin:
 
 def _upsert(conn: Connection, tenant_id: str, partition: str, rows: list[dict[str, Any]]) -> None:
     insert = dialect_insert(conn, memory_chunks)
-    conn.execute(
-        insert.on_conflict_do_update(
-            index_elements=[memory_chunks.c.tenant_id, memory_chunks.c.id],
-            set_={name: insert.excluded[name] for name in (
-                "partition", "source", "chunk", "text", "vector", "dim", "metadata", "created_at",
-            )},
-        ),
-        rows,
+    statement = insert.on_conflict_do_update(
+        index_elements=[memory_chunks.c.tenant_id, memory_chunks.c.id],
+        set_={name: insert.excluded[name] for name in (
+            "partition", "source", "chunk", "text", "vector", "dim", "metadata", "created_at",
+        )},
     )
+    conn.execute(statement, rows)
     partitions = dialect_insert(conn, memory_partitions)
     conn.execute(
         partitions.values(tenant_id=tenant_id, partition=partition, revision=1)
