@@ -20,17 +20,9 @@ from core.knowledge import Knowledge, KnowledgeSearch
 from core.models import ModelFactory
 from core.settings import Settings
 from core.tools import CapabilityRegistry, ToolCapability
-from core.vectors import (
-    EmbeddedVectorAdmin,
-    EmbeddedVectorStore,
-    Embedder,
-    HashingEmbedder,
-    TenantPartitions,
-    VectorAdmin,
-    VectorStore,
-    WordLlamaEmbedder,
-    check_resolver,
-)
+from core.vectors.base import TenantPartitions, VectorAdmin, VectorStore, check_resolver
+from core.vectors.embedded import EmbeddedVectorAdmin, EmbeddedVectorStore
+from core.vectors.embeddings import Embedder, HashingEmbedder, WordLlamaEmbedder
 
 Deliver = Callable[[RunOutcome], Awaitable[None]]
 

@@ -1,16 +1,15 @@
 """A capability that calls a tenant's SaaS API with that tenant's stored credential.
 
-``resolve`` is synchronous and runs inside the event loop, so it cannot read the
-database to learn whether the tenant has stored the credential. The binding is
-therefore resolved whenever the capability is in the run's scope, and the tool looks
-the run's tenant's credential up when it is called: a tenant without one gets a
+``resolve`` is synchronous, inside the event loop, so it cannot read the database: the
+binding is resolved whenever the capability is in the run's scope, and the tool looks
+the tenant's credential up when it is called. A tenant without one gets a
 ``not_configured`` result the model can explain, not a failed run.
 
 The token is sent only as ``Authorization: Bearer`` to ``base_url`` (redirects are not
 followed, so it never reaches another host) and is kept out of logs, results and
 exceptions: error messages use the standard status phrase, never the server's text,
-and a response that echoes the token has it redacted. The HTTP session has no cookie
-jar, because it is shared by every tenant.
+and a response that echoes the token has it redacted. The HTTP session forgets its
+cookies after every call, because it is shared by every tenant.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
@@ -33,13 +31,6 @@ from core.tools import ToolBinding
 
 REDACTED = "[redacted]"
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-
-
-def _phrase(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return str(status)
 
 
 @dataclass(kw_only=True, eq=False)
@@ -95,13 +86,9 @@ class HttpApiCapability:
 
     def resolve(self, ctx: TenantContext) -> ToolBinding:
         """Every run in scope gets it; the call reads its own tenant's token only."""
-        return ToolBinding(
-            capability=self.name,
-            description=self.description,
-            function=self.lookup,
-            cost_microcents=self.cost_microcents,
-            resource_kind=self.resource_kind,
-        )
+        return ToolBinding(capability=self.name, description=self.description,
+                           function=self.lookup, cost_microcents=self.cost_microcents,
+                           resource_kind=self.resource_kind)
 
     async def lookup(self, ctx: RunContext[TenantContext], query: str) -> dict[str, Any]:
         """Look something up in the tenant's account.
@@ -121,12 +108,8 @@ class HttpApiCapability:
 
     def _client(self) -> httpx.AsyncClient:
         if self._session is None or self._session.is_closed:
-            # No cookie persistence: the client is shared by every tenant.
             self._session = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout_s),
-                follow_redirects=False,
-                cookies=None,
-                trust_env=False,
+                timeout=self.timeout_s, follow_redirects=False, trust_env=False
             )
         return self._session
 
@@ -156,11 +139,7 @@ class HttpApiCapability:
                 if status >= 300:
                     raise ToolFailed(self._status_message(status))
                 body = await self._read(response)
-        except TimeoutError:
-            raise ToolFailed(
-                f"{self.name}: the API did not answer within {self.timeout_s:g} s"
-            ) from None
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             raise ToolFailed(
                 f"{self.name}: the API did not answer within {self.timeout_s:g} s"
             ) from None
@@ -176,7 +155,8 @@ class HttpApiCapability:
         return self._decode(body, token)
 
     def _status_message(self, status: int) -> str:
-        phrase = _phrase(status)
+        # The standard phrase, never the server's, which could echo the token.
+        phrase = f"{status} {httpx.codes.get_reason_phrase(status)}".rstrip()
         if status in (401, 403):
             return (f"{self.name}: the API refused this workspace's {self.credential_name!r} "
                     f"credential ({phrase}); an operator can replace it")
@@ -190,15 +170,11 @@ class HttpApiCapability:
 
     async def _read(self, response: httpx.Response) -> bytes:
         cap = self.max_response_bytes
-        too_large = f"{self.name}: the API's answer is larger than {cap} bytes"
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > cap:
-            raise ToolFailed(too_large)
         body = bytearray()
         async for chunk in response.aiter_bytes(64 * 1024):
             body += chunk
             if len(body) > cap:
-                raise ToolFailed(too_large)
+                raise ToolFailed(f"{self.name}: the API's answer is larger than {cap} bytes")
         return bytes(body)
 
     def _decode(self, body: bytes, token: str) -> dict[str, Any]:

@@ -18,7 +18,9 @@ from core.audit import AuditLog
 from core.context import TenantContext
 from core.errors import InvalidInput
 from core.tools import ToolBinding
-from core.vectors import Embedder, Match, VectorItem, VectorStore, chunk_text
+from core.vectors.base import Match, VectorItem, VectorStore
+from core.vectors.chunking import chunk_text
+from core.vectors.embeddings import Embedder
 
 MAX_DOCUMENT_CHARS = 2_000_000
 MAX_QUERY_CHARS = 2_000
@@ -34,10 +36,9 @@ class Knowledge:
 
     async def add(self, ctx: TenantContext, source: str, text: str,
                   progress: Callable[[int], None] | None = None) -> int:
-        """Chunk, embed and store one document; re-adding a source replaces its chunks.
+        """Chunk, embed and store one document; how many chunks were stored.
 
-        Returns:
-            The number of chunks stored.
+        Re-adding a source replaces its chunks.
         """
         if len(text) > MAX_DOCUMENT_CHARS:
             raise InvalidInput(f"document {source!r} is larger than {MAX_DOCUMENT_CHARS} chars")

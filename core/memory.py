@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal, get_args
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
 from core.context import TenantContext
@@ -34,7 +34,8 @@ class Turn:
     created_at: datetime
 
 
-def _check_conversation(conversation_id: str) -> str:
+def _key(ctx: TenantContext, conversation_id: str) -> dict[str, str]:
+    """The columns that name a principal's conversation, once the id is checked."""
     if (
         not isinstance(conversation_id, str)
         or not conversation_id.strip()
@@ -44,55 +45,34 @@ def _check_conversation(conversation_id: str) -> str:
             f"conversation_id must be a non-empty string of at most {MAX_CONVERSATION_ID} "
             "characters"
         )
-    return conversation_id
-
-
-def _key(ctx: TenantContext, conversation_id: str) -> tuple[ColumnElement[bool], ...]:
-    return (
-        conversation_turns.c.tenant_id == ctx.tenant_id,
-        conversation_turns.c.principal_id == ctx.principal_id,
-        conversation_turns.c.conversation_id == _check_conversation(conversation_id),
-    )
+    return {"tenant_id": ctx.tenant_id, "principal_id": ctx.principal_id,
+            "conversation_id": conversation_id}
 
 
 def append_turn(
     conn: Connection, ctx: TenantContext, conversation_id: str, role: Role, text: str
 ) -> None:
     """Add one turn at the end of the principal's conversation."""
-    _check_conversation(conversation_id)
+    key = _key(ctx, conversation_id)
     if role not in get_args(Role):
         raise InvalidInput(f"role must be one of {get_args(Role)}, got {role!r}")
     if not isinstance(text, str):
         raise InvalidInput("a turn's text must be a string")
-    conn.execute(
-        conversation_turns.insert().values(
-            tenant_id=ctx.tenant_id,
-            principal_id=ctx.principal_id,
-            conversation_id=conversation_id,
-            role=role,
-            text=text,
-            created_at=datetime.now(UTC),
-        )
-    )
+    now = datetime.now(UTC)
+    conn.execute(conversation_turns.insert().values(**key, role=role, text=text, created_at=now))
 
 
 @reads
 def conversation_window(
     conn: Connection, ctx: TenantContext, conversation_id: str, limit: int
 ) -> list[Turn]:
-    """The newest ``limit`` turns of the principal's conversation, oldest first.
-
-    Raises:
-        InvalidInput: ``limit`` is negative or above ``MAX_WINDOW``.
-    """
+    """The newest ``limit`` turns (at most ``MAX_WINDOW``) of the conversation, oldest first."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_WINDOW:
         raise InvalidInput(f"limit must be an integer from 0 to {MAX_WINDOW}, got {limit!r}")
     key = _key(ctx, conversation_id)
-    if limit == 0:
-        return []
     c = conversation_turns.c
     rows = conn.execute(
-        select(c.role, c.text, c.created_at).where(*key).order_by(c.id.desc()).limit(limit)
+        select(c.role, c.text, c.created_at).filter_by(**key).order_by(c.id.desc()).limit(limit)
     ).all()
     return [
         Turn(role=row.role, text=row.text, created_at=_utc(row.created_at))
@@ -102,9 +82,7 @@ def conversation_window(
 
 def purge_history(conn: Connection, tenant_id: str) -> int:
     """Delete every conversation turn of a tenant (part of a purge); how many went."""
-    result = conn.execute(
-        delete(conversation_turns).where(conversation_turns.c.tenant_id == tenant_id)
-    )
+    result = conn.execute(delete(conversation_turns).filter_by(tenant_id=tenant_id))
     return int(result.rowcount)
 
 

@@ -33,7 +33,7 @@ from core.db.schema import (
 )
 from core.memory import purge_history
 from core.tenants import get_tenant
-from core.vectors import VectorAdmin
+from core.vectors.base import VectorAdmin
 from core.vectors.embedded import purge_chunks
 
 TransportPurge = Callable[[Connection, str], Mapping[str, int] | None]

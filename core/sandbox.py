@@ -67,33 +67,25 @@ def _arguments(tool: ToolDefinition, prompt: str) -> dict[str, object]:
     return args
 
 
-def _only_retries(last: ModelMessage | None) -> bool:
-    """Whether the last request only reports tool calls that were refused."""
-    return isinstance(last, ModelRequest) and bool(last.parts) and all(
-        isinstance(p, RetryPromptPart) for p in last.parts)
-
-
 def _summarise(parts: list[ToolReturnPart]) -> str:
     lines = []
     for part in parts:
-        content = part.content if isinstance(part.content, str) else json.dumps(
-            part.content, default=str
-        )
-        name = part.tool_name.replace("__", ".")
-        lines.append(f"- {name}: {content[:600]}")
+        content = part.content
+        if not isinstance(content, str):
+            content = json.dumps(content, default=str)
+        lines.append(f"- {part.tool_name.replace('__', '.')}: {content[:600]}")
     return "\n".join(lines)
 
 
 def sandbox_reply(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     """One deterministic turn: call the tools the prompt asks for, then answer."""
     last = messages[-1] if messages else None
-    returns = (
-        [p for p in last.parts if isinstance(p, ToolReturnPart)]
-        if isinstance(last, ModelRequest)
-        else []
-    )
+    answered = last.parts if isinstance(last, ModelRequest) else []
+    returns = [p for p in answered if isinstance(p, ToolReturnPart)]
+    # A request that only reports refused calls is answered too, or the run would loop.
+    only_refusals = bool(answered) and all(isinstance(p, RetryPromptPart) for p in answered)
     prompt = _last_prompt(messages)
-    if returns or _only_retries(last):
+    if returns or only_refusals:
         return ModelResponse(
             parts=[TextPart(f"{LABEL}\nHere is what the tools returned:\n{_summarise(returns)}")]
         )

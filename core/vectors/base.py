@@ -2,16 +2,12 @@
 
 Every store method takes the ``TenantContext`` first and derives the tenant's
 partition from it through a ``PartitionResolver``; nothing falls back to a default
-partition (no default collection, ever), and no store method takes a bare tenant id.
-Erasing a tenant is a ``VectorAdmin``'s, which only operators' commands hold.
-``resolve_partition`` checks the tenant and the resolver's answer on every call;
-``check_resolver`` vets a resolver once, at service start, for the mistakes that would
-merge tenants.
+partition, and no store method takes a bare tenant id. Erasing a tenant is a
+``VectorAdmin``'s, which only operators' commands hold.
 
-A chunk's id is derived from its source and chunk index (``chunk_id``): the source is
-percent-encoded so that ``<source>#`` is a prefix no other source's ids share. That is
-what lets a store delete a document by id prefix, and what makes re-adding a document
-replace its chunks instead of duplicating them.
+A chunk's id is its percent-encoded source, ``#`` and its index (``chunk_id``), so
+``<source>#`` is a prefix no other source's ids share: a store can delete a document by
+id prefix, and re-adding a document replaces its chunks instead of duplicating them.
 """
 
 from __future__ import annotations
@@ -85,18 +81,15 @@ def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, MetadataValue]:
             raise InvalidInput(
                 f"metadata key {key!r} is empty or reserved ({sorted(RESERVED_METADATA)})"
             )
-        if isinstance(value, list):
-            if not all(isinstance(v, str) for v in value):
-                raise InvalidInput(f"metadata {key!r}: lists may hold strings only")
-            checked[key] = list(value)
-        elif isinstance(value, str | int | float | bool):
-            if isinstance(value, float) and not math.isfinite(value):
-                raise InvalidInput(f"metadata {key!r} must be finite")
-            checked[key] = value
-        else:
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise InvalidInput(f"metadata {key!r}: lists may hold strings only")
+        if not isinstance(value, list | str | int | float | bool):
             raise InvalidInput(
                 f"metadata {key!r} must be a string, number, boolean or list of strings"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput(f"metadata {key!r} must be finite")
+        checked[key] = list(value) if isinstance(value, list) else value
     return checked
 
 
@@ -116,13 +109,10 @@ class VectorItem:
     chunk: int
     text: str
     vector: Vector
-    metadata: Mapping[str, MetadataValue] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.source, str) or not self.source.strip():
-            raise InvalidInput("a chunk's source must be a non-empty string")
+        check_source(self.source)
         if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 0:
             raise InvalidInput(f"chunk index must be a non-negative integer, got {self.chunk!r}")
         if len(chunk_id(self.source, self.chunk)) > MAX_ID_LENGTH:
@@ -159,7 +149,6 @@ class PartitionResolver(Protocol):
 
     def partition(self, tenant_id: str) -> str:
         """The partition of ``tenant_id``."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +164,13 @@ class TenantPartitions:
         return self.prefix + tenant_id
 
 
+def tenant_partition(resolver: PartitionResolver, tenant_id: str) -> str:
+    """The partition of a tenant named by id, vetted on every call.
 
-
-def _check_partition(tenant_id: str, partition: object) -> str:
+    ``NoTenant`` for an empty ``tenant_id``; ``BadPartition`` when the resolver answers
+    with nothing, with a default partition, or with one a backend could not name.
+    """
+    partition: object = resolver.partition(require_tenant_id(tenant_id))
     if not isinstance(partition, str) or not partition.strip():
         raise BadPartition(f"the partition resolver gave no partition for tenant {tenant_id!r}")
     if partition.strip().lower() in DEFAULT_PARTITIONS:
@@ -194,36 +187,18 @@ def _check_partition(tenant_id: str, partition: object) -> str:
 
 
 def resolve_partition(resolver: PartitionResolver, ctx: TenantContext) -> tuple[str, str]:
-    """The tenant id and partition of a run's context; nothing else names a partition.
+    """The tenant id and partition of a run's context, checked on every call.
 
-    A bare tenant id is refused: retrieval is a run's, and only an administrative
-    purge (``VectorAdmin``) may name a tenant by id.
-
-    Raises:
-        NoTenant: ``ctx`` is not a ``TenantContext``.
-        BadPartition: The resolver answered with nothing, or with a default partition.
+    A bare tenant id is refused (``NoTenant``): retrieval is a run's, and only an
+    administrative purge (``VectorAdmin``) may name a tenant by id.
     """
     if not isinstance(ctx, TenantContext):
         raise NoTenant("memory is reached with a run's TenantContext, never a bare tenant id")
     return ctx.tenant_id, tenant_partition(resolver, ctx.tenant_id)
 
 
-def tenant_partition(resolver: PartitionResolver, tenant_id: str) -> str:
-    """The partition of a tenant named by id: for administrative purges and probes.
-
-    Raises:
-        NoTenant: ``tenant_id`` is empty.
-        BadPartition: The resolver answered with nothing, or with a default partition.
-    """
-    return _check_partition(tenant_id, resolver.partition(require_tenant_id(tenant_id)))
-
-
 def require_tenant_id(tenant_id: str) -> str:
-    """``tenant_id`` if it names a tenant; memory has no default tenant.
-
-    Raises:
-        NoTenant: ``tenant_id`` is empty.
-    """
+    """``tenant_id`` if it names a tenant (else ``NoTenant``): there is no default tenant."""
     if not isinstance(tenant_id, str) or not tenant_id.strip():
         raise NoTenant("memory needs a tenant: no tenant id, and no default")
     return tenant_id
@@ -234,12 +209,8 @@ def check_resolver(resolver: PartitionResolver, tenant_ids: Iterable[str] = ()) 
 
     Injectivity cannot be proven by probing, so this probes the ids that lossy
     mappings (case folding, punctuation stripping, truncation) tend to merge, plus
-    the deployment's real ``tenant_ids``.
-
-    Raises:
-        ConfigurationError: Two probed tenants share a partition; a partition is
-            empty, a default, or not stable across calls; or the resolver answers
-            for an empty tenant instead of raising.
+    the deployment's real ``tenant_ids``; it also checks that the resolver refuses an
+    empty tenant and answers the same each time.
     """
     for blank in ("", " "):
         try:
@@ -262,23 +233,20 @@ def check_resolver(resolver: PartitionResolver, tenant_ids: Iterable[str] = ()) 
 
 
 class VectorStore(Protocol):
-    """Chunks and their embeddings, kept in one partition per tenant.
+    """Chunks and their embeddings, one partition per tenant.
 
-    Every method resolves the tenant's partition first and refuses (``NoTenant``,
-    ``BadPartition``) before any I/O when it cannot.
+    Every method resolves the tenant's partition first, and refuses before any I/O
+    when it cannot.
     """
 
     async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
         """Store chunks in the tenant's partition, replacing any with the same id."""
-        ...
 
     async def query(self, ctx: TenantContext, vector: npt.ArrayLike, top_k: int) -> list[Match]:
         """The ``top_k`` chunks of the tenant's partition closest to ``vector``, best first."""
-        ...
 
     async def delete_source(self, ctx: TenantContext, source: str) -> int:
         """Delete every chunk of ``source`` in the tenant's partition; how many went."""
-        ...
 
 
 class VectorAdmin(Protocol):
@@ -290,18 +258,16 @@ class VectorAdmin(Protocol):
 
     async def purge(self, tenant_id: str) -> None:
         """Delete everything the tenant has stored; a tenant with nothing is fine."""
-        ...
 
 
-def check_top_k(top_k: int) -> int:
-    """``top_k`` if it is a sensible result count (1 to ``MAX_TOP_K``)."""
+def check_query(vector: npt.ArrayLike, top_k: int) -> Vector:
+    """The query as a unit vector, once ``top_k`` is known to be from 1 to ``MAX_TOP_K``."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
         raise InvalidInput(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
-    return top_k
+    return unit_vector(vector, what="query vector")
 
 
-def check_source(source: str) -> str:
-    """``source`` if it names a document (a non-empty string)."""
+def check_source(source: str) -> None:
+    """Refuse a source that names no document (not a non-empty string)."""
     if not isinstance(source, str) or not source.strip():
         raise InvalidInput("a source must be a non-empty string")
-    return source

@@ -10,7 +10,6 @@ chunk boundary is still found whole in one of the two.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final
 
 from core.errors import InvalidInput
@@ -26,57 +25,43 @@ _SENTENCE_END = re.compile(
 _SPACE = re.compile(r"\s+")
 
 
-@dataclass(frozen=True, slots=True)
-class _Piece:
-    text: str
-    starts_paragraph: bool
-
-
 def _split_long(text: str, max_chars: int) -> list[str]:
     """Cut a sentence longer than ``max_chars`` between words, or inside a word if it must."""
-    parts: list[str] = []
-    current = ""
+    words: list[str] = []
     for word in text.split(" "):
-        while len(word) > max_chars:
-            if current:
-                parts.append(current)
-                current = ""
-            parts.append(word[:max_chars])
-            word = word[max_chars:]
-        if not word:
-            continue
-        if current and len(current) + 1 + len(word) > max_chars:
-            parts.append(current)
-            current = word
+        words.extend(word[start : start + max_chars] for start in range(0, len(word), max_chars))
+    parts: list[str] = []
+    for word in words:
+        if parts and len(parts[-1]) + 1 + len(word) <= max_chars:
+            parts[-1] += " " + word
         else:
-            current = f"{current} {word}" if current else word
-    if current:
-        parts.append(current)
+            parts.append(word)
     return parts
 
 
-def _pieces(text: str, max_chars: int) -> list[_Piece]:
-    pieces: list[_Piece] = []
+def _pieces(text: str, max_chars: int) -> list[str]:
+    """The text's paragraphs, or their sentences, or their parts, as pieces of a chunk.
+
+    Each piece starts with what joins it to the piece before: a blank line where a
+    paragraph starts, a space elsewhere.
+    """
+    pieces: list[str] = []
     for paragraph in _PARAGRAPH_BREAK.split(text.strip()):
         flat = _SPACE.sub(" ", paragraph).strip()
         if not flat:
             continue
         units = [flat] if len(flat) <= max_chars else _SENTENCE_END.split(flat)
-        first = True
+        separator = "\n\n"
         for unit in units:
             for part in _split_long(unit.strip(), max_chars):
-                pieces.append(_Piece(part, first))
-                first = False
+                pieces.append(separator + part)
+                separator = " "
     return pieces
 
 
-def _join(pieces: list[_Piece]) -> str:
-    out = ""
-    for index, piece in enumerate(pieces):
-        if index:
-            out += "\n\n" if piece.starts_paragraph else " "
-        out += piece.text
-    return out
+def _join(pieces: list[str]) -> str:
+    """The pieces as one text, without the separator before the first."""
+    return "".join(pieces).lstrip()
 
 
 def chunk_text(
@@ -93,16 +78,13 @@ def chunk_text(
 
     Returns:
         The chunks, none empty; ``[]`` for a blank text.
-
-    Raises:
-        InvalidInput: ``max_chars`` is below 1, or ``overlap`` is not below it.
     """
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
         raise InvalidInput(f"max_chars must be a positive integer, got {max_chars!r}")
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < max_chars:
         raise InvalidInput(f"overlap must be from 0 to max_chars - 1, got {overlap!r}")
     chunks: list[str] = []
-    current: list[_Piece] = []
+    current: list[str] = []
     for piece in _pieces(text, max_chars):
         if current and len(_join([*current, piece])) > max_chars:
             chunks.append(_join(current))
@@ -115,9 +97,9 @@ def chunk_text(
     return chunks
 
 
-def _tail(pieces: list[_Piece], overlap: int) -> list[_Piece]:
+def _tail(pieces: list[str], overlap: int) -> list[str]:
     """The last pieces of a closed chunk that fit in ``overlap`` characters."""
-    tail: list[_Piece] = []
+    tail: list[str] = []
     for piece in reversed(pieces):
         if len(_join([piece, *tail])) > overlap:
             break

@@ -1,25 +1,20 @@
 """The embedded vector store: chunks in the app database, exact cosine search with numpy.
 
-No extra service: the default deployment keeps its memory in the same SQLite file (or
-PostgreSQL database) as everything else. A search scores every vector of one partition
-of the context's tenant exactly, and then reads the text of the winners only, by
-primary key. Exact search over a tenant's partition stays fast enough for the tens of
-thousands of chunks a workspace's documents make (see ``benchmarks/retrieval.py``).
+No extra service: memory lives in the app's own SQLite file or PostgreSQL database. A
+search scores every vector of the tenant's partition exactly, then reads the text of
+the winners only; that stays fast for the tens of thousands of chunks a workspace's
+documents make (``benchmarks/retrieval.py``).
 
-Reading a partition's vectors from the database costs far more than scoring them, so
-each store keeps the matrices it has read in a ``PartitionCache`` (per process, bounded
-by bytes, least recently used). Whether a cached matrix is still right is decided by the
-database alone: every write that changes a partition raises its revision in
-``memory_partitions`` in the same transaction, and a search reads that revision first
-(one indexed row) and uses the cached matrix only if it was read at the same revision.
-Other processes and other stores on the same database therefore invalidate it too. A
-matrix is cached only when the revision read before and after its vectors agree, since
-on PostgreSQL each statement of a read transaction sees its own snapshot.
+Reading a partition's vectors costs far more than scoring them, so each store keeps
+the matrices it has read in a ``PartitionCache``, and the database alone says whether
+one is still right: every write raises the revisions of the tenant's partitions in
+``memory_partitions`` in its transaction, and a search uses a matrix only if it was
+read at the revision it finds (one indexed row). Other processes' writes therefore
+invalidate it too, and a deleted chunk is never served again. Revisions are never
+deleted, a purge included: one that started again from 1 could match an old matrix.
 
 Deletion is hard: rows are deleted, and SQLite runs with ``secure_delete`` so that
-the freed pages are zeroed rather than left readable in the file. A deleted chunk is
-never served from a cache again; each process drops its stale matrix at its next search
-of the partition, or sooner when the byte bound evicts it.
+the freed pages are zeroed rather than left readable in the file.
 """
 
 from __future__ import annotations
@@ -38,15 +33,13 @@ from core.context import TenantContext
 from core.db.engine import Database, dialect_insert, reads
 from core.vectors.base import (
     Match,
-    MetadataValue,
     PartitionResolver,
     TenantPartitions,
     VectorItem,
+    check_query,
     check_source,
-    check_top_k,
     require_tenant_id,
     resolve_partition,
-    unit_vector,
 )
 from core.vectors.partition_cache import (
     DEFAULT_CACHE_BYTES,
@@ -55,8 +48,6 @@ from core.vectors.partition_cache import (
     PartitionMatrix,
 )
 from core.vectors.tables import memory_chunks, memory_partitions
-
-_UPSERT_BATCH = 500
 
 
 class EmbeddedVectorStore:
@@ -80,26 +71,14 @@ class EmbeddedVectorStore:
         self.cache = PartitionCache(cache_bytes)
 
     async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
-        """Store chunks in the tenant's partition; a chunk with the same id is replaced.
-
-        Returns:
-            How many distinct chunks were written (later duplicates in ``items`` win).
-        """
+        """Store chunks in the tenant's partition; how many distinct ones (the last wins)."""
         tenant_id, partition = resolve_partition(self.resolver, ctx)
         now = datetime.now(UTC)
         rows = {
-            item.id: {
-                "tenant_id": tenant_id,
-                "id": item.id,
-                "partition": partition,
-                "source": item.source,
-                "chunk": item.chunk,
-                "text": item.text,
-                "vector": item.vector.tobytes(),
-                "dim": int(item.vector.shape[0]),
-                "metadata": dict(item.metadata),
-                "created_at": now,
-            }
+            item.id: {"tenant_id": tenant_id, "id": item.id, "partition": partition,
+                      "source": item.source, "chunk": item.chunk, "text": item.text,
+                      "vector": item.vector.tobytes(), "dim": item.vector.size,
+                      "metadata": dict(item.metadata), "created_at": now}
             for item in items
         }
         if not rows:
@@ -114,8 +93,7 @@ class EmbeddedVectorStore:
         model live on in the partition but cannot be ranked against this query.
         """
         tenant_id, partition = resolve_partition(self.resolver, ctx)
-        check_top_k(top_k)
-        query = unit_vector(vector, what="query vector")
+        query = check_query(vector, top_k)
         key = PartitionKey(tenant_id, partition, int(query.shape[0]))
         return await self.db.run(self._search, key, query, top_k)
 
@@ -142,14 +120,13 @@ class EmbeddedVectorStore:
                 c.id.in_(list(scores)),
             )
         ).all()
-        by_id = {row.id: row for row in details}
+        rows = {row.id: row for row in details}
         # On PostgreSQL a winner deleted after the revision was read is gone by now.
+        found = [(rows[chunk_id], score) for chunk_id, score in scores.items() if chunk_id in rows]
         return [
-            Match(id=chunk_id, source=by_id[chunk_id].source, chunk=by_id[chunk_id].chunk,
-                  text=by_id[chunk_id].text, score=score,
-                  metadata=_metadata(by_id[chunk_id].metadata))
-            for chunk_id, score in scores.items()
-            if chunk_id in by_id
+            Match(id=row.id, source=row.source, chunk=row.chunk, text=row.text, score=score,
+                  metadata=dict(row.metadata))
+            for row, score in found
         ]
 
     def _load(self, conn: Connection, key: PartitionKey, revision: int | None) -> PartitionMatrix:
@@ -159,11 +136,8 @@ class EmbeddedVectorStore:
         keeps one, so nothing could tell when its matrix went stale: it is not cached.
         """
         rows = conn.execute(
-            select(memory_chunks.c.id, memory_chunks.c.vector).where(
-                memory_chunks.c.tenant_id == key.tenant_id,
-                memory_chunks.c.partition == key.partition,
-                memory_chunks.c.dim == key.dim,
-            )
+            select(memory_chunks.c.id, memory_chunks.c.vector)
+            .filter_by(tenant_id=key.tenant_id, partition=key.partition, dim=key.dim)
         ).all()
         matrix = np.frombuffer(b"".join(row.vector for row in rows), dtype=np.float32)
         entry = PartitionMatrix(
@@ -181,8 +155,7 @@ class EmbeddedVectorStore:
         """Delete every chunk of ``source`` the tenant has, whatever its partition."""
         tenant_id, _ = resolve_partition(self.resolver, ctx)
         check_source(source)
-        return await self.db.run(_delete_source, tenant_id, source)
-
+        return await self.db.run(_delete_chunks, tenant_id, memory_chunks.c.source == source)
 
 
 class EmbeddedVectorAdmin:
@@ -192,10 +165,9 @@ class EmbeddedVectorAdmin:
         self.db = db
 
     async def purge(self, tenant_id: str) -> None:
-        """Delete every chunk the tenant has, in every partition.
+        """Delete every chunk the tenant has, in every partition: the vectors alone.
 
-        A tenant purge does this in its own transaction already (``purge_chunks``);
-        this is for purging the vectors alone.
+        A tenant purge calls ``purge_chunks`` in its own transaction instead.
         """
         await self.db.run(purge_chunks, require_tenant_id(tenant_id))
 
@@ -208,58 +180,38 @@ def _upsert(conn: Connection, tenant_id: str, partition: str, rows: list[dict[st
             "partition", "source", "chunk", "text", "vector", "dim", "metadata", "created_at",
         )},
     )
-    for start in range(0, len(rows), _UPSERT_BATCH):
-        conn.execute(statement, rows[start : start + _UPSERT_BATCH])
-    _raise_revision(conn, tenant_id, partition)
-
-
-def _delete_source(conn: Connection, tenant_id: str, source: str) -> int:
-    result = conn.execute(delete(memory_chunks).where(
-        memory_chunks.c.tenant_id == tenant_id, memory_chunks.c.source == source))
-    if result.rowcount:
-        _raise_revisions(conn, tenant_id)
-    return int(result.rowcount)
-
-
-def _raise_revision(conn: Connection, tenant_id: str, partition: str) -> None:
-    """Raise the revision of the partition written to, and of the tenant's other ones.
-
-    A chunk's id is unique per tenant, not per partition, so an upsert under a new
-    partition scheme moves chunks out of the old partition: that one changed too.
-    A tenant normally has one partition, so the second statement matches nothing.
-    """
-    insert = dialect_insert(conn, memory_partitions)
+    conn.execute(statement, rows)
+    partitions = dialect_insert(conn, memory_partitions)
     conn.execute(
-        insert.values(tenant_id=tenant_id, partition=partition, revision=1)
-        .on_conflict_do_update(
-            index_elements=[memory_partitions.c.tenant_id, memory_partitions.c.partition],
-            set_={"revision": memory_partitions.c.revision + 1},
-        )
+        partitions.values(tenant_id=tenant_id, partition=partition, revision=1)
+        .on_conflict_do_nothing()
     )
-    _raise_revisions(conn, tenant_id, memory_partitions.c.partition != partition)
+    # A chunk's id is unique per tenant, not per partition, so an upsert under a new
+    # partition scheme moves chunks out of the old partition: that one changed too.
+    _raise_revisions(conn, tenant_id)
 
 
 def purge_chunks(conn: Connection, tenant_id: str) -> int:
-    """Delete every chunk of a tenant (part of a purge); how many went.
+    """Delete every chunk of a tenant (part of a purge); how many went."""
+    return _delete_chunks(conn, tenant_id)
 
-    The tenant's partition revisions are raised, not deleted, so that no process serves
-    vectors it cached before the purge.
-    """
-    result = conn.execute(delete(memory_chunks).where(memory_chunks.c.tenant_id == tenant_id))
+
+def _delete_chunks(conn: Connection, tenant_id: str, *where: ColumnElement[bool]) -> int:
+    result = conn.execute(delete(memory_chunks).filter_by(tenant_id=tenant_id).where(*where))
     if result.rowcount:
         _raise_revisions(conn, tenant_id)
     return int(result.rowcount)
 
 
-def _raise_revisions(conn: Connection, tenant_id: str, *where: ColumnElement[bool]) -> None:
-    """Raise the revision of every partition of the tenant (that also matches ``where``).
+def _raise_revisions(conn: Connection, tenant_id: str) -> None:
+    """Raise the revision of every partition of the tenant, after its chunks changed.
 
-    Writes change chunks first and revisions last, always in that order, so that two
-    transactions never wait for each other's locks the other way round on PostgreSQL.
+    Chunks first and revisions last, always in that order, so that two transactions
+    never wait for each other's locks the other way round on PostgreSQL.
     """
     conn.execute(
         update(memory_partitions)
-        .where(memory_partitions.c.tenant_id == tenant_id, *where)
+        .filter_by(tenant_id=tenant_id)
         .values(revision=memory_partitions.c.revision + 1)
     )
 
@@ -267,10 +219,8 @@ def _raise_revisions(conn: Connection, tenant_id: str, *where: ColumnElement[boo
 def _revision(conn: Connection, key: PartitionKey) -> int | None:
     """The partition's revision, or ``None`` if nothing has been written to it yet."""
     revision = conn.scalar(
-        select(memory_partitions.c.revision).where(
-            memory_partitions.c.tenant_id == key.tenant_id,
-            memory_partitions.c.partition == key.partition,
-        )
+        select(memory_partitions.c.revision)
+        .filter_by(tenant_id=key.tenant_id, partition=key.partition)
     )
     return None if revision is None else int(revision)
 
@@ -287,6 +237,3 @@ def top_indices(scores: npt.NDArray[np.float32], top_k: int) -> list[tuple[int, 
     ordered = winners[np.argsort(-scores[winners], kind="stable")]
     return [(int(i), float(scores[i])) for i in ordered]
 
-
-def _metadata(raw: Any) -> dict[str, MetadataValue]:
-    return dict(raw) if isinstance(raw, dict) else {}

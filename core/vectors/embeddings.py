@@ -1,11 +1,11 @@
 """Text embedders: WordLlama by default, a feature-hashing embedder for fast tests.
 
 ``WordLlamaEmbedder`` uses the ``l2_supercat`` model whose 256-dimension weights and
-tokenizer ship inside the ``wordllama`` wheel. It loads them from the package folder
-with downloads disabled, so it never touches the network (the library would otherwise
-fetch missing files from Hugging Face). It is a static, context-free model: a text's
-embedding is the average of its token embeddings, which is fast on a CPU and good
-enough to rank a tenant's own documents, not a substitute for a transformer encoder.
+tokenizer ship inside the ``wordllama`` wheel, loaded with downloads disabled, so it
+never touches the network (the library would otherwise fetch missing files from Hugging
+Face). It is a static, context-free model: a text's embedding is the average of its
+token embeddings, fast on a CPU and good enough to rank a tenant's own documents, not a
+substitute for a transformer encoder.
 
 Provenance, for the licence record: the wheel is MIT (Copyright (c) 2024 Lee Miller).
 The codebook (a 32,000 x 256 float16 table) was trained from the token-embedding
@@ -46,11 +46,9 @@ class Embedder(Protocol):
     @property
     def dim(self) -> int:
         """The length of every vector this embedder returns."""
-        ...
 
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """One unit-length float32 row per text, in order."""
-        ...
 
 
 def normalise_rows(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -71,13 +69,11 @@ def wordllama_files() -> tuple[Path, Path]:
     """The weights and tokenizer files inside the installed ``wordllama`` package.
 
     Raises:
-        ConfigurationError: ``wordllama`` is missing, or its wheel lacks the files (the
-            library would then try to download them, which Tenantry never lets it do).
+        ConfigurationError: The wheel lacks the files (the library would then try to
+            download them, which Tenantry never lets it do).
     """
-    try:
-        import wordllama
-    except ImportError as exc:
-        raise ConfigurationError("the wordllama package is not installed") from exc
+    import wordllama
+
     package = Path(wordllama.__file__).resolve().parent
     weights = package / "weights" / f"{WORDLLAMA_CONFIG}_{WORDLLAMA_FILE_DIM}.safetensors"
     tokenizer = package / "tokenizers" / f"{WORDLLAMA_CONFIG}_tokenizer_config.json"
@@ -109,7 +105,7 @@ class WordLlamaEmbedder:
 
     def __init__(self, model: Any, dim: int) -> None:
         self._model = model
-        self._dim = dim
+        self.dim = dim
         self._lock = threading.Lock()
 
     @classmethod
@@ -119,24 +115,16 @@ class WordLlamaEmbedder:
         Args:
             dim: 256, or a Matryoshka truncation of it (64 or 128): smaller vectors,
                 slightly worse ranking.
-
-        Raises:
-            ConfigurationError: The model files are missing or ``dim`` is unsupported.
         """
         if dim not in WORDLLAMA_DIMS:
             raise ConfigurationError(f"wordllama dim must be one of {WORDLLAMA_DIMS}, got {dim}")
         return cls(await asyncio.to_thread(_load_wordllama, dim), dim)
 
-    @property
-    def dim(self) -> int:
-        """The embedding dimension."""
-        return self._dim
-
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed ``texts`` in a worker thread: tokenising and pooling block."""
         batch = _check_texts(texts)
         if not batch:
-            return np.zeros((0, self._dim), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)
         return await asyncio.to_thread(self._embed_blocking, batch)
 
     def _embed_blocking(self, texts: list[str]) -> npt.NDArray[np.float32]:

@@ -1,14 +1,10 @@
 """Partition matrices kept in memory between searches, bounded by bytes, least recently used.
 
-A search of the embedded store scores every vector of a partition; reading them all from
-the database is what a search would otherwise spend its time on. This cache keeps, per
-``(tenant_id, partition, dim)``, the chunk ids and their unit vectors as one float32
-matrix, together with the partition's revision at the time they were read. The store
-serves an entry only while the database still holds that revision, so the cache never
-decides freshness itself: it only remembers.
-
-The tenant id is part of every key, so two tenants whose resolvers happened to give the
-same partition name would still never share an entry.
+Per ``(tenant_id, partition, dim)``, the chunk ids and their unit vectors as one float32
+matrix, with the partition's revision when they were read. The embedded store serves an
+entry only while the database still holds that revision: the cache never decides
+freshness itself. The tenant id is part of every key, so two tenants whose resolvers
+gave the same partition name would still never share an entry.
 """
 
 from __future__ import annotations
@@ -40,7 +36,7 @@ class PartitionKey:
 class PartitionMatrix:
     """The ids and unit vectors of a partition as read at ``revision``; row ``i`` is ``ids[i]``.
 
-    The matrix is read-only: it is shared by every search served from the cache.
+    The matrix is read-only, shared by every search served from the cache.
     """
 
     revision: int
@@ -57,16 +53,7 @@ class PartitionMatrix:
 
 @dataclass(frozen=True, slots=True)
 class CacheStats:
-    """Counters of a ``PartitionCache`` since it was built.
-
-    Attributes:
-        hits: Searches served from a cached matrix at the current revision.
-        misses: Searches that had to read the partition's vectors from the database.
-        evictions: Entries dropped to stay within the byte bound.
-        entries: Matrices held now.
-        bytes: Their size in memory now.
-        max_bytes: The bound; a matrix larger than it is never held.
-    """
+    """Hits, misses and evictions since the cache was built; entries and bytes held now."""
 
     hits: int
     misses: int
@@ -79,9 +66,8 @@ class CacheStats:
 class PartitionCache:
     """A least-recently-used map of partition matrices, bounded by their total bytes.
 
-    Searches run in the database's worker threads, so every method holds the cache's
-    lock; two searches that load the same cold partition at once simply both offer
-    their matrix, and the one read at the newer revision stays.
+    Searches run in the database's worker threads, hence the lock; two that load the
+    same cold partition at once both offer their matrix, and the newer revision stays.
     """
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
@@ -96,24 +82,17 @@ class PartitionCache:
         self._lock = threading.Lock()
 
     def get(self, key: PartitionKey, revision: int | None) -> PartitionMatrix | None:
-        """The matrix cached for ``key`` if it was read at ``revision``, else ``None``.
-
-        An entry at another revision is stale (the partition changed since) and is
-        dropped. Every call counts as a hit or a miss.
-        """
+        """The matrix cached for ``key`` if read at ``revision``; a stale one is dropped."""
         with self._lock:
-            return self._get(key, revision)
-
-    def _get(self, key: PartitionKey, revision: int | None) -> PartitionMatrix | None:
-        entry = self._entries.get(key)
-        if entry is not None and revision is not None and entry.revision == revision:
-            self._entries.move_to_end(key)
-            self._hits += 1
-            return entry
-        if entry is not None:
-            self._drop(key)
-        self._misses += 1
-        return None
+            entry = self._entries.get(key)
+            if entry is not None and revision is not None and entry.revision == revision:
+                self._entries.move_to_end(key)
+                self._hits += 1
+                return entry
+            if entry is not None:
+                self._drop(key)
+            self._misses += 1
+            return None
 
     def put(self, key: PartitionKey, entry: PartitionMatrix) -> None:
         """Keep ``entry`` for ``key``, evicting the least recently used to stay in bounds.
@@ -122,34 +101,23 @@ class PartitionCache:
         finishing after a faster, newer one); one larger than the bound is not kept.
         """
         with self._lock:
-            self._put(key, entry)
-
-    def _put(self, key: PartitionKey, entry: PartitionMatrix) -> None:
-        held = self._entries.get(key)
-        if held is not None and held.revision > entry.revision:
-            return
-        if held is not None:
-            self._drop(key)
-        size = entry.nbytes
-        if size > self.max_bytes:
-            return
-        while self._entries and self._bytes + size > self.max_bytes:
-            oldest = next(iter(self._entries))
-            self._drop(oldest)
-            self._evictions += 1
-        self._entries[key] = entry
-        self._bytes += size
+            held = self._entries.get(key)
+            if held is not None and held.revision > entry.revision:
+                return
+            if held is not None:
+                self._drop(key)
+            if entry.nbytes > self.max_bytes:
+                return
+            while self._bytes + entry.nbytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+                self._evictions += 1
+            self._entries[key] = entry
+            self._bytes += entry.nbytes
 
     def stats(self) -> CacheStats:
         """The counters and current size."""
-        return CacheStats(
-            hits=self._hits,
-            misses=self._misses,
-            evictions=self._evictions,
-            entries=len(self._entries),
-            bytes=self._bytes,
-            max_bytes=self.max_bytes,
-        )
+        return CacheStats(hits=self._hits, misses=self._misses, evictions=self._evictions,
+                          entries=len(self._entries), bytes=self._bytes, max_bytes=self.max_bytes)
 
     def _drop(self, key: PartitionKey) -> None:
         self._bytes -= self._entries.pop(key).nbytes

@@ -1,47 +1,38 @@
 """The Pinecone vector store: one namespace per tenant, through the SDK's asyncio client.
 
-Pinecone's namespaces are its tenancy unit: every request names the tenant's
-namespace (the resolver's partition) and never the default one, which is refused
-here before anything is sent. A chunk is one record: id ``chunk_id(source, chunk)``,
+Pinecone's namespaces are its tenancy unit: every request names the tenant's namespace
+(the resolver's partition; ``base`` refuses ``__default__`` before anything is sent),
+and purging a tenant deletes it. A chunk is one record: id ``chunk_id(source, chunk)``,
 the unit vector, and metadata holding ``source``, ``chunk`` and ``text`` beside the
 item's own fields.
 
-Deleting a source lists the ids under its prefix and deletes them by id (that count
-is what ``delete_source`` returns), then sweeps with a metadata-filter delete on
-``source`` so a record the eventually consistent listing has not caught up with
-goes too. Purging a tenant deletes its namespace.
-
-The SDK (10.x) defaults to data-plane API version 2026-07; this adapter pins
-``2026-04``, the version whose OpenAPI spec the test fake is checked against, through
-the SDK's documented header override.
+The SDK (10.x) defaults to data-plane API 2026-07; a documented header override pins
+``2026-04`` here, the version whose OpenAPI spec the test fake is checked against.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from types import TracebackType
+from contextlib import contextmanager, suppress
 from typing import Any, Final, Self
 
 import numpy.typing as npt
-from pinecone import AsyncIndex, AsyncPinecone, ForbiddenError, NotFoundError, UnauthorizedError
+from pinecone import AsyncIndex, ForbiddenError, NotFoundError, UnauthorizedError
 
 from core.context import TenantContext
 from core.errors import ConfigurationError, InvalidInput
 from core.vectors.base import (
     RESERVED_METADATA,
-    BadPartition,
     Match,
     MetadataValue,
     PartitionResolver,
     TenantPartitions,
     VectorItem,
+    check_query,
     check_source,
-    check_top_k,
     resolve_partition,
     source_prefix,
     tenant_partition,
-    unit_vector,
 )
 
 DATA_PLANE_API_VERSION: Final = "2026-04"
@@ -49,7 +40,6 @@ API_VERSION_HEADER: Final = "X-Pinecone-Api-Version"
 UPSERT_BATCH: Final = 100
 DELETE_BATCH: Final = 1000
 LIST_PAGE: Final = 100
-_DEFAULT_NAMESPACE: Final = "__default__"
 
 
 class PineconeVectorStore:
@@ -65,12 +55,7 @@ class PineconeVectorStore:
 
     @classmethod
     async def connect(
-        cls,
-        *,
-        api_key: str,
-        host: str,
-        resolver: PartitionResolver | None = None,
-        request_timeout_s: float = 30.0,
+        cls, *, api_key: str, host: str, resolver: PartitionResolver | None = None
     ) -> PineconeVectorStore:
         """A store on the index at ``host`` (no control-plane lookup is made).
 
@@ -79,18 +64,9 @@ class PineconeVectorStore:
             host: The index's data-plane host, as the console or ``describe_index``
                 gives it (``http://127.0.0.1:PORT`` for the test fake).
             resolver: Names each tenant's namespace; ``tenant-<id>`` by default.
-            request_timeout_s: Seconds per request attempt.
         """
-        client = AsyncPinecone(
-            api_key=api_key,
-            additional_headers={API_VERSION_HEADER: DATA_PLANE_API_VERSION},
-            timeout=request_timeout_s,
-        )
-        try:
-            index = await client.index(host=host)
-        finally:
-            await client.close()
-        return cls(index, resolver)
+        headers = {API_VERSION_HEADER: DATA_PLANE_API_VERSION}
+        return cls(AsyncIndex(host=host, api_key=api_key, additional_headers=headers), resolver)
 
     async def close(self) -> None:
         """Release the index client's connections."""
@@ -99,27 +75,13 @@ class PineconeVectorStore:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def _namespace(self, ctx: TenantContext) -> str:
-        _, namespace = resolve_partition(self.resolver, ctx)
-        return _not_default(namespace)
-
     async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
-        """Write chunks to the tenant's namespace; a record with the same id is replaced.
-
-        Returns:
-            How many distinct chunks were written (later duplicates in ``items`` win).
-        """
-        namespace = self._namespace(ctx)
-        records = {item.id: _record(item) for item in items}
-        batch = list(records.values())
+        """Write chunks to the tenant's namespace; how many distinct ones (the last wins)."""
+        _, namespace = resolve_partition(self.resolver, ctx)
+        batch = list({item.id: _record(item) for item in items}.values())
         written = 0
         for start in range(0, len(batch), UPSERT_BATCH):
             with _credentials_checked():
@@ -131,9 +93,8 @@ class PineconeVectorStore:
 
     async def query(self, ctx: TenantContext, vector: npt.ArrayLike, top_k: int) -> list[Match]:
         """The ``top_k`` chunks of the tenant's namespace most similar to ``vector``."""
-        namespace = self._namespace(ctx)
-        check_top_k(top_k)
-        values = unit_vector(vector, what="query vector").tolist()
+        _, namespace = resolve_partition(self.resolver, ctx)
+        values = check_query(vector, top_k).tolist()
         with _credentials_checked():
             response = await self.index.query(
                 top_k=top_k, vector=values, namespace=namespace, include_metadata=True
@@ -143,11 +104,11 @@ class PineconeVectorStore:
     async def delete_source(self, ctx: TenantContext, source: str) -> int:
         """Delete every chunk of ``source`` in the tenant's namespace.
 
-        Returns:
-            How many chunk ids the listing found and deleted; the filter sweep that
-            follows may remove records not listed yet, uncounted.
+        The ids listed under the source's prefix are deleted and counted; a delete by
+        metadata filter then sweeps up, uncounted, what the eventually consistent
+        listing had not caught up with.
         """
-        namespace = self._namespace(ctx)
+        _, namespace = resolve_partition(self.resolver, ctx)
         check_source(source)
         ids: list[str] = []
         with _credentials_checked():
@@ -161,7 +122,6 @@ class PineconeVectorStore:
         return len(ids)
 
 
-
 class PineconeVectorAdmin:
     """A Pinecone store's administrative side: erasing a tenant's namespace."""
 
@@ -171,18 +131,9 @@ class PineconeVectorAdmin:
 
     async def purge(self, tenant_id: str) -> None:
         """Delete the tenant's namespace and everything in it; a missing one is fine."""
-        namespace = _not_default(tenant_partition(self._resolver, tenant_id))
-        with _credentials_checked():
-            try:
-                await self._index.delete_namespace(name=namespace)
-            except NotFoundError:
-                return
-
-
-def _not_default(namespace: str) -> str:
-    if namespace == _DEFAULT_NAMESPACE:
-        raise BadPartition("the Pinecone default namespace is never a tenant's namespace")
-    return namespace
+        namespace = tenant_partition(self._resolver, tenant_id)
+        with _credentials_checked(), suppress(NotFoundError):
+            await self._index.delete_namespace(name=namespace)
 
 
 @contextmanager
@@ -217,7 +168,5 @@ def _match(record_id: str, score: float, metadata: Mapping[str, Any]) -> Match:
     extra: dict[str, MetadataValue] = {
         key: value for key, value in metadata.items() if key not in RESERVED_METADATA
     }
-    return Match(
-        id=record_id, source=str(source), chunk=int(chunk), text=str(text), score=score,
-        metadata=extra,
-    )
+    return Match(id=record_id, source=str(source), chunk=int(chunk), text=str(text),
+                 score=score, metadata=extra)

@@ -1,16 +1,11 @@
 """Tables of tenant memory, on the app's shared ``metadata``.
 
-``memory_chunks`` holds the embedded vector store: one row per chunk, its vector as
-raw little-endian float32 bytes (unit length, so cosine is a dot product). The row
-carries both ``tenant_id`` and the tenant's ``partition``: searches filter by both,
+``memory_chunks`` holds the embedded vector store: one row per chunk, its unit vector
+as raw little-endian float32 bytes. Searches filter by ``tenant_id`` and ``partition``,
 deletions by the tenant alone, so a changed partition scheme can never strand a
-tenant's rows beyond the reach of a purge.
-
-``memory_partitions`` holds one revision per ``(tenant, partition)``: every write that
-changes a partition's chunks raises it in the same transaction, so a process that keeps
-a partition's vectors in memory knows, with one indexed read, whether they are still
-what the database holds. Rows are never deleted, a purge included (they hold no
-content): a revision that started again from 1 could match vectors cached before.
+tenant's rows beyond the reach of a purge. ``memory_partitions`` holds the revisions
+that tell a process whether the vectors it keeps in memory are still current (see
+``core.vectors.embedded``); its rows hold no content.
 
 ``conversation_turns`` is the conversation history keyed ``(tenant, principal,
 conversation)``; the surrogate ``id`` orders turns and avoids a read-then-write to
