@@ -11,6 +11,7 @@ from bots.runtime import open_runtime
 from core.builder import build_context
 from core.context import TenantContext
 from core.db.engine import Database
+from core.knowledge import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_CHARS
 
 
 async def _operator_context(db: Database, tenant_id: str) -> TenantContext:
@@ -31,20 +32,44 @@ def memory() -> None:
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @run_async
 async def memory_add(tenant_id: str, paths: tuple[Path, ...]) -> None:
-    """Chunk, embed and store PATHS (UTF-8 text) in the tenant's memory."""
+    """Chunk, embed and store PATHS (UTF-8 text) in the tenant's memory.
+
+    A file that is too large or not UTF-8 is skipped, said on stderr, and the command
+    then exits with status 1; a new version of a file replaces the old one at once.
+    """
+    skipped = 0
     async with open_runtime(root_settings()) as rt:
         ctx = await _operator_context(rt.db, tenant_id)
         for path in paths:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                click.echo(f"skipped {path}: not UTF-8 text", err=True)
+            text = read_document(path)
+            if text is None:
+                skipped += 1
                 continue
             with click.progressbar(length=max(1, len(text) // 1000 + 1),
                                    label=f"{path.name}") as bar:
                 stored = await rt.knowledge.add(ctx, str(path.name), text,
                                                 progress=lambda n: bar.update(n))
             click.echo(f"{path.name}: {stored} chunks")
+    if skipped:
+        raise click.exceptions.Exit(1)
+
+
+def read_document(path: Path) -> str | None:
+    """The file's text, read no further than the size limit; ``None`` (said) if refused."""
+    with path.open("rb") as file:
+        data = file.read(MAX_DOCUMENT_BYTES + 1)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        click.echo(f"skipped {path}: larger than {MAX_DOCUMENT_BYTES:,} bytes", err=True)
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        click.echo(f"skipped {path}: not UTF-8 text (byte {exc.start})", err=True)
+        return None
+    if len(text) > MAX_DOCUMENT_CHARS:
+        click.echo(f"skipped {path}: larger than {MAX_DOCUMENT_CHARS:,} characters", err=True)
+        return None
+    return text
 
 
 @memory.command("search")

@@ -23,6 +23,8 @@ from core.vectors.chunking import chunk_text
 from core.vectors.embeddings import Embedder
 
 MAX_DOCUMENT_CHARS = 2_000_000
+MAX_DOCUMENT_BYTES = 4 * MAX_DOCUMENT_CHARS
+"""The most bytes a document of ``MAX_DOCUMENT_CHARS`` can take in UTF-8."""
 MAX_QUERY_CHARS = 2_000
 
 
@@ -38,23 +40,27 @@ class Knowledge:
                   progress: Callable[[int], None] | None = None) -> int:
         """Chunk, embed and store one document; how many chunks were stored.
 
-        Re-adding a source replaces its chunks.
+        Re-adding a source replaces its chunks at once: everything is embedded first,
+        and searches see the old version until the whole new one is stored. The
+        ingestion is audited by the source's digest, never its name or text.
         """
         if len(text) > MAX_DOCUMENT_CHARS:
             raise InvalidInput(f"document {source!r} is larger than {MAX_DOCUMENT_CHARS} chars")
         chunks = chunk_text(text)
-        if not chunks:
-            return 0
-        await self.store.delete_source(ctx, source)
-        stored = 0
+        items: list[VectorItem] = []
         for start in range(0, len(chunks), 64):
             batch = chunks[start:start + 64]
             vectors = await self.embedder.embed(batch)
-            items = [VectorItem(source=source, chunk=start + i, text=chunk, vector=vectors[i])
-                     for i, chunk in enumerate(batch)]
-            stored += await self.store.upsert(ctx, items)
+            items += [VectorItem(source=source, chunk=start + i, text=chunk, vector=vectors[i])
+                      for i, chunk in enumerate(batch)]
             if progress is not None:
                 progress(len(batch))
+        stored = await self.store.replace_source(ctx, source, items)
+        await self.audit.record(ctx.tenant_id, events.DOCUMENT_INGESTED, {
+            "principal": ctx.principal_id,
+            "source_digest": await self.audit.digest(ctx.tenant_id, source),
+            "chunks": stored,
+        })
         return stored
 
     async def search(self, ctx: TenantContext, query: str, top_k: int = 5) -> list[Match]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from core.audit.bundle import verify_bundle
 from core.audit.events import (
+    DOCUMENT_INGESTED,
     MEMORY_DELETED,
     RUN_COMPLETED,
     RUN_HALTED,
@@ -35,6 +36,7 @@ from core.audit.log import AuditLog
 from core.audit.verify import InclusionProof, StoredCheckpoint, VerifyReport
 
 __all__ = [
+    "DOCUMENT_INGESTED",
     "MEMORY_DELETED",
     "RUN_COMPLETED",
     "RUN_HALTED",

@@ -248,6 +248,14 @@ class VectorStore(Protocol):
     async def delete_source(self, ctx: TenantContext, source: str) -> int:
         """Delete every chunk of ``source`` in the tenant's partition; how many went."""
 
+    async def replace_source(self, ctx: TenantContext, source: str,
+                             items: Sequence[VectorItem]) -> int:
+        """Make ``items`` the whole of ``source``; how many were stored.
+
+        Searches see the old version or the new one, never the new one in part with
+        the old one gone.
+        """
+
 
 class VectorAdmin(Protocol):
     """The administrative side of a vector store: what only an operator's command does.

@@ -31,6 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from core.context import TenantContext
 from core.db.engine import Database, dialect_insert, reads
+from core.errors import InvalidInput
 from core.vectors.base import (
     Match,
     PartitionResolver,
@@ -73,18 +74,24 @@ class EmbeddedVectorStore:
     async def upsert(self, ctx: TenantContext, items: Sequence[VectorItem]) -> int:
         """Store chunks in the tenant's partition; how many distinct ones (the last wins)."""
         tenant_id, partition = resolve_partition(self.resolver, ctx)
+        rows = self._rows(tenant_id, partition, items)
+        if not rows:
+            return 0
+        await self.db.run(_upsert, tenant_id, partition, rows)
+        return len(rows)
+
+    @staticmethod
+    def _rows(tenant_id: str, partition: str,
+              items: Sequence[VectorItem]) -> list[dict[str, Any]]:
+        """One row per distinct chunk id (the last wins)."""
         now = datetime.now(UTC)
-        rows = {
+        return list({
             item.id: {"tenant_id": tenant_id, "id": item.id, "partition": partition,
                       "source": item.source, "chunk": item.chunk, "text": item.text,
                       "vector": item.vector.tobytes(), "dim": item.vector.size,
                       "metadata": dict(item.metadata), "created_at": now}
             for item in items
-        }
-        if not rows:
-            return 0
-        await self.db.run(_upsert, tenant_id, partition, list(rows.values()))
-        return len(rows)
+        }.values())
 
     async def query(self, ctx: TenantContext, vector: npt.ArrayLike, top_k: int) -> list[Match]:
         """The ``top_k`` chunks of the tenant's partition most similar to ``vector``.
@@ -156,6 +163,23 @@ class EmbeddedVectorStore:
         tenant_id, _ = resolve_partition(self.resolver, ctx)
         check_source(source)
         return await self.db.run(_delete_chunks, tenant_id, memory_chunks.c.source == source)
+
+    async def replace_source(self, ctx: TenantContext, source: str,
+                             items: Sequence[VectorItem]) -> int:
+        """The old chunks of ``source`` out and ``items`` in, in one transaction."""
+        tenant_id, partition = resolve_partition(self.resolver, ctx)
+        check_source(source)
+        if any(item.source != source for item in items):
+            raise InvalidInput(f"every chunk replacing {source!r} must be of that source")
+        rows = self._rows(tenant_id, partition, items)
+
+        def replace(conn: Connection) -> None:
+            _delete_chunks(conn, tenant_id, memory_chunks.c.source == source)
+            if rows:
+                _upsert(conn, tenant_id, partition, rows)
+
+        await self.db.run(replace)
+        return len(rows)
 
 
 class EmbeddedVectorAdmin:

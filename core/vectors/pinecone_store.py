@@ -122,6 +122,32 @@ class PineconeVectorStore:
         return len(ids)
 
 
+    async def replace_source(self, ctx: TenantContext, source: str,
+                             items: Sequence[VectorItem]) -> int:
+        """Write the new chunks over the old ones, then delete the old ones left over.
+
+        Pinecone has no transactions: while the new chunks land, a search may see some
+        new and some old chunks of the source, but never fewer than one whole version.
+        """
+        _, namespace = resolve_partition(self.resolver, ctx)
+        check_source(source)
+        if any(item.source != source for item in items):
+            raise InvalidInput(f"every chunk replacing {source!r} must be of that source")
+        written = await self.upsert(ctx, items)
+        keep = {item.id for item in items}
+        stale: list[str] = []
+        with _credentials_checked():
+            async for page in self.index.list(
+                prefix=source_prefix(source), limit=LIST_PAGE, namespace=namespace
+            ):
+                stale.extend(item.id for item in page.vectors
+                             if item.id is not None and item.id not in keep)
+            for start in range(0, len(stale), DELETE_BATCH):
+                await self.index.delete(ids=stale[start : start + DELETE_BATCH],
+                                        namespace=namespace)
+        return written
+
+
 class PineconeVectorAdmin:
     """A Pinecone store's administrative side: erasing a tenant's namespace."""
 

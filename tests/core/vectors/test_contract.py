@@ -171,6 +171,23 @@ async def test_delete_by_source_removes_its_chunks_and_nothing_else(backend: Bac
     assert await backend.stored() == 3
 
 
+async def test_replacing_a_source_leaves_exactly_its_new_version(backend: Backend) -> None:
+    store = backend.make(None)
+    alpha, beta = ctx_for("alpha"), ctx_for("beta")
+    await store.upsert(alpha, await items("doc/one", "apple one", "apple two", "apple three"))
+    await store.upsert(alpha, await items("doc/one#draft", "apple draft"))
+    await store.upsert(beta, await items("doc/one", "apple beta"))
+
+    assert await store.replace_source(alpha, "doc/one", await items("doc/one", "apple new")) == 1
+
+    assert sorted(await ask(store, alpha, "apple")) == ["apple draft", "apple new"]
+    assert await ask(store, beta, "apple") == ["apple beta"]
+    assert await store.replace_source(alpha, "doc/one", []) == 0
+    assert await ask(store, alpha, "apple") == ["apple draft"]
+    with pytest.raises(InvalidInput, match="must be of that source"):
+        await store.replace_source(alpha, "doc/one", await items("doc/two", "apple"))
+
+
 async def test_purge_removes_everything_of_that_tenant_only(backend: Backend) -> None:
     store = backend.make(None)
     alpha, beta = ctx_for("alpha"), ctx_for("beta")

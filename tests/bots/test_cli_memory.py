@@ -1,0 +1,62 @@
+"""``tenantry memory add``: files too large or not UTF-8 are refused while reading."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from bots import cli_memory
+from bots.cli import cli
+from core.knowledge import MAX_DOCUMENT_BYTES
+
+
+@pytest.fixture
+def tenantry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TENANTRY_DATABASE_URL", f"sqlite:///{tmp_path / 't.db'}")
+    monkeypatch.setenv("TENANTRY_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("TENANTRY_EMBEDDER", "hashing")
+    runner = CliRunner()
+    for args in (["plans", "create", "team", "--monthly-tokens", "1", "--monthly-cost-microcents",
+                  "1", "--monthly-tool-calls", "1", "--run-tokens", "1", "--run-tool-calls", "1",
+                  "--run-walltime-ms", "1", "--run-cost-microcents", "1"],
+                 ["tenants", "create", "acme", "--name", "Acme", "--plan", "team"]):
+        assert runner.invoke(cli, args).exit_code == 0
+    yield runner
+
+
+def invoke(runner: CliRunner, *args: str) -> Result:
+    return runner.invoke(cli, list(args))
+
+
+def test_good_files_are_stored_and_bad_ones_skipped_with_status_1(
+        tenantry: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_memory, "MAX_DOCUMENT_BYTES", 1_000)
+    good = tmp_path / "faq.md"
+    good.write_text("Refunds are accepted within thirty days.", encoding="utf-8")
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("Rückgabe innerhalb von dreißig Tagen".encode("latin-1"))
+    large = tmp_path / "large.txt"
+    large.write_text("word " * 1_000, encoding="utf-8")
+
+    result = invoke(tenantry, "memory", "add", "--tenant", "acme", str(latin), str(large),
+                    str(good))
+
+    assert result.exit_code == 1
+    assert f"skipped {latin}: not UTF-8 text (byte 1)" in result.output
+    assert f"skipped {large}: larger than 1,000 bytes" in result.output
+    assert "faq.md: 1 chunks" in result.output
+    found = invoke(tenantry, "memory", "search", "--tenant", "acme", "refunds thirty days")
+    assert "faq.md#0" in found.output
+
+
+def test_an_endless_file_is_refused_after_the_limit_not_read_to_its_end(
+        tenantry: CliRunner) -> None:
+    result = invoke(tenantry, "memory", "add", "--tenant", "acme", "/dev/zero")
+
+    assert result.exit_code == 1
+    assert f"skipped /dev/zero: larger than {MAX_DOCUMENT_BYTES:,} bytes" \
+        in result.output
