@@ -159,6 +159,9 @@ class Database:
                 return work(conn, *args, **kwargs)
 
     async def dispose(self) -> None:
-        """Close every pooled connection and stop the transaction threads."""
-        self._threads.shutdown(wait=True)
+        """Close every pooled connection and stop the transaction threads.
+
+        Transactions still running finish first; the event loop goes on meanwhile.
+        """
+        await asyncio.to_thread(self._threads.shutdown, wait=True)
         self.sync_engine.dispose()
