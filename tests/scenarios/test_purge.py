@@ -14,7 +14,12 @@ from tests.scenarios.harness import Scenario, runs_of, thread
 
 ADA = SlackUser("U1ADA")
 GIL = SlackUser("U2GIL")
-PROMPT = "What does the handbook say about PURPLE-ELEPHANT-42? check knowledge.search"
+
+
+
+def prompt(tenant_id: str) -> str:
+    """A question whose words become the search tool's arguments."""
+    return f"What does the handbook say about {tenant_id.upper()}-ELEPHANT-42? knowledge.search"
 DOCUMENT = "ZEBRA-7781: refunds of rockets are accepted within 30 days of purchase."
 
 
@@ -37,21 +42,21 @@ async def test_after_a_purge_no_prompt_answer_document_or_token_remains(
         await scenario.runtime.knowledge.add(grant.ctx, "handbook", f"{tenant_id} {DOCUMENT}")
         await CredentialStore(scenario.db, scenario.runtime.keyring).put(
             tenant_id, "crm_token", f"crm-token-{tenant_id}-5e6f")
-        mention = await scenario.mention(workspace, user.id, f"{tenant_id} {PROMPT}")
+        mention = await scenario.mention(workspace, user.id, prompt(tenant_id))
         await scenario.idle()
         assert thread(scenario.slack, workspace.channel, mention)
     [run] = await runs_of(scenario, "acme")
     before = await scenario.db.run(dump)
-    assert f"acme {PROMPT}" in before and "acme ZEBRA-7781" in before, "the dump sees content"
+    assert prompt("acme") in before and "acme ZEBRA-7781" in before, "the dump sees content"
+    assert before.count("ACME-ELEPHANT-42") > 1, "the tool's arguments and results too"
     assert run.answer and run.answer in before
 
     counts = await purge_everywhere(scenario.runtime, "acme", "cli:ops")
 
     after = await scenario.db.run(dump)
-    for content in (f"acme {PROMPT}", "acme ZEBRA-7781", run.answer, "PURPLE-ELEPHANT-42 "
-                    "check", "xoxb-t1"):
+    for content in ("ACME-ELEPHANT-42", "acme ZEBRA-7781", run.answer, "xoxb-t1"):
         assert content not in after, content
-    assert f"globex {PROMPT}" in after and "globex ZEBRA-7781" in after, "others keep theirs"
+    assert "GLOBEX-ELEPHANT-42" in after and "globex ZEBRA-7781" in after, "others keep theirs"
     assert counts["slack_workspaces"] == 1 and counts["slack_messages"] == 1
     assert counts["credentials"] == 1 and counts["runs"] == 1
 
