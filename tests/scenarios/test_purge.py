@@ -14,13 +14,12 @@ from tests.scenarios.harness import Scenario, runs_of, thread
 
 ADA = SlackUser("U1ADA")
 GIL = SlackUser("U2GIL")
-
+DOCUMENT = "ZEBRA-7781: refunds of rockets are accepted within 30 days of purchase."
 
 
 def prompt(tenant_id: str) -> str:
     """A question whose words become the search tool's arguments."""
     return f"What does the handbook say about {tenant_id.upper()}-ELEPHANT-42? knowledge.search"
-DOCUMENT = "ZEBRA-7781: refunds of rockets are accepted within 30 days of purchase."
 
 
 def dump(conn: Connection) -> str:
