@@ -35,7 +35,8 @@ import psycopg
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text
 from sqlalchemy.engine import Connection, make_url
 
-from core.audit import TOOL_INVOKED, AuditLog, canonical_bytes, canonical_json
+from core.audit.events import TOOL_INVOKED, canonical_bytes, canonical_json
+from core.audit.log import AuditLog
 from core.audit.store import encode_range, event_batches
 from core.audit.tables import audit_checkpoints, audit_events, audit_heads
 from core.db.engine import Database

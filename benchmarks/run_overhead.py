@@ -48,7 +48,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from core.agent import AgentService
-from core.audit import AuditLog, load_keys
+from core.audit.keys import load_keys
+from core.audit.log import AuditLog
 from core.authz import grant
 from core.context import TenantContext
 from core.db.engine import Database

@@ -16,8 +16,11 @@ from typing import TypeVar
 import click
 
 from bots.cli_support import root_settings, run_async
-from core.audit import AuditLog, VerifyReport, load_keys, rotate_keys, verify_bundle
+from core.audit.bundle import verify_bundle
 from core.audit.consistency import prove_consistency, verify_against
+from core.audit.keys import load_keys, rotate_keys
+from core.audit.log import AuditLog
+from core.audit.verify import VerifyReport
 from core.db.engine import Database
 from core.errors import NotFound, TenantryError
 from core.merkle import ProofError

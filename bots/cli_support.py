@@ -12,7 +12,8 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from core.admin import Admin
-from core.audit import AuditLog, load_keys
+from core.audit.keys import load_keys
+from core.audit.log import AuditLog
 from core.crypto import Keyring
 from core.db.engine import Database
 from core.db.migrate import require_head

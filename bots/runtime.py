@@ -10,7 +10,8 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from core.agent import AgentService, RunOutcome
-from core.audit import AuditLog, load_keys
+from core.audit.keys import load_keys
+from core.audit.log import AuditLog
 from core.builtins import AuditRecent, BudgetStatus, RunStatusCapability
 from core.crypto import Keyring
 from core.db.engine import Database

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from core.audit import AuditLog
 from core.audit import events as ev
+from core.audit.log import AuditLog
 from core.authz import grant, revoke
 from core.credentials import check_name, delete_credential, put_ciphertext
 from core.crypto import Keyring

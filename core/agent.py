@@ -44,9 +44,10 @@ from pydantic_ai.messages import (
 )
 from pydantic_core import ValidationError
 
-from core import audit as events
 from core.allocation import Allocation, Wiring, allocate, first_call_refusal, unoffered_reason
-from core.audit import AuditError, AuditLog
+from core.audit import events
+from core.audit.events import AuditError
+from core.audit.log import AuditLog
 from core.budget.account import RunAccount
 from core.budget.ledger import UsageSummary
 from core.budget.meter import RunMeter

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pydantic_ai.messages import ModelMessage
 from pydantic_ai.models import Model, ModelRequestParameters
 
-from core.audit import AuditLog
+from core.audit.log import AuditLog
 from core.budget.account import RunAccount
 from core.budget.meter import MIN_OUTPUT_TOKENS
 from core.builder import RunGrant

@@ -11,8 +11,7 @@ from typing import Any
 
 from pydantic_ai import RunContext
 
-from core.audit import AuditLog
-from core.audit.log import recent_events
+from core.audit.log import AuditLog, recent_events
 from core.budget.ledger import standing
 from core.context import TenantContext
 from core.db.engine import Database

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic_ai import RunContext
 
-from core import audit as events
-from core.audit import AuditLog
+from core.audit import events
+from core.audit.log import AuditLog
 from core.context import TenantContext
 from core.errors import InvalidInput
 from core.tools import ToolBinding

@@ -17,9 +17,8 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, update
 from sqlalchemy.engine import Connection
 
-from core import audit as events
-from core.audit import AuditLog
-from core.audit.log import shred
+from core.audit import events
+from core.audit.log import AuditLog, shred
 from core.authz import purge_policy
 from core.credentials import purge_credentials
 from core.db.engine import Database

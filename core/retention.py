@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
-from core.audit import AuditLog
 from core.audit.events import RETENTION_SWEPT
+from core.audit.log import AuditLog
 from core.db.engine import Database, reads
 from core.db.schema import (
     checkpoint_segments,

@@ -15,9 +15,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from core import audit as events
-from core.audit import AuditLog
-from core.audit.log import digest_with, salt
+from core.audit import events
+from core.audit.log import AuditLog, digest_with, salt
 from core.budget.ledger import UsageSummary, abandon_open, run_rows, summary
 from core.budget.replay import Replay
 from core.checkpoints import Checkpoint, load_checkpoint

@@ -32,9 +32,8 @@ from pydantic_core import to_json
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from core import audit as events
-from core.audit import AuditLog
-from core.audit.log import arguments_fields, digest_with
+from core.audit import events
+from core.audit.log import AuditLog, arguments_fields, digest_with
 from core.authz import Authorizer
 from core.budget.account import RunAccount
 from core.budget.ledger import Reservation, settle

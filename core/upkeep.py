@@ -11,7 +11,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from core.audit import AuditError, AuditLog
+from core.audit.events import AuditError
+from core.audit.log import AuditLog
 from core.audit.tables import audit_checkpoints, audit_heads
 from core.db.engine import reads
 from core.logs import log

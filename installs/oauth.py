@@ -34,7 +34,7 @@ from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 from sqlalchemy import Column, String, Table, Text, delete, update
 from sqlalchemy.engine import Connection
 
-from core.audit import AuditLog
+from core.audit.log import AuditLog
 from core.crypto import CryptoError, Keyring
 from core.db.engine import Database
 from core.db.schema import UTCDateTime, metadata

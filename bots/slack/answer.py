@@ -31,8 +31,8 @@ from bots.slack.records import (
     remember_run,
     run_message,
 )
-from core import audit as events
 from core.agent import RunOutcome
+from core.audit import events
 from core.authz import roles_of
 from core.builder import RunGrant
 from core.errors import Conflict, NotFound, RunRefused

@@ -22,8 +22,9 @@ from sqlalchemy.engine import Connection
 
 from bots.runtime import Runtime
 from bots.slack import render
-from core import audit as events
-from core.audit import AuditEvent, VerifyReport
+from core.audit import events
+from core.audit.events import AuditEvent
+from core.audit.verify import VerifyReport
 from core.budget.ledger import standing
 from core.db.engine import reads
 from core.db.schema import runs, usage_ledger

@@ -22,7 +22,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from bots.slack import render
-from core.audit import AuditLog
+from core.audit.log import AuditLog
 from core.crypto import Keyring
 from core.db.engine import Database
 from core.logs import log

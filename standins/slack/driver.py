@@ -33,7 +33,7 @@ from bots.runtime import Runtime
 from bots.settings import ServerSettings
 from bots.slack.settings import SlackSettings
 from bots.web import EXECUTOR, RUNTIME, create_app
-from core.audit import AuditEvent
+from core.audit.events import AuditEvent
 from core.db.engine import Database
 from core.errors import Conflict
 from core.runs import RunRecord, recent_runs

@@ -10,8 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from bots.cli_audit import audit
-from core.audit import RUN_STARTED, TOOL_INVOKED, AuditLog, load_keys
-from core.audit.events import canonical_bytes
+from core.audit.events import RUN_STARTED, TOOL_INVOKED, canonical_bytes
+from core.audit.keys import load_keys
+from core.audit.log import AuditLog
 from core.audit.store import encode_range
 from core.db.engine import Database
 from core.merkle import CompactRange, leaf_hash, verify_consistency

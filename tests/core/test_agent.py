@@ -18,7 +18,7 @@ from pydantic_ai.models.function import AgentInfo
 from sqlalchemy import delete, func, select, update
 
 from core.agent import AgentService, RunOutcome
-from core.audit import RUN_HALTED, RUN_STARTED, TOOL_UNCONFIRMED
+from core.audit.events import RUN_HALTED, RUN_STARTED, TOOL_UNCONFIRMED
 from core.audit.log import recent_events
 from core.builder import build_context
 from core.checkpoints import Checkpoint, load_checkpoint, save_checkpoint

@@ -15,23 +15,20 @@ from sqlalchemy import select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from core.audit import (
+from core.audit import append as audit_append
+from core.audit.bundle import verify_bundle
+from core.audit.events import (
     MEMORY_DELETED,
     RUN_COMPLETED,
     RUN_STARTED,
     TENANT_PURGED,
     TOOL_INVOKED,
     AuditError,
-    AuditLog,
     canonical_bytes,
     canonical_json,
-    load_keys,
-    rotate_keys,
-    verify_bundle,
 )
-from core.audit import append as audit_append
-from core.audit.keys import KEY_FILE
-from core.audit.log import arguments_fields, digest_with, salt, shred
+from core.audit.keys import KEY_FILE, load_keys, rotate_keys
+from core.audit.log import AuditLog, arguments_fields, digest_with, salt, shred
 from core.audit.store import event_batches
 from core.audit.tables import audit_checkpoints, audit_events, audit_heads, audit_salts
 from core.db.engine import Database

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bots.runtime import open_runtime
-from core.audit import RUN_STARTED
+from core.audit.events import RUN_STARTED
 from core.budget.ledger import summary, used
 from core.memory import append_turn, conversation_window
 from core.runs import recent_runs

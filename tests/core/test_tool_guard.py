@@ -13,7 +13,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo
 
 from core.agent import AgentService
-from core.audit import TOOL_INVOKED, TOOL_REFUSED
+from core.audit.events import TOOL_INVOKED, TOOL_REFUSED
 from core.builtins import AuditRecent, BudgetStatus, RunStatusCapability
 from core.db.engine import Database
 from core.settings import Settings

@@ -8,7 +8,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCall
 from pydantic_ai.models.function import AgentInfo
 
 from bots.slack import render
-from core import audit as events
+from core.audit import events
 from core.tenants import update_plan
 from standins.slack.api import SlackMessage, SlackUser
 from tests.scenarios.harness import Scenario, Workspace, audit_events, runs_of, thread

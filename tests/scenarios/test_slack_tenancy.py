@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bots.slack import render
 from bots.slack.listeners import WORKSPACE_UNLINKED
-from core import audit as events
+from core.audit import events
 from core.budget.ledger import used
 from core.tenants import set_status
 from core.vectors.tables import conversation_turns

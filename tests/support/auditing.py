@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.audit import AuditLog
+from core.audit.log import AuditLog
 from core.db.engine import Database
 from core.signed_note import generate_key, parse_signer_key
 
