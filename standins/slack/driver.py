@@ -20,7 +20,6 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -33,7 +32,6 @@ from bots.runtime import Runtime
 from bots.settings import ServerSettings
 from bots.slack.settings import SlackSettings
 from bots.web import EXECUTOR, RUNTIME, create_app
-from core.audit.events import AuditEvent
 from core.db.engine import Database
 from core.errors import Conflict
 from core.runs import RunRecord, recent_runs
@@ -41,7 +39,7 @@ from core.settings import Settings
 from core.tenants import Plan, create_plan, create_tenant
 from installs.links import link
 from installs.slack_store import SlackInstallationStore
-from standins.slack.api import SlackMessage, SlackStandIn, SlackUser
+from standins.slack.api import SlackStandIn, SlackUser
 from standins.slack.requests import APP_ID, SIGNING_SECRET, SignedRequests, Workspace
 
 CLIENT_ID = "1111.2222"
@@ -173,22 +171,6 @@ async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *
             await runner.cleanup()
 
 
-def today() -> str:
-    """The billing period of a UTC tenant now (``YYYY-MM``)."""
-    return datetime.now(UTC).strftime("%Y-%m")
-
-
-def thread(slack: SlackStandIn, channel: str, thread_ts: str) -> list[SlackMessage]:
-    """The app's replies in one thread, oldest first (the root left out)."""
-    return [m for m in slack.messages(channel) if m.thread_ts == thread_ts and m.ts != thread_ts]
-
-
 async def runs_of(scenario: Scenario, tenant_id: str) -> list[RunRecord]:
     """The tenant's runs, oldest first."""
     return list(reversed(await scenario.db.run(recent_runs, tenant_id, limit=100)))
-
-
-async def audit_events(scenario: Scenario, tenant_id: str, *names: str) -> list[AuditEvent]:
-    """The tenant's audit events of the given types, oldest first."""
-    found = await scenario.runtime.audit.recent(tenant_id, 500, events=names or None)
-    return list(reversed(found))
