@@ -18,7 +18,7 @@ from pydantic_ai.models.function import AgentInfo
 from sqlalchemy import delete, func, select, update
 
 from core.agent import AgentService, RunOutcome
-from core.audit.events import RUN_HALTED, RUN_STARTED, TOOL_UNCONFIRMED
+from core.audit.events import RUN_COMPLETED, RUN_HALTED, RUN_STARTED, TOOL_UNCONFIRMED
 from core.audit.log import recent_events
 from core.builder import build_context
 from core.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
@@ -458,6 +458,27 @@ async def test_a_halted_run_records_the_same_totals_as_a_completed_one(
     assert halted.usage.tool_calls == 1 and halted.usage.cost_microcents > 0
     assert event.fields["walltime_ms"] >= 0 and event.fields["outcome"] == "halted"
     assert (event.fields["ceiling"], event.fields["limit"]) == ("tool_calls", 1)
+
+
+async def test_a_failed_run_records_the_same_totals_too(db: Database, settings: Settings) -> None:
+    await tenant_on(db, "acme", plan())
+
+    def bump_then_break(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if any(isinstance(m, ModelResponse) for m in messages):
+            raise RuntimeError("the provider went away")
+        return two_bumps(messages, info)
+
+    svc = AgentService(db, settings, ScriptedModels(settings, bump_then_break), audit_log(db),
+                       CapabilityRegistry([CounterCapability()]))
+    failed = await start(svc, db)
+
+    assert failed.status == "failed"
+    [event] = await db.run(recent_events, "acme", events=[RUN_COMPLETED])
+    assert event.fields["outcome"] == "failed"
+    fields = event.fields
+    assert (fields["tool_calls"], fields["tokens_in"], fields["cost_microcents"]) == (
+        1, failed.usage.input_tokens, failed.usage.cost_microcents)
+    assert failed.usage.cost_microcents > 0 and event.fields["walltime_ms"] >= 0
 
 
 async def test_a_resumed_run_keeps_its_vouched_roles_and_correlation_id(
