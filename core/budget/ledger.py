@@ -92,11 +92,12 @@ class Standing:
     @property
     def remaining(self) -> MonthlyRemaining:
         """What is left of the plan's monthly allowance."""
-        return remaining_of(self.plan, self.used)
-
-
-def _month(tenant_id: str, period: str) -> tuple[Any, ...]:
-    return (monthly_usage.c.tenant_id == tenant_id, monthly_usage.c.period == period)
+        tokens, cost, calls = self.used
+        return MonthlyRemaining(
+            tokens=self.plan.monthly_tokens - tokens,
+            tool_calls=self.plan.monthly_tool_calls - calls,
+            cost_microcents=self.plan.monthly_cost_microcents - cost,
+        )
 
 
 # The statements of every step are built once: building one costs more than SQLite
@@ -171,9 +172,8 @@ def _charge(conn: Connection, held: Reservation, plan: Plan) -> bool:
 
 def _monthly_refusal(conn: Connection, held: Reservation, plan: Plan) -> BudgetExceeded:
     """Which monthly ceiling a refused reservation would have broken."""
-    row = conn.execute(
-        select(monthly_usage).where(*_month(held.tenant_id, held.period))
-    ).one()
+    month = {"m_tenant": held.tenant_id, "m_period": held.period}
+    row = conn.execute(select(monthly_usage).where(*_THIS_MONTH), month).one()
     if row.tokens + held.tokens > plan.monthly_tokens:
         return BudgetExceeded("monthly_tokens", plan.monthly_tokens, int(row.tokens))
     if row.cost_microcents + held.cost_microcents > plan.monthly_cost_microcents:
@@ -286,17 +286,8 @@ def standing(conn: Connection, tenant_id: str) -> Standing:
 @reads
 def used(conn: Connection, tenant_id: str, period: str) -> tuple[int, int, int]:
     """Tokens, cost and tool calls charged in ``period`` (reservations included)."""
-    row = conn.execute(select(monthly_usage).where(*_month(tenant_id, period))).first()
+    month = {"m_tenant": tenant_id, "m_period": period}
+    row = conn.execute(select(monthly_usage).where(*_THIS_MONTH), month).first()
     if row is None:
         return 0, 0, 0
     return int(row.tokens), int(row.cost_microcents), int(row.tool_calls)
-
-
-def remaining_of(plan: Plan, used: tuple[int, int, int]) -> MonthlyRemaining:
-    """What ``used`` (tokens, cost, tool calls) leaves of the plan's monthly allowance."""
-    tokens, cost, calls = used
-    return MonthlyRemaining(
-        tokens=plan.monthly_tokens - tokens,
-        tool_calls=plan.monthly_tool_calls - calls,
-        cost_microcents=plan.monthly_cost_microcents - cost,
-    )
