@@ -161,11 +161,7 @@ _CHECKPOINT_FIELDS = (
 
 @cache
 def _upsert(dialect: str) -> Insert:
-    """The checkpoint upsert, built once per dialect (it runs after every model response).
-
-    The update applies only to the same tenant's row, so a run id reused by another
-    tenant cannot overwrite its checkpoint.
-    """
+    """The checkpoint upsert, built once per dialect (it runs after every model response)."""
     insert = sqlite.insert(checkpoints) if dialect == "sqlite" else postgresql.insert(checkpoints)
     return insert.on_conflict_do_update(
         index_elements=["run_id"],
