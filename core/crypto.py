@@ -51,21 +51,6 @@ def generate_key() -> str:
     return Fernet.generate_key().decode("ascii")
 
 
-def _fernets(keys: Sequence[str], source: str) -> list[Fernet]:
-    if not keys:
-        raise ConfigurationError(f"no encryption key in {source}")
-    fernets = []
-    for index, key in enumerate(keys, start=1):
-        try:
-            fernets.append(Fernet(key.encode("ascii")))
-        except (ValueError, UnicodeEncodeError):
-            raise ConfigurationError(
-                f"encryption key #{index} in {source} is not a Fernet key "
-                "(32 url-safe base64-encoded bytes; `tenantry keys generate` makes one)"
-            ) from None
-    return fernets
-
-
 def key_lines(text: str) -> list[str]:
     """The keys in a key file: its lines that are neither blank nor comments."""
     return [
@@ -172,7 +157,18 @@ class Keyring:
         return len(self._keys)
 
     def _install(self, keys: Sequence[str]) -> None:
-        self._fernet = MultiFernet(_fernets(keys, self.source))
+        if not keys:
+            raise ConfigurationError(f"no encryption key in {self.source}")
+        fernets = []
+        for index, key in enumerate(keys, start=1):
+            try:
+                fernets.append(Fernet(key.encode("ascii")))
+            except (ValueError, UnicodeEncodeError):
+                raise ConfigurationError(
+                    f"encryption key #{index} in {self.source} is not a Fernet key "
+                    "(32 url-safe base64-encoded bytes; `tenantry keys generate` makes one)"
+                ) from None
+        self._fernet = MultiFernet(fernets)
         self._keys = tuple(keys)
 
     def _reload(self) -> bool:
