@@ -160,13 +160,13 @@ class SlackInstallationStore(AsyncInstallationStore):
 
     async def async_delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         """Forget the bot tokens of a workspace or org (``tokens_revoked`` for the bot)."""
-        await self.db.run(_delete_bot, enterprise_id, team_id)
+        await self.db.run(_delete, slack_bots, enterprise_id, team_id)
 
     async def async_delete_installation(
         self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None
     ) -> None:
         """Forget the installations of a workspace or org, or only those of one user."""
-        await self.db.run(_delete_installation, enterprise_id, team_id, user_id)
+        await self.db.run(_delete, slack_installations, enterprise_id, team_id, user_id)
 
     async def async_delete_all(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         """Forget every token of a workspace or org (``app_uninstalled``), in one transaction."""
@@ -288,36 +288,26 @@ def _find_installation(
         return installation
     bot = _find_bot(conn, keyring, enterprise_id, team_id)
     if bot is not None:
-        installation.bot_id = bot.bot_id
-        installation.bot_user_id = bot.bot_user_id
-        installation.bot_token = bot.bot_token
-        installation.bot_scopes = bot.bot_scopes
-        installation.bot_refresh_token = bot.bot_refresh_token
-        installation.bot_token_expires_at = bot.bot_token_expires_at
+        for name in ("bot_id", "bot_user_id", "bot_token", "bot_scopes", "bot_refresh_token",
+                     "bot_token_expires_at"):
+            setattr(installation, name, getattr(bot, name))
     return installation
 
 
-def _delete_bot(conn: Connection, enterprise_id: str | None, team_id: str | None) -> None:
-    c = slack_bots.c
-    conn.execute(delete(slack_bots).where(c.enterprise_id == enterprise_id, c.team_id == team_id))
-
-
-def _delete_installation(
-    conn: Connection, enterprise_id: str | None, team_id: str | None, user_id: str | None
+def _delete(
+    conn: Connection, table: Table, enterprise_id: str | None, team_id: str | None,
+    user_id: str | None = None,
 ) -> None:
-    c = slack_installations.c
-    where = [c.enterprise_id == enterprise_id, c.team_id == team_id]
+    where = [table.c.enterprise_id == enterprise_id, table.c.team_id == team_id]
     if user_id is not None:
-        where.append(c.user_id == user_id)
-    conn.execute(delete(slack_installations).where(*where))
+        where.append(table.c.user_id == user_id)
+    conn.execute(delete(table).where(*where))
 
 
 def delete_all(conn: Connection, enterprise_id: str | None, team_id: str | None) -> None:
     """Forget every token of a workspace, or of an org's org-wide install (``team_id=None``)."""
     for table in (slack_bots, slack_installations):
-        conn.execute(delete(table).where(
-            table.c.enterprise_id == enterprise_id, table.c.team_id == team_id
-        ))
+        _delete(conn, table, enterprise_id, team_id)
 
 
 def _rotate_batch(
