@@ -72,12 +72,11 @@ class TenantClaimState(AsyncOAuthStateStore):
         self.db = db
         self.keyring = keyring
         self.ttl = ttl
-        self._logger = logging.getLogger(__name__)
 
     @property
     def logger(self) -> Logger:
         """The logger slack_sdk and Bolt write this store's messages to."""
-        return self._logger
+        return logging.getLogger(__name__)
 
     async def async_issue(self, *args: Any, link_token: str | None = None, **kwargs: Any) -> str:
         """A new state; with ``link_token``, the install link's claim rides with it.

@@ -116,12 +116,11 @@ class SlackInstallationStore(AsyncInstallationStore):
     def __init__(self, db: Database, keyring: Keyring) -> None:
         self.db = db
         self.keyring = keyring
-        self._logger = logging.getLogger(__name__)
 
     @property
     def logger(self) -> Logger:
         """The logger slack_sdk and Bolt write this store's messages to."""
-        return self._logger
+        return logging.getLogger(__name__)
 
     async def async_save(self, installation: Installation) -> None:
         """Store an installation and its bot in one transaction, tokens encrypted."""
