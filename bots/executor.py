@@ -42,13 +42,9 @@ _KEY: ContextVar[str | None] = ContextVar("executor_job", default=None)
 class ExecutorStats:
     """Counters for health checks and tests.
 
-    Attributes:
-        submitted: Jobs accepted by ``submit``; ``duplicates`` counts those refused.
-        started: Jobs that went through the gate and started.
-        finished, failed: Jobs that ended, and those that raised (a failed park included).
-        cancelled: Jobs cancelled in (or after) their slot at shutdown.
-        parked: Jobs cancelled before their slot at shutdown and handed to their park.
-        dropped: Jobs cancelled before their slot at shutdown without a park.
+    ``failed`` counts failed parks too. At shutdown, ``cancelled`` counts the jobs
+    cancelled in (or after) their slot; ``parked`` and ``dropped`` those cancelled
+    before it, with a park and without one.
     """
 
     submitted: int = 0

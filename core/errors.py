@@ -94,9 +94,6 @@ class ToolUnconfirmed(RunError):
 
     Its result was never recorded, so nobody knows whether its outside effect
     happened. The run halts for a person instead of making the call again.
-
-    Attributes:
-        capability: The tool's capability name.
     """
 
     def __init__(self, capability: str) -> None:
