@@ -74,13 +74,11 @@ class InputEstimate:
         kept = common_prefix([m for m, _, _ in self._measured], messages, settled)
         del self._measured[kept:]
         size, parts = self._measured[-1][1:] if self._measured else (0, 0)
-        for message in messages[kept:settled]:
+        for index, message in enumerate(messages[kept:], start=kept):
             more_size, more_parts = _measure(message)
             size, parts = size + more_size, parts + more_parts
-            self._measured.append((message, size, parts))
-        for message in messages[settled:]:
-            more_size, more_parts = _measure(message)
-            size, parts = size + more_size, parts + more_parts
+            if index < settled:
+                self._measured.append((message, size, parts))
         tools = parameters.function_tools
         for tool in tools:
             size += _bytes(tool.name) + _bytes(tool.description or "")
