@@ -47,15 +47,14 @@ CLIENT_SECRET = "standin-client-secret"  # noqa: S105  # the stand-in's
 PUBLIC_URL = "https://tenantry.example.com"
 
 
-def default_plan(plan_id: str = "team") -> Plan:
-    """A plan generous enough for a few runs, licensing every built-in capability."""
-    return Plan(
-        id=plan_id, monthly_tokens=10_000_000, monthly_cost_microcents=10**12,
-        monthly_tool_calls=10_000, run_tokens=200_000, run_tool_calls=20,
-        run_walltime_ms=60_000, run_cost_microcents=10**10,
-        capabilities=frozenset({"counter.bump", "budget.status", "knowledge.search",
-                                "audit.recent", "runs.status"}),
-    )
+# A plan generous enough for a few runs, licensing every built-in capability.
+DEFAULT_PLAN = Plan(
+    id="team", monthly_tokens=10_000_000, monthly_cost_microcents=10**12,
+    monthly_tool_calls=10_000, run_tokens=200_000, run_tool_calls=20,
+    run_walltime_ms=60_000, run_cost_microcents=10**10,
+    capabilities=frozenset({"counter.bump", "budget.status", "knowledge.search",
+                            "audit.recent", "runs.status"}),
+)
 
 
 @dataclass
@@ -91,7 +90,7 @@ class Scenario(SignedRequests):
 
     async def tenant(self, tenant_id: str, the_plan: Plan | None = None) -> str:
         """Create a tenant (and its plan, once)."""
-        the_plan = the_plan or default_plan()
+        the_plan = the_plan or DEFAULT_PLAN
         with contextlib.suppress(Conflict):
             await self.db.run(create_plan, the_plan)
         await self.db.run(create_tenant, tenant_id=tenant_id, name=tenant_id.title(),
