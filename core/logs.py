@@ -81,7 +81,8 @@ def configure(level: str = "INFO") -> None:
     """
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
     scrub_library_logs()
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for chatty in ("alembic", "casbin"):  # each prints its setup at INFO, every run for casbin
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     structlog.configure(
         processors=processors(),
         wrapper_class=structlog.make_filtering_bound_logger(

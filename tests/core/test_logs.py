@@ -9,7 +9,7 @@ import logging
 import pytest
 import structlog
 
-from core.logs import processors, scrub, scrub_library_logs
+from core.logs import configure, processors, scrub, scrub_library_logs
 
 BOT_TOKEN = "xoxb-1111-2222-LoggedByADebugLine"
 BODY = json.dumps({"ok": True, "access_token": BOT_TOKEN, "client_secret": "s3cr3t-v4lue",
@@ -40,3 +40,15 @@ def test_our_own_lines_are_scrubbed_too() -> None:
 def test_ordinary_figures_are_left_alone() -> None:
     text = "run finished tokens_in=500 token_ceiling=4000 cost=$0.0012"
     assert scrub(text) == text
+
+
+def test_casbin_does_not_print_its_model_on_every_run() -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        configure("INFO")
+        assert not logging.getLogger("casbin.model").isEnabledFor(logging.INFO)
+        assert logging.getLogger("tenantry.anything").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
