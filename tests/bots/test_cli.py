@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import click
 import pytest
@@ -18,14 +17,6 @@ def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[t
             yield from all_commands(command, (*prefix, name))
         else:
             yield (*prefix, name)
-
-
-@pytest.fixture
-def tenantry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TENANTRY_DATABASE_URL", f"sqlite:///{tmp_path / 't.db'}")
-    monkeypatch.setenv("TENANTRY_LOG_LEVEL", "WARNING")
-    yield CliRunner()
 
 
 def invoke(runner: CliRunner, *args: str) -> click.testing.Result:

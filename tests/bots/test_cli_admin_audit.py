@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -17,14 +15,6 @@ from core.db.engine import Database
 from tests.support.databases import fetch_all
 
 SECRET = "crm-secret-value-9f8e7d"
-
-
-@pytest.fixture
-def tenantry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TENANTRY_DATABASE_URL", f"sqlite:///{tmp_path / 't.db'}")
-    monkeypatch.setenv("TENANTRY_LOG_LEVEL", "WARNING")
-    yield CliRunner()
 
 
 def run(runner: CliRunner, *args: str, stdin: str | None = None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,15 @@ from core.knowledge import MAX_DOCUMENT_BYTES
 
 
 @pytest.fixture
-def tenantry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TENANTRY_DATABASE_URL", f"sqlite:///{tmp_path / 't.db'}")
-    monkeypatch.setenv("TENANTRY_LOG_LEVEL", "WARNING")
+def acme(tenantry: CliRunner, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """The operator's command line with tenant acme, on the hashing embedder."""
     monkeypatch.setenv("TENANTRY_EMBEDDER", "hashing")
-    runner = CliRunner()
     for args in (["plans", "create", "team", "--monthly-tokens", "1", "--monthly-cost-microcents",
                   "1", "--monthly-tool-calls", "1", "--run-tokens", "1", "--run-tool-calls", "1",
                   "--run-walltime-ms", "1", "--run-cost-microcents", "1"],
                  ["tenants", "create", "acme", "--name", "Acme", "--plan", "team"]):
-        assert runner.invoke(cli, args).exit_code == 0
-    yield runner
+        assert tenantry.invoke(cli, args).exit_code == 0
+    return tenantry
 
 
 def invoke(runner: CliRunner, *args: str) -> Result:
@@ -33,7 +29,7 @@ def invoke(runner: CliRunner, *args: str) -> Result:
 
 
 def test_good_files_are_stored_and_bad_ones_skipped_with_status_1(
-        tenantry: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        acme: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli_memory, "MAX_DOCUMENT_BYTES", 1_000)
     good = tmp_path / "faq.md"
     good.write_text("Refunds are accepted within thirty days.", encoding="utf-8")
@@ -42,20 +38,19 @@ def test_good_files_are_stored_and_bad_ones_skipped_with_status_1(
     large = tmp_path / "large.txt"
     large.write_text("word " * 1_000, encoding="utf-8")
 
-    result = invoke(tenantry, "memory", "add", "--tenant", "acme", str(latin), str(large),
+    result = invoke(acme, "memory", "add", "--tenant", "acme", str(latin), str(large),
                     str(good))
 
     assert result.exit_code == 1
     assert f"skipped {latin}: not UTF-8 text (byte 1)" in result.output
     assert f"skipped {large}: larger than 1,000 bytes" in result.output
     assert "faq.md: 1 chunks" in result.output
-    found = invoke(tenantry, "memory", "search", "--tenant", "acme", "refunds thirty days")
+    found = invoke(acme, "memory", "search", "--tenant", "acme", "refunds thirty days")
     assert "faq.md#0" in found.output
 
 
-def test_an_endless_file_is_refused_after_the_limit_not_read_to_its_end(
-        tenantry: CliRunner) -> None:
-    result = invoke(tenantry, "memory", "add", "--tenant", "acme", "/dev/zero")
+def test_an_endless_file_is_refused_after_the_limit_not_read_to_its_end(acme: CliRunner) -> None:
+    result = invoke(acme, "memory", "add", "--tenant", "acme", "/dev/zero")
 
     assert result.exit_code == 1
     assert f"skipped /dev/zero: larger than {MAX_DOCUMENT_BYTES:,} bytes" \
