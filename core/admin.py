@@ -10,6 +10,7 @@ Events name principals, roles, plans and credential names, never a secret.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,23 +76,19 @@ class Admin:
 
     async def grant(self, tenant_id: str, principal_id: str, role: str) -> bool:
         """Give a role, recorded as ``role.granted`` when it is new."""
-        def work(conn: Connection) -> bool:
-            added = grant(conn, tenant_id, principal_id, role)
-            if added:
-                self._record(conn, tenant_id, ev.ROLE_GRANTED,
-                             {"principal": principal_id, "role": role})
-            return added
-
-        return await self.db.run(work)
+        return await self._change_role(grant, ev.ROLE_GRANTED, tenant_id, principal_id, role)
 
     async def revoke(self, tenant_id: str, principal_id: str, role: str) -> bool:
         """Take a role away, recorded as ``role.revoked`` when it was held."""
+        return await self._change_role(revoke, ev.ROLE_REVOKED, tenant_id, principal_id, role)
+
+    async def _change_role(self, change: Callable[[Connection, str, str, str], bool],
+                           event: str, tenant_id: str, principal_id: str, role: str) -> bool:
         def work(conn: Connection) -> bool:
-            removed = revoke(conn, tenant_id, principal_id, role)
-            if removed:
-                self._record(conn, tenant_id, ev.ROLE_REVOKED,
-                             {"principal": principal_id, "role": role})
-            return removed
+            changed = change(conn, tenant_id, principal_id, role)
+            if changed:
+                self._record(conn, tenant_id, event, {"principal": principal_id, "role": role})
+            return changed
 
         return await self.db.run(work)
 

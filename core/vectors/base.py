@@ -279,3 +279,10 @@ def check_source(source: str) -> None:
     """Refuse a source that names no document (not a non-empty string)."""
     if not isinstance(source, str) or not source.strip():
         raise InvalidInput("a source must be a non-empty string")
+
+
+def check_replacement(source: str, items: Sequence[VectorItem]) -> None:
+    """Refuse a replacement of ``source`` that holds chunks of another source."""
+    check_source(source)
+    if any(item.source != source for item in items):
+        raise InvalidInput(f"every chunk replacing {source!r} must be of that source")

@@ -31,13 +31,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from core.context import TenantContext
 from core.db.engine import Database, dialect_insert, reads
-from core.errors import InvalidInput
 from core.vectors.base import (
     Match,
     PartitionResolver,
     TenantPartitions,
     VectorItem,
     check_query,
+    check_replacement,
     check_source,
     require_tenant_id,
     resolve_partition,
@@ -168,9 +168,7 @@ class EmbeddedVectorStore:
                              items: Sequence[VectorItem]) -> int:
         """The old chunks of ``source`` out and ``items`` in, in one transaction."""
         tenant_id, partition = resolve_partition(self.resolver, ctx)
-        check_source(source)
-        if any(item.source != source for item in items):
-            raise InvalidInput(f"every chunk replacing {source!r} must be of that source")
+        check_replacement(source, items)
         rows = self._rows(tenant_id, partition, items)
 
         def replace(conn: Connection) -> None:

@@ -29,6 +29,7 @@ from core.vectors.base import (
     TenantPartitions,
     VectorItem,
     check_query,
+    check_replacement,
     check_source,
     resolve_partition,
     source_prefix,
@@ -110,16 +111,24 @@ class PineconeVectorStore:
         """
         _, namespace = resolve_partition(self.resolver, ctx)
         check_source(source)
+        ids = await self._delete_listed(namespace, source)
+        with _credentials_checked():
+            await self.index.delete(filter={"source": {"$eq": source}}, namespace=namespace)
+        return len(ids)
+
+    async def _delete_listed(self, namespace: str, source: str,
+                             keep: frozenset[str] = frozenset()) -> list[str]:
+        """Delete the ids listed under ``source``'s prefix, but ``keep``; those deleted."""
         ids: list[str] = []
         with _credentials_checked():
             async for page in self.index.list(
                 prefix=source_prefix(source), limit=LIST_PAGE, namespace=namespace
             ):
-                ids.extend(item.id for item in page.vectors if item.id is not None)
+                ids.extend(item.id for item in page.vectors
+                           if item.id is not None and item.id not in keep)
             for start in range(0, len(ids), DELETE_BATCH):
                 await self.index.delete(ids=ids[start : start + DELETE_BATCH], namespace=namespace)
-            await self.index.delete(filter={"source": {"$eq": source}}, namespace=namespace)
-        return len(ids)
+        return ids
 
 
     async def replace_source(self, ctx: TenantContext, source: str,
@@ -130,21 +139,9 @@ class PineconeVectorStore:
         new and some old chunks of the source, but never fewer than one whole version.
         """
         _, namespace = resolve_partition(self.resolver, ctx)
-        check_source(source)
-        if any(item.source != source for item in items):
-            raise InvalidInput(f"every chunk replacing {source!r} must be of that source")
+        check_replacement(source, items)
         written = await self.upsert(ctx, items)
-        keep = {item.id for item in items}
-        stale: list[str] = []
-        with _credentials_checked():
-            async for page in self.index.list(
-                prefix=source_prefix(source), limit=LIST_PAGE, namespace=namespace
-            ):
-                stale.extend(item.id for item in page.vectors
-                             if item.id is not None and item.id not in keep)
-            for start in range(0, len(stale), DELETE_BATCH):
-                await self.index.delete(ids=stale[start : start + DELETE_BATCH],
-                                        namespace=namespace)
+        await self._delete_listed(namespace, source, frozenset(item.id for item in items))
         return written
 
 
