@@ -1,0 +1,1 @@
+"""Teams played locally: the channel's tokens and keys, the Bot Connector, inbound activities."""
