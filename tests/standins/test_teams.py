@@ -14,18 +14,30 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+from microsoft_agents.activity import (
+    Activity,
+)
 from microsoft_agents.hosting.core import (
     AgentAuthConfiguration,
     AuthenticationConstants,
     JwtTokenValidator,
 )
 
+from standins.teams.activities import (
+    Activities,
+    TeamsUser,
+    channel_thread,
+    conversation_type_of,
+    group_chat,
+    personal_chat,
+)
 from standins.teams.issuer import BOT_FRAMEWORK, TokenIssuer
 
 APP_ID = "00000000-0000-0000-0000-0000000000a1"
 SECRET = "app-secret"
 OTHER_APP = "00000000-0000-0000-0000-0000000000b2"
 TENANT = "11111111-1111-1111-1111-111111111111"
+ADA = TeamsUser("Ada")
 
 
 class LocalKeys:
@@ -124,3 +136,37 @@ async def test_the_token_endpoint_issues_to_known_clients_only(issuer: TokenIssu
         (401, "invalid_client"), (401, "invalid_client"), (400, "unsupported_grant_type"),
         (400, "invalid_scope")]
     assert [t.client_id for t in issuer.issued] == [APP_ID]
+
+
+def test_inbound_activities_are_what_the_sdk_reads() -> None:
+    build = Activities(APP_ID, "https://smba.trafficmanager.net/amer/")
+    thread = channel_thread(TENANT)
+    mention = Activity.model_validate(build.message(thread, ADA, "status?"))
+    assert mention.text == "<at>Tenantry</at> status?"
+    assert mention.get_mentions()[0].mentioned.id == f"28:{APP_ID}"
+    assert mention.remove_recipient_mention().strip() == "status?"
+    assert (mention.conversation.conversation_type, mention.conversation.tenant_id) == (
+        "channel", TENANT)
+    assert isinstance(mention.channel_data, dict)
+    assert mention.channel_data["team"] == {"id": thread.team_id}
+    assert mention.reply_to_id == thread.thread_root
+    assert (mention.from_property.id, mention.from_property.aad_object_id) == (
+        ADA.id, ADA.aad_object_id)
+    assert mention.recipient is not None and mention.recipient.id == f"28:{APP_ID}"
+    assert mention.channel_id == "msteams"
+
+    chat = personal_chat(TENANT)
+    direct = Activity.model_validate(build.message(chat, ADA, "hi"))
+    assert (direct.text, direct.get_mentions(), direct.conversation.conversation_type) == (
+        "hi", [], "personal")
+    installed = Activity.model_validate(build.installation_update(chat, ADA))
+    assert (installed.type, installed.action) == ("installationUpdate", "add")
+    joined = Activity.model_validate(build.conversation_update(thread, ADA))
+    assert [m.id for m in joined.members_added] == [f"28:{APP_ID}"]
+    pressed = Activity.model_validate(build.card_action(chat, ADA, "approve", {"id": 3}))
+    assert (pressed.type, pressed.name) == ("invoke", "adaptiveCard/action")
+    assert pressed.value == {"action": {"type": "Action.Execute", "verb": "approve",
+                                        "data": {"id": 3}}, "trigger": "manual"}
+    assert len({build.message(chat, ADA, "x")["id"] for _ in range(50)}) == 50
+    assert [conversation_type_of(c.id) for c in (chat, group_chat(TENANT), thread)] == [
+        "personal", "groupChat", "channel"]
