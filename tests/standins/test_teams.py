@@ -1,8 +1,9 @@
 """Tests of the Teams stand-ins, driven through the real Microsoft 365 Agents SDK 1.9.
 
-The stand-ins are only worth having if the SDK's own code accepts what they serve, so
-every protocol claim is checked there: the SDK validates the issuer's channel tokens
-against its JWKS.
+The stand-ins are only worth having if the SDK's own JWT check and connector client
+accept what they serve, so every protocol claim is checked there: the SDK validates the
+issuer's channel tokens against its JWKS, and its ``TeamsConnectorClient`` talks to the
+connector.
 """
 
 from __future__ import annotations
@@ -10,27 +11,38 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import jwt
 import pytest
 from microsoft_agents.activity import (
     Activity,
+    Attachment,
+    ChannelAccount,
+    ConversationAccount,
+    ConversationParameters,
 )
 from microsoft_agents.hosting.core import (
     AgentAuthConfiguration,
     AuthenticationConstants,
     JwtTokenValidator,
 )
+from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
+from yarl import URL
 
 from standins.teams.activities import (
+    ADAPTIVE_CARD,
     Activities,
+    Conversation,
     TeamsUser,
     channel_thread,
     conversation_type_of,
     group_chat,
     personal_chat,
 )
+from standins.teams.connector import BotConnector
+from standins.teams.conversations import NOT_STREAMABLE, STALE_SEQUENCE
 from standins.teams.issuer import BOT_FRAMEWORK, TokenIssuer
 
 APP_ID = "00000000-0000-0000-0000-0000000000a1"
@@ -38,6 +50,8 @@ SECRET = "app-secret"
 OTHER_APP = "00000000-0000-0000-0000-0000000000b2"
 TENANT = "11111111-1111-1111-1111-111111111111"
 ADA = TeamsUser("Ada")
+CARD = {"type": "AdaptiveCard", "version": "1.5",
+        "body": [{"type": "TextBlock", "text": "Approve?"}]}
 
 
 class LocalKeys:
@@ -62,6 +76,12 @@ async def issuer() -> AsyncIterator[TokenIssuer]:
 
 
 @pytest.fixture
+async def connector(issuer: TokenIssuer) -> AsyncIterator[BotConnector]:
+    async with BotConnector(issuer) as running:
+        yield running
+
+
+@pytest.fixture
 def sdk_keys(issuer: TokenIssuer, monkeypatch: pytest.MonkeyPatch) -> LocalKeys:
     """The SDK 1.9's JWKS seam (semi-private, hence the exact pin) pointed at the issuer."""
     keys = LocalKeys(issuer.jwks_url)
@@ -69,8 +89,22 @@ def sdk_keys(issuer: TokenIssuer, monkeypatch: pytest.MonkeyPatch) -> LocalKeys:
     return keys
 
 
+@pytest.fixture
+async def client(
+    issuer: TokenIssuer, connector: BotConnector
+) -> AsyncIterator[TeamsConnectorClient]:
+    sdk = TeamsConnectorClient(endpoint=connector.service_url, token=issuer.access_token(APP_ID))
+    yield sdk
+    await sdk.close()
+
+
 def validator() -> JwtTokenValidator:
     return JwtTokenValidator(AgentAuthConfiguration(client_id=APP_ID, tenant_id=TENANT))
+
+
+def outgoing(conversation: Conversation, text: str = "", **fields: Any) -> Activity:
+    return Activity(type=fields.pop("type", "message"), text=text, channel_id="msteams",
+                    conversation=ConversationAccount(id=conversation.id), **fields)
 
 
 async def test_the_issuer_serves_its_key_and_where_to_find_it(issuer: TokenIssuer) -> None:
@@ -170,3 +204,147 @@ def test_inbound_activities_are_what_the_sdk_reads() -> None:
     assert len({build.message(chat, ADA, "x")["id"] for _ in range(50)}) == 50
     assert [conversation_type_of(c.id) for c in (chat, group_chat(TENANT), thread)] == [
         "personal", "groupChat", "channel"]
+
+
+async def test_the_sdk_client_sends_replies_updates_and_deletes(
+    connector: BotConnector, client: TeamsConnectorClient
+) -> None:
+    thread = channel_thread(TENANT)
+    conversations = client.conversations
+    sent = await conversations.send_to_conversation(thread.id, outgoing(thread, "Working…"))
+    reply = await conversations.reply_to_activity(
+        thread.id, str(thread.thread_root), outgoing(thread, "Done", attachments=[
+            Attachment(content_type=ADAPTIVE_CARD, content=CARD)]))
+    await conversations.update_activity(thread.id, str(sent.id), outgoing(thread, "Ready."))
+    temporary = await conversations.send_to_conversation(thread.id, outgoing(thread, "oops"))
+    await conversations.delete_activity(thread.id, str(temporary.id))
+
+    first, second = connector.messages(thread.id)
+    assert (first.id, first.text, first.edited) == (sent.id, "Ready.", True)
+    assert (second.id, second.reply_to_id, second.cards) == (reply.id, thread.thread_root, (CARD,))
+    calls = connector.calls(thread.id)
+    assert [(c.operation, c.method) for c in calls] == [
+        ("send", "POST"), ("reply", "POST"), ("update", "PUT"), ("send", "POST"),
+        ("delete", "DELETE")]
+    assert {c.app_id for c in calls} == {APP_ID} and all(c.accepted for c in calls)
+    assert calls[1].reply_to_id == thread.thread_root
+    assert calls[2].activity is not None and calls[2].activity["text"] == "Ready."
+
+
+async def test_conversation_ids_round_trip_encoded_or_not(
+    issuer: TokenIssuer, connector: BotConnector, client: TeamsConnectorClient
+) -> None:
+    ids = [personal_chat(TENANT).id, group_chat(TENANT).id, channel_thread(TENANT).id]
+    headers = {"Authorization": f"Bearer {issuer.access_token(APP_ID)}"}
+    async with aiohttp.ClientSession() as session:
+        for conversation_id in ids:
+            await client.conversations.send_to_conversation(
+                conversation_id, Activity(type="message", text="raw"))
+            path = f"{connector.service_url}v3/conversations/{quote(conversation_id, safe='')}"
+            url = URL(f"{path}/activities", encoded=True)
+            async with session.post(url, json={"type": "message", "text": "encoded"},
+                                    headers=headers) as answer:
+                assert answer.status == 201
+    for conversation_id in ids:
+        assert [m.text for m in connector.messages(conversation_id)] == ["raw", "encoded"]
+
+
+async def test_a_proactive_chat_is_one_personal_chat_per_person(
+    connector: BotConnector, client: TeamsConnectorClient
+) -> None:
+    params = ConversationParameters(
+        is_group=False, bot=ChannelAccount(id=f"28:{APP_ID}"),
+        members=[ChannelAccount(id=ADA.id)], tenant_id=TENANT,
+        activity=Activity(type="message", text="Your digest"))
+    first = await client.conversations.create_conversation(params)
+    again = await client.conversations.create_conversation(params.model_copy(update={
+        "activity": None}))
+    assert first.id == again.id and first.id is not None and first.id.startswith("a:1")
+    assert connector.kind_of(first.id) == "personal"
+    assert [(m.id, m.text) for m in connector.messages(first.id)] == [
+        (first.activity_id, "Your digest")]
+    with pytest.raises(aiohttp.ClientResponseError) as group:
+        await client.conversations.create_conversation(params.model_copy(update={
+            "is_group": True}))
+    assert group.value.status == 400
+
+
+async def test_a_call_without_a_valid_access_token_is_refused(
+    issuer: TokenIssuer, connector: BotConnector
+) -> None:
+    chat = personal_chat(TENANT)
+    service_url = connector.service_url
+    tokens = ["", issuer.channel_token(BOT_FRAMEWORK, service_url),
+              issuer.access_token(APP_ID, expired=True),
+              issuer.access_token(APP_ID, audience="https://graph.microsoft.com")]
+    for token in tokens:
+        sdk = TeamsConnectorClient(endpoint=service_url, token=token)
+        try:
+            with pytest.raises(aiohttp.ClientResponseError) as refused:
+                await sdk.conversations.send_to_conversation(chat.id, outgoing(chat, "hi"))
+        finally:
+            await sdk.close()
+        assert refused.value.status == 401
+    calls = connector.calls(chat.id)
+    assert [(c.status, c.accepted) for c in calls] == [(401, False)] * len(tokens)
+    assert calls[0].error == "no bearer token"
+    assert connector.messages(chat.id) == []
+
+
+async def test_typing_shows_an_indicator_and_no_message(
+    connector: BotConnector, client: TeamsConnectorClient
+) -> None:
+    chat = group_chat(TENANT)
+    await client.conversations.send_to_conversation(chat.id, outgoing(chat, type="typing"))
+    assert connector.typing_count(chat.id) == 1 and connector.messages(chat.id) == []
+
+
+async def test_the_stream_protocol_is_teams(
+    issuer: TokenIssuer, connector: BotConnector
+) -> None:
+    chat = personal_chat(TENANT)
+    url = f"{connector.service_url}v3/conversations/{chat.id}/activities"
+    headers = {"Authorization": f"Bearer {issuer.access_token(APP_ID)}"}
+
+    def chunk(kind: str, text: str, **info: Any) -> dict[str, Any]:
+        return {"type": kind, "text": text, "entities": [{"type": "streaminfo", **info}]}
+
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async def post(activity: dict[str, Any]) -> tuple[int, Any]:
+            async with session.post(url, json=activity) as answer:
+                return answer.status, await answer.json()
+
+        assert (await post(chunk("typing", "Hi", streamSequence=2)))[0] == 400
+        status, started = await post(chunk("typing", "Looking…", streamType="informative",
+                                           streamSequence=1))
+        assert status == 201
+        stream_id = started["id"]
+        assert connector.messages(chat.id) == []
+        assert await post(chunk("typing", "A brown", streamId=stream_id, streamSequence=2)) == (
+            202, {})
+        stale = await post(chunk("typing", "A", streamId=stream_id, streamSequence=2))
+        assert stale[0] == 202 and stale[1]["error"]["code"] == STALE_SEQUENCE
+        final = chunk("message", "A brown fox.", streamId=stream_id, streamType="final")
+        assert await post(final) == (202, {})
+        status, again = await post(final)
+    assert (status, again["error"]["code"]) == (403, "ContentStreamNotAllowed")
+    (message,) = connector.messages(chat.id)
+    assert (message.id, message.text, message.streamed) == (stream_id, "A brown fox.", True)
+
+
+async def test_the_stand_in_names_the_refusal_as_the_sdk_expects(
+    connector: BotConnector, client: TeamsConnectorClient
+) -> None:
+    chat = channel_thread(TENANT)
+    chunk = outgoing(chat, "Hel", type="typing", entities=[
+        {"type": "streaminfo", "streamType": "streaming", "streamSequence": 1}])
+    with pytest.raises(aiohttp.ClientResponseError) as refused:
+        await client.conversations.send_to_conversation(chat.id, chunk)
+    assert refused.value.status == 400
+    assert f'{{"error": {{"code": "BadArgument", "message": "{NOT_STREAMABLE}"}}}}' in str(
+        refused.value)
+
+
+async def test_wait_for_says_what_came_when_too_little_does(connector: BotConnector) -> None:
+    with pytest.raises(TimeoutError, match=r"wanted 1 messages within 0.05s, saw 0"):
+        await connector.wait_for("a:1nobody", 1, timeout=0.05)
