@@ -1,21 +1,23 @@
 """Tests of the Teams stand-ins, driven through the real Microsoft 365 Agents SDK 1.9.
 
-The stand-ins are only worth having if the SDK's own JWT check and connector client
-accept what they serve, so every protocol claim is checked there: the SDK validates the
-issuer's channel tokens against its JWKS, and its ``TeamsConnectorClient`` talks to the
-connector.
+The stand-ins are only worth having if the SDK's own JWT check, connector client and
+streaming helper accept what they serve, so every protocol claim is checked there: the
+SDK validates the issuer's channel tokens against its JWKS, its ``TeamsConnectorClient``
+talks to the connector, and a small SDK bot (aiohttp ``CloudAdapter`` behind the SDK's
+JWT middleware) receives the driver's activities and streams its answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import aiohttp
 import jwt
 import pytest
+from aiohttp import web
 from microsoft_agents.activity import (
     Activity,
     Attachment,
@@ -23,10 +25,14 @@ from microsoft_agents.activity import (
     ConversationAccount,
     ConversationParameters,
 )
+from microsoft_agents.hosting.aiohttp import CloudAdapter, jwt_authorization_middleware
 from microsoft_agents.hosting.core import (
     AgentAuthConfiguration,
     AuthenticationConstants,
+    ClaimsIdentity,
     JwtTokenValidator,
+    StreamingResponse,
+    TurnContext,
 )
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 from yarl import URL
@@ -43,6 +49,7 @@ from standins.teams.activities import (
 )
 from standins.teams.connector import BotConnector
 from standins.teams.conversations import NOT_STREAMABLE, STALE_SEQUENCE
+from standins.teams.driver import TeamsDriver
 from standins.teams.issuer import BOT_FRAMEWORK, TokenIssuer
 
 APP_ID = "00000000-0000-0000-0000-0000000000a1"
@@ -50,6 +57,9 @@ SECRET = "app-secret"
 OTHER_APP = "00000000-0000-0000-0000-0000000000b2"
 TENANT = "11111111-1111-1111-1111-111111111111"
 ADA = TeamsUser("Ada")
+# The SDK's aiohttp middleware keeps its configuration and the caller's claims under
+# str keys of the app and the request, which aiohttp 3.14 warns about; the keys are the SDK's.
+SDK_STR_KEYS = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 CARD = {"type": "AdaptiveCard", "version": "1.5",
         "body": [{"type": "TextBlock", "text": "Approve?"}]}
 
@@ -348,3 +358,125 @@ async def test_the_stand_in_names_the_refusal_as_the_sdk_expects(
 async def test_wait_for_says_what_came_when_too_little_does(connector: BotConnector) -> None:
     with pytest.raises(TimeoutError, match=r"wanted 1 messages within 0.05s, saw 0"):
         await connector.wait_for("a:1nobody", 1, timeout=0.05)
+
+
+class StreamingAgent:
+    """An SDK bot that streams its answer to every message and acknowledges card actions."""
+
+    async def on_turn(self, context: TurnContext) -> None:
+        if context.activity.type == "invoke":
+            await context.send_activity(Activity(type="invokeResponse", value={
+                "status": 200, "body": {"statusCode": 200, "type": "application/vnd."
+                                        "microsoft.activity.message", "value": "Approved"}}))
+            return
+        if context.activity.type != "message":
+            return
+        stream = StreamingResponse(context)
+        stream._interval = 0.01  # Teams asks for a second between updates; not in tests
+        stream.queue_informative_update("Thinking…")
+        stream.queue_text_chunk("Hello")
+        await stream.wait_for_queue()  # so that one update goes out before the end
+        stream.queue_text_chunk(", Ada")
+        await stream.end_stream()
+
+
+class IssuedTokens:
+    """The bot's one connection: its credentials traded at the issuer's token endpoint.
+
+    Of the SDK's ``Connections`` and ``AccessTokenProviderBase`` it has what the adapter
+    calls to answer a turn.
+    """
+
+    def __init__(self, issuer: TokenIssuer) -> None:
+        self.token_url = issuer.token_url
+        self.configuration = AgentAuthConfiguration(client_id=APP_ID, client_secret=SECRET,
+                                                    tenant_id=TENANT)
+
+    def get_token_provider(self, claims_identity: ClaimsIdentity, service_url: str) -> Self:
+        return self
+
+    async def get_access_token(
+        self, resource_url: str, scopes: list[str], force_refresh: bool = False
+    ) -> str:
+        form = {"grant_type": "client_credentials", "client_id": APP_ID,
+                "client_secret": SECRET, "scope": scopes[0]}
+        async with aiohttp.ClientSession() as session, session.post(
+            self.token_url, data=form) as answer:
+            answer.raise_for_status()
+            return str((await answer.json())["access_token"])
+
+
+@pytest.fixture
+async def bot_url(issuer: TokenIssuer, sdk_keys: LocalKeys) -> AsyncIterator[str]:
+    connections: Any = IssuedTokens(issuer)  # the part of Connections a turn uses
+    adapter = CloudAdapter(connection_manager=connections)
+    agent = StreamingAgent()
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        answered = await adapter.process(request, agent)
+        return answered if answered is not None else web.Response(status=202)
+
+    app = web.Application(middlewares=[jwt_authorization_middleware])
+    app["agent_configuration"] = AgentAuthConfiguration(client_id=APP_ID, tenant_id=TENANT)
+    app.router.add_post("/api/messages", messages)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/api/messages"
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def teams(issuer: TokenIssuer) -> AsyncIterator[TeamsDriver]:
+    async with TeamsDriver(issuer, APP_ID) as driver:
+        yield driver
+
+
+@SDK_STR_KEYS
+async def test_a_stream_in_a_personal_chat_ends_as_one_message(
+    connector: BotConnector, bot_url: str, teams: TeamsDriver
+) -> None:
+    chat = personal_chat(TENANT)
+    inbound = Activities(APP_ID, connector.service_url).message(chat, ADA, "hi")
+    assert await teams.send(bot_url, inbound) == (202, None)
+    (message,) = await connector.wait_for(chat.id, 1)
+    assert (message.text, message.streamed, message.reply_to_id) == (
+        "Hello, Ada", True, inbound["id"])
+    streamed = connector.calls(chat.id)
+    assert all(c.accepted and c.app_id == APP_ID for c in streamed)
+    assert {c.activity_id for c in streamed} == {message.id}
+    assert [(c.status, c.activity and c.activity["entities"][0]["streamType"])
+            for c in streamed] == [(201, "informative"), (202, "streaming"), (202, "final")]
+
+
+@SDK_STR_KEYS
+async def test_streaming_in_a_group_chat_is_refused_and_the_sdk_sends_one_message(
+    connector: BotConnector, bot_url: str, teams: TeamsDriver
+) -> None:
+    chat = group_chat(TENANT)
+    inbound = Activities(APP_ID, connector.service_url).message(chat, ADA, "hi")
+    assert (await teams.send(bot_url, inbound)).status == 202
+    refused, answered = connector.calls(chat.id)
+    assert (refused.status, refused.error) == (400, "BadArgument")
+    assert answered.accepted
+    (message,) = connector.messages(chat.id)
+    assert (message.text, message.streamed) == ("Hello, Ada", False)
+
+
+@SDK_STR_KEYS
+async def test_the_driver_signs_as_the_channel_and_the_bot_checks_it(
+    issuer: TokenIssuer, connector: BotConnector, bot_url: str, teams: TeamsDriver
+) -> None:
+    thread = channel_thread(TENANT)
+    build = Activities(APP_ID, connector.service_url)
+    action = build.card_action(thread, ADA, "approve", {"request": 7}, reply_to_id="17")
+    assert await teams.send(bot_url, action) == (200, {
+        "statusCode": 200, "type": "application/vnd.microsoft.activity.message",
+        "value": "Approved"})
+    forged = issuer.channel_token(APP_ID, connector.service_url, foreign_key=True)
+    expired = issuer.channel_token(APP_ID, connector.service_url, expired=True)
+    for authorization in ("", f"Bearer {forged}", f"Bearer {expired}"):
+        status, _ = await teams.send(bot_url, build.message(thread, ADA, "hi"),
+                                     authorization=authorization)
+        assert status == 401
+    assert connector.calls() == []
