@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Connection
 
+from bots import wording
 from bots.runtime import Runtime
 from bots.slack import render
 from core.audit import events
@@ -202,24 +203,15 @@ def _by_principal(conn: Connection, tenant_id: str, period: str) -> list[str]:
     return lines
 
 
-def _amount(ceiling: str, value: object) -> str:
-    number = int(value) if isinstance(value, int | float) else 0
-    if ceiling.endswith("cost_microcents"):
-        return format_microcents(number)
-    if ceiling == "walltime_ms":
-        return f"{number / 1000:.1f} s"
-    return f"{number:,}"
-
-
 def _incident_line(event: AuditEvent, owners: Mapping[str, str]) -> str:
     fields = event.fields
     who = fields.get("principal") or owners.get(event.run_id or "", "unknown")
     reason = str(fields.get("reason", ""))
     if event.event == events.RUN_HALTED:
         ceiling = str(fields.get("ceiling", ""))
-        what = (f"{_escape(render.CEILINGS.get(ceiling, ceiling))} (limit "
-                f"{_amount(ceiling, fields.get('limit'))}, used "
-                f"{_amount(ceiling, fields.get('used'))})")
+        what = (f"{_escape(wording.CEILINGS.get(ceiling, ceiling))} (limit "
+                f"{wording.amount(ceiling, fields.get('limit'))}, used "
+                f"{wording.amount(ceiling, fields.get('used'))})")
     elif event.event == events.TOOL_REFUSED:
         what = f"*{_escape(str(fields.get('capability', '')))}*: {REASONS.get(reason, reason)}"
     else:

@@ -1,6 +1,7 @@
 """Every word Tenantry says in Slack, and the Block Kit it says it with.
 
 One module, so wording is reviewed in one place and handlers never format text.
+What Slack says the same as every other transport comes from ``bots.wording``.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from bots import wording
 from core.agent import RunOutcome
-from core.prices import format_microcents
 from installs.oauth import InstallResult
 
 RESUME_ACTION = "tenantry_resume"
@@ -26,36 +27,7 @@ REFUSALS = {
         "uninstalled or its tokens revoked). A workspace admin can reinstall it with a new "
         "install link."
     ),
-    "tenant_suspended": (
-        "This account is suspended, so I can't start new requests. Your account's owner "
-        "can contact support to restore it."
-    ),
-    "allowance_exhausted": (
-        "This account has used its AI allowance for this month. An admin of your account "
-        "can raise the plan, or requests resume when the new month starts."
-    ),
-    "run_ceiling_too_small": (
-        "This request is too large for one answer under your plan's per-request limits. "
-        "Try a shorter request, or ask an admin of your account to raise the plan."
-    ),
-    "unreadable": "I couldn't read who sent this request, so I can't answer it.",
-}
-
-TOOL_REASONS = {
-    "not_licensed": "your plan doesn't include it; an account admin can upgrade the plan",
-    "forbidden": "your role doesn't allow it; an account admin can grant you access",
-    "not_resolved": "it isn't available to this workspace",
-    "not_in_scope": "it isn't available for this request",
-}
-
-CEILINGS = {
-    "tokens": "the per-request token limit",
-    "tool_calls": "the per-request tool-call limit",
-    "walltime_ms": "the per-request time limit",
-    "cost_microcents": "the per-request cost limit",
-    "monthly_tokens": "the monthly token allowance",
-    "monthly_tool_calls": "the monthly tool-call allowance",
-    "monthly_cost_microcents": "the monthly cost allowance",
+    **wording.REFUSALS,
 }
 
 ACK_WORKING = "On it: I'll answer in a thread."
@@ -126,42 +98,28 @@ def cannot_post() -> str:
 
 def refusal(reason: str) -> str:
     """The reply to a request refused before any run started."""
-    return REFUSALS.get(reason, "I can't take this request right now.")
-
-
-def _amount(ceiling: str, value: int) -> str:
-    if ceiling.endswith("cost_microcents"):
-        return format_microcents(value)
-    if ceiling == "walltime_ms":
-        return f"{value / 1000:.1f} s"
-    return f"{value:,}"
+    return REFUSALS.get(reason, wording.REFUSED)
 
 
 def unconfirmed(capability: str) -> Rendered:
     """A tool that must not repeat may have run before a crash: a person checks."""
-    text = (f":warning: I stopped this request: *{capability}* may or may not have "
-            "completed before an interruption, and it must not run twice. Please check "
-            "whether it took effect, then ask again if it did not.")
+    text = ":warning: " + wording.UNCONFIRMED.format(capability=f"*{capability}*")
     return Rendered(text, status="complete", title=STATUS_DONE["halted"])
 
 
 def halt(run_id: str, detail: dict[str, Any]) -> Rendered:
     """A budget halt with its figures and, for a per-run ceiling, a Resume button."""
     ceiling = str(detail.get("ceiling", ""))
-    if ceiling == "unconfirmed_tool":
+    if ceiling == wording.UNCONFIRMED_TOOL:
         return unconfirmed(str(detail.get("capability", "a tool")))
-    limit = _amount(ceiling, int(detail.get("limit", 0)))
-    used = _amount(ceiling, int(detail.get("used", 0)))
-    what = CEILINGS.get(ceiling, ceiling)
-    resumable = not ceiling.startswith("monthly_")
-    text = f":pause_button: I paused this request: it reached {what} (limit {limit}, used {used})."
-    text += (" Press Resume to continue from where I stopped with a fresh budget."
-             if resumable else " It can continue once the account has allowance again.")
-    figures = f"ceiling `{ceiling}` · limit {limit} · used {used}"
+    reached = wording.reached(ceiling, detail.get("limit"), detail.get("used"))
+    text = ":pause_button: " + wording.PAUSED.format(reached=reached.described) + " "
+    text += wording.RESUME_HINT if reached.resumable else wording.ALLOWANCE_HINT
+    figures = f"ceiling `{ceiling}` · limit {reached.limit} · used {reached.used}"
     footer: list[dict[str, Any]] = [
         {"type": "context", "elements": [{"type": "mrkdwn", "text": figures}]},
     ]
-    if resumable:
+    if reached.resumable:
         footer.append({
             "type": "actions",
             "elements": [{
@@ -187,24 +145,23 @@ def outcome(result: RunOutcome) -> Rendered:
 
 def tool_refused(capability: str, reason: str) -> str:
     """A line naming a tool the agent was not allowed to use, and who can fix it."""
-    why = TOOL_REASONS.get(reason, "it isn't allowed here")
-    return f":no_entry: I couldn't use *{capability}*: {why}."
+    why = wording.TOOL_REASONS.get(reason, wording.TOOL_NOT_ALLOWED)
+    return ":no_entry: " + wording.TOOL_REFUSED.format(capability=f"*{capability}*", why=why)
 
 
 def failure(error: str | None) -> str:
     """A run that failed: a plain sentence, never a traceback."""
-    return ("Sorry, something went wrong while answering and I had to stop. "
-            "You can ask again; if it keeps happening, tell your account admin.")
+    return wording.FAILURE
 
 
 def resume_denied() -> str:
     """Somebody else pressed another person's Resume button."""
-    return "Only the person who asked, or an admin of this account, can resume this request."
+    return wording.RESUME_DENIED
 
 
 def resume_started() -> str:
     """The Resume button was accepted."""
-    return ":arrow_forward: Resuming with a fresh budget…"
+    return f":arrow_forward: {wording.RESUMING}"
 
 
 INSTALL_FAILURES = {

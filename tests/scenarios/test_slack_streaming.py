@@ -9,7 +9,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models import Model
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
-from bots.slack import render
+from bots import wording
 from core.models import ModelFactory
 from core.settings import Settings
 from standins.slack.api import SlackMessage, SlackUser
@@ -94,5 +94,5 @@ async def test_a_halt_mid_answer_ends_the_message_with_the_halt(scenario: Scenar
     assert answer.text.startswith(FIRST) and REST not in answer.text
     after = answer.text.removeprefix(FIRST)
     assert after.lstrip().startswith(":pause_button: I paused this request: it reached "
-                                     f"{render.CEILINGS['walltime_ms']}")
+                                     f"{wording.CEILINGS['walltime_ms']}")
     assert answer.stream_state == "stopped"

@@ -19,6 +19,7 @@ from pydantic_ai.models.function import AgentInfo
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text, update
 
+from bots import wording
 from bots.runtime import Runtime, open_runtime
 from bots.slack import home, render
 from core.audit.tables import audit_events
@@ -181,7 +182,7 @@ async def test_a_halt_names_its_ceiling_and_whose_request_it_was(world: World) -
     text = shown(await world.home("T3", GINA))
 
     halt = next(ln for ln in text.splitlines() if ln.startswith(":pause_button: request halted · "))
-    assert "`slack:T3:UGINA`" in halt and render.CEILINGS["tokens"] in halt
+    assert "`slack:T3:UGINA`" in halt and wording.CEILINGS["tokens"] in halt
     assert f"limit {GLOBEX_PLAN.run_tokens:,}" in halt
     # Nobody signed globex's log: the halted run did as it ended, and the Home shows it.
     report = await world.runtime.audit.verify("globex")
