@@ -84,6 +84,19 @@ INCIDENT_REASONS = {
 }
 UNKNOWN_PRINCIPAL = "unknown"
 
+SUSPENDED = "This account is suspended: new requests are refused."
+USAGE_HEADING = "This month's usage"
+RUNS_HEADING = "Your recent requests"
+PRINCIPALS_HEADING = "Usage by person this month"
+NO_PRINCIPALS = "Nobody has used the allowance this month."
+MORE_PRINCIPALS = "Only the top {count} by cost are shown."
+INCIDENTS_HEADING = "Recent refusals and halts"
+NO_INCIDENTS = "No refusals or halts."
+AUDIT_HEADING = "Audit log"
+NO_CHECKPOINT = "No signed checkpoint yet; the log is still checked event by event."
+VERIFY_BUTTON = "Verify audit log"
+"""The headings and fixed lines of a tenant's standing, wherever it is shown."""
+
 GAUGE_CELLS = 10
 NO_ALLOWANCE = "no allowance"
 

@@ -8,7 +8,7 @@ the stand-in received, the way Slack would render it.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from installs.principals import slack_principal
 from standins.slack.api import SlackStandIn, SlackUser
 from tests.support.databases import execute
 from tests.support.scripted import ScriptedModels
+from tests.support.shown import texts
 from tests.support.tenancy import plan, tenant_on
 
 ACME_PLAN = plan("business", capabilities=frozenset({"budget.status"}))
@@ -50,19 +51,6 @@ GRACE = SlackUser("UGRACE")
 GERT, GINA = SlackUser("UGERT"), SlackUser("UGINA", is_admin=True)
 WORKSPACES = {"T1": ("acme", "xoxb-t1", (ADA, ALAN)), "T2": ("acme", "xoxb-t2", (GRACE,)),
               "T3": ("globex", "xoxb-t3", (GERT, GINA))}
-
-
-def texts(value: Any) -> Iterator[str]:
-    """Every text a view shows, wherever Block Kit nests it."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "text" and isinstance(item, str):
-                yield item
-            else:
-                yield from texts(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from texts(item)
 
 
 def shown(view: dict[str, Any]) -> str:
