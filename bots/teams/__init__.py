@@ -1,0 +1,1 @@
+"""Microsoft Teams: the second transport, on the Microsoft 365 Agents SDK."""
