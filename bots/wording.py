@@ -97,6 +97,10 @@ NO_CHECKPOINT = "No signed checkpoint yet; the log is still checked event by eve
 VERIFY_BUTTON = "Verify audit log"
 """The headings and fixed lines of a tenant's standing, wherever it is shown."""
 
+PROMPT_CHARS = 80
+"""How much of a prompt a list of requests recalls."""
+ROOT_CHARS = 12
+"""How many hex digits of an audit root are shown: enough to compare by eye."""
 GAUGE_CELLS = 10
 NO_ALLOWANCE = "no allowance"
 

@@ -31,8 +31,7 @@ Block = dict[str, Any]
 MAX_BLOCKS = 100
 MAX_TEXT = 3000
 MAX_HEADER = 150
-ROOT_CHARS = 12
-PROMPT_CHARS = 80
+PROMPT_CHARS = wording.PROMPT_CHARS
 
 TITLE = "Tenantry · {tenant}"
 PERIOD = "Plan `{plan}` · billing month {period} ({zone})"
@@ -155,7 +154,7 @@ def _incident_line(incident: Incident) -> str:
 def _admin(admin: AdminStanding) -> list[Block]:
     checkpoint = admin.checkpoint
     signed = NO_CHECKPOINT if checkpoint is None else CHECKPOINT.format(
-        size=checkpoint.size, root=checkpoint.root[:ROOT_CHARS] + "…",
+        size=checkpoint.size, root=checkpoint.root[:wording.ROOT_CHARS] + "…",
         time=_when(checkpoint.signed_at))
     shares = [f"{_code(share.principal_id)} · " + wording.share_figures(
                   share.runs, share.tokens, share.cost_microcents, share.tool_calls)
@@ -214,7 +213,7 @@ def verify_blocks(report: VerifyReport) -> list[Block]:
         text = VERIFIED.format(size=report.size,
                                checkpoints=wording.count(report.checkpoints_checked,
                                                          "signed checkpoint"),
-                               root=report.root[:ROOT_CHARS] + "…")
+                               root=report.root[:wording.ROOT_CHARS] + "…")
     else:
         where = "" if report.first_bad_seq is None else FROM_EVENT.format(seq=report.first_bad_seq)
         text = NOT_VERIFIED.format(where=where, reason=_escape(report.reason or "unknown"))

@@ -7,6 +7,7 @@ against the ledger, the runs and the audit log, and against the App Home's text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,6 +16,7 @@ from bots import wording
 from bots.runtime import Runtime, open_runtime
 from bots.slack import home
 from bots.standing import TenantStanding, tenant_standing
+from bots.teams import render
 from core.budget.ledger import used
 from core.errors import RunRefused
 from core.prices import format_microcents
@@ -144,3 +146,24 @@ async def test_another_tenants_figures_and_people_never_appear(runtime: Runtime)
     assert acme.recent == () and globex.recent == (), "the person asked in the other tenant"
     assert people(acme) == {ADA, ALAN} and people(globex) == {GINA}
     assert acme.usage[0].used != globex.usage[0].used
+
+
+@pytest.mark.parametrize(("tenant_id", "admin"), [("acme", ALAN), ("globex", GINA)])
+async def test_teams_shows_the_figures_the_app_home_shows(
+        runtime: Runtime, tenant_id: str, admin: str) -> None:
+    held = await tenant_standing(runtime, tenant_id=tenant_id, principal_id=admin,
+                                 is_admin=True)
+    slack = await slack_home(runtime, tenant_id, admin)
+    teams = json.dumps(render.standing_card(held), ensure_ascii=False)
+
+    assert held.admin is not None and held.admin.checkpoint is not None
+    figures = [f"{wording.amount(a.name, a.used)} of {wording.amount(a.name, a.allowance)}"
+               for a in held.usage]
+    figures += [wording.share_figures(s.runs, s.tokens, s.cost_microcents, s.tool_calls)
+                for s in held.admin.shares]
+    figures += [wording.reached(i.ceiling, i.limit, i.used).described
+                for i in held.admin.incidents if i.ceiling]
+    figures += [f"“{wording.excerpt(run.prompt, wording.PROMPT_CHARS)}”" for run in held.recent]
+    figures += [f"{held.admin.checkpoint.size:,} events", held.admin.checkpoint.root[:12]]
+    for figure in figures:
+        assert figure in slack and figure in teams
