@@ -1,8 +1,8 @@
-"""Slack users as Tenantry principals, and the roles Slack vouches for.
+"""Slack and Teams users as Tenantry principals, and the roles Slack vouches for.
 
-A principal id names the workspace as well as the user, so the same Slack user id
-seen in two workspaces (Enterprise Grid shares user ids across an org) never shares
-history or grants between them by accident.
+A principal id names the workspace (for Teams, the Entra tenant) as well as the user,
+so the same user id seen in two workspaces (Enterprise Grid shares user ids across an
+org) never shares history or grants between them by accident.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from core.errors import InvalidInput
 
 _SLACK_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def slack_principal(team_id: str, user_id: str) -> str:
@@ -27,6 +28,33 @@ def slack_principal(team_id: str, user_id: str) -> str:
         if not _SLACK_ID.match(value):
             raise InvalidInput(f"Slack {kind} id must be 1-32 letters or digits, got {value!r}")
     return f"slack:{team_id}:{user_id}"
+
+
+def check_guid(kind: str, value: str) -> str:
+    """``value``, lower-cased, if it is a GUID (``8-4-4-4-12`` hex digits, no braces).
+
+    Entra ids arrive in either case; one spelling keeps one tenant one key.
+
+    Raises:
+        InvalidInput: ``value`` is not a GUID.
+    """
+    lowered = value.lower() if isinstance(value, str) else ""
+    if not _GUID.fullmatch(lowered):
+        raise InvalidInput(f"{kind} must be a GUID, got {value!r}")
+    return lowered
+
+
+def teams_principal(entra_tenant_id: str, aad_object_id: str) -> str:
+    """The principal id ``teams:<Entra tenant>:<aadObjectId>`` of a Teams user.
+
+    The Entra object id (``from.aadObjectId``), not the Teams-only ``from.id``: it is
+    the user's identity across Microsoft 365, stable for the life of the account.
+
+    Raises:
+        InvalidInput: either id is not a GUID.
+    """
+    return (f"teams:{check_guid('Entra tenant id', entra_tenant_id)}"
+            f":{check_guid('Entra object id', aad_object_id)}")
 
 
 def roles_from_slack(user_info: Mapping[str, Any]) -> set[str]:
