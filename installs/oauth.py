@@ -34,6 +34,7 @@ from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 from sqlalchemy import Column, String, Table, Text, delete, update
 from sqlalchemy.engine import Connection
 
+from core.audit.events import WORKSPACE_LINKED
 from core.audit.log import AuditLog
 from core.crypto import CryptoError, Keyring
 from core.db.engine import Database
@@ -44,7 +45,6 @@ from installs.links import InstallLinkError, Link, check_install_link, redeem_an
 from installs.links import revoke as revoke_link
 from installs.slack_store import delete_all, save_installation
 
-WORKSPACE_LINKED = "workspace.linked"
 STATE_TTL = timedelta(minutes=10)
 PURGE_AFTER = timedelta(hours=1)
 _MAX_STATE = 64

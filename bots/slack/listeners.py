@@ -26,12 +26,10 @@ from bots.slack import render
 from bots.slack.answer import Origin, Request, SlackAnswers, Surface
 from bots.slack.authorize import StoredBotAuthorize
 from bots.slack.records import first_delivery
+from core.audit.events import WORKSPACE_UNLINKED
 from core.logs import log
 from installs.links import resolve
 from installs.oauth import uninstall
-
-WORKSPACE_UNLINKED = "workspace.unlinked"
-"""Audit event: a workspace's tokens were deleted and its link revoked."""
 
 MALFORMED = (AttributeError, KeyError, IndexError, TypeError, ValueError)
 """What Bolt's payload handling raises on a signed body that is not the shape Slack sends

@@ -36,6 +36,8 @@ ROLE_GRANTED = "role.granted"
 ROLE_REVOKED = "role.revoked"
 CREDENTIAL_SET = "credential.set"
 CREDENTIAL_REMOVED = "credential.removed"
+WORKSPACE_LINKED = "workspace.linked"
+WORKSPACE_UNLINKED = "workspace.unlinked"
 
 MAX_FIELD_STRING = 256
 """Longest string a field may hold: anything longer is tenant content, not metadata."""

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import select, update
 
 from bots.slack import render
+from core.audit.events import WORKSPACE_LINKED
 from core.logs import scrub_library_logs
 from installs.links import issue_install_link, resolve
-from installs.oauth import WORKSPACE_LINKED, slack_oauth_states
+from installs.oauth import slack_oauth_states
 from installs.slack_store import SlackInstallationStore, slack_bots
 from standins.slack.api import SlackUser
 from tests.scenarios.harness import (

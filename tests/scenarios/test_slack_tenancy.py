@@ -7,8 +7,8 @@ import asyncio
 from sqlalchemy import select
 
 from bots.slack import render
-from bots.slack.listeners import WORKSPACE_UNLINKED
 from core.audit import events
+from core.audit.events import WORKSPACE_UNLINKED
 from core.budget.ledger import used
 from core.tenants import set_status
 from core.vectors.tables import conversation_turns
