@@ -28,21 +28,8 @@ from installs.links import (
     slack_links,
 )
 from tests.support.databases import execute, fetch_all
-from tests.support.tenancy import plan, tenant_on
 
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def keyring() -> Keyring:
-    return Keyring([generate_key()])
-
-
-@pytest.fixture
-async def acme(db: Database) -> Database:
-    await tenant_on(db, "acme", plan())
-    await tenant_on(db, "globex", plan())
-    return db
 
 
 def token_of(url: str) -> str:

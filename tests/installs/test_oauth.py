@@ -8,7 +8,7 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func, select, update
 
-from core.crypto import Keyring, generate_key
+from core.crypto import Keyring
 from core.db.engine import Database
 from core.errors import InvalidInput
 from installs.links import InstallLinkError, issue_install_link, link, list_links, resolve
@@ -17,25 +17,12 @@ from installs.principals import roles_from_slack, slack_principal
 from installs.slack_store import SlackInstallationStore
 from standins.slack.api import SlackStandIn, SlackUser
 from tests.support.databases import execute, fetch_value
-from tests.support.tenancy import plan, tenant_on
 
 # slack_sdk 3.48's oauth_v2_access sends the client credentials through aiohttp.BasicAuth,
 # which aiohttp 3.14 deprecates; the SDK, not our code, has to move to encode_basic_auth.
 SDK_BASIC_AUTH_DEPRECATION = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning:slack_sdk"
 )
-
-
-@pytest.fixture
-def keyring() -> Keyring:
-    return Keyring([generate_key()])
-
-
-@pytest.fixture
-async def acme(db: Database) -> Database:
-    await tenant_on(db, "acme", plan())
-    await tenant_on(db, "globex", plan())
-    return db
 
 
 @pytest.fixture
