@@ -9,6 +9,10 @@ under the keyring, rather than an HMAC key of its own, means there is no second
 secret to configure or leak, the keyring never has to reveal its keys, and links
 stay valid across a key rotation for as long as the old key is kept.
 
+The same sealing serves Teams link codes (``installs.teams_links``) under another
+``Purpose``: the purpose is sealed into the claim and stored with its nonce, so an
+install link never opens as a link code, nor a link code as an install link.
+
 ``slack_links`` is keyed ``(enterprise_id, team_id)`` with ``''`` for "none" instead
 of NULL: a primary key column cannot be NULL on PostgreSQL, and a NULL would never
 equal itself in a unique index on either database. ``('E1', '')`` is an org-wide
@@ -40,10 +44,26 @@ from core.db.schema import UTCDateTime, metadata, tenants
 from core.errors import Conflict, InvalidInput, NotFound
 
 LinkStatus = Literal["active", "revoked"]
-PURPOSE = "tenantry/slack-install-link/v1"
 MAX_TTL = timedelta(days=30)
 _SLACK_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _MAX_TOKEN = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Purpose:
+    """What a sealed link is for; one sealed for a purpose never opens for another.
+
+    Attributes:
+        tag: Sealed into the claim and stored with its nonce.
+        noun: What errors call such a link (``install link``).
+    """
+
+    tag: str
+    noun: str
+
+
+INSTALL_LINK = Purpose("tenantry/slack-install-link/v1", "install link")
+PURPOSE = INSTALL_LINK.tag
 
 slack_links = Table(
     "slack_links",
@@ -66,11 +86,12 @@ install_link_nonces = Table(
     Column("tenant_id", String(64), nullable=False, index=True),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("used_at", UTCDateTime),
+    Column("purpose", String(64), nullable=False, server_default=PURPOSE),
 )
 
 
 class InstallLinkError(InvalidInput):
-    """An install link cannot be used.
+    """An install link (or a Teams link code) cannot be used.
 
     Attributes:
         reason: ``bad_signature``, ``expired``, ``already_used``, ``unknown_link``,
@@ -139,16 +160,17 @@ def _link(row: Any) -> Link:
     )
 
 
-def _seal(keyring: Keyring, claim: _Claim) -> str:
-    body = {"p": PURPOSE, "t": claim.tenant_id, "n": claim.nonce,
+def _seal(keyring: Keyring, purpose: Purpose, claim: _Claim) -> str:
+    body = {"p": purpose.tag, "t": claim.tenant_id, "n": claim.nonce,
             "e": int(claim.expires_at.timestamp())}
     return keyring.encrypt(json.dumps(body, separators=(",", ":"))).rstrip("=")
 
 
-def _open(keyring: Keyring, token: str) -> _Claim:
+def _open(keyring: Keyring, purpose: Purpose, token: str) -> _Claim:
     """The claim in ``token``; the padding stripped for the URL is put back first."""
     forged = InstallLinkError(
-        "bad_signature", "this install link was not issued by this deployment (bad signature)"
+        "bad_signature",
+        f"this {purpose.noun} was not issued by this deployment (bad signature)",
     )
     if not token or len(token) > _MAX_TOKEN:
         raise forged
@@ -156,12 +178,42 @@ def _open(keyring: Keyring, token: str) -> _Claim:
         body = json.loads(keyring.decrypt(token + "=" * (-len(token) % 4)))
     except (CryptoError, ValueError):
         raise forged from None
-    if not isinstance(body, dict) or body.get("p") != PURPOSE:
+    if not isinstance(body, dict) or body.get("p") != purpose.tag:
         raise forged
     tenant_id, nonce, expiry = body.get("t"), body.get("n"), body.get("e")
     if not (isinstance(tenant_id, str) and isinstance(nonce, str) and type(expiry) is int):
         raise forged
     return _Claim(tenant_id, nonce, datetime.fromtimestamp(expiry, UTC))
+
+
+def issue_sealed_link(
+    conn: Connection, keyring: Keyring, purpose: Purpose, tenant_id: str, ttl: timedelta
+) -> str:
+    """A single-use token for ``purpose`` that names the tenant; its nonce is recorded.
+
+    Args:
+        keyring: Seals the claim; the server that redeems it needs the same keys.
+        ttl: How long the token stays usable, at most ``MAX_TTL``.
+
+    Raises:
+        NotFound: no such tenant.
+        InstallLinkError: the tenant is suspended.
+        InvalidInput: a malformed tenant id or a TTL out of range.
+    """
+    check_id("tenant", tenant_id)
+    if not timedelta(0) < ttl <= MAX_TTL:
+        raise InvalidInput(f"{purpose.noun} ttl must be more than 0 and at most {MAX_TTL}")
+    claim = _Claim(tenant_id, secrets.token_urlsafe(16), datetime.now(UTC) + ttl)
+    status = conn.scalar(select(tenants.c.status).where(tenants.c.id == tenant_id))
+    if status is None:
+        raise NotFound(f"no tenant {tenant_id!r}")
+    if status != "active":
+        raise InstallLinkError("tenant_suspended", f"tenant {tenant_id!r} is suspended")
+    conn.execute(install_link_nonces.insert().values(
+        nonce=claim.nonce, tenant_id=tenant_id, expires_at=claim.expires_at,
+        purpose=purpose.tag,
+    ))
+    return _seal(keyring, purpose, claim)
 
 
 def issue_install_link(
@@ -179,25 +231,14 @@ def issue_install_link(
         InstallLinkError: the tenant is suspended.
         InvalidInput: a malformed base URL or a TTL out of range.
     """
-    check_id("tenant", tenant_id)
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
         raise InvalidInput(f"base url must be http(s)://host[/path], got {base_url!r}")
-    if not timedelta(0) < ttl <= MAX_TTL:
-        raise InvalidInput(f"install link ttl must be more than 0 and at most {MAX_TTL}")
-    claim = _Claim(tenant_id, secrets.token_urlsafe(16), datetime.now(UTC) + ttl)
-    status = conn.scalar(select(tenants.c.status).where(tenants.c.id == tenant_id))
-    if status is None:
-        raise NotFound(f"no tenant {tenant_id!r}")
-    if status != "active":
-        raise InstallLinkError("tenant_suspended", f"tenant {tenant_id!r} is suspended")
-    conn.execute(install_link_nonces.insert().values(
-        nonce=claim.nonce, tenant_id=tenant_id, expires_at=claim.expires_at,
-    ))
-    return f"{base_url.rstrip('/')}/slack/install?link={_seal(keyring, claim)}"
+    token = issue_sealed_link(conn, keyring, INSTALL_LINK, tenant_id, ttl)
+    return f"{base_url.rstrip('/')}/slack/install?link={token}"
 
 
-def _why_not(conn: Connection, claim: _Claim) -> InstallLinkError:
+def _why_not(conn: Connection, purpose: Purpose, claim: _Claim) -> InstallLinkError:
     """Name the first reason a link that failed its conditional statement is unusable."""
     status = conn.scalar(select(tenants.c.status).where(tenants.c.id == claim.tenant_id))
     if status is None:
@@ -207,23 +248,35 @@ def _why_not(conn: Connection, claim: _Claim) -> InstallLinkError:
     row = conn.execute(select(install_link_nonces).where(
         install_link_nonces.c.nonce == claim.nonce,
         install_link_nonces.c.tenant_id == claim.tenant_id,
+        install_link_nonces.c.purpose == purpose.tag,
     )).first()
     if row is None:
-        return InstallLinkError("unknown_link", "this install link is not known here")
+        return InstallLinkError("unknown_link", f"this {purpose.noun} is not known here")
     if row.used_at is not None:
-        return InstallLinkError("already_used", "this install link was already used")
-    return InstallLinkError("expired", "this install link has expired")
+        return InstallLinkError("already_used", f"this {purpose.noun} was already used")
+    return InstallLinkError("expired", f"this {purpose.noun} has expired")
 
 
-def _verify(conn: Connection, keyring: Keyring, token: str, *, spend: bool) -> str:
-    claim = _open(keyring, token)
+def verify_sealed_link(
+    conn: Connection, keyring: Keyring, purpose: Purpose, token: str, *, spend: bool
+) -> str:
+    """The tenant a usable token of ``purpose`` names; ``spend`` uses it up, once.
+
+    Spending is one conditional UPDATE: of concurrent attempts exactly one succeeds.
+
+    Raises:
+        InstallLinkError: the token is forged or of another purpose, expired, used, or
+            its tenant unusable.
+    """
+    claim = _open(keyring, purpose, token)
     now = datetime.now(UTC)
     if claim.expires_at <= now:
-        raise InstallLinkError("expired", "this install link has expired")
+        raise InstallLinkError("expired", f"this {purpose.noun} has expired")
     nonces = install_link_nonces.c
     usable = (
         nonces.nonce == claim.nonce,
         nonces.tenant_id == claim.tenant_id,
+        nonces.purpose == purpose.tag,
         nonces.used_at.is_(None),
         nonces.expires_at > now,
         select(tenants.c.id)
@@ -236,7 +289,7 @@ def _verify(conn: Connection, keyring: Keyring, token: str, *, spend: bool) -> s
     else:
         ok = conn.scalar(select(nonces.nonce).where(*usable)) is not None
     if not ok:
-        raise _why_not(conn, claim)
+        raise _why_not(conn, purpose, claim)
     return claim.tenant_id
 
 
@@ -250,7 +303,7 @@ def check_install_link(conn: Connection, keyring: Keyring, token: str) -> str:
     Raises:
         InstallLinkError: the link is forged, expired, used, or its tenant unusable.
     """
-    return _verify(conn, keyring, token, spend=False)
+    return verify_sealed_link(conn, keyring, INSTALL_LINK, token, spend=False)
 
 
 def redeem(conn: Connection, keyring: Keyring, token: str) -> str:
@@ -259,7 +312,7 @@ def redeem(conn: Connection, keyring: Keyring, token: str) -> str:
     Raises:
         InstallLinkError: the link is forged, expired, used, or its tenant unusable.
     """
-    return _verify(conn, keyring, token, spend=True)
+    return verify_sealed_link(conn, keyring, INSTALL_LINK, token, spend=True)
 
 
 def _upsert(
@@ -320,7 +373,7 @@ def redeem_and_link(
         Conflict: the key is actively linked to another tenant.
     """
     key = _key(enterprise_id, team_id)
-    tenant_id = _verify(conn, keyring, token, spend=True)
+    tenant_id = verify_sealed_link(conn, keyring, INSTALL_LINK, token, spend=True)
     return _upsert(conn, key, tenant_id, installer)
 
 
