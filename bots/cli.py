@@ -77,9 +77,10 @@ async def purge_everywhere(rt: Runtime, tenant_id: str, by: str) -> dict[str, in
     from bots.slack.records import purge_tenant as purge_slack_records
     from core.purge import purge_tenant
     from installs.purge import purge_workspaces
+    from installs.teams_links import purge_teams
 
     return await purge_tenant(rt.db, rt.audit, rt.vector_admin, tenant_id, operator=by,
-                              also=(purge_workspaces, purge_slack_records))
+                              also=(purge_workspaces, purge_slack_records, purge_teams))
 
 
 def admin_of(rt: Runtime) -> Admin:
