@@ -7,20 +7,16 @@ separate signing secret to configure, and the keyring never reveals its keys.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import click
 
-from bots.cli_support import open_database, root_settings, run_async
+from bots.cli_support import echo_table, open_database, root_settings, run_async, when
 from bots.settings import ServerSettings
 from core.crypto import Keyring
 from installs.links import MAX_TTL, issue_install_link, list_links
 
 DEFAULT_TTL_HOURS = 72
-
-
-def _when(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 @click.group()
@@ -61,13 +57,10 @@ async def links() -> None:
     rows = [("ENTERPRISE", "TEAM", "TENANT", "STATUS", "LINKED", "REVOKED", "INSTALLER")]
     rows += [
         (ln.enterprise_id or "-", ln.team_id or "(org-wide)", ln.tenant_id, ln.status,
-         _when(ln.linked_at), _when(ln.revoked_at), ln.installer_user_id or "-")
+         when(ln.linked_at), when(ln.revoked_at), ln.installer_user_id or "-")
         for ln in found
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-                   .rstrip())
+    echo_table(rows)
 
 
 @slack.command("manifest")

@@ -1,12 +1,14 @@
-"""What every ``tenantry`` command shares: the settings, the database, the async runner."""
+"""What every ``tenantry`` command shares: the settings, the database, the async runner,
+and the way tables are printed."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import getpass
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -78,3 +80,16 @@ def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
+
+
+def when(moment: datetime | None) -> str:
+    """A stored time as a table cell: minutes, in UTC; ``-`` for none."""
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def echo_table(rows: Sequence[Sequence[str]]) -> None:
+    """Print the rows (the header first) as columns two spaces apart, left-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+                   .rstrip())
