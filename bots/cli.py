@@ -18,6 +18,7 @@ from bots.cli_memory import memory
 from bots.cli_roles import roles
 from bots.cli_slack import slack
 from bots.cli_support import open_database, operator, root_settings, run_async
+from bots.cli_teams import teams
 from bots.runtime import Runtime, open_runtime
 from core.admin import Admin
 from core.context import PrincipalKind
@@ -379,7 +380,7 @@ async def tenants_purge(tenant_id: str, yes: bool) -> None:
                    + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
-for group in (audit, credentials, keys, memory, roles, slack):
+for group in (audit, credentials, keys, memory, roles, slack, teams):
     cli.add_command(group)
 
 

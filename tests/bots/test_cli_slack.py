@@ -4,7 +4,6 @@ import asyncio
 from urllib.parse import parse_qs, urlsplit
 
 import click
-import pytest
 from click.testing import CliRunner, Result
 
 from bots.cli_slack import slack
@@ -12,23 +11,11 @@ from bots.settings import ServerSettings
 from core.crypto import Keyring
 from core.db.engine import Database
 from core.settings import Settings
-from core.tenants import set_status
 from installs.links import link, redeem, revoke
-from tests.support.tenancy import plan, tenant_on
 
 
 def invoke(settings: Settings, group: click.Group, *args: str) -> Result:
     return CliRunner().invoke(group, list(args), obj=settings)
-
-
-async def _setup(url: str) -> None:
-    db = Database(url)
-    try:
-        await tenant_on(db, "acme", plan())
-        await tenant_on(db, "globex", plan())
-        await db.run(set_status, "globex", "suspended")
-    finally:
-        await db.dispose()
 
 
 async def _redeem(settings: Settings, token: str) -> str:
@@ -47,12 +34,6 @@ async def _links(url: str) -> None:
         await db.run(revoke, None, "T2")
     finally:
         await db.dispose()
-
-
-@pytest.fixture
-def tenants(settings: Settings) -> Settings:
-    asyncio.run(_setup(settings.database_url))
-    return settings
 
 
 def test_install_link_prints_a_url_the_server_redeems_once(tenants: Settings) -> None:
