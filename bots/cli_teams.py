@@ -17,7 +17,7 @@ from bots.cli_support import echo_table, open_admin, open_database, root_setting
 from core.audit.log import AuditLog
 from core.crypto import Keyring
 from core.errors import InvalidInput, NotFound
-from installs.links import MAX_TTL
+from installs.link_tokens import MAX_TTL
 from installs.teams_links import (
     TeamsLink,
     issue_link_code,

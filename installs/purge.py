@@ -9,7 +9,8 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from installs.links import INSTALL_LINK, install_link_nonces, slack_links
+from installs.link_tokens import INSTALL_LINK, install_link_nonces
+from installs.links import slack_links
 from installs.slack_store import delete_all
 
 

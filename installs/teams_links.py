@@ -17,9 +17,8 @@ tenant: a new link code is needed. Whoever reinstalls may not be whoever linked,
 the removal ended the customer's consent; relinking silently would hand the
 reinstalled app, and the old tenant's history, to them. A code costs one command.
 
-Link codes are install links (``installs.links``) sealed for another purpose, so a
-Slack install link is never accepted as a link code, nor a link code as an install
-link; their nonces share ``install_link_nonces``, marked with that purpose.
+Link codes are single-use tokens like Slack install links (``installs.link_tokens``),
+sealed for another purpose: neither is ever accepted as the other.
 
 Every function runs inside the caller's transaction (``Database.run``)::
 
@@ -41,13 +40,13 @@ from core.crypto import Keyring
 from core.db.engine import dialect_insert, reads
 from core.db.schema import UTCDateTime, metadata
 from core.errors import Conflict, InvalidInput
-from installs.links import (
-    Purpose,
+from installs.link_tokens import (
+    TEAMS_LINK_CODE,
     install_link_nonces,
     issue_sealed_link,
-    utc,
     verify_sealed_link,
 )
+from installs.links import utc
 from installs.principals import check_guid
 from installs.teams_conversations import (
     forget_conversations,
@@ -56,7 +55,6 @@ from installs.teams_conversations import (
 )
 
 TeamsStatus = Literal["pending", "active", "revoked"]
-TEAMS_LINK_CODE = Purpose("tenantry/teams-link-code/v1", "link code")
 MAX_BY = 200
 
 teams_tenants = Table(
@@ -150,7 +148,7 @@ def issue_link_code(conn: Connection, keyring: Keyring, tenant_id: str, ttl: tim
 
     Args:
         keyring: Seals the code; the server that redeems it needs the same keys.
-        ttl: How long the code stays usable, at most ``installs.links.MAX_TTL``.
+        ttl: How long the code stays usable, at most ``installs.link_tokens.MAX_TTL``.
 
     Raises:
         NotFound: no such tenant.

@@ -19,12 +19,8 @@ from core.db.engine import Database
 from core.db.schema import metadata
 from core.errors import Conflict, InvalidInput, NotFound
 from core.tenants import set_status
-from installs.links import (
-    InstallLinkError,
-    install_link_nonces,
-    issue_install_link,
-    redeem,
-)
+from installs.link_tokens import TEAMS_LINK_CODE, InstallLinkError, install_link_nonces
+from installs.links import issue_install_link, redeem
 from installs.purge import purge_workspaces
 from installs.teams_conversations import (
     conversation_reference,
@@ -32,7 +28,6 @@ from installs.teams_conversations import (
     remember_conversation,
 )
 from installs.teams_links import (
-    TEAMS_LINK_CODE,
     TeamsLink,
     issue_link_code,
     list_teams_links,
