@@ -68,8 +68,8 @@ class InstallLinkError(InvalidInput):
 
     Attributes:
         reason: ``bad_signature``, ``expired``, ``already_used``, ``unknown_link``,
-            ``unknown_tenant`` or ``tenant_suspended``; stable, for the transport's
-            wording and for logs.
+            ``unknown_tenant`` or ``tenant_suspended``; for a link code also
+            ``already_linked``. Stable, for the transport's wording and for logs.
     """
 
     def __init__(self, reason: str, message: str) -> None:

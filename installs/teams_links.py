@@ -42,6 +42,7 @@ from core.db.schema import UTCDateTime, metadata
 from core.errors import Conflict, InvalidInput
 from installs.link_tokens import (
     TEAMS_LINK_CODE,
+    InstallLinkError,
     install_link_nonces,
     issue_sealed_link,
     verify_sealed_link,
@@ -158,25 +159,40 @@ def issue_link_code(conn: Connection, keyring: Keyring, tenant_id: str, ttl: tim
     return issue_sealed_link(conn, keyring, TEAMS_LINK_CODE, tenant_id, ttl)
 
 
+@reads
+def check_link_code(conn: Connection, keyring: Keyring, code: str) -> str:
+    """The tenant a usable link code names, without spending it.
+
+    For checks that need the tenant first: whether the sender may link for it.
+
+    Raises:
+        InstallLinkError: the code is forged (or an install link), expired, used, or
+            its tenant unusable.
+    """
+    return verify_sealed_link(conn, keyring, TEAMS_LINK_CODE, code.strip(), spend=False)
+
+
 def redeem_link_code(
     conn: Connection, audit: AuditLog, keyring: Keyring, code: str, entra_tenant_id: str,
     by_principal: str,
 ) -> TeamsLink:
     """Spend a link code and link the Entra tenant to the code's tenant, atomically.
 
-    A new link, or one made again after a revocation, is recorded as
-    ``workspace.linked`` in the tenant's ``audit`` log. Redeeming a code for the tenant
-    the Entra tenant already serves spends it and changes nothing else.
+    The link, new or made again after a revocation, is recorded as ``workspace.linked``
+    in the tenant's ``audit`` log.
 
     The spend and the link share a savepoint: a refused link leaves the code unspent,
-    even for a caller that catches ``Conflict`` and commits.
+    even for a caller that catches the error and commits. A code for the tenant the
+    Entra tenant already serves is refused too, so it can still link another Entra
+    tenant of the same customer.
 
     Args:
         by_principal: Who sent the code (``installs.principals.teams_principal``).
 
     Raises:
         InstallLinkError: the code is forged (or an install link), expired, used, or
-            its tenant unusable.
+            its tenant unusable; or (``already_linked``) the Entra tenant already
+            serves that tenant.
         Conflict: the Entra tenant is actively linked to another tenant.
         InvalidInput: a malformed Entra tenant id or principal.
     """
@@ -202,9 +218,11 @@ def redeem_link_code(
         if link.tenant_id != tenant_id:
             raise Conflict(f"Entra tenant {entra} is linked to tenant {link.tenant_id!r}; "
                            "unlink it first")
-    if made is not None:
-        audit.append(conn, tenant_id, WORKSPACE_LINKED,
-                     {"platform": "teams", "entra_tenant_id": entra, "by": by_principal})
+        if made is None:
+            raise InstallLinkError("already_linked",
+                                   f"Entra tenant {entra} is already linked to {tenant_id!r}")
+    audit.append(conn, tenant_id, WORKSPACE_LINKED,
+                 {"platform": "teams", "entra_tenant_id": entra, "by": by_principal})
     return link
 
 

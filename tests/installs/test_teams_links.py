@@ -29,6 +29,7 @@ from installs.teams_conversations import (
 )
 from installs.teams_links import (
     TeamsLink,
+    check_link_code,
     issue_link_code,
     list_teams_links,
     purge_teams,
@@ -91,10 +92,23 @@ async def test_a_link_code_links_an_entra_tenant_once_and_is_audited(
     assert await events_of(audit, "acme", WORKSPACE_LINKED) == [
         {"platform": "teams", "entra_tenant_id": E1, "by": ADMIN}]
 
-    again = await link_with(acme, audit, keyring, await code_for(acme, keyring), by="teams:x")
-    assert again == made, "a code for the tenant it already serves changes nothing"
+    again = await code_for(acme, keyring)
+    assert await reason_of(acme, audit, keyring, again) == "already_linked"
+    assert await acme.run(resolve_teams, E1) == made
     assert len(await events_of(audit, "acme", WORKSPACE_LINKED)) == 1
-    assert await unspent(acme) == 0
+    assert await unspent(acme) == 1, "it can still link another of the customer's tenants"
+    assert (await link_with(acme, audit, keyring, again, E2)).tenant_id == "acme"
+
+
+async def test_checking_a_code_names_its_tenant_and_spends_nothing(
+    acme: Database, audit: AuditLog, keyring: Keyring
+) -> None:
+    code = await code_for(acme, keyring, "globex")
+    assert await acme.run(check_link_code, keyring, f" {code} ") == "globex"
+    assert await acme.run(check_link_code, keyring, code) == "globex"
+    await link_with(acme, audit, keyring, code)
+    with pytest.raises(InstallLinkError, match="already used"):
+        await acme.run(check_link_code, keyring, code)
 
 
 async def test_expired_forged_and_slack_links_are_refused_as_codes(
