@@ -23,6 +23,7 @@ from bots.executor import Executor, QuietGate
 from bots.runtime import Runtime, open_runtime
 from bots.settings import ServerSettings
 from bots.slack.settings import SlackSettings
+from bots.teams.settings import TeamsSettings
 from core.errors import TenantryError
 from core.logs import log
 from core.retention import sweep
@@ -102,13 +103,14 @@ async def upkeep(runtime: Runtime, executor: Executor, server: ServerSettings) -
 
 
 def transports(server: ServerSettings, slack_settings: SlackSettings,
-               app: web.Application) -> list[Mount]:
+               teams_settings: TeamsSettings, app: web.Application) -> list[Mount]:
     """Add the routes of every configured transport; return their startup halves.
 
     Raises:
         ConfigurationError: a transport is half configured (names what is missing).
     """
     from bots.slack import app as slack
+    from bots.teams import app as teams
 
     mounts: list[Mount] = []
     if slack_settings.enabled():
@@ -118,20 +120,27 @@ def transports(server: ServerSettings, slack_settings: SlackSettings,
     else:
         log.warning("slack disabled: set TENANTRY_SLACK_SIGNING_SECRET, "
                     "TENANTRY_SLACK_CLIENT_ID and TENANTRY_SLACK_CLIENT_SECRET to enable it")
+    if teams_settings.enabled(listening_on=server.host):
+        teams.add_routes(app)
+        mounts.append(teams.mounted(teams_settings))
+        log.info("teams enabled", app_id=teams_settings.app_id)
+    else:
+        log.warning("teams disabled: set TENANTRY_TEAMS_APP_ID, TENANTRY_TEAMS_APP_PASSWORD "
+                    "and TENANTRY_TEAMS_APP_TENANT_ID to enable it")
     return mounts
 
 
 def create_app(settings: Settings, server: ServerSettings | None = None,
-               slack: SlackSettings | None = None, *,
+               slack: SlackSettings | None = None, teams: TeamsSettings | None = None, *,
                mounts: list[Mount] | None = None) -> web.Application:
     """The web application with every configured transport (or exactly ``mounts``).
 
-    ``server`` and ``slack`` default to what the environment (or ``.env``) sets.
+    ``server``, ``slack`` and ``teams`` default to what the environment (or ``.env``) sets.
     """
     server = server or ServerSettings()
     app = web.Application(client_max_size=1024 * 1024, middlewares=[serving])
     if mounts is None:
-        mounts = transports(server, slack or SlackSettings(), app)
+        mounts = transports(server, slack or SlackSettings(), teams or TeamsSettings(), app)
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         gate = QuietGate(max_delay_s=server.run_admission_max_delay_ms / 1000)

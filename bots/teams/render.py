@@ -89,6 +89,11 @@ INSTALLED_PENDING = ("Thanks for adding Tenantry. This Microsoft Teams organizat
                      "linked to a Tenantry account yet, so I won't answer here until it is. "
                      f"To link it, {LINK_STEPS}.")
 ALREADY_RESUMED = "This request has already been resumed."
+PRINCIPAL_LINE = ("To Tenantry you are `{principal}`: the operator can make you an admin with "
+                  "`tenantry roles grant --tenant ACCOUNT {principal} admin`, after which "
+                  "you can send the same code again.")
+VERIFY_DENIED = "Only an owner or admin of the Tenantry account can verify its audit log."
+VERIFY_STARTED = "🔎 Verifying the audit log; the result follows in this chat."
 
 PAUSED_TITLE = "⏸️ Request paused"
 LIMIT_REACHED, LIMIT, USED = "Limit reached", "Limit", "Used"
@@ -183,6 +188,21 @@ def resume_denied() -> str:
 def resume_started() -> str:
     """Resume was accepted."""
     return f"▶️ {wording.RESUMING}"
+
+
+def principal_line(principal: str) -> str:
+    """Who the person is to Tenantry, for the operator to grant a role to."""
+    return PRINCIPAL_LINE.format(principal=principal)
+
+
+def verify_denied() -> str:
+    """Somebody who is not an admin pressed Verify."""
+    return VERIFY_DENIED
+
+
+def verify_started() -> str:
+    """Verify was accepted; the result follows as a card."""
+    return VERIFY_STARTED
 
 
 def already_resumed() -> str:

@@ -31,6 +31,7 @@ from bots.executor import Executor
 from bots.runtime import Runtime
 from bots.settings import ServerSettings
 from bots.slack.settings import SlackSettings
+from bots.teams.settings import TeamsSettings
 from bots.web import EXECUTOR, RUNTIME, create_app
 from core.db.engine import Database
 from core.errors import Conflict
@@ -41,6 +42,11 @@ from installs.links import link
 from installs.slack_store import SlackInstallationStore
 from standins.slack.api import SlackStandIn, SlackUser
 from standins.slack.requests import APP_ID, SIGNING_SECRET, SignedRequests, Workspace
+from standins.teams.connector import BotConnector
+from standins.teams.driver import TeamsDriver
+from standins.teams.issuer import TokenIssuer
+from standins.teams.scenario import APP_ID as TEAMS_APP_ID
+from standins.teams.scenario import APP_PASSWORD, TeamsSide, teams_settings
 
 CLIENT_ID = "1111.2222"
 CLIENT_SECRET = "standin-client-secret"  # noqa: S105  # the stand-in's
@@ -67,12 +73,20 @@ class Scenario(SignedRequests):
     app: web.Application
     url: str
     session: aiohttp.ClientSession
+    teams_side: TeamsSide | None = None
     _serial: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
     def runtime(self) -> Runtime:
         """The app's runtime (database, agent, audit), as opened by its lifespan."""
         return self.app[RUNTIME]
+
+    @property
+    def teams(self) -> TeamsSide:
+        """Microsoft's side, for a scenario opened with ``teams=True``."""
+        if self.teams_side is None:
+            raise RuntimeError("this scenario runs without Teams; open it with teams=True")
+        return self.teams_side
 
     @property
     def executor(self) -> Executor:
@@ -138,21 +152,35 @@ class Scenario(SignedRequests):
 
 
 @asynccontextmanager
+async def _teams_side(on: bool) -> AsyncIterator[TeamsSide | None]:
+    if not on:
+        yield None
+        return
+    async with (TokenIssuer({TEAMS_APP_ID: APP_PASSWORD}) as issuer, BotConnector(issuer) as bc,
+                TeamsDriver(issuer, TEAMS_APP_ID) as driver):
+        yield TeamsSide(issuer=issuer, connector=bc, driver=driver,
+                        settings=teams_settings(issuer, bc))
+
+
+@asynccontextmanager
 async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *,
-                        server: ServerSettings | None = None) -> AsyncIterator[Scenario]:
+                        server: ServerSettings | None = None,
+                        teams: bool = False) -> AsyncIterator[Scenario]:
     """Run the app against a (fresh, or the given unstarted) stand-in for one scenario.
 
     The app is a complete Slack app pointed at the stand-in, served at ``PUBLIC_URL``;
-    ``server`` sets the rest of the server's settings.
+    ``server`` sets the rest of the server's settings. With ``teams`` the app also
+    serves Teams, against a local token issuer and Bot Connector (``Scenario.teams``).
     """
     async with (slack or SlackStandIn(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                                      app_id=APP_ID)) as standin:
+                                      app_id=APP_ID)) as standin, _teams_side(teams) as side:
         app_settings = SlackSettings(signing_secret=SecretStr(SIGNING_SECRET),
                                      client_id=CLIENT_ID,
                                      client_secret=SecretStr(CLIENT_SECRET),
                                      api_url=standin.base_url)
         server = (server or ServerSettings()).model_copy(update={"public_url": PUBLIC_URL})
-        app = create_app(settings, server, app_settings)
+        off = TeamsSettings(app_id=None, app_password=None, app_tenant_id=None)
+        app = create_app(settings, server, app_settings, side.settings if side else off)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         try:
@@ -161,7 +189,9 @@ async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *
             async with aiohttp.ClientSession() as session:
                 scenario = Scenario(settings=app[RUNTIME].settings, slack_settings=app_settings,
                                     slack=standin, app=app, url=f"http://127.0.0.1:{port}",
-                                    session=session)
+                                    session=session, teams_side=side)
+                if side is not None:
+                    side.url, side.runtime = scenario.url, scenario.runtime
                 try:
                     yield scenario
                 finally:

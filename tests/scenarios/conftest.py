@@ -1,4 +1,4 @@
-"""The scenario fixture: a running app per test, on SQLite and on PostgreSQL."""
+"""The scenario fixtures: a running app per test, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,4 +13,11 @@ from tests.scenarios.harness import Scenario, open_scenario
 @pytest.fixture
 async def scenario(settings: Settings) -> AsyncIterator[Scenario]:
     async with open_scenario(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def teams(settings: Settings) -> AsyncIterator[Scenario]:
+    """A running app that serves Slack and Teams, Microsoft played by local stand-ins."""
+    async with open_scenario(settings, teams=True) as running:
         yield running
