@@ -3,7 +3,7 @@
 Everything here but the card actions' first answer happens in an executor job, after
 Teams has had its HTTP answer: claiming the activity id (a retried activity never
 starts a second run), resolving the organisation's onboarding record, the principal
-and its roles (the tenant's grants: Teams vouches for no role), opening the context,
+and its roles (``member`` of a linked organisation, plus the tenant's grants), opening the context,
 and posting. Posting continues the conversation from its stored reference through
 the SDK's adapter, with the bot's outbound token; in a 1:1 chat the answer streams
 through the SDK's ``StreamingResponse``, elsewhere it is one message. A request
@@ -52,6 +52,9 @@ from installs.teams_links import (
 )
 
 ADMIN_ROLES = frozenset({"owner", "admin"})
+MEMBER_ROLES = frozenset({"member"})
+"""What Teams vouches for: the person belongs to the linked organisation. Anything more
+(admin, a licence to a tool) comes from the tenant's grants."""
 ACTIVITIES_KEPT = timedelta(days=1)
 """How long a claimed activity id is remembered: Teams retries within minutes."""
 PRUNE_EVERY = 500
@@ -182,7 +185,8 @@ class TeamsAnswers:
             return None
         try:
             grant = await self.runtime.agent.open(
-                tenant_id=link.tenant_id, principal_id=request.principal, extra_roles=set(),
+                tenant_id=link.tenant_id, principal_id=request.principal,
+                extra_roles=set(MEMBER_ROLES),
                 correlation_id=request.activity_id, initiator="user")
         except RunRefused as refused:
             await self.say(request.reference, render.refusal(refused.reason))

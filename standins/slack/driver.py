@@ -152,10 +152,8 @@ class Scenario(SignedRequests):
 
 
 @asynccontextmanager
-async def _teams_side(on: bool) -> AsyncIterator[TeamsSide | None]:
-    if not on:
-        yield None
-        return
+async def open_teams_side() -> AsyncIterator[TeamsSide]:
+    """Microsoft's side of Teams on loopback: a token issuer and a Bot Connector."""
     async with (TokenIssuer({TEAMS_APP_ID: APP_PASSWORD}) as issuer, BotConnector(issuer) as bc,
                 TeamsDriver(issuer, TEAMS_APP_ID) as driver):
         yield TeamsSide(issuer=issuer, connector=bc, driver=driver,
@@ -163,14 +161,26 @@ async def _teams_side(on: bool) -> AsyncIterator[TeamsSide | None]:
 
 
 @asynccontextmanager
+async def _teams_side(teams: TeamsSide | bool) -> AsyncIterator[TeamsSide | None]:
+    if isinstance(teams, TeamsSide):
+        yield teams
+    elif teams:
+        async with open_teams_side() as side:
+            yield side
+    else:
+        yield None
+
+
+@asynccontextmanager
 async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *,
                         server: ServerSettings | None = None,
-                        teams: bool = False) -> AsyncIterator[Scenario]:
+                        teams: TeamsSide | bool = False) -> AsyncIterator[Scenario]:
     """Run the app against a (fresh, or the given unstarted) stand-in for one scenario.
 
     The app is a complete Slack app pointed at the stand-in, served at ``PUBLIC_URL``;
     ``server`` sets the rest of the server's settings. With ``teams`` the app also
-    serves Teams, against a local token issuer and Bot Connector (``Scenario.teams``).
+    serves Teams, against a local token issuer and Bot Connector (``Scenario.teams``):
+    new ones, or those of a ``TeamsSide`` that outlives the app (a restart).
     """
     async with (slack or SlackStandIn(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                                       app_id=APP_ID)) as standin, _teams_side(teams) as side:

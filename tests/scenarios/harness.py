@@ -13,13 +13,15 @@ from standins.slack.driver import (
     PUBLIC_URL,
     Scenario,
     open_scenario,
+    open_teams_side,
     runs_of,
 )
 from standins.slack.requests import APP_ID, FORM, JSON, SIGNING_SECRET, Sent, Workspace
 
 __all__ = [
     "APP_ID", "CLIENT_ID", "CLIENT_SECRET", "FORM", "JSON", "PUBLIC_URL", "SIGNING_SECRET",
-    "Scenario", "Sent", "Workspace", "audit_events", "open_scenario", "runs_of", "thread",
+    "Scenario", "Sent", "Workspace", "audit_events", "open_scenario", "open_teams_side",
+    "runs_of", "thread",
     "today",
 ]
 

@@ -162,3 +162,9 @@ async def test_the_sdk_still_asks_for_the_bot_framework_keys(linked: Scenario) -
     assert asked and set(asked) == {AuthenticationConstants.PUBLIC_ABS_JWKS_URL}
     assert AuthenticationConstants.PUBLIC_ABS_JWKS_URL == (
         "https://login.botframework.com/v1/.well-known/keys")
+
+
+async def test_the_token_check_guards_the_teams_route_only(linked: Scenario) -> None:
+    health = await linked.get("/healthz")
+
+    assert health.status == 200  # no token asked for beside /api/messages
