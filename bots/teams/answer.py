@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from microsoft_agents.activity import Activity, ConversationReference
-from microsoft_agents.hosting.core import CardFactory, ChannelServiceAdapter, TurnContext
+from microsoft_agents.activity import ConversationReference
+from microsoft_agents.hosting.core import ChannelServiceAdapter, TurnContext
 from microsoft_agents.hosting.core.app.streaming import StreamingResponse
 from microsoft_agents.hosting.core.app.typing_indicator import TypingIndicator, TypingOptions
 
@@ -27,6 +27,7 @@ from bots.executor import Executor
 from bots.runtime import Runtime
 from bots.standing import tenant_standing
 from bots.teams import render
+from bots.teams.answer_message import Streamed, after_stream, message
 from bots.teams.listeners import TeamsRequest
 from core.agent import RunOutcome
 from core.audit import events
@@ -83,16 +84,20 @@ class TeamsAnswers:
         self.app_id = app_id
         self._claims = 0
 
+    async def continue_in(self, reference: dict[str, Any], work: Work) -> None:
+        """Continue the conversation of ``reference`` (with the bot's outbound token) and
+        let ``work`` post into it."""
+        continuation = ConversationReference.model_validate(reference).get_continuation_activity()
+        await self.adapter.continue_conversation(self.app_id, continuation, work)
+
     async def post(self, reference: dict[str, Any], work: Work) -> bool:
-        """Continue the conversation of ``reference`` and let ``work`` post into it.
+        """``continue_in``, for a short reply whose failure is only logged.
 
         A conversation the bot can no longer write to (removed from the team, the
-        Bot Connector refusing) is logged, not raised: there is nobody left to tell.
+        Bot Connector refusing) is not raised: there is nobody left to tell.
         """
         try:
-            continuation = ConversationReference.model_validate(
-                reference).get_continuation_activity()
-            await self.adapter.continue_conversation(self.app_id, continuation, work)
+            await self.continue_in(reference, work)
         except Exception as exc:
             log.warning("teams conversation not reachable", error=f"{type(exc).__name__}: "
                         f"{str(exc)[:160]}")
@@ -181,7 +186,8 @@ class TeamsAnswers:
             await self.say(request.reference, render.help_text())
             return None
         if request.command in ("budget", "audit"):
-            await self.standing(request, link.tenant_id)
+            # ``audit`` verifies the log at once for an admin; a member sees the month.
+            await self.standing(request, link.tenant_id, verify=request.command == "audit")
             return None
         try:
             grant = await self.runtime.agent.open(
@@ -216,9 +222,10 @@ class TeamsAnswers:
                     raise
             reply = render.outcome(outcome)
             await streamed.finish(context, reply.text, reply.card,
-                                  after=_after_stream(outcome, reply))
+                                  after=after_stream(outcome, reply))
 
-        await self.post(request.reference, work)
+        # A run that fails is the executor's to log, with its traceback.
+        await self.continue_in(request.reference, work)
 
     async def _link(self, request: TeamsRequest) -> None:
         """``link CODE``: an admin of the Tenantry account binds this organisation to it."""
@@ -364,51 +371,3 @@ class TeamsAnswers:
             return
         reply = render.outcome(outcome)
         await self.say(reference, reply.text, reply.card)
-
-
-def _after_stream(outcome: RunOutcome, reply: render.TeamsReply) -> str:
-    """What follows a streamed answer, which is already on screen: the tools refused, or
-    why the run stopped (a halt card says its own words)."""
-    if outcome.status == "completed":
-        return "\n\n".join(render.tool_refused(capability, reason)
-                           for capability, reason in outcome.refused_tools)
-    return "" if reply.card is not None else reply.text
-
-
-def message(text: str, card: dict[str, Any] | None) -> Activity:
-    """A message of ``text``, or of an Adaptive Card alone (a card says all its text says)."""
-    if card is not None:
-        return Activity(type="message", attachments=[CardFactory.adaptive_card(card)])
-    return Activity(type="message", text=text)
-
-
-class Streamed:
-    """The answer of one run: streamed into a 1:1 chat, or kept for one message."""
-
-    def __init__(self, stream: StreamingResponse | None) -> None:
-        self.stream = stream
-        self._response = 0
-        self._any = False
-
-    async def text(self, response: int, piece: str) -> None:
-        """A piece of the model's text: a new response starts on a new paragraph."""
-        if self.stream is None or not piece:
-            return
-        if self._any and response != self._response:
-            self.stream.queue_text_chunk("\n\n")
-        self._response, self._any = response, True
-        self.stream.queue_text_chunk(render.escape(piece))
-
-    async def finish(self, context: TurnContext, text: str, card: dict[str, Any] | None = None,
-                     *, after: str | None = None) -> None:
-        """End with one message of ``text`` and ``card``; or, if text was streamed, end
-        the stream with ``after`` (default ``text``) below what it showed, and ``card``."""
-        if self.stream is None or not self._any:
-            await context.send_activity(message(text, card))
-            return
-        tail = text if after is None else after
-        if tail:
-            self.stream.queue_text_chunk("\n\n" + tail)
-        if card is not None:
-            self.stream.set_attachments([CardFactory.adaptive_card(card)])
-        await self.stream.end_stream()
