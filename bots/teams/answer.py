@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from microsoft_agents.activity import ConversationReference
-from microsoft_agents.hosting.core import ChannelServiceAdapter, TurnContext
+from microsoft_agents.hosting.core import ChannelServiceAdapter, ClaimsIdentity, TurnContext
 from microsoft_agents.hosting.core.app.streaming import StreamingResponse
 from microsoft_agents.hosting.core.app.typing_indicator import TypingIndicator, TypingOptions
 
@@ -88,6 +88,10 @@ class TeamsAnswers:
         """Continue the conversation of ``reference`` (with the bot's outbound token) and
         let ``work`` post into it."""
         continuation = ConversationReference.model_validate(reference).get_continuation_activity()
+        if not self.app_id:  # anonymous mode (local development): replies carry no token
+            await self.adapter.continue_conversation_with_claims(ClaimsIdentity(), continuation,
+                                                                 work)
+            return
         await self.adapter.continue_conversation(self.app_id, continuation, work)
 
     async def post(self, reference: dict[str, Any], work: Work) -> bool:

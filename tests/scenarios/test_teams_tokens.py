@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -11,9 +12,11 @@ import pytest
 from microsoft_agents.hosting.core.authorization import AuthenticationConstants
 from microsoft_agents.hosting.core.authorization.jwt import JwtTokenValidator
 
+from bots.teams.settings import TeamsSettings
+from core.settings import Settings
 from standins.teams.activities import TeamsUser, personal_chat
 from standins.teams.scenario import APP_ID, APP_TENANT
-from tests.scenarios.harness import Scenario, runs_of
+from tests.scenarios.harness import Scenario, open_scenario, open_teams_side, runs_of
 
 ORG = "3b9e4f6a-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
 FOREIGN = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
@@ -168,3 +171,25 @@ async def test_the_token_check_guards_the_teams_route_only(linked: Scenario) -> 
     health = await linked.get("/healthz")
 
     assert health.status == 200  # no token asked for beside /api/messages
+
+
+async def test_anonymous_mode_takes_requests_without_a_token_and_says_so_loudly(
+    settings: Settings, capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with open_teams_side() as side:
+        host = side.settings.connector_hosts
+        anonymous = dataclasses.replace(side, settings=TeamsSettings(
+            app_id=None, app_password=None, app_tenant_id=None, allow_anonymous=True,
+            connector_hosts=host))
+        async with open_scenario(settings, teams=anonymous) as s:
+            await s.tenant("acme")
+            await s.teams.link(ORG, "acme")
+            status, _ = await s.teams.send(question(s), authorization="")
+            await s.idle()
+
+            assert status == 202
+            assert [r.principal_id for r in await runs_of(s, "acme")] == [
+                f"teams:{ORG}:{ADA.aad_object_id}"]
+            calls = s.teams.connector.calls()  # replies carry no token: Microsoft refuses
+            assert calls and not any(call.accepted for call in calls)
+    assert "TEAMS ANONYMOUS MODE" in capsys.readouterr().out
