@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import io
-import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, quote, urlsplit
 
-import pytest
 from sqlalchemy import select, update
 
 from bots.slack import render
 from core.audit.events import WORKSPACE_LINKED
-from core.logs import scrub_library_logs
 from installs.links import issue_install_link, resolve
 from installs.oauth import slack_oauth_states
 from installs.slack_store import SlackInstallationStore, slack_bots
@@ -188,19 +184,6 @@ async def test_an_enterprise_grid_org_wide_install_links_the_org(scenario: Scena
     [answer] = thread(scenario.slack, "C9", mention)
     [run] = await runs_of(scenario, "acme")
     assert answer.text == run.answer and run.principal_id == f"slack:T9:{gil.id}"
-
-
-@pytest.fixture
-def debug_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """Everything logged at DEBUG, through the root handlers Tenantry scrubs."""
-    sink = io.StringIO()
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", [logging.StreamHandler(sink)])
-    level = root.level
-    root.setLevel(logging.DEBUG)  # setLevel, not the attribute: it clears loggers' caches
-    scrub_library_logs()
-    yield sink
-    root.setLevel(level)
 
 
 async def test_an_install_logged_at_debug_leaves_no_token_in_the_log(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from typing import Any
 
@@ -15,7 +16,7 @@ from microsoft_agents.hosting.core.authorization.jwt import JwtTokenValidator
 from bots.teams.settings import TeamsSettings
 from core.settings import Settings
 from standins.teams.activities import TeamsUser, personal_chat
-from standins.teams.scenario import APP_ID, APP_TENANT
+from standins.teams.scenario import APP_ID, APP_PASSWORD, APP_TENANT
 from tests.scenarios.harness import Scenario, open_scenario, open_teams_side, runs_of
 
 ORG = "3b9e4f6a-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -193,3 +194,18 @@ async def test_anonymous_mode_takes_requests_without_a_token_and_says_so_loudly(
             calls = s.teams.connector.calls()  # replies carry no token: Microsoft refuses
             assert calls and not any(call.accepted for call in calls)
     assert "TEAMS ANONYMOUS MODE" in capsys.readouterr().out
+
+
+async def test_an_exchange_logged_at_debug_leaves_no_token_or_secret_in_the_log(
+    linked: Scenario, debug_log: io.StringIO,
+) -> None:
+    chat = personal_chat(ORG)
+    await linked.teams.send(linked.teams.activities.message(chat, ADA, "hello"))
+    await linked.idle()
+
+    logged = debug_log.getvalue()
+    assert "Validating JWT token" in logged, "the SDK wrote its debug lines"
+    issued = [t.access_token for t in linked.teams.issuer.issued]
+    assert issued, "replies went out with a token"
+    assert not any(token[:40] in logged for token in issued)
+    assert APP_PASSWORD not in logged
