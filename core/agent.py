@@ -70,7 +70,7 @@ from core.memory import conversation_window
 from core.models import ModelFactory
 from core.resources import ResourceLocator
 from core.run_records import Ending, finish_run, resume_run, start_run
-from core.runs import Lease, claim_run, get_run, release_run
+from core.runs import Lease, claim_run, create_run, get_run, release_run
 from core.settings import Settings
 from core.tools import CapabilityRegistry
 from core.toolset import (
@@ -248,6 +248,19 @@ class AgentService:
                                          grant.period), on_tool)
         return await self._execute(allocation, prompt, list(history), HistoryEncoder(),
                                    on_text)
+
+    async def queue(self, grant: RunGrant, prompt: str, *,
+                    conversation_id: str | None = None) -> None:
+        """Record a request accepted under ``grant`` whose run has not started, as ``queued``.
+
+        For a transport shutting down with requests not yet run: the next start resumes
+        it (``resume``) as it was asked, with its principal, roles and conversation.
+        """
+        await self.db.run(create_run, grant.ctx, prompt=prompt,
+                          model=self.models.check(self.settings.model), status="queued",
+                          conversation_id=conversation_id, granted_roles=grant.extra_roles)
+        log.info("request queued for the next start", run_id=grant.ctx.run_id,
+                 tenant_id=grant.ctx.tenant_id)
 
     async def resume(self, grant: RunGrant, *, on_tool: ToolStarted | None = None) -> RunOutcome:
         """Continue ``grant.ctx.run_id`` from its checkpoint with the grant's fresh budget.

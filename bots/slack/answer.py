@@ -37,7 +37,7 @@ from core.authz import roles_of
 from core.builder import RunGrant
 from core.errors import Conflict, NotFound, RunRefused
 from core.logs import log
-from core.runs import create_run, get_run
+from core.runs import get_run
 from installs.links import Link, resolve
 from installs.principals import roles_from_slack, slack_principal
 
@@ -197,18 +197,10 @@ class SlackAnswers:
         async def park() -> None:
             ready = accepted or await self._accept(request)
             if ready is not None:
-                await self._queue(request, ready)
+                await self.runtime.agent.queue(ready.grant, request.prompt,
+                                               conversation_id=ready.conversation)
 
         self.executor.submit(f"slack:{request.event_id}", job, park=park)
-
-    async def _queue(self, request: Request, accepted: Accepted) -> None:
-        agent = self.runtime.agent
-        await self.runtime.db.run(create_run, accepted.grant.ctx, prompt=request.prompt,
-                                  model=agent.models.check(self.runtime.settings.model),
-                                  status="queued", conversation_id=accepted.conversation,
-                                  granted_roles=accepted.grant.extra_roles)
-        log.info("slack request queued for the next start", run_id=accepted.grant.ctx.run_id,
-                 tenant_id=accepted.grant.ctx.tenant_id)
 
     async def _accept(self, request: Request) -> Accepted | None:
         """Everything before the run: claim, link, roles, context, the answer message.

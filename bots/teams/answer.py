@@ -35,7 +35,7 @@ from core.authz import roles_of
 from core.builder import RunGrant
 from core.errors import Conflict, NotFound, RunRefused
 from core.logs import log
-from core.runs import create_run, get_run
+from core.runs import get_run
 from installs.links import InstallLinkError
 from installs.teams_conversations import (
     conversation_reference,
@@ -130,18 +130,10 @@ class TeamsAnswers:
         async def park() -> None:
             ready = accepted or await self._accept(request)
             if ready is not None:
-                await self._queue(ready)
+                await self.runtime.agent.queue(ready.grant, request.text,
+                                               conversation_id=request.conversation_key)
 
         self.executor.submit(f"teams:{request.activity_id}", job, park=park)
-
-    async def _queue(self, accepted: Accepted) -> None:
-        agent, request = self.runtime.agent, accepted.request
-        await self.runtime.db.run(create_run, accepted.grant.ctx, prompt=request.text,
-                                  model=agent.models.check(self.runtime.settings.model),
-                                  status="queued", conversation_id=request.conversation_key,
-                                  granted_roles=accepted.grant.extra_roles)
-        log.info("teams request queued for the next start", run_id=accepted.grant.ctx.run_id,
-                 tenant_id=accepted.grant.ctx.tenant_id)
 
     async def _claim(self, request: TeamsRequest) -> bool:
         db = self.runtime.db
