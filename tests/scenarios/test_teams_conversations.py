@@ -167,3 +167,16 @@ async def test_markup_in_an_answer_cannot_mention_or_format(linked: Scenario) ->
 
     [answer] = linked.teams.texts(chat.id)
     assert "<at>" not in answer and "<b>" not in answer
+
+
+async def test_where_teams_refuses_a_stream_the_answer_is_one_message(linked: Scenario) -> None:
+    chat = personal_chat(ORG)
+    linked.teams.connector.conversation(chat.id, "groupChat")  # Teams: no streaming here
+
+    await ask(linked, chat, "answer me anyway")
+    await linked.idle()
+
+    [run] = await runs_of(linked, "acme")
+    [answer] = linked.teams.connector.messages(chat.id)
+    assert not answer.streamed and run.answer is not None
+    assert answer.text == render.escape(run.answer)
