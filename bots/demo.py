@@ -190,6 +190,7 @@ def main() -> int:
     configure("WARNING")
     click.echo("Tenantry offline demo (sandbox model: deterministic, no LLM, no network)\n")
     from bots.demo_slack import run_slack_demo
+    from bots.demo_teams import run_teams_demo
 
     with tempfile.TemporaryDirectory(prefix="tenantry-demo-") as scratch:
         click.echo("== The agent core, called directly\n")
@@ -197,9 +198,13 @@ def main() -> int:
         click.echo("\n== The same through Slack: the real server, signed requests, "
                    "a local stand-in for Slack's Web API\n")
         through_slack = asyncio.run(run_slack_demo(Path(scratch)))
-    transcript.checks.extend(through_slack.checks)
-    for tenant, lines in through_slack.lines.items():
-        transcript.lines.setdefault(tenant, []).extend(lines)
+        click.echo("\n== And through Microsoft Teams: one app serving Slack and Teams, "
+                   "a local token issuer and Bot Connector\n")
+        through_teams = asyncio.run(run_teams_demo(Path(scratch)))
+    for through in (through_slack, through_teams):
+        transcript.checks.extend(through.checks)
+        for tenant, lines in through.lines.items():
+            transcript.lines.setdefault(tenant, []).extend(lines)
     failed = [name for name, ok in transcript.checks if not ok]
     click.echo("\nSummary")
     for tenant, lines in transcript.lines.items():

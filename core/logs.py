@@ -80,6 +80,9 @@ def configure(level: str = "INFO") -> None:
     first (slack_sdk, for one, logs the whole ``oauth.v2.access`` answer at DEBUG).
     """
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    # basicConfig leaves a root that already has a handler alone, level included: the
+    # CLI configures at its level, and `tenantry demo` must still be able to go quieter.
+    logging.getLogger().setLevel(level.upper())
     scrub_library_logs()
     for chatty in ("alembic", "casbin"):  # each prints its setup at INFO, every run for casbin
         logging.getLogger(chatty).setLevel(logging.WARNING)

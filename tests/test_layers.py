@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_MODULES = {"bots.demo", "bots.demo_slack"}
+DEMO_MODULES = {"bots.demo", "bots.demo_slack", "bots.demo_teams"}
 """The production modules allowed to use the stand-ins: they run the offline demo."""
 
 

@@ -49,3 +49,18 @@ def test_casbin_does_not_print_its_model_on_every_run() -> None:
         assert logging.getLogger("casbin.model").isEnabledFor(logging.WARNING)
     finally:
         structlog.reset_defaults()
+
+
+def test_configuring_again_sets_the_level_of_library_lines() -> None:
+    root = logging.getLogger()
+    level = root.level
+    try:
+        sdk = logging.getLogger("microsoft_agents.hosting.core.connector.client")
+        configure("INFO")  # as the CLI does, before `tenantry demo` asks for WARNING
+        assert sdk.isEnabledFor(logging.INFO)
+        configure("WARNING")
+        assert not sdk.isEnabledFor(logging.INFO)
+        assert sdk.isEnabledFor(logging.WARNING)
+    finally:
+        root.setLevel(level)
+        structlog.reset_defaults()
