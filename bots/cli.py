@@ -342,16 +342,18 @@ async def runs_show(run_id: str) -> None:
 @click.option("--host", default=None, help="Interface to listen on (TENANTRY_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (TENANTRY_PORT).")
 def serve(host: str | None, port: int | None) -> None:
-    """Serve the transports (Slack, health check) and run the in-process executor."""
+    """Serve the transports (Slack, Teams, health check) and run the in-process executor."""
     from aiohttp import web
 
     from bots.settings import ServerSettings
     from bots.web import create_app
 
-    server = ServerSettings()
+    # The listening address decides what the app allows (anonymous Teams only on loopback).
+    server = ServerSettings().model_copy(update={
+        name: value for name, value in (("host", host), ("port", port)) if value is not None})
     try:
         app = create_app(root_settings(), server)
-        web.run_app(app, host=host or server.host, port=port or server.port,
+        web.run_app(app, host=server.host, port=server.port,
                     print=lambda text: click.echo(text))
     except TenantryError as exc:
         raise click.ClickException(str(exc)) from None

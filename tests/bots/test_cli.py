@@ -122,3 +122,25 @@ def test_db_commands(tenantry: CliRunner) -> None:
     status = invoke(tenantry, "db", "status").output
     current, head = re.findall(r"current: (\S+)\s+head: (\S+)", status)[0]
     assert current == head
+
+
+def test_serve_refuses_anonymous_teams_on_an_address_beyond_loopback(
+    tenantry: CliRunner, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TENANTRY_TEAMS_ALLOW_ANONYMOUS", "true")
+
+    result = tenantry.invoke(cli, ["serve", "--host", "0.0.0.0"])  # noqa: S104
+
+    assert result.exit_code == 1
+    assert "refused while the server listens on '0.0.0.0'" in result.output
+
+
+def test_serve_refuses_partial_teams_settings_naming_what_is_missing(
+    tenantry: CliRunner, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TENANTRY_TEAMS_APP_ID", "6f1c1e2a-93b5-4c3e-8d1e-5a0b7c9d2e11")
+
+    result = tenantry.invoke(cli, ["serve"])
+
+    assert result.exit_code == 1
+    assert "TENANTRY_TEAMS_APP_PASSWORD, TENANTRY_TEAMS_APP_TENANT_ID" in result.output
