@@ -2,10 +2,10 @@
 
 ``POST /api/messages`` is the one route Teams calls. The SDK's JWT check guards that
 route alone (its ``jwt_authorization_decorator``, never an app-wide middleware, which
-would also demand tokens from Slack and health checks). Behind it, ``messages``
-answers what the SDK would turn into a 500 (a body that is not JSON, not an object or
-not an activity: 400) before handing the request to the adapter, which checks the
-``serviceUrl`` (``bots.teams.auth``) and runs the handlers (``bots.teams.listeners``).
+would also demand tokens from Slack and health checks). Behind it, ``messages`` hands
+the request to the adapter, which checks the ``serviceUrl`` (``bots.teams.auth``) and
+runs the handlers (``bots.teams.listeners``), and answers 400 where the SDK would
+answer 500: a body that is not JSON, not an object or not an activity.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp.web_exceptions import NotAppKeyWarning
-from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.aiohttp import CloudAdapter, jwt_authorization_decorator
 from microsoft_agents.hosting.core import (
     AgentApplication,
@@ -91,14 +90,17 @@ async def _activity(request: web.Request) -> web.StreamResponse:
         return _bad_request("body is not JSON")
     if not isinstance(body, dict):
         return _bad_request("body is not an activity")
-    try:
-        activity = Activity.model_validate(body)
-    except ValidationError:
-        return _bad_request("body is not an activity")
-    if not activity.type or not activity.conversation or not activity.conversation.id:
+    conversation = body.get("conversation")
+    if not body.get("type") or not isinstance(conversation, dict) or not conversation.get("id"):
         return _bad_request("activity needs a type and a conversation id")
     transport = request.app[TEAMS]
-    response = await transport.adapter.process(request, transport.agent)
+    try:
+        response = await transport.adapter.process(request, transport.agent)
+    except ValidationError:
+        # The adapter validates the body as an ``Activity`` before anything else and lets
+        # a failure out as a 500. Validating it here as well cost more per activity than
+        # the token's signature check. A turn's own errors go to ``_turn_failed``.
+        return _bad_request("body is not an activity")
     return response if response is not None else web.Response(status=202)
 
 

@@ -134,12 +134,14 @@ async def test_malformed_bodies_are_400_never_500(linked: Scenario) -> None:
     good = question(linked)
     no_conversation = {k: v for k, v in good.items() if k != "conversation"}
     bad_types = {**good, "conversation": "not an object"}
+    bad_sender = {**good, "from": "not an object"}  # refused by the SDK's own validation
 
     statuses = [await _post(linked, body) for body in (
         b"{not json", b"[1, 2]", b'"text"', json.dumps(no_conversation).encode(),
-        json.dumps(bad_types).encode(), json.dumps({**good, "type": ""}).encode())]
+        json.dumps(bad_types).encode(), json.dumps({**good, "type": ""}).encode(),
+        json.dumps(bad_sender).encode())]
 
-    assert statuses == [400] * 6
+    assert statuses == [400] * 7
     assert await nothing_ran(linked)
 
 
