@@ -34,6 +34,7 @@ from core.audit import events
 from core.audit.log import AuditLog
 from core.digests.records import Digest, claim_firing, get_digest, set_digest_status
 from core.digests.schedule import (
+    MAX_COUNTED,
     firing_correlation,
     firing_run_id,
     firings_between,
@@ -107,7 +108,8 @@ def _claim(conn: Connection, audit: AuditLog, tenant_id: str, digest_id: str,
     if skipped:
         audit.append(conn, tenant_id, events.DIGEST_SKIPPED, {
             "digest": digest_id, "count": len(skipped), "first": iso(skipped[0]),
-            "last": iso(skipped[-1]), "grace_s": int(grace.total_seconds())})
+            "last": iso(skipped[-1]), "grace_s": int(grace.total_seconds()),
+            **({"at_least": True} if len(missed) >= MAX_COUNTED else {})})
     if not late:
         audit.append(conn, tenant_id, events.DIGEST_FIRED, {
             "digest": digest_id, "fire_time": iso(fire_time),
