@@ -16,6 +16,7 @@ from installs.oauth import InstallResult
 
 RESUME_ACTION = "tenantry_resume"
 VERIFY_ACTION = "tenantry_verify_audit"
+DIGEST_ACTION = "tenantry_digest_toggle"
 
 REFUSALS = {
     "not_linked": (
