@@ -18,14 +18,8 @@ import click
 
 from bots.cli_support import echo_table, open_admin, open_database, root_settings, run_async, when
 from bots.runtime import Runtime
-from core.digests.records import (
-    Destination,
-    Digest,
-    SlackDestination,
-    TeamsDestination,
-    find_digest,
-    list_digests,
-)
+from core.digests.destinations import Destination, SlackDestination, TeamsDestination
+from core.digests.records import Digest, find_digest, list_digests
 from core.digests.schedule import next_after, trigger
 from core.errors import InvalidInput
 from core.logs import log

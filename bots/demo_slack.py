@@ -18,7 +18,7 @@ from bots.slack import render
 from bots.web import CLOCK
 from core.admin import Admin
 from core.authz import grant as grant_role
-from core.digests.records import SlackDestination
+from core.digests.destinations import SlackDestination
 from core.digests.schedule import firing_run_id, next_after, trigger
 from core.runs import get_run
 from core.settings import Settings

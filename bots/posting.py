@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from core.digests.records import Destination
+from core.digests.destinations import Destination
 
 NoticeKind = Literal["answer", "halt", "refusal", "failure"]
 

@@ -24,8 +24,8 @@ from core.credentials import check_name, delete_credential, put_ciphertext
 from core.crypto import Keyring
 from core.db.engine import Database
 from core.db.schema import tenants
+from core.digests.destinations import Destination
 from core.digests.records import (
-    Destination,
     Digest,
     DigestStatus,
     add_digest,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from core.db.engine import reads
-from core.digests.records import Destination, SlackDestination
+from core.digests.destinations import Destination, SlackDestination
 from installs.links import resolve
 from installs.teams_conversations import conversation_reference
 from installs.teams_links import resolve_teams

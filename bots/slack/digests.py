@@ -18,7 +18,7 @@ from bots.runtime import Runtime
 from bots.slack import render
 from bots.slack.clients import WorkspaceClients
 from core.authz import list_grants
-from core.digests.records import Destination, SlackDestination
+from core.digests.destinations import Destination, SlackDestination
 from core.errors import NotFound
 from core.logs import log
 

@@ -25,7 +25,8 @@ from bots.slack import render
 from bots.standing import AdminStanding, Allowance, Incident, RecentRun, tenant_standing
 from core.audit import events
 from core.audit.verify import VerifyReport
-from core.digests.records import Digest, SlackDestination, list_digests
+from core.digests.destinations import SlackDestination
+from core.digests.records import Digest, list_digests
 from core.prices import format_microcents
 
 Block = dict[str, Any]

@@ -16,7 +16,7 @@ from bots.posting import Notice
 from bots.runtime import Runtime
 from bots.teams import render
 from bots.teams.answer import TeamsAnswers
-from core.digests.records import Destination, TeamsDestination
+from core.digests.destinations import Destination, TeamsDestination
 from core.errors import NotFound
 from installs.teams_conversations import conversation_reference
 

@@ -10,12 +10,8 @@ import pytest
 
 from bots.clock import DigestClock
 from core.db.engine import Database
-from core.digests.records import (
-    SlackDestination,
-    add_digest,
-    claim_firing,
-    set_digest_status,
-)
+from core.digests.destinations import SlackDestination
+from core.digests.records import add_digest, claim_firing, set_digest_status
 from core.tenants import create_tenant, set_status
 from tests.support.tenancy import plan, tenant_on
 

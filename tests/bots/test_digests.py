@@ -16,14 +16,8 @@ from core.agent import RunOutcome
 from core.audit import events
 from core.audit.events import AuditEvent
 from core.authz import grant as grant_role
-from core.digests.records import (
-    Destination,
-    Digest,
-    SlackDestination,
-    add_digest,
-    get_digest,
-    set_digest_status,
-)
+from core.digests.destinations import Destination, SlackDestination
+from core.digests.records import Digest, add_digest, get_digest, set_digest_status
 from core.digests.schedule import iso
 from core.errors import NotFound
 from core.runs import get_run, recent_runs

@@ -19,13 +19,11 @@ from core.audit.log import recent_events
 from core.crypto import Keyring, generate_key
 from core.db.engine import Database
 from core.db.schema import metadata
+from core.digests.destinations import SlackDestination, TeamsDestination, destination_from_json
 from core.digests.records import (
-    SlackDestination,
-    TeamsDestination,
     active_digests,
     add_digest,
     claim_firing,
-    destination_from_json,
     find_digest,
     get_digest,
     list_digests,

@@ -12,7 +12,8 @@ from bots.web import CLOCK
 from core.admin import Admin
 from core.audit import events
 from core.authz import grant as grant_role
-from core.digests.records import Digest, SlackDestination, get_digest
+from core.digests.destinations import SlackDestination
+from core.digests.records import Digest, get_digest
 from core.runs import get_run
 from standins.slack.api import SlackUser
 from tests.scenarios.harness import Scenario, Workspace, audit_events, runs_of

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from bots.web import CLOCK
 from core.admin import Admin
 from core.audit import events
-from core.digests.records import Digest, TeamsDestination, get_digest
+from core.digests.destinations import TeamsDestination
+from core.digests.records import Digest, get_digest
 from standins.teams.activities import Conversation, TeamsUser, group_chat
 from tests.scenarios.harness import Scenario, audit_events, runs_of
 
