@@ -13,6 +13,7 @@ import click
 
 from bots.cli_audit import audit
 from bots.cli_credentials import credentials
+from bots.cli_digests import clock, digests
 from bots.cli_keys import keys
 from bots.cli_memory import memory
 from bots.cli_roles import roles
@@ -382,7 +383,7 @@ async def tenants_purge(tenant_id: str, yes: bool) -> None:
                    + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
-for group in (audit, credentials, keys, memory, roles, slack, teams):
+for group in (audit, clock, credentials, digests, keys, memory, roles, slack, teams):
     cli.add_command(group)
 
 

@@ -8,11 +8,18 @@ would have been posted in Slack is read back from the stand-in.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from bots.demo import DOCUMENTS, PLANS, Transcript
+from bots.digests import DIGEST_PRINCIPAL
 from bots.slack import render
+from bots.web import CLOCK
+from core.admin import Admin
 from core.authz import grant as grant_role
+from core.digests.destinations import SlackDestination
+from core.digests.schedule import firing_run_id, next_after, trigger
 from core.runs import get_run
 from core.settings import Settings
 from standins.slack.api import SlackUser
@@ -89,10 +96,41 @@ async def _slack_demo(s: Scenario, t: Transcript) -> None:
     home = json.dumps(s.slack.published_views(ALICE.id).get(t1.team_id, {}))
     t.check("Acme's admin sees the App Home with a verified audit log",
             "Audit log verified" in home and "globex" not in home.lower())
+    await _digest_fires(s, t, t1)
     for ws in (t1, t2):
         posts = s.slack.calls("chat.postMessage", team_id=ws.team_id)
         t.check(f"every post in {ws.team_id} used that workspace's own token",
                 bool(posts) and all(c.token == ws.token for c in posts))
+
+
+async def _digest_fires(s: Scenario, t: Transcript, ws: Workspace) -> None:
+    """A scheduled digest: the clock's callback fires its next time now, then again."""
+    rt = s.runtime
+    admin = Admin(rt.db, rt.audit, rt.keyring, by="cli:demo")
+    digest = await admin.add_digest(
+        "acme", name="Morning brief", cron="30 8 * * mon-fri",
+        prompt="What is the refund policy for rockets?",
+        destination=SlackDestination(team_id=ws.team_id, channel=ws.channel))
+    # The digest acts as service:digests, with only the roles the tenant grants it.
+    await admin.grant("acme", DIGEST_PRINCIPAL, "member")
+    fire_time = next_after(trigger(digest.cron, ZoneInfo("UTC")), datetime.now(UTC))
+    assert fire_time is not None
+    before = len(s.slack.messages(ws.channel))
+    clock = s.app[CLOCK]
+    await clock.fire("acme", digest.id, fire_time)
+    await s.idle()
+    posted = [m.text for m in s.slack.messages(ws.channel)[before:]]
+    _show(t, "acme", f"digest “{digest.name}” ({digest.cron}, UTC; acme granted "
+                     f"{DIGEST_PRINCIPAL} the member role) fired by the clock's callback for "
+                     f"{fire_time:%a %Y-%m-%d %H:%M}, in #general:", posted)
+    t.check("the digest's answer is posted in its channel, grounded in acme's handbook",
+            len(posted) == 1 and "30 days" in posted[0])
+    await clock.fire("acme", digest.id, fire_time)  # a second clock, or a retry
+    await s.idle()
+    runs = [r for r in await runs_of(s, "acme") if r.initiator == "cron"]
+    t.check("a second firing for the same time is the same run, posted once",
+            len(runs) == 1 and runs[0].id == firing_run_id("acme", digest.id, fire_time)
+            and len(s.slack.messages(ws.channel)) == before + 1)
 
 
 async def run_slack_demo(root: Path) -> Transcript:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
+from bots.posting import Poster
 from core.agent import AgentService, RunOutcome
 from core.audit.keys import load_keys
 from core.audit.log import AuditLog
@@ -35,6 +36,8 @@ class Runtime:
     Attributes:
         deliverers: How each mounted transport renders the outcome of a run resumed
             without a request of its own (at startup) into the place it was asked in.
+        posters: How each mounted transport posts a digest, by destination kind
+            (``bots.posting``).
     """
 
     settings: Settings
@@ -48,6 +51,7 @@ class Runtime:
     vector_admin: VectorAdmin
     """Erases a tenant's vectors: for operators' commands, never given to a capability."""
     deliverers: list[Deliver] = field(default_factory=list)
+    posters: dict[str, Poster] = field(default_factory=dict)
 
 
 @asynccontextmanager

@@ -28,6 +28,8 @@ class ServerSettings(BaseSettings):
         upkeep_interval_s: How often the server signs unsigned audit tails and resumes
             runs whose process died (their lease expired).
         retention_interval_s: How often it applies the plans' retention.
+        digest_reload_s: How often the digest clock checks whether schedules changed
+            (one cheap query) and reloads them if they did.
     """
 
     model_config = SettingsConfigDict(
@@ -42,3 +44,4 @@ class ServerSettings(BaseSettings):
     run_admission_max_delay_ms: int = Field(default=250, ge=0)
     upkeep_interval_s: float = Field(default=60, gt=0)
     retention_interval_s: float = Field(default=3600, gt=0)
+    digest_reload_s: float = Field(default=5, gt=0)

@@ -4,26 +4,31 @@ The app owns the runtime and the executor through a cleanup context, so clients 
 created at startup, never at import, and in-flight runs drain at shutdown. Runs left
 unfinished by a crash are resumed at the next start, and ``upkeep`` runs beside the
 transports: it signs audit tails, resumes runs of processes that died and applies
-retention. A middleware keeps the executor's
-gate shut while requests are in flight, so runs start between bursts of requests rather
-than delaying their acknowledgements.
+retention; the digest clock (``bots.clock``) fires schedules into the executor. A
+middleware keeps the executor's gate shut while requests are in flight, so runs start
+between bursts of requests rather than delaying their acknowledgements.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from bots.clock import DigestClock, Fire
+from bots.digests import deliver_digest, fire_digest
 from bots.executor import Executor, QuietGate
 from bots.runtime import Runtime, open_runtime
 from bots.settings import ServerSettings
 from bots.slack.settings import SlackSettings
 from bots.teams.settings import TeamsSettings
+from core.digests.schedule import iso
 from core.errors import TenantryError
 from core.logs import log
 from core.retention import sweep
@@ -33,6 +38,7 @@ from core.upkeep import sign_unsigned
 
 RUNTIME = web.AppKey("runtime", Runtime)
 EXECUTOR = web.AppKey("executor", Executor)
+CLOCK = web.AppKey("clock", DigestClock)
 
 Mount = Callable[[web.Application, Runtime, Executor], Awaitable[None]]
 
@@ -102,6 +108,19 @@ async def upkeep(runtime: Runtime, executor: Executor, server: ServerSettings) -
                 log.exception("upkeep step failed", step=name)
 
 
+def submit_firings(runtime: Runtime, executor: Executor) -> Fire:
+    """The clock's callback in ``tenantry serve``: each firing becomes an executor job,
+    keyed by the firing, run in its tenant's slot."""
+    async def fire(tenant_id: str, digest_id: str, fire_time: datetime) -> None:
+        async def job() -> None:
+            async with executor.slot(tenant_id):
+                await fire_digest(runtime, tenant_id, digest_id, fire_time)
+
+        executor.submit(f"digest:{digest_id}:{iso(fire_time)}", job)
+
+    return fire
+
+
 def transports(server: ServerSettings, slack_settings: SlackSettings,
                teams_settings: TeamsSettings, app: web.Application) -> list[Mount]:
     """Add the routes of every configured transport; return their startup halves.
@@ -151,18 +170,24 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
             app[EXECUTOR] = executor
             for mount in mounts:
                 await mount(app, runtime, executor)
+            runtime.deliverers.append(functools.partial(deliver_digest, runtime))
             resumed = await resume_unfinished(runtime, executor)
             if resumed:
                 log.info("resuming unfinished runs", count=resumed)
-            upkeeping = asyncio.create_task(upkeep(runtime, executor, server),
-                                            name="tenantry-upkeep")
-            # What startup loaded lives as long as the app: keep it out of the collector's
-            # full passes, which stop the event loop, acknowledgements included, for a
-            # time that grows with everything tracked (200 ms, docs/benchmarks.md).
-            gc.freeze()
-            yield
-            upkeeping.cancel()
-            await asyncio.gather(upkeeping, return_exceptions=True)
+            async with DigestClock(runtime.db, submit_firings(runtime, executor),
+                                   grace=timedelta(seconds=settings.digest_grace_s),
+                                   reload_s=server.digest_reload_s) as clock:
+                app[CLOCK] = clock
+                upkeeping = asyncio.create_task(upkeep(runtime, executor, server),
+                                                name="tenantry-upkeep")
+                # What startup loaded lives as long as the app: keep it out of the
+                # collector's full passes, which stop the event loop, acknowledgements
+                # included, for a time that grows with everything tracked (200 ms,
+                # docs/benchmarks.md).
+                gc.freeze()
+                yield
+                upkeeping.cancel()
+                await asyncio.gather(upkeeping, return_exceptions=True)
         gc.unfreeze()
 
     app.cleanup_ctx.append(lifespan)

@@ -184,3 +184,17 @@ def reached(ceiling: str, limit: object, used: object) -> Reached:
     """The words for a ceiling and its figures, from a halt's detail or its audit event."""
     return Reached(ceiling, CEILINGS.get(ceiling, ceiling), amount(ceiling, limit),
                    amount(ceiling, used))
+
+
+DIGEST_HALTED = ("This digest stopped before its answer: it reached {reached}. An operator "
+                 "can continue it with `tenantry runs resume {run_id}`.")
+DIGEST_MONTHLY_HALT = ("This digest stopped before its answer: it reached {reached}. It runs "
+                       "again at its next time once the account has allowance.")
+DIGEST_REFUSED = "This digest did not run. {why}"
+DIGEST_FAILED = ("This digest could not finish; it runs again at its next time. If this "
+                 "keeps happening, tell your account admin.")
+DIGEST_UNCONFIRMED = ("This digest stopped: {capability} may or may not have completed, "
+                      "and it must not run twice. An operator can check it and continue with "
+                      "`tenantry runs resume {run_id}`.")
+DIGEST_FOR_ADMINS = "{text} (Digest “{title}” in {where}.)"
+"""What a digest says when it did not answer; admins get the same words and where."""

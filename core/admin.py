@@ -18,12 +18,21 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from core.audit import events as ev
-from core.audit.log import AuditLog
+from core.audit.log import AuditLog, digest_with, salt
 from core.authz import grant, revoke
 from core.credentials import check_name, delete_credential, put_ciphertext
 from core.crypto import Keyring
 from core.db.engine import Database
 from core.db.schema import tenants
+from core.digests.destinations import Destination
+from core.digests.records import (
+    Digest,
+    DigestStatus,
+    add_digest,
+    get_digest,
+    remove_digest,
+    set_digest_status,
+)
 from core.errors import InvalidInput
 from core.tenants import Plan, Tenant, TenantStatus, create_tenant, set_status, update_plan
 
@@ -112,6 +121,55 @@ class Admin:
             self._record(conn, tenant_id, ev.CREDENTIAL_REMOVED, {"credential": name})
 
         await self.db.run(work)
+
+    async def add_digest(self, tenant_id: str, *, name: str, cron: str, prompt: str,
+                         destination: Destination) -> Digest:
+        """``core.digests.records.add_digest``, recorded as ``digest.added`` (the prompt
+        as a digest, the destination by kind)."""
+        def work(conn: Connection) -> Digest:
+            added = add_digest(conn, tenant_id, name=name, cron=cron, prompt=prompt,
+                               destination=destination)
+            self._record(conn, tenant_id, ev.DIGEST_ADDED, {
+                "digest": added.id, "name": added.name, "cron": added.cron,
+                "destination": destination.kind,
+                "prompt_digest": digest_with(salt(conn, tenant_id), added.prompt)})
+            return added
+
+        return await self.db.run(work)
+
+    async def pause_digest(self, tenant_id: str, digest_id: str,
+                           reason: str = "operator") -> bool:
+        """Stop a digest firing, recorded as ``digest.paused`` when it was active."""
+        return await self._set_digest(tenant_id, digest_id, "paused", reason)
+
+    async def resume_digest(self, tenant_id: str, digest_id: str) -> bool:
+        """Let a paused digest fire again, recorded as ``digest.resumed`` when it was paused.
+
+        A suspended tenant's digest still does not fire: each firing checks the tenant.
+        """
+        return await self._set_digest(tenant_id, digest_id, "active", None)
+
+    async def _set_digest(self, tenant_id: str, digest_id: str, status: DigestStatus,
+                          reason: str | None) -> bool:
+        def work(conn: Connection) -> bool:
+            changed = set_digest_status(conn, tenant_id, digest_id, status, reason)
+            if changed:
+                event = ev.DIGEST_PAUSED if status == "paused" else ev.DIGEST_RESUMED
+                fields = {"digest": digest_id} | ({"reason": reason} if reason else {})
+                self._record(conn, tenant_id, event, fields)
+            return changed
+
+        return await self.db.run(work)
+
+    async def remove_digest(self, tenant_id: str, digest_id: str) -> Digest:
+        """Delete a digest, recorded as ``digest.removed``; its runs stay."""
+        def work(conn: Connection) -> Digest:
+            removed = remove_digest(conn, tenant_id, get_digest(conn, tenant_id, digest_id).id)
+            self._record(conn, tenant_id, ev.DIGEST_REMOVED,
+                         {"digest": removed.id, "name": removed.name})
+            return removed
+
+        return await self.db.run(work)
 
     def _record(self, conn: Connection, tenant_id: str, event: str,
                 fields: dict[str, Any]) -> None:

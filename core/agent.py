@@ -227,6 +227,8 @@ class AgentService:
             RunRefused: ``allowance_exhausted`` or ``run_ceiling_too_small``: the run's
                 budget cannot pay even its first model call; nothing is recorded but
                 the refusal, in the audit log.
+            Conflict: ``grant`` names a run id that exists already (a derived id, as a
+                digest's firing has, arriving twice); nothing is recorded.
         """
         model_id = self.models.check(model or self.settings.model)
         if conversation_id is not None and not history:

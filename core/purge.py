@@ -1,7 +1,7 @@
 """Purging a tenant: everything it owns goes, except its audit log, which records the purge.
 
 One transaction removes the database-held data (vectors, conversation history, runs,
-checkpoints, tool effects, credentials, role grants, the audit salt) and appends
+checkpoints, tool effects, credentials, digests, role grants, the audit salt) and appends
 ``tenant.purged``; the tenant is left suspended so nothing new starts. Transports
 add what they hold (workspace links, installations and their tokens) to the same
 transaction through ``also``: core knows no transport. Stores outside the database (a
@@ -30,6 +30,7 @@ from core.db.schema import (
     tool_effects,
     usage_ledger,
 )
+from core.digests.records import purge_digests
 from core.memory import purge_history
 from core.tenants import get_tenant
 from core.vectors.base import VectorAdmin
@@ -61,6 +62,7 @@ def _purge(conn: Connection, audit: AuditLog, tenant_id: str, operator: str,
                         ("tool_effects", tool_effects), ("runs", runs)):
         counts[name] = conn.execute(delete(table).where(table.c.tenant_id == tenant_id)).rowcount
     counts["credentials"] = purge_credentials(conn, tenant_id)
+    counts["digests"] = purge_digests(conn, tenant_id)
     conn.execute(update(usage_ledger).where(usage_ledger.c.tenant_id == tenant_id)
                  .values(response=None))
     purge_policy(conn, tenant_id)

@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from core.context import TenantContext
 from core.db.engine import reads
 from core.db.schema import runs
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 
 RunStatus = Literal["queued", "running", "halted", "completed", "failed", "refused"]
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "refused"})
@@ -97,7 +98,12 @@ def create_run(
     granted_roles: Iterable[str] = (),
     lease: Lease | None = None,
 ) -> RunRecord:
-    """Record a new run of the context's tenant, leased to ``lease`` if it starts now."""
+    """Record a new run of the context's tenant, leased to ``lease`` if it starts now.
+
+    Raises:
+        Conflict: a run with this id exists already. Ids are fresh UUIDs unless a caller
+            derives them (a digest's firing), so this is that firing arriving again.
+    """
     now = datetime.now(UTC)
     row: dict[str, Any] = {
         "id": ctx.run_id, "tenant_id": ctx.tenant_id, "principal_id": ctx.principal_id,
@@ -110,10 +116,11 @@ def create_run(
         "lease_owner": lease.owner if lease else None,
         "lease_expires_at": lease.expires_at if lease else None,
     }
-    conn.execute(runs.insert().values(row))
+    try:
+        conn.execute(runs.insert().values(row))
+    except IntegrityError:
+        raise Conflict(f"run {ctx.run_id} exists already") from None
     return _record(SimpleNamespace(**row))
-
-
 
 
 @reads

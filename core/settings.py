@@ -44,6 +44,8 @@ class Settings(BaseSettings):
             per tenant; needs ``pinecone_api_key`` and ``pinecone_host``).
         vector_cache_mb: MiB of partition vectors the embedded store keeps in memory
             per process between searches (0 turns the cache off).
+        digest_grace_s: How late a digest's firing may still run: missed firings
+            within it coalesce into one run, older ones are skipped (and audited).
     """
 
     model_config = SettingsConfigDict(
@@ -74,6 +76,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("TENANTRY_PINECONE_API_KEY", "PINECONE_API_KEY")
     )
     pinecone_host: str | None = None
+    digest_grace_s: int = Field(default=3600, ge=0)
 
     @property
     def is_sqlite(self) -> bool:

@@ -31,10 +31,12 @@ from bots.slack.records import (
     remember_run,
     run_message,
 )
+from core.admin import Admin
 from core.agent import RunOutcome
 from core.audit import events
 from core.authz import roles_of
 from core.builder import RunGrant
+from core.digests.records import get_digest
 from core.errors import Conflict, NotFound, RunRefused
 from core.logs import log
 from core.runs import get_run
@@ -345,6 +347,28 @@ class SlackAnswers:
                                is_admin=is_admin, extra=extra)
         except SlackApiError as exc:
             log.warning("app home not published", error=str(exc.response.get("error")))
+
+    async def toggle_digest(self, origin: Origin, digest_id: str) -> None:
+        """An App Home Pause or Resume: only a tenant admin, for the tenant of the
+        installation the press came through; the change is audited as theirs."""
+        served = await self._served(origin)
+        if served is None:
+            return
+        tenant_id = served.link.tenant_id
+        if served.is_admin:
+            admin = Admin(self.runtime.db, self.runtime.audit, self.runtime.keyring,
+                          by=origin.principal)
+            try:
+                digest = await self.runtime.db.run(get_digest, tenant_id, digest_id)
+                if digest.active:
+                    await admin.pause_digest(tenant_id, digest_id, reason="admin")
+                else:
+                    await admin.resume_digest(tenant_id, digest_id)
+            except NotFound:
+                log.info("digest button for an unknown digest", digest_id=digest_id)
+        else:
+            log.warning("digest button pressed by a non-admin refused", tenant_id=tenant_id)
+        await self.home(origin)
 
     async def deliver(self, outcome: RunOutcome) -> None:
         """Finish the answer message of a run resumed without a Slack request (a restart).

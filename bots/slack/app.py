@@ -28,6 +28,7 @@ from bots.slack import render
 from bots.slack.answer import SlackAnswers
 from bots.slack.authorize import StoredBotAuthorize
 from bots.slack.clients import WorkspaceClients
+from bots.slack.digests import SlackPoster
 from bots.slack.listeners import MALFORMED, SlackTransport, malformed_ids, register
 from bots.slack.manifest import bot_scopes
 from bots.slack.oauth_flow import CALLBACKS, TenantOAuthFlow
@@ -147,5 +148,6 @@ def mounted(settings: SlackSettings, public_url: str) -> Mount:
         transport = build(runtime, executor, settings, public_url)
         app[SLACK] = transport
         runtime.deliverers.append(transport.answers.deliver)
+        runtime.posters["slack"] = SlackPoster(runtime, transport.answers.clients)
 
     return mount

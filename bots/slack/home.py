@@ -2,7 +2,8 @@
 
 Everyone sees the tenant's month-to-date usage and their own recent requests; a
 tenant admin also sees who spent what, recent refusals and halts, the latest signed
-audit checkpoint and a Verify button. The figures come from ``bots.standing``, which
+audit checkpoint and a Verify button, and the tenant's scheduled digests, each with a
+Pause or Resume button. The figures come from ``bots.standing``, which
 reads them for one tenant and one person only; this module lays them out in Block
 Kit. Wording specific to the Home tab lives here as constants; wording every
 transport shares comes from ``bots.wording`` and the action ids from ``render``.
@@ -24,6 +25,8 @@ from bots.slack import render
 from bots.standing import AdminStanding, Allowance, Incident, RecentRun, tenant_standing
 from core.audit import events
 from core.audit.verify import VerifyReport
+from core.digests.destinations import SlackDestination
+from core.digests.records import Digest, list_digests
 from core.prices import format_microcents
 
 Block = dict[str, Any]
@@ -55,6 +58,16 @@ NOT_VERIFIED = ":rotating_light: *Audit log does not verify*{where}: {reason}"
 FROM_EVENT = " from event {seq}"
 CHECKED_AT = "Checked {time}"
 LEFT_OUT = "Some entries were left out to fit Slack's limits."
+DIGESTS_HEADING = "*Scheduled digests*"
+NO_DIGESTS = "No digests. An operator adds them with `tenantry digests add`."
+DIGEST_LINE = "{mark} *{name}* · `{cron}` ({zone}) · {where} · last {last}"
+DIGEST_PAUSED = " · paused ({reason})"
+DIGEST_MARKS = {"active": ":arrow_forward:", "paused": ":double_vertical_bar:"}
+PAUSE_BUTTON = "Pause"
+RESUME_BUTTON = "Resume"
+PAUSED_REASONS = {"operator": "by an operator", "admin": "by an admin",
+                  "tenant_suspended": "account suspended",
+                  "destination_revoked": "its destination is gone"}
 
 IN_PROGRESS = f":hourglass_flowing_sand: {wording.IN_PROGRESS}"
 OUTCOME_MARKS = {"completed": ":white_check_mark:", "refused": ":no_entry:",
@@ -151,7 +164,9 @@ def _incident_line(incident: Incident) -> str:
     return f"{INCIDENTS[incident.event]} · {_code(who)} · {what} · {_when(incident.time)}"
 
 
-def _admin(admin: AdminStanding) -> list[Block]:
+def _admin(admin: AdminStanding, digests: Sequence[Block]) -> list[Block]:
+    """The admin's sections; the audit section and its button last, so that a
+    verification result shows right below them."""
     checkpoint = admin.checkpoint
     signed = NO_CHECKPOINT if checkpoint is None else CHECKPOINT.format(
         size=checkpoint.size, root=checkpoint.root[:wording.ROOT_CHARS] + "…",
@@ -170,10 +185,44 @@ def _admin(admin: AdminStanding) -> list[Block]:
         {"type": "divider"},
         *_sections(INCIDENTS_HEADING, [_incident_line(i) for i in admin.incidents],
                    NO_INCIDENTS),
+        *digests,
         {"type": "divider"},
         _section(f"{AUDIT_HEADING}\n{signed}"),
         {"type": "actions", "block_id": "tenantry_audit", "elements": [button]},
     ]
+
+
+def _digest_where(digest: Digest) -> str:
+    destination = digest.destination
+    if isinstance(destination, SlackDestination):
+        return f"<#{destination.channel}>"
+    return "a Teams conversation"
+
+
+def digest_blocks(found: Sequence[Digest], zone: str) -> list[Block]:
+    """The tenant's digests for its admins, each with a Pause or Resume button.
+
+    A button carries the digest's id only: the handler takes the tenant from the
+    authorised installation and checks the presser is an admin, as for Verify.
+    """
+    blocks: list[Block] = [{"type": "divider"}, _section(DIGESTS_HEADING)]
+    if not found:
+        return [*blocks, _context(NO_DIGESTS)]
+    for digest in found:
+        last = "never" if digest.last_fired_at is None else _when(digest.last_fired_at)
+        text = DIGEST_LINE.format(mark=DIGEST_MARKS[digest.status], name=_escape(digest.name),
+                                  cron=_escape(digest.cron), zone=_escape(zone),
+                                  where=_digest_where(digest), last=last)
+        if not digest.active:
+            text += DIGEST_PAUSED.format(reason=_escape(PAUSED_REASONS.get(
+                digest.paused_reason or "", digest.paused_reason or "")))
+        label = PAUSE_BUTTON if digest.active else RESUME_BUTTON
+        block = _section(text)
+        block["accessory"] = {"type": "button", "action_id": render.DIGEST_ACTION,
+                              "value": digest.id,
+                              "text": {"type": "plain_text", "text": label}}
+        blocks.append(block)
+    return blocks
 
 
 async def home_view(runtime: Runtime, *, tenant_id: str, principal_id: str, is_admin: bool,
@@ -203,7 +252,8 @@ async def home_view(runtime: Runtime, *, tenant_id: str, principal_id: str, is_a
     blocks += [*_usage(held.usage), {"type": "divider"},
                *_sections(RUNS_HEADING, [_run_line(run) for run in held.recent], NO_RUNS)]
     if held.admin is not None:
-        blocks += _admin(held.admin)
+        found = await runtime.db.run(list_digests, tenant_id)
+        blocks += _admin(held.admin, digest_blocks(found, held.time_zone))
     return {"type": "home", "blocks": fit(blocks, extra)}
 
 

@@ -184,6 +184,20 @@ async def on_verify(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltConte
                                 lambda: answers.home(origin, verify=True))
 
 
+async def on_digest(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any],
+                    context: AsyncBoltContext, transport: SlackTransport) -> None:
+    """A digest's Pause or Resume button in the App Home: an admin's, checked there."""
+    await ack()
+    user = _dict(body.get("user"))
+    origin = _origin(context, user.get("id"), user.get("team_id"))
+    digest_id = action.get("value")
+    if origin is None or not isinstance(digest_id, str) or not digest_id:
+        return
+    answers = transport.answers
+    answers.executor.submit(f"digest-toggle:{origin.principal}:{digest_id}",
+                            lambda: answers.toggle_digest(origin, digest_id))
+
+
 async def on_uninstalled(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext,
                          transport: SlackTransport) -> None:
     """The app was removed from a workspace (or an org)."""
@@ -267,6 +281,7 @@ def register(bolt: AsyncApp, command: str) -> None:
     bolt.action(render.RESUME_ACTION)(on_resume)
     bolt.event("app_home_opened")(on_home)
     bolt.action(render.VERIFY_ACTION)(on_verify)
+    bolt.action(render.DIGEST_ACTION)(on_digest)
     bolt.event("app_uninstalled")(on_uninstalled)
     bolt.event("tokens_revoked")(on_revoked)
     bolt.event(re.compile(".*"))(on_other_event)

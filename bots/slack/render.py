@@ -16,6 +16,7 @@ from installs.oauth import InstallResult
 
 RESUME_ACTION = "tenantry_resume"
 VERIFY_ACTION = "tenantry_verify_audit"
+DIGEST_ACTION = "tenantry_digest_toggle"
 
 REFUSALS = {
     "not_linked": (
@@ -202,3 +203,22 @@ def install_done(result: InstallResult | None) -> str:
         "Tenantry is installed, but not linked",
         f"This {where} isn't linked to a Tenantry account yet, so Tenantry won't answer there. "
         "Ask your account's owner for an install link and install again with it.")
+
+
+DIGEST_MARKS = {"answer": ":newspaper:", "halt": ":pause_button:", "refusal": ":no_entry_sign:",
+                "failure": ":x:"}
+
+
+def _mrkdwn_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def digest(title: str, text: str, kind: str) -> str:
+    """A digest's post in its channel: its name in bold, then the answer or what stopped it."""
+    return f"{DIGEST_MARKS.get(kind, '')} *{_mrkdwn_escape(title)}*\n{quiet(text)}"
+
+
+def digest_for_admin(title: str, text: str, channel: str) -> str:
+    """A digest's halt or refusal as an admin's direct message: the words and where."""
+    return wording.DIGEST_FOR_ADMINS.format(text=quiet(text), title=_mrkdwn_escape(title),
+                                            where=f"<#{channel}>")

@@ -32,6 +32,7 @@ from bots.executor import Executor
 from bots.runtime import Runtime
 from bots.teams.answer import TeamsAnswers
 from bots.teams.auth import auth_configuration, connections, host_validator, trust_jwks
+from bots.teams.digests import TeamsPoster
 from bots.teams.listeners import register
 from bots.teams.settings import TeamsSettings
 from bots.web import Mount
@@ -128,6 +129,7 @@ def mounted(settings: TeamsSettings) -> Mount:
             warnings.simplefilter("ignore")
             app[SDK_CONFIGURATION] = transport.config
         runtime.deliverers.append(transport.answers.deliver)
+        runtime.posters["teams"] = TeamsPoster(runtime, transport.answers)
         overrides = settings.overrides()
         if overrides:
             log.warning("teams uses local stand-ins for Microsoft's services", **overrides)

@@ -380,3 +380,9 @@ def standing_card(standing: TenantStanding, *,
         actions.append(cards.execute(wording.VERIFY_BUTTON, VERIFY_VERB))
     tail = [] if verified is None else [_verification(verified)]
     return cards.fit(body, tail, actions, _quiet(LEFT_OUT), full_width=True)
+
+
+def digest(title: str, text: str) -> str:
+    """A digest's post in its conversation: its name in bold, then the answer or what
+    stopped it."""
+    return f"**{escape(title)}**\n\n{escape(text)}"

@@ -38,6 +38,12 @@ CREDENTIAL_SET = "credential.set"
 CREDENTIAL_REMOVED = "credential.removed"
 WORKSPACE_LINKED = "workspace.linked"
 WORKSPACE_UNLINKED = "workspace.unlinked"
+DIGEST_ADDED = "digest.added"
+DIGEST_PAUSED = "digest.paused"
+DIGEST_RESUMED = "digest.resumed"
+DIGEST_REMOVED = "digest.removed"
+DIGEST_SKIPPED = "digest.skipped"
+DIGEST_FIRED = "digest.fired"
 
 MAX_FIELD_STRING = 256
 """Longest string a field may hold: anything longer is tenant content, not metadata."""

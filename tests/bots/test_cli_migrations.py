@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from bots.cli import cli
 from core.db.engine import Database
-from core.db.migrate import head_revision
+from core.db.migrate import alembic_config, head_revision
 
 HEAD = head_revision()
-OLDER = f"{int(HEAD) - 1:04d}"
+_head_script = ScriptDirectory.from_config(alembic_config()).get_revision(HEAD)
+assert _head_script is not None and isinstance(_head_script.down_revision, str)
+OLDER = _head_script.down_revision
+"""The migration before the newest (revision ids are not all numbers: ``0012_digests``)."""
 
 
 async def _set_revision(url: str, revision: str | None) -> None:
