@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bots.metrics import Metrics
+from bots.runner import Direct, Runner
 from core.agent import AgentService, RunOutcome
 from core.audit.keys import load_keys
 from core.audit.log import AuditLog
@@ -25,6 +27,9 @@ from core.vectors.base import TenantPartitions, VectorAdmin, VectorStore, check_
 from core.vectors.embedded import EmbeddedVectorAdmin, EmbeddedVectorStore
 from core.vectors.embeddings import Embedder, HashingEmbedder, WordLlamaEmbedder
 
+if TYPE_CHECKING:
+    from bots.jobs.queue import JobQueue
+
 Deliver = Callable[[RunOutcome], Awaitable[None]]
 
 
@@ -34,7 +39,12 @@ class Runtime:
 
     Attributes:
         deliverers: How each mounted transport renders the outcome of a run resumed
-            without a request of its own (at startup) into the place it was asked in.
+            without a request of its own (at startup, or on a worker) into the place
+            it was asked in.
+        jobs: The deployment's job queue, where this process uses one (PostgreSQL).
+        runner: Where the transports' accepted runs execute (``bots.runner``): at once
+            unless the process sets another.
+        metrics: This process's ``/metrics``; it observes the agent service's runs.
     """
 
     settings: Settings
@@ -48,6 +58,13 @@ class Runtime:
     vector_admin: VectorAdmin
     """Erases a tenant's vectors: for operators' commands, never given to a capability."""
     deliverers: list[Deliver] = field(default_factory=list)
+    jobs: JobQueue | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    runner: Runner = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.runner = Direct(self.agent)
+        self.agent.observers.append(self.metrics)
 
 
 @asynccontextmanager

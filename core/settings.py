@@ -44,6 +44,9 @@ class Settings(BaseSettings):
             per tenant; needs ``pinecone_api_key`` and ``pinecone_host``).
         vector_cache_mb: MiB of partition vectors the embedded store keeps in memory
             per process between searches (0 turns the cache off).
+        job_key: HMAC key that signs the claim of every job on the queue (PostgreSQL:
+            web and clock sign, workers verify). Every process of a deployment needs
+            the same key; ``serve`` and ``worker`` refuse to queue runs without it.
     """
 
     model_config = SettingsConfigDict(
@@ -74,6 +77,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("TENANTRY_PINECONE_API_KEY", "PINECONE_API_KEY")
     )
     pinecone_host: str | None = None
+    job_key: SecretStr | None = None
 
     @property
     def is_sqlite(self) -> bool:

@@ -38,6 +38,7 @@ CREDENTIAL_SET = "credential.set"
 CREDENTIAL_REMOVED = "credential.removed"
 WORKSPACE_LINKED = "workspace.linked"
 WORKSPACE_UNLINKED = "workspace.unlinked"
+JOB_REFUSED = "job.refused"
 
 MAX_FIELD_STRING = 256
 """Longest string a field may hold: anything longer is tenant content, not metadata."""

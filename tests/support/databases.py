@@ -18,6 +18,7 @@ import psycopg
 from sqlalchemy import Executable, Row
 from sqlalchemy.engine import Connection, make_url
 
+from bots.jobs.schema import install_queue_schema
 from core.db.engine import Database
 from core.db.migrate import upgrade
 
@@ -44,6 +45,8 @@ async def _migrate(url: str) -> None:
     db = Database(url)
     try:
         await upgrade(db)
+        if not db.is_sqlite:  # as `tenantry db upgrade` does
+            await install_queue_schema(url)
     finally:
         await db.dispose()
 
