@@ -67,8 +67,9 @@ class WorkerSettings(BaseSettings):
         sweep_s: How often a worker looks for the jobs of dead workers.
         shutdown_grace_s: On SIGTERM, how long running jobs may finish before they are
             stopped (their runs stay resumable and their jobs go back to the queue).
-        poll_s: Longest wait between two looks at the queue (new jobs are also
-            announced at once by PostgreSQL's LISTEN/NOTIFY).
+        poll_s: Longest wait between two looks at the queue. New jobs are announced
+            at once (PostgreSQL's LISTEN/NOTIFY); a job waiting for one of its
+            tenant's places is found by looking, within ``poll_s`` of it freeing.
     """
 
     model_config = SettingsConfigDict(
@@ -83,4 +84,4 @@ class WorkerSettings(BaseSettings):
     stalled_after_s: float = Field(default=30, gt=0)
     sweep_s: float = Field(default=15, gt=0)
     shutdown_grace_s: float = Field(default=10, ge=0)
-    poll_s: float = Field(default=5, gt=0)
+    poll_s: float = Field(default=1, gt=0)

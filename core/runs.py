@@ -285,3 +285,14 @@ def usage_by_tenant(conn: Connection, since: datetime) -> list[TenantUsage]:
     )
     return [TenantUsage(str(tenant), int(used or 0), int(cost or 0))
             for tenant, used, cost in rows]
+
+
+def refuse_queued(conn: Connection, tenant_id: str, run_id: str, reason: str) -> bool:
+    """End a ``queued`` run as ``refused`` before it started (its tenant's allowance was
+    spent by the time it was taken up); ``False`` if it was not queued any more."""
+    refused = conn.execute(
+        update(runs)
+        .where(runs.c.tenant_id == tenant_id, runs.c.id == run_id, runs.c.status == "queued")
+        .values(status="refused", detail={"error": reason}, updated_at=datetime.now(UTC))
+    )
+    return refused.rowcount == 1

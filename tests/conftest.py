@@ -15,7 +15,7 @@ from core.db.engine import Database
 from core.settings import Settings
 from tests.support.databases import PostgresTemplates, SqliteTemplates, pg_server_url
 
-JOB_KEY = "test-job-key"  # noqa: S105 - signs the tests' jobs
+JOB_KEY = "test-job-key"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 

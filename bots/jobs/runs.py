@@ -24,7 +24,7 @@ from bots.runner import RUN_JOB
 from core.agent import RunOutcome
 from core.errors import Conflict, NotFound, RunRefused
 from core.logs import log
-from core.runs import FINAL_STATUSES, get_run, mark_delivered
+from core.runs import FINAL_STATUSES, get_run, mark_delivered, refuse_queued
 
 if TYPE_CHECKING:
     from bots.runtime import Runtime
@@ -54,6 +54,8 @@ async def run_job(runtime: Runtime, job: QueuedJob) -> None:
         outcome = await runtime.agent.resume(grant)
     except RunRefused as refused:  # audited by the agent service
         log.info("queued run refused", run_id=run_id, reason=refused.reason)
+        if await runtime.db.run(refuse_queued, job.tenant_id, run_id, refused.reason):
+            await deliver(runtime, await runtime.agent.outcome(job.tenant_id, run_id))
         return
     except Conflict as exc:  # another process holds it, or it ended meanwhile
         log.info("queued run not resumed", run_id=run_id, reason=str(exc))

@@ -88,6 +88,13 @@ class PostgresTemplates:
         self.created.append(name)
         return _psycopg_url(self.server_url, name)
 
+    def empty(self) -> str:
+        """The URL of a new database with nothing in it (not even the migrations)."""
+        name = f"tenantry_e_{uuid.uuid4().hex[:12]}"
+        self._execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return _psycopg_url(self.server_url, name)
+
     def drop(self, url: str) -> None:
         """Drop one test database, disconnecting whoever still holds it."""
         name = make_url(url).database
