@@ -60,10 +60,15 @@ def db() -> None:
 @db.command("upgrade")
 @run_async
 async def db_upgrade() -> None:
-    """Apply every migration up to the newest."""
+    """Apply every migration up to the newest; on PostgreSQL, install the job queue too."""
     async with open_database(any_revision=True) as database:
         await upgrade(database)
         click.echo(f"database at revision {await current_revision(database)}")
+        if not database.is_sqlite:
+            from bots.jobs.schema import install_queue_schema
+
+            installed = await install_queue_schema(root_settings().database_url)
+            click.echo("job queue installed" if installed else "job queue already installed")
 
 
 @db.command("status")
@@ -343,7 +348,8 @@ async def runs_show(run_id: str) -> None:
 @click.option("--host", default=None, help="Interface to listen on (TENANTRY_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (TENANTRY_PORT).")
 def serve(host: str | None, port: int | None) -> None:
-    """Serve the transports (Slack, Teams, health check) and run the in-process executor."""
+    """Serve the transports (Slack, Teams, health check, metrics): on SQLite with the
+    in-process executor, on PostgreSQL queuing runs for `tenantry worker`."""
     from aiohttp import web
 
     from bots.settings import ServerSettings
@@ -356,6 +362,25 @@ def serve(host: str | None, port: int | None) -> None:
         app = create_app(root_settings(), server)
         web.run_app(app, host=server.host, port=server.port,
                     print=lambda text: click.echo(text))
+    except TenantryError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command("worker")
+@click.option("--concurrency", type=int, default=None,
+              help="Jobs executed at once (TENANTRY_WORKER_CONCURRENCY).")
+def worker(concurrency: int | None) -> None:
+    """Execute the queued runs (PostgreSQL), beside the web processes; stop with SIGTERM."""
+    import asyncio
+
+    from bots.settings import WorkerSettings
+    from bots.worker import work
+
+    settings = WorkerSettings()
+    if concurrency is not None:
+        settings = settings.model_copy(update={"concurrency": concurrency})
+    try:
+        asyncio.run(work(root_settings(), settings))
     except TenantryError as exc:
         raise click.ClickException(str(exc)) from None
 

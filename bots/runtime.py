@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bots.metrics import Metrics
 from bots.posting import Poster
+from bots.runner import Direct, Runner
 from core.agent import AgentService, RunOutcome
 from core.audit.keys import load_keys
 from core.audit.log import AuditLog
@@ -26,6 +28,9 @@ from core.vectors.base import TenantPartitions, VectorAdmin, VectorStore, check_
 from core.vectors.embedded import EmbeddedVectorAdmin, EmbeddedVectorStore
 from core.vectors.embeddings import Embedder, HashingEmbedder, WordLlamaEmbedder
 
+if TYPE_CHECKING:
+    from bots.jobs.queue import JobQueue
+
 Deliver = Callable[[RunOutcome], Awaitable[None]]
 
 
@@ -35,9 +40,14 @@ class Runtime:
 
     Attributes:
         deliverers: How each mounted transport renders the outcome of a run resumed
-            without a request of its own (at startup) into the place it was asked in.
+            without a request of its own (at startup, or on a worker) into the place
+            it was asked in.
         posters: How each mounted transport posts a digest, by destination kind
             (``bots.posting``).
+        jobs: The deployment's job queue, where this process uses one (PostgreSQL).
+        runner: Where the transports' accepted runs execute (``bots.runner``): at once
+            unless the process sets another.
+        metrics: This process's ``/metrics``; it observes the agent service's runs.
     """
 
     settings: Settings
@@ -52,6 +62,13 @@ class Runtime:
     """Erases a tenant's vectors: for operators' commands, never given to a capability."""
     deliverers: list[Deliver] = field(default_factory=list)
     posters: dict[str, Poster] = field(default_factory=dict)
+    jobs: JobQueue | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    runner: Runner = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.runner = Direct(self.agent)
+        self.agent.observers.append(self.metrics)
 
 
 @asynccontextmanager

@@ -7,6 +7,10 @@ transports: it signs audit tails, resumes runs of processes that died and applie
 retention; the digest clock (``bots.clock``) fires schedules into the executor. A
 middleware keeps the executor's gate shut while requests are in flight, so runs start
 between bursts of requests rather than delaying their acknowledgements.
+
+On PostgreSQL (``runs_in``: ``auto`` or ``workers``) the app only accepts: the runs of
+accepted requests, and the unfinished runs it finds, are queued for ``tenantry
+worker`` (``bots.runner.Queued``). ``/metrics`` and ``/healthz`` are for operators.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import functools
 import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from aiohttp import web
@@ -24,12 +29,16 @@ from aiohttp.typedefs import Handler
 from bots.clock import DigestClock, Fire
 from bots.digests import deliver_digest, fire_digest
 from bots.executor import Executor, QuietGate
+from bots.jobs.claims import ClaimSigner
+from bots.jobs.queue import JobQueue
+from bots.metrics import health, metrics_response
+from bots.runner import RUN_JOB, InProcess, Queued
 from bots.runtime import Runtime, open_runtime
 from bots.settings import ServerSettings
 from bots.slack.settings import SlackSettings
 from bots.teams.settings import TeamsSettings
 from core.digests.schedule import iso
-from core.errors import TenantryError
+from core.errors import ConfigurationError, TenantryError
 from core.logs import log
 from core.retention import sweep
 from core.runs import unfinished_runs
@@ -44,30 +53,56 @@ Mount = Callable[[web.Application, Runtime, Executor], Awaitable[None]]
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness and a glance at the executor: jobs waiting for admission, and running."""
+    """Whether the database (and the queue) answer, and a glance at the executor: jobs
+    waiting for admission, and running. 503 when the database or the queue does not."""
     executor = request.app[EXECUTOR]
-    return web.json_response({"ok": True, "runs_in_flight": executor.in_flight,
+    ok, report = await health(request.app[RUNTIME])
+    return web.json_response({"ok": ok, **report, "runs_in_flight": executor.in_flight,
                               "runs_queued": executor.queued,
-                              "runs_running": executor.running})
+                              "runs_running": executor.running},
+                             status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus text format (``bots.metrics``)."""
+    return await metrics_response(request.app[RUNTIME])
+
+
+TRANSPORT_ROUTES = {"/slack/events": "slack", "/api/messages": "teams"}
 
 
 @web.middleware
 async def serving(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Keep the executor's gate shut while the request is in flight."""
+    """Keep the executor's gate shut while the request is in flight; count the chat
+    platforms' requests answered."""
+    transport = TRANSPORT_ROUTES.get(request.path)
+    started = time.perf_counter()
     with request.app[EXECUTOR].gate.serving():
-        return await handler(request)
+        response = await handler(request)
+    if transport is not None:
+        request.app[RUNTIME].metrics.acknowledged(transport, response.status,
+                                                  time.perf_counter() - started)
+    return response
 
 
 async def resume_unfinished(runtime: Runtime, executor: Executor) -> int:
-    """Hand every unfinished run back to the executor; the runtime's deliverers render them.
+    """Hand every unfinished run back to the executor, or to the workers; the runtime's
+    deliverers render them.
 
-    ``queued``: acknowledged but parked at shutdown before it started; ``running``:
+    ``queued``: acknowledged but parked at shutdown before it started (or, with the
+    workers, queued by a process that died before its job was); ``running``:
     interrupted by a crash or cancelled at shutdown. A run another process holds (its
     lease) is left to it; ``resume`` takes the lease, so of two processes restarting
-    at once one executes each run.
+    at once one executes each run. With the workers, a run whose job is still waiting
+    is not queued twice (the job's queueing lock).
     """
     count = 0
     for record in await runtime.db.run(unfinished_runs):
+        if runtime.jobs is not None:
+            if await runtime.jobs.enqueue(RUN_JOB, record.tenant_id, run_id=record.id):
+                count += 1
+            continue
+
         async def job(record_id: str = record.id, tenant_id: str = record.tenant_id) -> None:
             try:
                 # As it was asked: the same principal, vouched roles and correlation id.
@@ -157,6 +192,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
     ``server``, ``slack`` and ``teams`` default to what the environment (or ``.env``) sets.
     """
     server = server or ServerSettings()
+    workers = on_workers(settings, server)
     app = web.Application(client_max_size=1024 * 1024, middlewares=[serving])
     if mounts is None:
         mounts = transports(server, slack or SlackSettings(), teams or TeamsSettings(), app)
@@ -164,10 +200,14 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         gate = QuietGate(max_delay_s=server.run_admission_max_delay_ms / 1000)
         async with (open_runtime(settings) as runtime,
+                    open_queue(settings, server.runs_per_tenant, workers) as jobs,
                     Executor(per_tenant=server.runs_per_tenant,
                              per_process=server.runs_per_process, gate=gate) as executor):
             app[RUNTIME] = runtime
             app[EXECUTOR] = executor
+            runtime.jobs = jobs
+            runtime.runner = (InProcess(runtime.agent, executor) if jobs is None
+                              else Queued(runtime.agent, jobs))
             for mount in mounts:
                 await mount(app, runtime, executor)
             runtime.deliverers.append(functools.partial(deliver_digest, runtime))
@@ -192,4 +232,34 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
 
     app.cleanup_ctx.append(lifespan)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     return app
+
+
+def on_workers(settings: Settings, server: ServerSettings) -> bool:
+    """Whether the app queues its runs for the workers rather than executing them.
+
+    Raises:
+        ConfigurationError: workers asked for on SQLite, or without ``TENANTRY_JOB_KEY``.
+    """
+    workers = server.runs_in == "workers" or (server.runs_in == "auto"
+                                              and not settings.is_sqlite)
+    if workers and settings.is_sqlite:
+        raise ConfigurationError("runs_in=workers needs PostgreSQL: the queue lives in the "
+                                 "app database")
+    if workers:
+        ClaimSigner(settings.job_key)  # refuses to start without the key, naming it
+    return workers
+
+
+@asynccontextmanager
+async def open_queue(settings: Settings, runs_per_tenant: int,
+                     wanted: bool = True) -> AsyncIterator[JobQueue | None]:
+    """The deployment's job queue if ``wanted`` (else ``None``), open for as long as
+    the context lasts."""
+    if not wanted:
+        yield None
+        return
+    async with JobQueue(settings.database_url, settings.job_key,
+                        runs_per_tenant=runs_per_tenant) as queue:
+        yield queue

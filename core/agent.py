@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from pydantic_ai import Agent
 from pydantic_ai.messages import (
@@ -43,18 +43,19 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 from pydantic_core import ValidationError
+from sqlalchemy.engine import Connection
 
 from core.allocation import Allocation, Wiring, allocate, first_call_refusal, unoffered_reason
 from core.audit import events
 from core.audit.events import AuditError
 from core.audit.log import AuditLog
 from core.budget.account import RunAccount
-from core.budget.ledger import UsageSummary
+from core.budget.ledger import UsageSummary, summary
 from core.budget.meter import RunMeter
 from core.builder import RunGrant, build_context
 from core.checkpoints import HistoryEncoder, save_checkpoint
 from core.context import Initiator, PrincipalKind, TenantContext
-from core.db.engine import Database
+from core.db.engine import Database, reads
 from core.errors import (
     BudgetExceeded,
     CheckpointError,
@@ -70,7 +71,7 @@ from core.memory import conversation_window
 from core.models import ModelFactory
 from core.resources import ResourceLocator
 from core.run_records import Ending, finish_run, resume_run, start_run
-from core.runs import Lease, claim_run, create_run, get_run, release_run
+from core.runs import Lease, RunRecord, claim_run, create_run, get_run, release_run
 from core.settings import Settings
 from core.tools import CapabilityRegistry
 from core.toolset import (
@@ -102,6 +103,19 @@ class RunOutcome:
     refused_tools: tuple[tuple[str, str], ...] = ()
 
 
+class RunObserver(Protocol):
+    """Told when an allocation of a run starts and how it ended (operators' metrics).
+
+    Called inline on the event loop: an observer only counts, it never waits.
+    """
+
+    def started(self, ctx: TenantContext) -> None:
+        """An allocation of ``ctx.run_id`` starts executing."""
+
+    def finished(self, outcome: RunOutcome, seconds: float) -> None:
+        """It ended with ``outcome`` after ``seconds``."""
+
+
 TextStreamed = Callable[[int, str], Awaitable[None]]
 """Told ``(response, text)`` as a model generates text: the response's number in this
 run (from 1; a new number means a new response, whose text follows the earlier one's
@@ -115,6 +129,11 @@ def _text_of(event: object) -> str:
     if isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
         return event.delta.content_delta
     return ""
+
+
+@reads
+def _recorded(conn: Connection, tenant_id: str, run_id: str) -> tuple[RunRecord, UsageSummary]:
+    return get_run(conn, tenant_id, run_id), summary(conn, tenant_id, run_id)
 
 
 class AgentService:
@@ -137,6 +156,7 @@ class AgentService:
         self.wiring = Wiring(self.registry, audit, self.locator, settings.default_max_tokens)
         self.worker = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
         """Who holds the leases of the runs this service executes (``core.runs.Lease``)."""
+        self.observers: list[RunObserver] = []
         self._agent: Agent[TenantContext, str] = Agent(
             None, deps_type=TenantContext, output_type=str, instructions=INSTRUCTIONS, retries=3,
         )
@@ -294,11 +314,28 @@ class AgentService:
         encoder = HistoryEncoder(messages[:checkpoint.settled], checkpoint.segments)
         return await self._execute(allocation, None, messages, encoder)
 
+    async def outcome(self, tenant_id: str, run_id: str) -> RunOutcome:
+        """The outcome a run recorded when its last allocation ended, as ``start`` or
+        ``resume`` returned it: for delivering it again where that was interrupted.
+
+        Raises:
+            NotFound: the run does not exist in this tenant.
+        """
+        record, usage = await self.db.run(_recorded, tenant_id, run_id)
+        refused = tuple((str(c), str(r)) for c, r in record.detail.get("refused_tools", ()))
+        return RunOutcome(
+            run_id=record.id, tenant_id=record.tenant_id, status=record.status,
+            model=record.model, answer=record.answer, halt=record.detail.get("halt"),
+            error=record.detail.get("error"), usage=usage, refused_tools=refused,
+        )
+
     async def _execute(self, run: Allocation, prompt: str | None,
                        history: list[ModelMessage], encoder: HistoryEncoder,
                        on_text: TextStreamed | None = None) -> RunOutcome:
         """One allocation of the run, from its first call to its closing transaction."""
         ctx = run.grant.ctx
+        for observer in self.observers:
+            observer.started(ctx)
         with bound(ctx):
             ending: Ending
             try:
@@ -328,11 +365,14 @@ class AgentService:
             ending.walltime_ms = int((time.monotonic() - run.started) * 1000)
             usage = await self.db.run(finish_run, ctx, self.audit, ending, run.salt)
             await self._sign(ctx.tenant_id)
-        return RunOutcome(
+        outcome = RunOutcome(
             run_id=ctx.run_id, tenant_id=ctx.tenant_id, status=ending.status,
             model=run.model_id, answer=ending.answer, halt=ending.halt, error=ending.error,
             usage=usage, refused_tools=ending.refused,
         )
+        for observer in self.observers:
+            observer.finished(outcome, ending.walltime_ms / 1000)
+        return outcome
 
     async def _sign(self, tenant_id: str) -> None:
         """Sign the tenant's head: the run's events are vouched for as soon as it ends.

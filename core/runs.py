@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -222,3 +222,84 @@ def release_run(conn: Connection, ctx: TenantContext, owner: str) -> None:
                runs.c.lease_owner == owner)
         .values(lease_owner=None, lease_expires_at=None)
     )
+
+
+def mark_delivered(conn: Connection, tenant_id: str, run_id: str) -> bool:
+    """Note in the run's detail that its outcome reached the place it was asked in;
+    ``False`` if that was already noted (a second delivery must not happen).
+
+    The note belongs to the outcome: the next ``finish_run`` of the run (a halted run
+    resumed) writes a fresh detail, whose outcome is delivered in its turn.
+    """
+    detail = conn.scalar(
+        select(runs.c.detail).where(runs.c.tenant_id == tenant_id, runs.c.id == run_id)
+        .with_for_update()
+    )
+    if detail is None or dict(detail).get("delivered"):
+        return False
+    conn.execute(
+        update(runs).where(runs.c.tenant_id == tenant_id, runs.c.id == run_id)
+        .values(detail=dict(detail) | {"delivered": True})
+    )
+    return True
+
+
+@reads
+def leases_held(conn: Connection, prefix: str) -> set[str]:
+    """The owners whose names start with ``prefix`` that hold a lease on some run now."""
+    return set(conn.scalars(
+        select(runs.c.lease_owner).distinct()
+        .where(runs.c.lease_owner.startswith(prefix, autoescape=True),
+               runs.c.lease_expires_at >= datetime.now(UTC))
+    ))
+
+
+def break_leases(conn: Connection, owners: Iterable[str]) -> int:
+    """End every lease of ``owners``, processes known to be dead; how many runs were freed.
+
+    For the queue's stalled-job sweep: a worker whose heartbeat stopped holds its runs
+    until their leases expire (the walltime ceiling plus a margin); freeing them at once
+    lets the retried jobs resume those runs from their checkpoints now.
+    """
+    dead = sorted(set(owners))
+    if not dead:
+        return 0
+    freed = conn.execute(
+        update(runs).where(runs.c.lease_owner.in_(dead))
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    return max(0, freed.rowcount)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantUsage:
+    """What a tenant's runs used since a point in time (for operators' metrics)."""
+
+    tenant_id: str
+    tokens: int
+    cost_microcents: int
+
+
+@reads
+def usage_by_tenant(conn: Connection, since: datetime) -> list[TenantUsage]:
+    """Every tenant's tokens and cost over its runs created since ``since``, most first."""
+    tokens = func.sum(runs.c.input_tokens + runs.c.output_tokens)
+    rows = conn.execute(
+        select(runs.c.tenant_id, tokens, func.sum(runs.c.cost_microcents))
+        .where(runs.c.created_at >= since)
+        .group_by(runs.c.tenant_id)
+        .order_by(tokens.desc(), runs.c.tenant_id)
+    )
+    return [TenantUsage(str(tenant), int(used or 0), int(cost or 0))
+            for tenant, used, cost in rows]
+
+
+def refuse_queued(conn: Connection, tenant_id: str, run_id: str, reason: str) -> bool:
+    """End a ``queued`` run as ``refused`` before it started (its tenant's allowance was
+    spent by the time it was taken up); ``False`` if it was not queued any more."""
+    refused = conn.execute(
+        update(runs)
+        .where(runs.c.tenant_id == tenant_id, runs.c.id == run_id, runs.c.status == "queued")
+        .values(status="refused", detail={"error": reason}, updated_at=datetime.now(UTC))
+    )
+    return refused.rowcount == 1

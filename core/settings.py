@@ -46,6 +46,9 @@ class Settings(BaseSettings):
             per process between searches (0 turns the cache off).
         digest_grace_s: How late a digest's firing may still run: missed firings
             within it coalesce into one run, older ones are skipped (and audited).
+        job_key: HMAC key that signs the claim of every job on the queue (PostgreSQL:
+            web and clock sign, workers verify). Every process of a deployment needs
+            the same key; ``serve`` and ``worker`` refuse to queue runs without it.
     """
 
     model_config = SettingsConfigDict(
@@ -77,6 +80,7 @@ class Settings(BaseSettings):
     )
     pinecone_host: str | None = None
     digest_grace_s: int = Field(default=3600, ge=0)
+    job_key: SecretStr | None = None
 
     @property
     def is_sqlite(self) -> bool:

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from core.db.engine import Database
 from core.settings import Settings
 from tests.support.databases import PostgresTemplates, SqliteTemplates, pg_server_url
 
+JOB_KEY = "test-job-key"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
@@ -106,7 +108,8 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path / "data", model="sandbox")
+    return Settings(database_url=database_url, data_dir=tmp_path / "data", model="sandbox",
+                    job_key=SecretStr(JOB_KEY))
 
 
 @pytest.fixture

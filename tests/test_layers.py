@@ -47,7 +47,7 @@ def _top(name: str) -> str:
 
 @pytest.mark.parametrize(("package", "forbidden"), [
     ("core", {"aiohttp", "slack_bolt", "slack_sdk", "microsoft_agents", "bots", "installs",
-              "standins"}),
+              "standins", "procrastinate", "prometheus_client"}),
     ("installs", {"bots", "slack_bolt", "standins"}),
 ])
 def test_lower_layers_import_nothing_above_them(package: str, forbidden: set[str]) -> None:

@@ -112,13 +112,39 @@ class _Served(NamedTuple):
     is_admin: bool
 
 
-class SlackAnswers:
+class SlackDelivery:
+    """Renders the outcome of a run into its answer message, without a request: what a
+    worker process needs of the Slack transport."""
+
+    def __init__(self, runtime: Runtime, clients: WorkspaceClients) -> None:
+        self.runtime = runtime
+        self.clients = clients
+
+    async def deliver(self, outcome: RunOutcome) -> None:
+        """Finish the answer message of a run resumed without a Slack request (a restart,
+        a worker). Editing the one message it has, this can safely happen twice.
+
+        Runs that were not started from Slack have no message and are left alone.
+        """
+        message = await self.runtime.db.run(run_message, outcome.tenant_id, outcome.run_id)
+        if message is None or message.answer_ts is None:
+            return
+        link_org = message.enterprise_id or None
+        try:
+            client = await self.clients.for_workspace(link_org, message.team_id, False)
+        except NotFound:
+            log.info("no installation to deliver a resumed run", run_id=outcome.run_id)
+            return
+        answer = AnswerMessage(client, message.channel, message.answer_ts)
+        await answer.finish(render.outcome(outcome))
+
+
+class SlackAnswers(SlackDelivery):
     """Runs Slack requests and renders their outcomes."""
 
     def __init__(self, runtime: Runtime, clients: WorkspaceClients, executor: Executor,
                  command: str) -> None:
-        self.runtime = runtime
-        self.clients = clients
+        super().__init__(runtime, clients)
         self.executor = executor
         self.command = command
         self._claims = 0
@@ -179,6 +205,8 @@ class SlackAnswers:
     def submit(self, request: Request) -> None:
         """Hand an acknowledged request to the executor: accept it, then run it.
 
+        The run goes to the runtime's runner (``bots.runner``): executed in this
+        process, or queued for the workers, which finish the answer message.
         If shutdown comes before the run has its slot, the request is parked instead:
         recorded as a ``queued`` run with its answer message open (accepted now if the
         job had not got that far), which the next start resumes into that message
@@ -191,16 +219,20 @@ class SlackAnswers:
             accepted = await self._accept(request)
             if accepted is None:
                 return
-            async with self.executor.slot(accepted.grant.ctx.tenant_id):
-                await self._run(accepted.answer, accepted.grant, request.prompt,
-                                accepted.conversation)
+            ready = accepted
+
+            async def execute() -> None:
+                await self._run(ready.answer, ready.grant, request.prompt, ready.conversation)
+
+            await self.runtime.runner.run(ready.grant, request.prompt,
+                                          conversation_id=ready.conversation, execute=execute)
             await self.home(request.origin)
 
         async def park() -> None:
             ready = accepted or await self._accept(request)
             if ready is not None:
-                await self.runtime.agent.queue(ready.grant, request.prompt,
-                                               conversation_id=ready.conversation)
+                await self.runtime.runner.queue(ready.grant, request.prompt,
+                                                conversation_id=ready.conversation)
 
         self.executor.submit(f"slack:{request.event_id}", job, park=park)
 
@@ -369,20 +401,3 @@ class SlackAnswers:
         else:
             log.warning("digest button pressed by a non-admin refused", tenant_id=tenant_id)
         await self.home(origin)
-
-    async def deliver(self, outcome: RunOutcome) -> None:
-        """Finish the answer message of a run resumed without a Slack request (a restart).
-
-        Runs that were not started from Slack have no message and are left alone.
-        """
-        message = await self.runtime.db.run(run_message, outcome.tenant_id, outcome.run_id)
-        if message is None or message.answer_ts is None:
-            return
-        link_org = message.enterprise_id or None
-        try:
-            client = await self.clients.for_workspace(link_org, message.team_id, False)
-        except NotFound:
-            log.info("no installation to deliver a resumed run", run_id=outcome.run_id)
-            return
-        answer = AnswerMessage(client, message.channel, message.answer_ts)
-        await answer.finish(render.outcome(outcome))

@@ -25,7 +25,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from bots.executor import Executor
 from bots.runtime import Runtime
 from bots.slack import render
-from bots.slack.answer import SlackAnswers
+from bots.slack.answer import SlackAnswers, SlackDelivery
 from bots.slack.authorize import StoredBotAuthorize
 from bots.slack.clients import WorkspaceClients
 from bots.slack.digests import SlackPoster
@@ -40,6 +40,13 @@ from installs.oauth import TenantClaimState
 from installs.slack_store import SlackInstallationStore
 
 SLACK = web.AppKey("slack", SlackTransport)
+
+
+def delivery(runtime: Runtime, settings: SlackSettings) -> SlackDelivery:
+    """What a process without Slack's routes (a worker) needs to finish answer messages:
+    the workspaces' clients, with their tokens from the installation store."""
+    store = SlackInstallationStore(runtime.db, runtime.keyring)
+    return SlackDelivery(runtime, WorkspaceClients(store, settings.api_url))
 
 
 def build(runtime: Runtime, executor: Executor, settings: SlackSettings,

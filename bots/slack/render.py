@@ -141,6 +141,8 @@ def outcome(result: RunOutcome) -> Rendered:
         return Rendered("\n".join(lines), title=STATUS_DONE["completed"])
     if result.status == "halted" and result.halt is not None:
         return halt(result.run_id, result.halt)
+    if result.status == "refused":  # accepted, then refused when a worker took it up
+        return Rendered(refusal(result.error or ""), title=STATUS_DONE["failed"])
     return Rendered(failure(result.error), status="error", title=STATUS_DONE["failed"])
 
 

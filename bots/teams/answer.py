@@ -73,16 +73,14 @@ class Accepted:
     request: TeamsRequest
 
 
-class TeamsAnswers:
-    """Runs Teams requests and renders their outcomes."""
+class TeamsDelivery:
+    """Posts into stored conversations without a request: what a worker process needs of
+    the Teams transport (and what every reply of ``TeamsAnswers`` goes through)."""
 
-    def __init__(self, runtime: Runtime, executor: Executor, adapter: ChannelServiceAdapter,
-                 app_id: str) -> None:
+    def __init__(self, runtime: Runtime, adapter: ChannelServiceAdapter, app_id: str) -> None:
         self.runtime = runtime
-        self.executor = executor
         self.adapter = adapter
         self.app_id = app_id
-        self._claims = 0
 
     async def continue_in(self, reference: dict[str, Any], work: Work) -> None:
         """Continue the conversation of ``reference`` (with the bot's outbound token) and
@@ -115,8 +113,43 @@ class TeamsAnswers:
             await context.send_activity(message(text, card))
         return await self.post(reference, send)
 
+    async def deliver(self, outcome: RunOutcome) -> None:
+        """Post the outcome of a run resumed without a Teams request (a restart, a worker).
+
+        Runs that were not asked in Teams have no conversation here and are left alone.
+        """
+        try:
+            record = await self.runtime.db.run(get_run, outcome.tenant_id, outcome.run_id)
+        except NotFound:
+            return
+        key = record.conversation_id or ""
+        if not key.startswith("teams:"):
+            return
+        conversation_id = key.split(":", 2)[2]
+        reference = await self.runtime.db.run(conversation_reference, outcome.tenant_id,
+                                              conversation_id)
+        if reference is None:
+            log.info("no conversation to deliver a resumed run", run_id=outcome.run_id)
+            return
+        reply = render.outcome(outcome)
+        await self.say(reference, reply.text, reply.card)
+
+
+class TeamsAnswers(TeamsDelivery):
+    """Runs Teams requests and renders their outcomes."""
+
+    def __init__(self, runtime: Runtime, executor: Executor, adapter: ChannelServiceAdapter,
+                 app_id: str) -> None:
+        super().__init__(runtime, adapter, app_id)
+        self.executor = executor
+        self._claims = 0
+
     def submit(self, request: TeamsRequest) -> None:
-        """Hand a request to the executor: accept it, then run it (or park it at shutdown)."""
+        """Hand a request to the executor: accept it, then run it (or park it at shutdown).
+
+        The run goes to the runtime's runner: executed here, or queued for the workers,
+        whose ``deliver`` posts the outcome into the conversation.
+        """
         accepted: Accepted | None = None
 
         async def job() -> None:
@@ -124,14 +157,20 @@ class TeamsAnswers:
             accepted = await self._accept(request)
             if accepted is None:
                 return
-            async with self.executor.slot(accepted.grant.ctx.tenant_id):
-                await self._run(accepted)
+            ready = accepted
+
+            async def execute() -> None:
+                await self._run(ready)
+
+            await self.runtime.runner.run(ready.grant, request.text,
+                                          conversation_id=request.conversation_key,
+                                          execute=execute)
 
         async def park() -> None:
             ready = accepted or await self._accept(request)
             if ready is not None:
-                await self.runtime.agent.queue(ready.grant, request.text,
-                                               conversation_id=request.conversation_key)
+                await self.runtime.runner.queue(ready.grant, request.text,
+                                                conversation_id=request.conversation_key)
 
         self.executor.submit(f"teams:{request.activity_id}", job, park=park)
 
@@ -346,24 +385,3 @@ class TeamsAnswers:
 
         self.executor.submit(f"verify:{request.activity_id}", job)
         return render.invoke_reply(render.verify_started())
-
-    async def deliver(self, outcome: RunOutcome) -> None:
-        """Post the outcome of a run resumed without a Teams request (after a restart).
-
-        Runs that were not asked in Teams have no conversation here and are left alone.
-        """
-        try:
-            record = await self.runtime.db.run(get_run, outcome.tenant_id, outcome.run_id)
-        except NotFound:
-            return
-        key = record.conversation_id or ""
-        if not key.startswith("teams:"):
-            return
-        conversation_id = key.split(":", 2)[2]
-        reference = await self.runtime.db.run(conversation_reference, outcome.tenant_id,
-                                              conversation_id)
-        if reference is None:
-            log.info("no conversation to deliver a resumed run", run_id=outcome.run_id)
-            return
-        reply = render.outcome(outcome)
-        await self.say(reference, reply.text, reply.card)

@@ -22,6 +22,7 @@ from microsoft_agents.hosting.core import (
     AgentApplication,
     AgentAuthConfiguration,
     ApplicationOptions,
+    Connections,
     MemoryStorage,
     TurnContext,
     TurnState,
@@ -30,7 +31,7 @@ from pydantic import ValidationError
 
 from bots.executor import Executor
 from bots.runtime import Runtime
-from bots.teams.answer import TeamsAnswers
+from bots.teams.answer import TeamsAnswers, TeamsDelivery
 from bots.teams.auth import auth_configuration, connections, host_validator, trust_jwks
 from bots.teams.digests import TeamsPoster
 from bots.teams.listeners import register
@@ -60,12 +61,25 @@ async def _turn_failed(context: TurnContext, error: Exception) -> None:
               exc_info=error)
 
 
-def build(runtime: Runtime, executor: Executor, settings: TeamsSettings) -> TeamsTransport:
-    """The SDK's adapter and application for this deployment, with Tenantry's handlers."""
+def _adapter(settings: TeamsSettings) -> tuple[AgentAuthConfiguration, Connections,
+                                                CloudAdapter]:
     config = auth_configuration(settings)
     manager = connections(settings, config)
     adapter = CloudAdapter(connection_manager=manager, host_validator=host_validator(settings))
     adapter.on_turn_error = _turn_failed
+    return config, manager, adapter
+
+
+def delivery(runtime: Runtime, settings: TeamsSettings) -> TeamsDelivery:
+    """What a process without Teams' route (a worker) needs to post into stored
+    conversations: the SDK's adapter, with the bot's outbound token."""
+    _config, _manager, adapter = _adapter(settings)
+    return TeamsDelivery(runtime, adapter, settings.app_id or "")
+
+
+def build(runtime: Runtime, executor: Executor, settings: TeamsSettings) -> TeamsTransport:
+    """The SDK's adapter and application for this deployment, with Tenantry's handlers."""
+    config, manager, adapter = _adapter(settings)
     agent: AgentApplication[TurnState] = AgentApplication(
         ApplicationOptions(bot_app_id=settings.app_id or "", storage=MemoryStorage(),
                            start_typing_timer=False),  # typing is sent while a run works

@@ -260,6 +260,8 @@ def outcome(result: RunOutcome) -> TeamsReply:
         if isinstance(reached, str):
             return TeamsReply(_unconfirmed(reached))
         return TeamsReply(_paused(reached), halt_card(result.run_id, result.halt))
+    if result.status == "refused":  # accepted, then refused when a worker took it up
+        return TeamsReply(refusal(result.error or ""))
     return TeamsReply(failure())
 
 

@@ -44,6 +44,7 @@ DIGEST_RESUMED = "digest.resumed"
 DIGEST_REMOVED = "digest.removed"
 DIGEST_SKIPPED = "digest.skipped"
 DIGEST_FIRED = "digest.fired"
+JOB_REFUSED = "job.refused"
 
 MAX_FIELD_STRING = 256
 """Longest string a field may hold: anything longer is tenant content, not metadata."""

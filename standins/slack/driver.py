@@ -178,7 +178,8 @@ async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *
     """Run the app against a (fresh, or the given unstarted) stand-in for one scenario.
 
     The app is a complete Slack app pointed at the stand-in, served at ``PUBLIC_URL``;
-    ``server`` sets the rest of the server's settings. With ``teams`` the app also
+    ``server`` sets the rest of the server's settings (runs execute in the app's own
+    executor unless it sets ``runs_in``). With ``teams`` the app also
     serves Teams, against a local token issuer and Bot Connector (``Scenario.teams``):
     new ones, or those of a ``TeamsSide`` that outlives the app (a restart).
     """
@@ -188,7 +189,11 @@ async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *
                                      client_id=CLIENT_ID,
                                      client_secret=SecretStr(CLIENT_SECRET),
                                      api_url=standin.base_url)
-        server = (server or ServerSettings()).model_copy(update={"public_url": PUBLIC_URL})
+        server = server or ServerSettings()
+        # Scenarios watch runs execute in the app's executor on either database, unless
+        # they ask for the workers.
+        runs_in = server.runs_in if "runs_in" in server.model_fields_set else "process"
+        server = server.model_copy(update={"public_url": PUBLIC_URL, "runs_in": runs_in})
         off = TeamsSettings(app_id=None, app_password=None, app_tenant_id=None)
         app = create_app(settings, server, app_settings, side.settings if side else off)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True)

@@ -34,7 +34,9 @@ async def _set_revision(url: str, revision: str | None) -> None:
 
 
 def tenantry(url: str, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--database-url", url, *args])
+    # A PostgreSQL deployment's serve also needs its job key, or it refuses before this.
+    return CliRunner().invoke(cli, ["--database-url", url, *args],
+                              env={"TENANTRY_JOB_KEY": "k"})
 
 
 def test_an_older_database_is_refused_naming_both_revisions_and_the_fix(

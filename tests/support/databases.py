@@ -18,6 +18,7 @@ import psycopg
 from sqlalchemy import Executable, Row
 from sqlalchemy.engine import Connection, make_url
 
+from bots.jobs.schema import install_queue_schema
 from core.db.engine import Database
 from core.db.migrate import upgrade
 
@@ -44,6 +45,8 @@ async def _migrate(url: str) -> None:
     db = Database(url)
     try:
         await upgrade(db)
+        if not db.is_sqlite:  # as `tenantry db upgrade` does
+            await install_queue_schema(url)
     finally:
         await db.dispose()
 
@@ -82,6 +85,13 @@ class PostgresTemplates:
         """The URL of a new database cloned from the template."""
         name = f"tenantry_t_{uuid.uuid4().hex[:12]}"
         self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        self.created.append(name)
+        return _psycopg_url(self.server_url, name)
+
+    def empty(self) -> str:
+        """The URL of a new database with nothing in it (not even the migrations)."""
+        name = f"tenantry_e_{uuid.uuid4().hex[:12]}"
+        self._execute(f'CREATE DATABASE "{name}"')
         self.created.append(name)
         return _psycopg_url(self.server_url, name)
 
