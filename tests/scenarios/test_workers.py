@@ -141,10 +141,12 @@ async def test_workers_killed_at_random_points_lose_no_run_and_repeat_no_effect(
     await workers.start(2, TEST_MODEL_DELAY_S="0.25")
     rng = random.Random()
     kills = 0
-    for _ in range(6):  # kill -9 a worker at a random moment; another takes its place
-        await asyncio.sleep(rng.uniform(0.1, 1.2))
-        alive = [p for p in workers.procs if p.returncode is None]
-        workers.kill(rng.choice(alive))
+    for _ in range(6):  # kill -9 a worker in the middle of a run; another takes its place
+        victim = await workers.busy(web.db, rng)
+        if victim is None:
+            break
+        await asyncio.sleep(rng.uniform(0.0, 0.5))
+        workers.kill(victim)
         kills += 1
         await workers.spawn(TEST_MODEL_DELAY_S="0.25")
     await wait_until_answered(web.db, 16, timeout_s=90)

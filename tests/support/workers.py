@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -97,6 +98,23 @@ class Workers:
             raise AssertionError("workers did not register within 30 s")
         finally:
             await db.dispose()
+
+    async def busy(self, db: Database, rng: random.Random) -> asyncio.subprocess.Process | None:
+        """A live worker that is executing a run: one whose tool ran lately (the effects
+        file names the process), chosen at random among them; ``None`` once no run is
+        left to execute."""
+        for _ in range(600):
+            alive = {p.pid: p for p in self.procs if p.returncode is None}
+            lines = self.effects.read_text().splitlines() if self.effects.exists() else []
+            recent = {int(line.split()[3]) for line in lines[-6:]} & set(alive)
+            if recent:
+                return alive[rng.choice(sorted(recent))]
+            left = await fetch_value(db, select(func.count()).select_from(runs)
+                                     .where(runs.c.status.in_(("queued", "running"))))
+            if not left:
+                return None
+            await asyncio.sleep(0.05)
+        raise AssertionError("no worker was executing a run")
 
     def kill(self, proc: asyncio.subprocess.Process) -> None:
         """kill -9."""
