@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
@@ -22,9 +21,11 @@ from core.digests.destinations import Destination, SlackDestination, TeamsDestin
 from core.digests.records import Digest, find_digest, list_digests
 from core.digests.schedule import next_after, trigger
 from core.errors import InvalidInput
-from core.logs import log
 from core.tenants import get_tenant
 from installs.destinations import destination_problem
+
+if TYPE_CHECKING:
+    from bots.clock import Fire
 
 _TENANT_HELP = "The tenant the digest belongs to."
 PROBLEMS = {
@@ -148,65 +149,58 @@ _change_command("resume", "Resume DIGEST (id or name): it fires from its next ti
 _change_command("remove", "Remove DIGEST (id or name); its past runs and audit events stay.")
 
 
-async def run_clock(rt: Runtime, stop: asyncio.Event, reload_s: float) -> None:
-    """The clock on its own: schedules fire ``fire_digest`` in this process until ``stop``.
+async def run_clock(rt: Runtime, stop: asyncio.Event, reload_s: float,
+                    fire: Fire | None = None) -> None:
+    """The clock on its own until ``stop``: each firing goes to ``fire`` (a queue's
+    ``enqueue_firings``), or, without one, to ``fire_digest`` in this process.
 
     Only the callback acts; the clock itself reads schedules and nothing else.
     """
     from bots.clock import DigestClock
     from bots.digests import fire_digest
 
-    async def fire(tenant_id: str, digest_id: str, fire_time: datetime) -> None:
+    async def fire_here(tenant_id: str, digest_id: str, fire_time: datetime) -> None:
         await fire_digest(rt, tenant_id, digest_id, fire_time)
 
-    async with DigestClock(rt.db, fire, grace=timedelta(seconds=rt.settings.digest_grace_s),
+    async with DigestClock(rt.db, fire or fire_here,
+                           grace=timedelta(seconds=rt.settings.digest_grace_s),
                            reload_s=reload_s) as clock:
-        click.echo(f"clock running: {len(clock.entries)} digests scheduled", err=True)
+        click.echo(f"clock running: {len(clock.entries)} digests scheduled, "
+                   f"{'queued for the workers' if fire else 'fired in this process'}",
+                   err=True)
         await stop.wait()
-
-
-@asynccontextmanager
-async def standalone_posters(rt: Runtime) -> AsyncIterator[None]:
-    """Register the posters of the configured transports without serving them: the clock
-    posts digests with the same clients the web process uses."""
-    from bots.executor import Executor
-    from bots.settings import ServerSettings
-    from bots.slack.clients import WorkspaceClients
-    from bots.slack.digests import SlackPoster
-    from bots.slack.settings import SlackSettings
-    from bots.teams.settings import TeamsSettings
-    from installs.slack_store import SlackInstallationStore
-
-    slack, teams = SlackSettings(), TeamsSettings()
-    if slack.enabled():
-        store = SlackInstallationStore(rt.db, rt.keyring)
-        rt.posters["slack"] = SlackPoster(rt, WorkspaceClients(store, slack.api_url))
-    async with Executor() as executor:
-        if teams.enabled(listening_on=ServerSettings().host):
-            from bots.teams.app import build
-            from bots.teams.digests import TeamsPoster
-
-            rt.posters["teams"] = TeamsPoster(rt, build(rt, executor, teams).answers)
-        if not rt.posters:
-            log.warning("no transport configured: digests will not be posted")
-        yield
 
 
 @click.command("clock")
 def clock() -> None:
     """Run the digest clock alone (the Procfile's clock process) until SIGINT or SIGTERM.
 
-    Run one per deployment; a second one started by mistake fires nothing twice.
+    On PostgreSQL it only queues each firing for \b tenantry worker; on SQLite it fires
+    them itself. Run one per deployment; a second one started by mistake fires nothing
+    twice.
+
+    Example: TENANTRY_DATABASE_URL=postgresql+psycopg://... tenantry clock
     """
+    from bots.jobs.digest import enqueue_firings
     from bots.runtime import open_runtime
     from bots.settings import ServerSettings
+    from bots.slack.settings import SlackSettings
+    from bots.teams.settings import TeamsSettings
+    from bots.web import on_workers, open_queue
+    from bots.worker import attach_delivery
 
     async def main() -> None:
+        settings, server = root_settings(), ServerSettings()
+        queued = on_workers(settings, server)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with open_runtime(root_settings()) as rt, standalone_posters(rt):
-            await run_clock(rt, stop, ServerSettings().digest_reload_s)
+        async with (open_runtime(settings) as rt,
+                    open_queue(settings, server.runs_per_tenant, queued) as queue):
+            if queue is None:
+                attach_delivery(rt, SlackSettings(), TeamsSettings())
+            await run_clock(rt, stop, server.digest_reload_s,
+                            None if queue is None else enqueue_firings(queue))
 
     run_async(main)()

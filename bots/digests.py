@@ -43,7 +43,7 @@ from core.digests.schedule import (
 )
 from core.errors import Conflict, NotFound, RunRefused
 from core.logs import log
-from core.runs import get_run
+from core.runs import get_run, mark_delivered
 from core.tenants import get_tenant
 from installs.destinations import destination_problem
 
@@ -151,10 +151,8 @@ async def fire_digest(runtime: Runtime, tenant_id: str, digest_id: str,
             log.warning("digest paused", tenant_id=tenant_id, digest_id=digest_id,
                         reason=problem[0], detail=problem[1])
         return Fired("paused", run_id, reason=problem[0])
-    poster = runtime.posters.get(digest.destination.kind)
+    poster = _poster(runtime, digest)
     if poster is None:
-        log.error("no transport in this process posts digests there; not fired",
-                  tenant_id=tenant_id, digest_id=digest_id, kind=digest.destination.kind)
         return Fired("undeliverable", run_id, reason=digest.destination.kind)
     grace = timedelta(seconds=runtime.settings.digest_grace_s)
     claim = await db.run(_claim, audit, tenant_id, digest_id, fire_time, now, grace)
@@ -165,6 +163,31 @@ async def fire_digest(runtime: Runtime, tenant_id: str, digest_id: str,
                  digest_id=digest_id, fire_time=iso(fire_time))
         return Fired("skipped", run_id)
     return await _run(runtime, poster, claim.digest, fire_time, run_id)
+
+
+async def run_claimed(runtime: Runtime, tenant_id: str, digest_id: str,
+                      fire_time: datetime) -> Fired:
+    """Run a firing that was claimed but whose run never opened (its process died
+    between the two); the run id still makes a second start a ``Conflict``."""
+    fire_time = fire_time.astimezone(UTC)
+    run_id = firing_run_id(tenant_id, digest_id, fire_time)
+    try:
+        digest = await runtime.db.run(get_digest, tenant_id, digest_id)
+    except NotFound:
+        return Fired("unknown", run_id)
+    poster = _poster(runtime, digest)
+    if poster is None:
+        return Fired("undeliverable", run_id, reason=digest.destination.kind)
+    return await _run(runtime, poster, digest, fire_time, run_id)
+
+
+def _poster(runtime: Runtime, digest: Digest) -> Poster | None:
+    poster = runtime.posters.get(digest.destination.kind)
+    if poster is None:
+        log.error("no transport in this process posts digests there; not posted",
+                  tenant_id=digest.tenant_id, digest_id=digest.id,
+                  kind=digest.destination.kind)
+    return poster
 
 
 async def _run(runtime: Runtime, poster: Poster, digest: Digest, fire_time: datetime,
@@ -181,6 +204,8 @@ async def _run(runtime: Runtime, poster: Poster, digest: Digest, fire_time: date
         await _post(runtime, poster, digest, refusal_notice(digest, refused.reason))
         return Fired("refused", run_id, reason=refused.reason)
     await _post(runtime, poster, digest, outcome_notice(digest, outcome))
+    # A retried job finds it delivered and posts nothing more (bots.jobs.digest).
+    await runtime.db.run(mark_delivered, digest.tenant_id, run_id)
     return Fired("posted", run_id, outcome)
 
 
@@ -241,8 +266,7 @@ async def deliver_digest(runtime: Runtime, outcome: RunOutcome) -> None:
     except NotFound:
         log.info("resumed digest run of a removed digest not posted", run_id=outcome.run_id)
         return
-    poster = runtime.posters.get(digest.destination.kind)
+    poster = _poster(runtime, digest)
     if poster is None:
-        log.error("no transport posts this resumed digest run", run_id=outcome.run_id)
         return
     await _post(runtime, poster, digest, outcome_notice(digest, outcome))

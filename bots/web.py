@@ -10,7 +10,8 @@ between bursts of requests rather than delaying their acknowledgements.
 
 On PostgreSQL (``runs_in``: ``auto`` or ``workers``) the app only accepts: the runs of
 accepted requests, and the unfinished runs it finds, are queued for ``tenantry
-worker`` (``bots.runner.Queued``). ``/metrics`` and ``/healthz`` are for operators.
+worker`` (``bots.runner.Queued``), and the app runs no clock (``tenantry clock`` queues
+the firings). ``/metrics`` and ``/healthz`` are for operators.
 """
 
 from __future__ import annotations
@@ -156,6 +157,21 @@ def submit_firings(runtime: Runtime, executor: Executor) -> Fire:
     return fire
 
 
+@asynccontextmanager
+async def in_process_clock(runtime: Runtime, executor: Executor, server: ServerSettings,
+                           wanted: bool) -> AsyncIterator[DigestClock | None]:
+    """The digest clock of ``tenantry serve`` on the embedded default; with the workers,
+    ``tenantry clock`` is the deployment's one clock and the app runs none."""
+    if not wanted:
+        log.info("digests fire from tenantry clock: this process runs no clock")
+        yield None
+        return
+    async with DigestClock(runtime.db, submit_firings(runtime, executor),
+                           grace=timedelta(seconds=runtime.settings.digest_grace_s),
+                           reload_s=server.digest_reload_s) as clock:
+        yield clock
+
+
 def transports(server: ServerSettings, slack_settings: SlackSettings,
                teams_settings: TeamsSettings, app: web.Application) -> list[Mount]:
     """Add the routes of every configured transport; return their startup halves.
@@ -214,10 +230,9 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
             resumed = await resume_unfinished(runtime, executor)
             if resumed:
                 log.info("resuming unfinished runs", count=resumed)
-            async with DigestClock(runtime.db, submit_firings(runtime, executor),
-                                   grace=timedelta(seconds=settings.digest_grace_s),
-                                   reload_s=server.digest_reload_s) as clock:
-                app[CLOCK] = clock
+            async with in_process_clock(runtime, executor, server, jobs is None) as clock:
+                if clock is not None:
+                    app[CLOCK] = clock
                 upkeeping = asyncio.create_task(upkeep(runtime, executor, server),
                                                 name="tenantry-upkeep")
                 # What startup loaded lives as long as the app: keep it out of the

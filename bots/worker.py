@@ -20,6 +20,7 @@ repeated, and a run already finished is only delivered, once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -31,7 +32,7 @@ from bots.jobs import import_kinds
 from bots.jobs.claims import ClaimSigner
 from bots.jobs.queue import LEASE_PREFIX, QUEUE, JobQueue
 from bots.metrics import health, metrics_response
-from bots.runtime import Deliver, Runtime, open_runtime
+from bots.runtime import Runtime, open_runtime
 from bots.settings import ServerSettings, WorkerSettings
 from bots.slack.settings import SlackSettings
 from bots.teams.settings import TeamsSettings
@@ -55,19 +56,27 @@ def check_worker(settings: Settings) -> None:
     ClaimSigner(settings.job_key)
 
 
-def deliverers(runtime: Runtime, slack: SlackSettings, teams: TeamsSettings) -> list[Deliver]:
-    """The delivery half of every configured transport."""
+def attach_delivery(runtime: Runtime, slack: SlackSettings, teams: TeamsSettings) -> None:
+    """Give a process without the transports' routes (a worker, a clock on its own) the
+    delivery half of every configured transport: the runtime's deliverers (a run's
+    outcome goes where it was asked) and posters (a digest goes to its destination)."""
+    from bots.digests import deliver_digest
     from bots.slack import app as slack_app
+    from bots.slack.digests import SlackPoster
     from bots.teams import app as teams_app
+    from bots.teams.digests import TeamsPoster
 
-    found: list[Deliver] = []
     if slack.enabled():
-        found.append(slack_app.delivery(runtime, slack).deliver)
+        slack_delivery = slack_app.delivery(runtime, slack)
+        runtime.deliverers.append(slack_delivery.deliver)
+        runtime.posters["slack"] = SlackPoster(runtime, slack_delivery.clients)
     if teams.enabled():  # a worker takes no Teams requests: anonymous mode only posts
-        found.append(teams_app.delivery(runtime, teams).deliver)
-    if not found:
+        teams_delivery = teams_app.delivery(runtime, teams)
+        runtime.deliverers.append(teams_delivery.deliver)
+        runtime.posters["teams"] = TeamsPoster(runtime, teams_delivery)
+    if not runtime.posters:
         log.warning("no transport configured: outcomes of runs are recorded, not delivered")
-    return found
+    runtime.deliverers.append(functools.partial(deliver_digest, runtime))
 
 
 async def sweep_stalled(runtime: Runtime, queue: JobQueue, stalled_after_s: float) -> int:
@@ -150,8 +159,7 @@ async def work(settings: Settings, worker: WorkerSettings | None = None,
                          pool_size=worker.concurrency + 4) as queue,
                 serving_metrics(runtime, worker)):
         runtime.jobs = queue
-        runtime.deliverers.extend(deliverers(runtime, slack or SlackSettings(),
-                                             teams or TeamsSettings()))
+        attach_delivery(runtime, slack or SlackSettings(), teams or TeamsSettings())
         queue.serve(runtime)
         log.info("worker started", concurrency=worker.concurrency, kinds=kinds)
         async with asyncio.TaskGroup() as group:

@@ -36,31 +36,40 @@ async def run_job(runtime: Runtime, job: QueuedJob) -> None:
     Raises:
         ClaimRefused: ``unknown_run``: no such run in the job's tenant.
     """
-    run_id = job.claim.id("run_id")
+    if not await finish_run(runtime, job.tenant_id, job.claim.id("run_id"),
+                            first_attempt=not job.attempts):
+        raise ClaimRefused("unknown_run")
+
+
+async def finish_run(runtime: Runtime, tenant_id: str, run_id: str, *,
+                     first_attempt: bool = False) -> bool:
+    """Execute a recorded run to its end and deliver it once; ``False`` if there is no such
+    run in the tenant. A run that ended but was not delivered is only delivered."""
     try:
-        record = await runtime.db.run(get_run, job.tenant_id, run_id)
+        record = await runtime.db.run(get_run, tenant_id, run_id)
     except NotFound:
-        raise ClaimRefused("unknown_run") from None
+        return False
     if record.status in FINAL_STATUSES or record.status == "halted":
-        # Executed already (this job's earlier attempt died before delivering).
+        # Executed already (an earlier attempt died before delivering).
         if not record.detail.get("delivered"):
-            await deliver(runtime, await runtime.agent.outcome(job.tenant_id, run_id))
-        return
-    if record.status == "queued" and not job.attempts:
+            await deliver(runtime, await runtime.agent.outcome(tenant_id, run_id))
+        return True
+    if record.status == "queued" and first_attempt:
         waited = datetime.now(UTC) - record.created_at
         runtime.metrics.queue_wait.observe(max(0.0, waited.total_seconds()))
     try:
-        grant = await runtime.agent.reopen(job.tenant_id, run_id)
+        grant = await runtime.agent.reopen(tenant_id, run_id)
         outcome = await runtime.agent.resume(grant)
     except RunRefused as refused:  # audited by the agent service
         log.info("queued run refused", run_id=run_id, reason=refused.reason)
-        if await runtime.db.run(refuse_queued, job.tenant_id, run_id, refused.reason):
-            await deliver(runtime, await runtime.agent.outcome(job.tenant_id, run_id))
-        return
+        if await runtime.db.run(refuse_queued, tenant_id, run_id, refused.reason):
+            await deliver(runtime, await runtime.agent.outcome(tenant_id, run_id))
+        return True
     except Conflict as exc:  # another process holds it, or it ended meanwhile
         log.info("queued run not resumed", run_id=run_id, reason=str(exc))
-        return
+        return True
     await deliver(runtime, outcome)
+    return True
 
 
 async def deliver(runtime: Runtime, outcome: RunOutcome) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from bots.posting import Notice
 from bots.runtime import Runtime
 from bots.teams import render
-from bots.teams.answer import TeamsAnswers
+from bots.teams.answer import TeamsDelivery
 from core.digests.destinations import Destination, TeamsDestination
 from core.errors import NotFound
 from installs.teams_conversations import conversation_reference
@@ -24,7 +24,7 @@ from installs.teams_conversations import conversation_reference
 class TeamsPoster:
     """The ``"teams"`` poster of a runtime."""
 
-    def __init__(self, runtime: Runtime, answers: TeamsAnswers) -> None:
+    def __init__(self, runtime: Runtime, answers: TeamsDelivery) -> None:
         self.runtime = runtime
         self.answers = answers
 

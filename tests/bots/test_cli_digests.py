@@ -116,12 +116,15 @@ def test_a_teams_destination_needs_a_conversation_the_bot_was_served_in(
 
 
 async def test_the_clock_command_runs_until_told_to_stop(tenants: Settings) -> None:
-    from bots.cli_digests import run_clock, standalone_posters
+    from bots.cli_digests import run_clock
     from bots.runtime import open_runtime
+    from bots.slack.settings import SlackSettings
+    from bots.teams.settings import TeamsSettings
+    from bots.worker import attach_delivery
 
     stop = asyncio.Event()
-    async with open_runtime(tenants.model_copy(update={"embedder": "hashing"})) as rt, \
-            standalone_posters(rt):
+    async with open_runtime(tenants.model_copy(update={"embedder": "hashing"})) as rt:
+        attach_delivery(rt, SlackSettings(), TeamsSettings())
         running = asyncio.create_task(run_clock(rt, stop, reload_s=0.05))
         await asyncio.sleep(0.2)
         assert not running.done()

@@ -5,12 +5,18 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from bots.settings import ServerSettings
 from core.logs import scrub_library_logs
 from core.settings import Settings
+from tests.conftest import JOB_KEY
 from tests.scenarios.harness import Scenario, open_scenario
+from tests.support.databases import PostgresTemplates
+from tests.support.workers import Workers
 
 
 @pytest.fixture
@@ -37,3 +43,34 @@ def debug_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     scrub_library_logs()
     yield sink
     root.setLevel(level)
+
+
+WORKERS_BOUND = 2
+"""A tenant's places across the deployment (``runs_per_tenant``) in ``web``."""
+
+
+@pytest.fixture
+def pg_settings(postgres_templates: PostgresTemplates | None,
+                tmp_path: Path) -> Iterator[Settings]:
+    if postgres_templates is None:
+        pytest.skip("the workers need PostgreSQL: set TENANTRY_TEST_DATABASE_URL")
+    url = postgres_templates.fresh()
+    yield Settings(database_url=url, data_dir=tmp_path / "data", model="sandbox",
+                   embedder="hashing", job_key=SecretStr(JOB_KEY))
+    postgres_templates.drop(url)
+
+
+@pytest.fixture
+async def web(pg_settings: Settings) -> AsyncIterator[Scenario]:
+    server = ServerSettings(runs_in="auto", runs_per_tenant=WORKERS_BOUND)
+    async with open_scenario(pg_settings, server=server) as scenario:
+        yield scenario
+
+
+@pytest.fixture
+async def workers(web: Scenario, tmp_path: Path) -> AsyncIterator[Workers]:
+    started = Workers(web.settings, tmp_path / "effects.txt", web.slack)
+    try:
+        yield started
+    finally:
+        await started.stop_all()

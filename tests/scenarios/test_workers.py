@@ -11,19 +11,13 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 
-from bots.settings import ServerSettings
-from core.settings import Settings
 from standins.slack.api import SlackStandIn, SlackUser
-from tests.conftest import JOB_KEY
-from tests.scenarios.harness import Scenario, open_scenario, runs_of, thread
-from tests.support.databases import PostgresTemplates
+from tests.scenarios.conftest import WORKERS_BOUND
+from tests.scenarios.harness import Scenario, runs_of, thread
 from tests.support.tenancy import plan
 from tests.support.workers import (
     Workers,
@@ -35,35 +29,6 @@ from tests.support.workers import (
 pytestmark = pytest.mark.postgres
 
 ADA = SlackUser("U1ADA")
-BOUND = 2
-"""The tenant's places across the deployment (``runs_per_tenant``)."""
-
-
-@pytest.fixture
-def pg_settings(postgres_templates: PostgresTemplates | None,
-                tmp_path: Path) -> Iterator[Settings]:
-    if postgres_templates is None:
-        pytest.skip("the workers need PostgreSQL: set TENANTRY_TEST_DATABASE_URL")
-    url = postgres_templates.fresh()
-    yield Settings(database_url=url, data_dir=tmp_path / "data", model="sandbox",
-                   embedder="hashing", job_key=SecretStr(JOB_KEY))
-    postgres_templates.drop(url)
-
-
-@pytest.fixture
-async def web(pg_settings: Settings) -> AsyncIterator[Scenario]:
-    server = ServerSettings(runs_in="auto", runs_per_tenant=BOUND)
-    async with open_scenario(pg_settings, server=server) as scenario:
-        yield scenario
-
-
-@pytest.fixture
-async def workers(web: Scenario, tmp_path: Path) -> AsyncIterator[Workers]:
-    started = Workers(web.settings, tmp_path / "effects.txt", web.slack)
-    try:
-        yield started
-    finally:
-        await started.stop_all()
 
 
 async def ask(web: Scenario, count: int, *, tenant: str = "acme",
@@ -127,7 +92,7 @@ async def test_workers_share_one_tenants_burst_within_its_bound_and_its_month(
     assert all(len(texts) == 1 for texts in answers(web.slack, "CT1", asked)), \
         "every run is answered once, in its one message"
     assert web.slack.calls("chat.postMessage") == []
-    assert await most_at_once(web.db, "acme") <= BOUND
+    assert await most_at_once(web.db, "acme") <= WORKERS_BOUND
     _executed, applied = workers.effects_seen()
     assert set(applied.values()) <= {1}
 
