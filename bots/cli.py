@@ -350,8 +350,7 @@ async def runs_show(run_id: str) -> None:
 def serve(host: str | None, port: int | None) -> None:
     """Serve the transports (Slack, Teams, health check, metrics): on SQLite with the
     in-process executor, on PostgreSQL queuing runs for `tenantry worker`."""
-    from aiohttp import web
-
+    from bots.serving import run_app
     from bots.settings import ServerSettings
     from bots.web import create_app
 
@@ -360,8 +359,7 @@ def serve(host: str | None, port: int | None) -> None:
         name: value for name, value in (("host", host), ("port", port)) if value is not None})
     try:
         app = create_app(root_settings(), server)
-        web.run_app(app, host=server.host, port=server.port,
-                    print=lambda text: click.echo(text))
+        run_app(app, host=server.host, port=server.port, print=lambda text: click.echo(text))
     except TenantryError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -90,6 +90,8 @@ class Request:
     thread_ts: str | None
     event_id: str
     prompt: str
+    told: bool = False
+    """Whether the acknowledgement already told the person why it is refused."""
 
     def conversation_id(self, thread_ts: str | None) -> str:
         """Channel plus thread: a follow-up in the thread continues the conversation."""
@@ -174,21 +176,23 @@ class SlackAnswers(SlackDelivery):
         Admin status comes from Slack's flags plus the tenant's grants, never the payload.
         """
         client = await self._client(origin)
-        link = await self.runtime.db.run(resolve, origin.enterprise_id,
-                                         origin.team_id or origin.user_team,
-                                         origin.is_enterprise_install)
+        link = await self.link(origin)
         if client is None or link is None or not link.active:
             return None
         roles = await self._roles(client, origin.user_id)
         granted = set(await self.runtime.db.run(roles_of, link.tenant_id, origin.principal))
         return _Served(client, link, roles, bool({"owner", "admin"} & (roles | granted)))
 
+    async def link(self, origin: Origin) -> Link | None:
+        """The link of the installation a request came through, active or revoked."""
+        return await self.runtime.db.run(resolve, origin.enterprise_id,
+                                         origin.team_id or origin.user_team,
+                                         origin.is_enterprise_install)
+
     async def _link(self, client: AsyncWebClient, request: Request) -> Link | None:
         """The active link serving the request, or ``None`` after telling the person why."""
         origin = request.origin
-        link = await self.runtime.db.run(resolve, origin.enterprise_id,
-                                         origin.team_id or origin.user_team,
-                                         origin.is_enterprise_install)
+        link = await self.link(origin)
         if link is not None and link.active:
             return link
         reason = "not_linked" if link is None else "link_revoked"
@@ -199,7 +203,8 @@ class SlackAnswers(SlackDelivery):
             })
         log.info("request from an unlinked workspace refused", team_id=origin.team_id,
                  enterprise_id=origin.enterprise_id, reason=reason)
-        await self._reply(client, request, render.refusal(reason))
+        if not request.told:
+            await self._reply(client, request, render.refusal(reason))
         return None
 
     def submit(self, request: Request) -> None:

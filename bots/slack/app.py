@@ -7,7 +7,8 @@ and hand the work to the executor. Nothing slow runs before the acknowledgement
 the executor starts the work once the burst of requests it came in has been answered.
 
 In front of Bolt, ``_dispatch`` answers what Bolt would turn into a 500 (unreadable
-signature headers: 401; malformed bodies: 400). A request sent again within its
+signature headers: 401; malformed bodies: 400) and refuses a request with two
+signatures or two timestamps (401) rather than let one of them win. A request sent again within its
 signature's five minutes passes Bolt's check; the event-id claim
 (``records.first_delivery``) keeps it from starting a second run.
 """
@@ -29,6 +30,7 @@ from bots.slack.answer import SlackAnswers, SlackDelivery
 from bots.slack.authorize import StoredBotAuthorize
 from bots.slack.clients import WorkspaceClients
 from bots.slack.digests import SlackPoster
+from bots.slack.installed import apologise_unless_installed
 from bots.slack.listeners import MALFORMED, SlackTransport, malformed_ids, register
 from bots.slack.manifest import bot_scopes
 from bots.slack.oauth_flow import CALLBACKS, TenantOAuthFlow
@@ -76,6 +78,7 @@ def build(runtime: Runtime, executor: Executor, settings: SlackSettings,
                                    client=base_client, settings=oauth),
         # Bolt takes an AsyncAuthorize instance here; its annotation names only functions.
         authorize=authorize,  # type: ignore[arg-type]
+        before_authorize=apologise_unless_installed,
         request_verification_enabled=True,
         process_before_response=True,
         logger=logging.getLogger("slack_bolt"),
@@ -97,8 +100,13 @@ async def _dispatch(request: web.Request) -> web.Response:
         body = raw.decode("utf-8")
     except UnicodeDecodeError:
         return web.Response(status=400, text="request body is not UTF-8")
-    timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
-    signature = request.headers.get("X-Slack-Signature", "")
+    timestamps = request.headers.getall("X-Slack-Request-Timestamp", [])
+    signatures = request.headers.getall("X-Slack-Signature", [])
+    if len(timestamps) > 1 or len(signatures) > 1:
+        # Which of two signatures a proxy or a parser keeps is not ours to guess.
+        log.warning("slack request refused", reason="duplicate signature headers")
+        return web.Response(status=401, text="refused: duplicate signature headers")
+    timestamp, signature = "".join(timestamps), "".join(signatures)
     if not (timestamp.isascii() and timestamp.isdigit() and signature.isascii()):
         log.warning("slack request refused", reason="unsigned")
         return web.Response(status=401, text="refused: unsigned")

@@ -14,7 +14,7 @@ channel carries users of other workspaces.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slack_bolt.app.async_app import AsyncApp
@@ -112,6 +112,13 @@ async def on_command(ack: AsyncAck, command: dict[str, Any], context: AsyncBoltC
                     f"command:{trigger}" if isinstance(trigger, str) and trigger else None)
     if made is None:
         await ack(render.refusal("unreadable"))
+        return
+    # The link is read before the acknowledgement, so "On it" is never said for a
+    # workspace that will not be answered; the job still audits the refusal.
+    link = await transport.answers.link(made.origin)
+    if link is None or not link.active:
+        await ack(render.refusal("not_linked" if link is None else "link_revoked"))
+        transport.answers.submit(replace(made, told=True))
         return
     await ack(render.ACK_WORKING)
     transport.answers.submit(made)

@@ -3,8 +3,10 @@
 Slack retries an event it thinks was not acknowledged in time (``X-Slack-Retry-Num``)
 and sometimes delivers one twice, and a captured request still verifies when sent again
 within its signature's five minutes; Bolt deduplicates neither. The first delivery of an
-event id (for a slash command, its trigger id) wins a row in ``slack_events``; any later
-one is acknowledged and dropped, before any run starts.
+event id (for a slash command, its trigger id) from an installation wins a row in
+``slack_events``; any later one is acknowledged and dropped, before any run starts.
+Event ids are unique within an installation only, so the claim is the pair: the same id
+from two workspaces is two events.
 
 ``slack_run_messages`` ties a run to its thread and to the message that carries its
 answer, so a resumed run edits that message instead of posting a second one.
@@ -61,7 +63,13 @@ class RunMessage:
 
 
 def first_delivery(conn: Connection, event_id: str, team_id: str) -> bool:
-    """Claim an event id; ``False`` when it was seen before (a retry or a duplicate).
+    """Claim an event id of an installation (its team id, or its org's enterprise id for
+    an org-wide install); ``False`` when that installation's event was seen before (a
+    retry or a duplicate).
+
+    The row's key is ``{team_id}:{event_id}``, which keeps the table's shape (and every
+    database's migration) as it was; a claim made before the key took the installation
+    in is at most a day old and Slack retries within minutes.
 
     The claim is read back through ``RETURNING`` rather than ``rowcount``: psycopg
     reports ``-1`` for an ``INSERT .. ON CONFLICT DO NOTHING``, which would drop every
@@ -69,7 +77,8 @@ def first_delivery(conn: Connection, event_id: str, team_id: str) -> bool:
     """
     claimed = conn.scalar(
         dialect_insert(conn, slack_events)
-        .values(event_id=event_id, team_id=team_id, received_at=datetime.now(UTC))
+        .values(event_id=f"{team_id}:{event_id}"[:200], team_id=team_id,
+                received_at=datetime.now(UTC))
         .on_conflict_do_nothing()
         .returning(slack_events.c.event_id)
     )

@@ -23,6 +23,10 @@ REFUSALS = {
         "This workspace isn't linked to a Tenantry account yet, so I can't answer here. "
         "Ask your account's owner for an install link to connect it."
     ),
+    "not_installed": (
+        "Tenantry isn't installed in this workspace any more, so I can't answer here. "
+        "A workspace admin can reinstall it with an install link from your Tenantry account."
+    ),
     "link_revoked": (
         "This workspace's link to its Tenantry account was removed (the app was "
         "uninstalled or its tokens revoked). A workspace admin can reinstall it with a new "

@@ -29,6 +29,7 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from bots.executor import Executor
 from bots.runtime import Runtime
+from bots.serving import Runner
 from bots.settings import ServerSettings
 from bots.slack.settings import SlackSettings
 from bots.teams.settings import TeamsSettings
@@ -196,7 +197,7 @@ async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *
         server = server.model_copy(update={"public_url": PUBLIC_URL, "runs_in": runs_in})
         off = TeamsSettings(app_id=None, app_password=None, app_tenant_id=None)
         app = create_app(settings, server, app_settings, side.settings if side else off)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        runner = Runner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", 0).start()
