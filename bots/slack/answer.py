@@ -239,7 +239,8 @@ class SlackAnswers(SlackDelivery):
                 await self.runtime.runner.queue(ready.grant, request.prompt,
                                                 conversation_id=ready.conversation)
 
-        self.executor.submit(f"slack:{request.event_id}", job, park=park)
+        # Event ids are an installation's own: the key holds both, as the claim does.
+        self.executor.submit(f"slack:{request.origin.key}:{request.event_id}", job, park=park)
 
     async def _accept(self, request: Request) -> Accepted | None:
         """Everything before the run: claim, link, roles, context, the answer message.

@@ -176,7 +176,7 @@ async def on_home(ack: AsyncAck, event: dict[str, Any], body: dict[str, Any],
     if origin is None or not isinstance(event_id, str):
         return
     answers = transport.answers
-    answers.executor.submit(f"home:{event_id}", lambda: answers.home(origin))
+    answers.executor.submit(f"home:{origin.key}:{event_id}", lambda: answers.home(origin))
 
 
 async def on_verify(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext,
@@ -252,7 +252,8 @@ def _submit_forget(transport: SlackTransport, context: AsyncBoltContext,
         await _forget(transport, enterprise, team, org, event_id, why, users)
 
     # Forgetting is short and must happen even if shutdown comes first: its own park.
-    transport.answers.executor.submit(f"slack:{event_id}", job, park=job)
+    transport.answers.executor.submit(f"slack:{enterprise or team}:{event_id}", job,
+                                      park=job)
 
 
 async def _forget(transport: SlackTransport, enterprise: str | None, team: str | None,
