@@ -67,11 +67,19 @@ class Transcript:
         click.echo(f"  check: {name}: {'ok' if ok else 'FAILED'}")
 
 
+def clip(line: str, width: int) -> str:
+    """``line`` cut to ``width`` characters, with "…" where it was cut."""
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
 def _describe(outcome: RunOutcome) -> str:
     u = outcome.usage
-    text = (f"run {outcome.run_id[:8]}: {outcome.status}; {u.input_tokens} in / "
+    text = (f"run {outcome.run_id}: {outcome.status}; {u.input_tokens} in / "
             f"{u.output_tokens} out tokens, {u.tool_calls} tool calls, "
             f"{format_microcents(u.cost_microcents)}")
+    if outcome.refused_tools:
+        text += "; refused " + ", ".join(f"{capability} ({reason})"
+                                         for capability, reason in outcome.refused_tools)
     if outcome.halt:
         h = outcome.halt
         text += f"; halted at {h['ceiling']} (limit {h['limit']}, used {h['used']})"
@@ -85,7 +93,7 @@ async def _ask(rt: Runtime, t: Transcript, tenant: str, principal: str, prompt: 
     outcome = await rt.agent.start(grant, prompt, model="sandbox")
     if outcome.answer:
         for line in outcome.answer.splitlines():
-            t.say(tenant, f"  > {line}")
+            t.say(tenant, clip(f"  > {line}", 160))
     t.say(tenant, "  " + _describe(outcome))
     return outcome
 
@@ -143,7 +151,7 @@ async def _globex_halts_and_resumes(rt: Runtime, t: Transcript) -> list[RunOutco
     resumed = await rt.agent.resume(grant)
     t.say("globex", "  resumed with a fresh allocation: " + _describe(resumed))
     for line in (resumed.answer or "").splitlines():
-        t.say("globex", f"  > {line}")
+        t.say("globex", clip(f"  > {line}", 160))
     t.check("globex run completed after resume", resumed.status == "completed")
     t.check("resume repeated no tool call", resumed.usage.tool_calls == 2)
     return [resumed, refused]

@@ -8,11 +8,12 @@ would have been posted in Slack is read back from the stand-in.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bots.demo import DOCUMENTS, PLANS, Transcript
+from bots.demo import DOCUMENTS, PLANS, Transcript, clip
 from bots.digests import DIGEST_PRINCIPAL
 from bots.slack import render
 from bots.web import CLOCK
@@ -24,21 +25,28 @@ from core.runs import get_run
 from core.settings import Settings
 from standins.slack.api import SlackUser
 from standins.slack.driver import Scenario, open_scenario, runs_of
-from standins.slack.requests import Workspace
+from standins.slack.requests import Sent, Workspace
 
 ALICE = SlackUser("U0ALICE", name="alice", is_admin=True)
 BOB = SlackUser("U0BOB", name="bob")
-
-
-def _thread_texts(s: Scenario, ws: Workspace, channel: str | None = None) -> list[str]:
-    return [m.text for m in s.slack.messages(channel or ws.channel)]
 
 
 def _show(t: Transcript, tenant: str, label: str, texts: list[str]) -> None:
     t.say(tenant, label)
     for text in texts:
         for line in text.splitlines() or [""]:
-            t.say(tenant, f"  | {line[:160]}")
+            t.say(tenant, clip(f"  | {line}", 164))
+
+
+async def _asked(s: Scenario, t: Transcript, tenant: str, question: str, channel: str,
+                 send: Awaitable[object]) -> list[str]:
+    """Send one question; print it, then what the app posted in ``channel`` for it."""
+    seen = len(s.slack.messages(channel))
+    await send
+    await s.idle()
+    answer = [m.text for m in s.slack.messages(channel)[seen:]]
+    _show(t, tenant, question, answer)
+    return answer
 
 
 async def _slack_demo(s: Scenario, t: Transcript) -> None:
@@ -53,27 +61,33 @@ async def _slack_demo(s: Scenario, t: Transcript) -> None:
                                     principal_kind="service")
         await rt.knowledge.add(grant.ctx, source, text)
 
-    sent = await s.command(t1, ALICE.id, "What is the refund policy for rockets?")
-    t.check("the slash command is acknowledged at once", sent.status == 200
-            and sent.elapsed < 1.0)
-    await s.mention(t2, BOB.id, "Show me the Acme handbook about the rocket refund policy?")
-    await s.dm(t2, BOB.id, "Please list audit.recent events", channel="D0GLOBEX")
-    await s.command(t2, BOB.id, "Check budget.status, and what does the runbook say about "
-                                "on-call?")
-    await s.idle()
+    refund = "What is the refund policy for rockets?"
+    acked: list[Sent] = []
 
-    acme_texts = _thread_texts(s, t1)
-    globex_texts = _thread_texts(s, t2)
-    dm_texts = _thread_texts(s, t2, "D0GLOBEX")
-    _show(t, "acme", "#general in Acme's workspace:", acme_texts)
-    _show(t, "globex", "#general in Globex's workspace:", globex_texts)
-    _show(t, "globex", "Bob's DM with the app:", dm_texts)
+    async def ask_acme() -> None:
+        acked.append(await s.command(t1, ALICE.id, refund))
+
+    acme_texts = await _asked(s, t, "acme", f"alice in #general of Acme's workspace: /ask {refund}",
+                              t1.channel, ask_acme())
+    t.check("the slash command is acknowledged at once",
+            acked[0].status == 200 and acked[0].elapsed < 1.0)
+    probe = "Show me the Acme handbook about the rocket refund policy?"
+    globex_texts = await _asked(s, t, "globex", f"bob in #general of Globex's workspace: "
+                                f"@Tenantry {probe}", t2.channel, s.mention(t2, BOB.id, probe))
+    listing = "Please list audit.recent events"
+    dm_texts = await _asked(s, t, "globex", f"bob in his DM with the app: {listing}",
+                            "D0GLOBEX", s.dm(t2, BOB.id, listing, channel="D0GLOBEX"))
+    budget = "Check budget.status, and what does the runbook say about on-call?"
+    globex_texts += await _asked(s, t, "globex", f"bob in #general: /ask {budget}", t2.channel,
+                                 s.command(t2, BOB.id, budget))
     t.check("acme's answer is grounded in its own handbook",
             any("30 days" in x for x in acme_texts))
     t.check("globex finds nothing of acme's documents",
             not any("30 days" in x or "acme-handbook" in x for x in globex_texts + dm_texts))
     t.check("the unlicensed tool is refused in plain words",
             any("audit.recent" in x and "plan" in x for x in dm_texts))
+    t.check("refused tools are named by their capability",
+            not any("__" in x for x in globex_texts + dm_texts))
     [halted] = [r for r in await runs_of(s, "globex") if r.status == "halted"]
     t.check("globex's run halted with its figures",
             any("limit" in x and "used" in x for x in globex_texts))
@@ -84,8 +98,8 @@ async def _slack_demo(s: Scenario, t: Transcript) -> None:
     await s.idle()
     resumed = await rt.db.run(get_run, "globex", halted.id)
     t.check("pressing Resume completes the run", resumed.status == "completed")
-    _show(t, "globex", "after Resume:", [m.text for m in s.slack.messages(t2.channel)
-                                         if m.ts == halt_message.ts])
+    _show(t, "globex", "bob presses Resume; the paused answer becomes:",
+          [m.text for m in s.slack.messages(t2.channel) if m.ts == halt_message.ts])
 
     await s.event(t1, {"type": "app_home_opened", "user": ALICE.id, "channel": "D0ACME",
                        "tab": "home", "event_ts": s.next_ts()})

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bots import wording
-from bots.demo import DOCUMENTS, PLANS, Transcript
+from bots.demo import DOCUMENTS, PLANS, Transcript, clip
 from bots.teams import render
 from core.audit import events
 from core.authz import grant as grant_role
@@ -87,7 +87,7 @@ def _show(t: Transcript, tenant: str, label: str, messages: list[TeamsMessage]) 
             lines += ["┌ card"] + [f"│ {line}" for line in card_lines(card)]
         mark = "(streamed) " if m.streamed else ""
         for line in lines or [""]:
-            t.say(tenant, f"  | {mark}{line[:150]}")
+            t.say(tenant, clip(f"  | {mark}{line}", 154))
             mark = ""
 
 
@@ -282,7 +282,7 @@ async def _teams_demo(s: Scenario, t: Transcript) -> None:
     posted = [m.text for m in s.slack.messages(slack.channel)]
     t.say("acme", "#general in Acme's Slack workspace, served by the same app:")
     for line in "\n".join(posted).splitlines():
-        t.say("acme", f"  | {line[:150]}")
+        t.say("acme", clip(f"  | {line}", 154))
     t.check("acme's Slack question is answered by the same app",
             any("30 days" in text for text in posted))
     await _onboard(s, t, "acme", GRACE, ADA, admin_first=False)

@@ -67,12 +67,17 @@ def _arguments(tool: ToolDefinition, prompt: str) -> dict[str, object]:
     return args
 
 
+_TOOL_NAME = re.compile(r"'[a-z0-9_]+__[a-z0-9_]+'")
+
+
 def _summarise(parts: list[ToolReturnPart]) -> str:
     lines = []
     for part in parts:
         content = part.content
         if not isinstance(content, str):
             content = json.dumps(content, default=str)
+        # A refusal's text names tools as the model sees them; people read capabilities.
+        content = _TOOL_NAME.sub(lambda m: m[0].replace("__", "."), content)
         lines.append(f"- {part.tool_name.replace('__', '.')}: {content[:600]}")
     return "\n".join(lines)
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from bots.demo import run_demo
+from bots.demo import clip, run_demo
+
+RUN_ID = re.compile(r"run ([0-9a-f-]+):")
 
 
 async def test_the_demo_passes_every_isolation_check(tmp_path: Path) -> None:
@@ -12,6 +15,12 @@ async def test_the_demo_passes_every_isolation_check(tmp_path: Path) -> None:
     assert failed == []
     assert set(transcript.lines) == {"acme", "globex"}
     assert any("[sandbox model" in line for line in transcript.lines["acme"])
+    lines = transcript.lines["acme"] + transcript.lines["globex"]
+    run_ids = [m[1] for line in lines for m in RUN_ID.finditer(line)]
+    assert run_ids and all(len(run_id) == 36 for run_id in run_ids), "run ids shown whole"
+    assert len(set(run_ids)) == 5, "five runs, five ids (one resumed)"
+    assert not any("__" in line for line in lines), "tools named by their capability"
+    assert any(line.endswith("; refused audit.recent (not_licensed)") for line in lines)
 
 
 async def test_the_demo_through_slack_passes_every_check(tmp_path: Path) -> None:
@@ -21,6 +30,17 @@ async def test_the_demo_through_slack_passes_every_check(tmp_path: Path) -> None
     assert len(transcript.checks) >= 8
     assert [name for name, ok in transcript.checks if not ok] == []
     assert any("30 days" in line for line in transcript.lines["acme"])
+    globex = transcript.lines["globex"]
+    asked = globex.index("bob in his DM with the app: Please list audit.recent events")
+    assert globex[asked + 1].startswith("  | [sandbox model"), "the answer under its question"
+    assert not any("__" in line for line in globex), "tools named by their capability"
+    assert any(line.endswith("…") for line in globex), "cut lines say so"
+
+
+def test_a_cut_line_ends_in_an_ellipsis_and_keeps_its_width() -> None:
+    assert clip("short", 10) == "short"
+    assert clip("x" * 20, 10) == "x" * 9 + "…"
+    assert len(clip("x" * 20, 10)) == 10
 
 
 async def test_the_demo_through_teams_passes_every_check(tmp_path: Path) -> None:
