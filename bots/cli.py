@@ -349,7 +349,29 @@ async def runs_show(run_id: str) -> None:
 @click.option("--port", type=int, default=None, help="Port to listen on (TENANTRY_PORT).")
 def serve(host: str | None, port: int | None) -> None:
     """Serve the transports (Slack, Teams, health check, metrics): on SQLite with the
-    in-process executor, on PostgreSQL queuing runs for `tenantry worker`."""
+    in-process executor, on PostgreSQL queuing runs for `tenantry worker`.
+
+    \b
+    Settings that matter (environment or .env; all of them in docs/deploy.md):
+      Slack     TENANTRY_SLACK_SIGNING_SECRET, TENANTRY_SLACK_CLIENT_ID,
+                TENANTRY_SLACK_CLIENT_SECRET (all three, or Slack is off),
+                TENANTRY_SLACK_API_URL (a gateway or stand-in)
+      Teams     TENANTRY_TEAMS_APP_ID, TENANTRY_TEAMS_APP_PASSWORD,
+                TENANTRY_TEAMS_APP_TENANT_ID
+      model     TENANTRY_MODEL (default anthropic:claude-sonnet-4-5; sandbox is
+                offline), TENANTRY_ANTHROPIC_API_KEY
+      database  TENANTRY_DATABASE_URL (default sqlite:///tenantry.db); run
+                `tenantry db upgrade` first
+      server    TENANTRY_PUBLIC_URL (the https URL Slack and Teams call),
+                TENANTRY_HOST, TENANTRY_PORT
+
+    \b
+    Example:
+      TENANTRY_PUBLIC_URL=https://tenantry.example.com \\
+      TENANTRY_SLACK_SIGNING_SECRET=... TENANTRY_SLACK_CLIENT_ID=... \\
+      TENANTRY_SLACK_CLIENT_SECRET=... TENANTRY_ANTHROPIC_API_KEY=... \\
+      tenantry serve --port 3000
+    """
     from bots.serving import run_app
     from bots.settings import ServerSettings
     from bots.web import create_app
