@@ -15,7 +15,6 @@ from typing import Any
 
 from standins.slack.api import SlackMessage
 
-
 # Slack's special syntax: <!date^...|fallback>, <@U1>, <https://x|label>, <#C1|name>.
 _SPECIAL = re.compile(r"<([!@#]?)([^<>|]*)(?:\|([^<>]*))?>")
 
