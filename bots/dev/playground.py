@@ -249,7 +249,9 @@ async def _dev_tenant(s: Scenario) -> list[str]:
 @asynccontextmanager
 async def open_playground(settings: Settings) -> AsyncIterator[Playground]:
     """Start the playground on ``playground_settings(settings)``; stop it on exit."""
-    async with open_scenario(playground_settings(settings)) as s:
+    # Event ids are kept (deduplication) in a database that outlives this process.
+    first = time.time_ns() // 1000
+    async with open_scenario(playground_settings(settings), first_serial=first) as s:
         names = await _dev_tenant(s)
         ws = await install_through_oauth(s, DEV_TEAM, DEV_TENANT, users=[YOU], name="Dev")
         yield Playground(scenario=s, workspaces={ws.team_id: ws}, tenant_id=DEV_TENANT,
