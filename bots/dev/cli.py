@@ -21,16 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bots.cli_support import root_settings
-from core.errors import TenantryError
-from core.logs import configure
-from core.settings import Settings
-
 if TYPE_CHECKING:
     from bots.dev.playground import Kind, Playground
+    from core.settings import Settings
 
-# The server, the stand-in and aiohttp are imported inside the commands: `tenantry
-# --help` must not pay for them.
+# Everything but click is imported inside the commands: `tenantry --help` must not pay
+# for the server, the stand-in or aiohttp.
 MARKER = "playground.json"
 YOU = "you"
 
@@ -54,6 +50,8 @@ def _check_port(host: str, port: int) -> None:
 
 def _quiet(settings: Settings) -> None:
     """The playground prints what to do; logs only for warnings unless a level was set."""
+    from core.logs import configure
+
     if "log_level" not in settings.model_fields_set:
         configure("WARNING")
 
@@ -76,6 +74,9 @@ def dev(ctx: click.Context, host: str, port: int) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    from bots.cli_support import root_settings
+    from core.errors import TenantryError
+
     settings = root_settings()
     _quiet(settings)
     _check_port(host, port)
@@ -143,6 +144,9 @@ def say(text: str, channel: str | None, thread_ts: str | None) -> None:
       tenantry dev say "/ask What did we spend this month?"
       tenantry dev say "and runs.status?" --thread 1767225600.000100
     """
+    from bots.cli_support import root_settings
+    from core.errors import TenantryError
+
     settings = root_settings()
     _quiet(settings)
     try:
@@ -169,7 +173,8 @@ async def _say(settings: Settings, text: str, channel: str | None,
 
     url = _running(settings)
     if url is not None:
-        with contextlib.suppress(aiohttp.ClientConnectionError):
+        # A playground that stopped without removing its marker (killed) answers nothing.
+        with contextlib.suppress(aiohttp.ClientError):
             return await _say_remote(url, text, channel, thread_ts)
     click.echo("no playground is running; starting one for this message", err=True)
     async with open_playground(settings) as p:
