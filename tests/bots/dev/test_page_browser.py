@@ -21,6 +21,8 @@ from bots.dev.playground import Playground
 from core.tenants import update_plan
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
+# Runs take longer on a busy two-core machine than Playwright's default 5 s wait.
+expect.set_options(timeout=30_000)
 
 
 def chromium() -> str:
