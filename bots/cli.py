@@ -20,6 +20,7 @@ from bots.cli_roles import roles
 from bots.cli_slack import slack
 from bots.cli_support import open_database, operator, root_settings, run_async
 from bots.cli_teams import teams
+from bots.dev.cli import dev
 from bots.runtime import Runtime, open_runtime
 from core.admin import Admin
 from core.context import PrincipalKind
@@ -428,7 +429,7 @@ async def tenants_purge(tenant_id: str, yes: bool) -> None:
                    + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
-for group in (audit, clock, credentials, digests, keys, memory, roles, slack, teams):
+for group in (audit, clock, credentials, dev, digests, keys, memory, roles, slack, teams):
     cli.add_command(group)
 
 

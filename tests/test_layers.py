@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_MODULES = {"bots.demo", "bots.demo_slack", "bots.demo_teams"}
-"""The production modules allowed to use the stand-ins: they run the offline demo."""
+DEMO_MODULES = {"bots.demo", "bots.demo_slack", "bots.demo_teams", "bots.dev.playground",
+                "bots.dev.shown"}
+"""The production modules allowed to use the stand-ins: they run the offline demo and the
+local playground (``tenantry dev``)."""
 
 
 def _modules(package: str) -> dict[str, Path]:

@@ -175,7 +175,8 @@ async def _teams_side(teams: TeamsSide | bool) -> AsyncIterator[TeamsSide | None
 @asynccontextmanager
 async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *,
                         server: ServerSettings | None = None,
-                        teams: TeamsSide | bool = False) -> AsyncIterator[Scenario]:
+                        teams: TeamsSide | bool = False,
+                        first_serial: int = 1) -> AsyncIterator[Scenario]:
     """Run the app against a (fresh, or the given unstarted) stand-in for one scenario.
 
     The app is a complete Slack app pointed at the stand-in, served at ``PUBLIC_URL``;
@@ -183,6 +184,9 @@ async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *
     executor unless it sets ``runs_in``). With ``teams`` the app also
     serves Teams, against a local token issuer and Bot Connector (``Scenario.teams``):
     new ones, or those of a ``TeamsSide`` that outlives the app (a restart).
+    ``first_serial`` starts the numbering of event and trigger ids: a driver that
+    outlives one process (the playground, on a database it keeps) starts it where no
+    earlier process counted, or the app drops its events as Slack's retries.
     """
     async with (slack or SlackStandIn(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                                       app_id=APP_ID)) as standin, _teams_side(teams) as side:
@@ -205,7 +209,8 @@ async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *
             async with aiohttp.ClientSession() as session:
                 scenario = Scenario(settings=app[RUNTIME].settings, slack_settings=app_settings,
                                     slack=standin, app=app, url=f"http://127.0.0.1:{port}",
-                                    session=session, teams_side=side)
+                                    session=session, teams_side=side,
+                                    _serial=itertools.count(first_serial))
                 if side is not None:
                     side.url, side.runtime = scenario.url, scenario.runtime
                 try:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from sqlalchemy import select, update
 
 from bots.slack import render
 from core.audit.events import WORKSPACE_LINKED
-from installs.links import issue_install_link, resolve
+from installs.links import resolve
 from installs.oauth import slack_oauth_states
 from installs.slack_store import SlackInstallationStore, slack_bots
 from standins.slack.api import SlackUser
+from standins.slack.oauth import REDIRECT, STATE_COOKIE, begin_install, install_link
 from tests.scenarios.harness import (
     CLIENT_ID,
-    PUBLIC_URL,
     Scenario,
     Workspace,
     audit_events,
@@ -25,37 +25,21 @@ from tests.scenarios.harness import (
 )
 from tests.support.databases import execute, fetch_one
 
-REDIRECT = f"{PUBLIC_URL}/slack/oauth_redirect"
 IVY = SlackUser("U7IVY", is_admin=True)
-COOKIE = "slack-app-oauth-state"
-
-
-async def install_link(scenario: Scenario, tenant_id: str = "acme") -> str:
-    """The path and query of a fresh install link for ``tenant_id``."""
-    url = await scenario.db.run(issue_install_link, scenario.runtime.keyring, tenant_id,
-                                PUBLIC_URL, timedelta(hours=1))
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}"
+COOKIE = STATE_COOKIE
 
 
 async def start(scenario: Scenario, path: str) -> tuple[str, str]:
-    """Open the install page; return the state Slack is sent and the cookie set with it.
-
-    The cookie is ``Secure``, so a client on plain http (this test) must carry it by hand,
-    as a browser on the https deployment would.
-    """
-    sent = await scenario.get(path)
-    assert sent.status == 302, sent
-    location = urlsplit(sent.headers["Location"])
+    """Open the install page; return the state Slack is sent and the cookie set with it."""
+    started = await begin_install(scenario, path)
+    location = urlsplit(started.location)
     assert (location.netloc, location.path) == ("slack.com", "/oauth/v2/authorize")
-    query = parse_qs(location.query)
-    assert query["client_id"] == [CLIENT_ID]
-    assert "chat:write" in query["scope"][0].split(",")
-    [cookie] = sent.headers.getall("Set-Cookie")
-    assert "Secure" in cookie and "HttpOnly" in cookie
-    name, _, value = cookie.split(";")[0].partition("=")
-    assert name == COOKIE and value == query["state"][0]
-    return value, f"{COOKIE}={value}"
+    assert started.query["client_id"] == [CLIENT_ID]
+    assert "chat:write" in started.query["scope"][0].split(",")
+    assert "Secure" in started.set_cookie and "HttpOnly" in started.set_cookie
+    name, _, value = started.cookie.partition("=")
+    assert name == COOKIE and value == started.state
+    return started.state, started.cookie
 
 
 async def finish(scenario: Scenario, state: str, cookie: str, code: str) -> tuple[int, str]:
@@ -66,7 +50,7 @@ async def finish(scenario: Scenario, state: str, cookie: str, code: str) -> tupl
 
 async def test_an_install_link_installs_and_links_the_workspace(scenario: Scenario) -> None:
     await scenario.tenant("acme")
-    path = await install_link(scenario)
+    path = await install_link(scenario, "acme")
     state, cookie = await start(scenario, path)
     scenario.slack.add_workspace("T7", "xoxb-t7", users=[IVY], channels=["CT7"])
     scenario.slack.add_install_code("code-7", "T7", IVY.id, redirect_uri=REDIRECT)
@@ -99,7 +83,7 @@ async def test_an_install_link_installs_and_links_the_workspace(scenario: Scenar
 async def test_a_replayed_or_expired_state_is_refused(scenario: Scenario) -> None:
     await scenario.tenant("acme")
     scenario.slack.add_workspace("T7", "xoxb-t7", users=[IVY])
-    state, cookie = await start(scenario, await install_link(scenario))
+    state, cookie = await start(scenario, await install_link(scenario, "acme"))
     scenario.slack.add_install_code("code-1", "T7", IVY.id)
     assert (await finish(scenario, state, cookie, "code-1"))[0] == 200
 
@@ -108,14 +92,14 @@ async def test_a_replayed_or_expired_state_is_refused(scenario: Scenario) -> Non
     assert replayed == 401
     assert "invalid_state" in page, "Bolt's own failure page names the reason"
 
-    expired_state, expired_cookie = await start(scenario, await install_link(scenario))
+    expired_state, expired_cookie = await start(scenario, await install_link(scenario, "acme"))
     await execute(scenario.db, update(slack_oauth_states)
                   .where(slack_oauth_states.c.state == expired_state)
                   .values(expire_at=datetime.now(UTC) - timedelta(seconds=1)))
     expired, _page = await finish(scenario, expired_state, expired_cookie, "code-2")
     assert expired == 401
 
-    other_state, _ = await start(scenario, await install_link(scenario))
+    other_state, _ = await start(scenario, await install_link(scenario, "acme"))
     wrong_browser, _page = await finish(scenario, other_state, cookie, "code-2")
     assert wrong_browser == 400
     assert len(scenario.slack.calls("oauth.v2.access")) == 1
@@ -126,7 +110,7 @@ async def test_a_forged_or_spent_install_link_is_refused_before_slack(
 ) -> None:
     await scenario.tenant("acme")
     forged = await scenario.get("/slack/install?link=not-a-real-link")
-    path = await install_link(scenario)
+    path = await install_link(scenario, "acme")
     state, cookie = await start(scenario, path)
     scenario.slack.add_workspace("T7", "xoxb-t7", users=[IVY])
     scenario.slack.add_install_code("code-1", "T7", IVY.id)
@@ -163,7 +147,7 @@ async def test_an_enterprise_grid_org_wide_install_links_the_org(scenario: Scena
     scenario.slack.add_workspace("E9", "xoxb-e9", "E9", enterprise_name="Starship",
                                  users=[gil], channels=["C9"])
     scenario.slack.add_workspace("T9", "xoxb-t9", "E9", users=[gil])
-    state, cookie = await start(scenario, await install_link(scenario))
+    state, cookie = await start(scenario, await install_link(scenario, "acme"))
     scenario.slack.add_install_code("code-e9", "E9", gil.id)
 
     status, page = await finish(scenario, state, cookie, "code-e9")
@@ -191,7 +175,7 @@ async def test_an_install_logged_at_debug_leaves_no_token_in_the_log(
 ) -> None:
     """slack_sdk logs the whole oauth.v2.access answer, bot token included, at DEBUG."""
     await scenario.tenant("acme")
-    state, cookie = await start(scenario, await install_link(scenario))
+    state, cookie = await start(scenario, await install_link(scenario, "acme"))
     scenario.slack.add_workspace("T7", "xoxb-7777-debug-logged", users=[IVY], channels=["CT7"])
     scenario.slack.add_install_code("code-7", "T7", IVY.id, redirect_uri=REDIRECT)
 
