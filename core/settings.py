@@ -7,11 +7,12 @@ log or a traceback shows ``**********`` instead of the value.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "anthropic:claude-sonnet-4-5"
 SANDBOX_MODEL = "sandbox"
@@ -38,7 +39,9 @@ class Settings(BaseSettings):
         encryption_keys: Comma-separated Fernet keys for secrets at rest, newest first;
             the older ones only decrypt, so a key can be rotated.
         capability_modules: Extra ``module:factory`` paths that contribute tool
-            capabilities, besides the ``tenantry.capabilities`` entry points.
+            capabilities, besides the ``tenantry.capabilities`` entry points; in the
+            environment comma-separated (``pkg.tools:factory,other.mod:make``) or a
+            JSON list.
         embedder: ``wordllama`` (offline, ships in its wheel) or ``hashing`` (tests).
         vector_store: ``embedded`` (the app database) or ``pinecone`` (one namespace
             per tenant; needs ``pinecone_api_key`` and ``pinecone_host``).
@@ -71,7 +74,7 @@ class Settings(BaseSettings):
     audit_signing_key: SecretStr | None = None
     audit_origin: str = "tenantry.local"
     encryption_keys: SecretStr | None = None
-    capability_modules: list[str] = Field(default_factory=list)
+    capability_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     embedder: Literal["wordllama", "hashing"] = "wordllama"
     vector_store: Literal["embedded", "pinecone"] = "embedded"
     vector_cache_mb: int = Field(default=256, ge=0)
@@ -81,6 +84,16 @@ class Settings(BaseSettings):
     pinecone_host: str | None = None
     digest_grace_s: int = Field(default=3600, ge=0)
     job_key: SecretStr | None = None
+
+    @field_validator("capability_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: Any) -> Any:
+        """Comma-separated paths, as the README writes them, or a JSON list."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        return [part.strip() for part in value.split(",") if part.strip()]
 
     @property
     def is_sqlite(self) -> bool:

@@ -12,7 +12,9 @@ from bots.cli import cli
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     yield prefix
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
         if isinstance(command, click.Group):
             yield from all_commands(command, (*prefix, name))
         else:
@@ -28,7 +30,10 @@ def test_every_command_has_help(tenantry: CliRunner, path: tuple[str, ...]) -> N
     result = invoke(tenantry, *path, "--help")
     assert result.exit_code == 0
     assert "Usage:" in result.output
-    assert len(result.output.splitlines()) > 3
+    description = result.output.split("\n\n")[1].strip()
+    assert description and not description.startswith("Options:")
+    example = re.search(r"^\s*Example: (tenantry|\S+=\S+ tenantry) ", result.output, re.M)
+    assert example, f"{' '.join(path)} --help has no example"
 
 
 PLAN = ["plans", "create", "team", "--monthly-tokens", "100000",
