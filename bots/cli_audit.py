@@ -60,7 +60,10 @@ def _report(report: VerifyReport, source: str) -> None:
 
 @click.group()
 def audit() -> None:
-    """Check and export tenants' tamper-evident audit logs."""
+    """Check and export tenants' tamper-evident audit logs.
+
+    Example: tenantry audit verify --tenant acme
+    """
 
 
 @audit.command("verify")
@@ -78,6 +81,8 @@ def audit_verify(tenant_id: str | None, bundle: Path | None,
     """Rebuild a log's Merkle tree and check every event, checkpoint and the head.
 
     With --against, also prove that the log extends a checkpoint kept outside it.
+
+    Example: tenantry audit verify --tenant acme --json
     """
     if (tenant_id is None) == (bundle is None):
         raise click.UsageError("give exactly one of --tenant and --bundle")
@@ -111,7 +116,10 @@ async def _verify_tenant(tenant_id: str, note: str | None) -> VerifyReport:
                    "`verify --against`).")
 @run_async
 async def audit_checkpoints(tenant_id: str, size: int | None) -> None:
-    """List the log's signed checkpoints: size, time, root; or print one in full."""
+    """List the log's signed checkpoints: size, time, root; or print one in full.
+
+    Example: tenantry audit checkpoints --tenant acme --json
+    """
     async def go(log: AuditLog) -> None:
         stored = await log.checkpoints(tenant_id)
         if size is None:
@@ -136,7 +144,10 @@ async def audit_checkpoints(tenant_id: str, size: int | None) -> None:
               help="The size of the newer tree (default: the whole log).")
 @run_async
 async def audit_consistency(tenant_id: str, size1: int, size2: int | None) -> None:
-    """Print the RFC 6962 proof that the log at --to extends the log at --from (JSON)."""
+    """Print the RFC 6962 proof that the log at --to extends the log at --from (JSON).
+
+    Example: tenantry audit consistency --tenant acme --from 120
+    """
     async def go(log: AuditLog) -> None:
         proof = await prove_consistency(log, tenant_id, size1, size2)
         click.echo(json.dumps(proof.as_json(), indent=2))
@@ -148,12 +159,18 @@ async def audit_consistency(tenant_id: str, size1: int, size2: int | None) -> No
 
 @audit.group("keys")
 def audit_keys() -> None:
-    """The checkpoint signing keys."""
+    """The checkpoint signing keys.
+
+    Example: tenantry audit keys show --tenant acme
+    """
 
 
 @audit_keys.command("rotate")
 def audit_keys_rotate() -> None:
-    """Make a new signing key; the old ones stay, so older checkpoints still verify."""
+    """Make a new signing key; the old ones stay, so older checkpoints still verify.
+
+    Example: tenantry audit keys rotate
+    """
     try:
         rotate_keys(root_settings())
     except TenantryError as exc:
@@ -167,7 +184,10 @@ def audit_keys_rotate() -> None:
 @click.option("--tenant", "tenant_id", required=True, help="Whose verifier keys.")
 @run_async
 async def audit_keys_show(tenant_id: str) -> None:
-    """Print the verifier keys of a tenant's checkpoints, newest first (public)."""
+    """Print the verifier keys of a tenant's checkpoints, newest first (public).
+
+    Example: tenantry audit keys show --tenant acme
+    """
     async def go(log: AuditLog) -> None:
         for key in log.verifier_keys(tenant_id):
             click.echo(key)
@@ -181,7 +201,10 @@ async def audit_keys_show(tenant_id: str) -> None:
               help="The bundle file to write (JSON).")
 @run_async
 async def audit_export(tenant_id: str, out: Path) -> None:
-    """Write a self-contained bundle: events, signed checkpoints, verifier key."""
+    """Write a self-contained bundle: events, signed checkpoints, verifier key.
+
+    Example: tenantry audit export --tenant acme --out acme-audit.json
+    """
     async def go(log: AuditLog) -> None:
         await log.export(tenant_id, out)
         keys = " ".join(f"--key '{key}'" for key in log.verifier_keys(tenant_id))
@@ -196,7 +219,10 @@ async def audit_export(tenant_id: str, out: Path) -> None:
 @click.option("--seq", type=click.IntRange(min=1), required=True, help="The event to prove.")
 @run_async
 async def audit_proof(tenant_id: str, seq: int) -> None:
-    """Print the inclusion proof of one event and check it."""
+    """Print the inclusion proof of one event and check it.
+
+    Example: tenantry audit proof --tenant acme --seq 42
+    """
     async def go(log: AuditLog) -> None:
         proof = await log.inclusion_proof(tenant_id, seq)
         click.echo(json.dumps({
@@ -220,7 +246,10 @@ async def audit_proof(tenant_id: str, seq: int) -> None:
 @click.option("--tenant", "tenant_id", required=True, help="Whose log.")
 @run_async
 async def audit_checkpoint(tenant_id: str) -> None:
-    """Sign the log's current tree head now, and print the signed checkpoint."""
+    """Sign the log's current tree head now, and print the signed checkpoint.
+
+    Example: tenantry audit checkpoint --tenant acme > acme-checkpoint.txt
+    """
     async def go(log: AuditLog) -> None:
         stored = await log.sign_checkpoint(tenant_id)
         click.echo(stored.note, nl=False)
@@ -234,7 +263,10 @@ async def audit_checkpoint(tenant_id: str) -> None:
 @click.option("--event", "events", multiple=True, help="Only this event type (repeatable).")
 @run_async
 async def audit_recent(tenant_id: str, limit: int, events: tuple[str, ...]) -> None:
-    """Print the newest events, newest first."""
+    """Print the newest events, newest first.
+
+    Example: tenantry audit recent --tenant acme --limit 5 --event tool.refused
+    """
     async def go(log: AuditLog) -> None:
         for item in await log.recent(tenant_id, limit, events or None):
             fields = json.dumps(item.fields, sort_keys=True, ensure_ascii=False)

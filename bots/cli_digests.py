@@ -38,7 +38,10 @@ PROBLEMS = {
 
 @click.group()
 def digests() -> None:
-    """Add, list, pause, resume and remove a tenant's scheduled digests."""
+    """Add, list, pause, resume and remove a tenant's scheduled digests.
+
+    Example: tenantry digests list --tenant acme --json
+    """
 
 
 def _destination(slack_channel: str | None, team: str | None, enterprise: str | None,
@@ -79,7 +82,11 @@ def _lines(digest: Digest, zone: ZoneInfo) -> list[str]:
 async def digests_add(tenant_id: str, name: str, cron: str, prompt: str,
                       slack_channel: str | None, team: str | None, enterprise: str | None,
                       teams_conversation: str | None, entra_tenant: str | None) -> None:
-    """Add a digest: PROMPT runs on CRON and its answer is posted to the destination."""
+    """Add a digest: PROMPT runs on CRON and its answer is posted to the destination.
+
+    Example: tenantry digests add --tenant acme --name morning --cron '30 8 * * mon-fri'
+    --prompt "Summarise yesterday's usage" --slack-channel C0123 --team T0123
+    """
     destination = _destination(slack_channel, team, enterprise, teams_conversation,
                                entra_tenant)
     async with open_admin() as admin:
@@ -97,7 +104,10 @@ async def digests_add(tenant_id: str, name: str, cron: str, prompt: str,
 @click.option("--tenant", "tenant_id", metavar="TENANT", required=True, help=_TENANT_HELP)
 @run_async
 async def digests_list(tenant_id: str) -> None:
-    """List the tenant's digests."""
+    """List the tenant's digests.
+
+    Example: tenantry digests list --tenant acme
+    """
     async with open_database() as db:
         zone = (await db.run(get_tenant, tenant_id)).zone
         found = await db.run(list_digests, tenant_id)
@@ -117,7 +127,10 @@ async def digests_list(tenant_id: str) -> None:
 @click.argument("digest")
 @run_async
 async def digests_show(tenant_id: str, digest: str) -> None:
-    """Show DIGEST (its id or name): schedule, destination, next firing, prompt."""
+    """Show DIGEST (its id or name): schedule, destination, next firing, prompt.
+
+    Example: tenantry digests show --tenant acme morning --json
+    """
     async with open_database() as db:
         found = await db.run(find_digest, tenant_id, digest)
         zone = (await db.run(get_tenant, tenant_id)).zone
@@ -143,10 +156,13 @@ def _change_command(name: str, doc: str) -> None:
                    + ("" if changed else " (it already was)"))
 
 
-_change_command("pause", "Pause DIGEST (id or name): it does not fire until resumed.")
+_change_command("pause", "Pause DIGEST (id or name): it does not fire until resumed.\n\n"
+                         "Example: tenantry digests pause --tenant acme morning")
 _change_command("resume", "Resume DIGEST (id or name): it fires from its next time on; "
-                          "what it missed while paused is not made up.")
-_change_command("remove", "Remove DIGEST (id or name); its past runs and audit events stay.")
+                          "what it missed while paused is not made up.\n\n"
+                          "Example: tenantry digests resume --tenant acme morning")
+_change_command("remove", "Remove DIGEST (id or name); its past runs and audit events stay."
+                          "\n\nExample: tenantry digests remove --tenant acme morning")
 
 
 async def run_clock(rt: Runtime, stop: asyncio.Event, reload_s: float,

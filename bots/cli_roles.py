@@ -21,7 +21,10 @@ _TENANT_HELP = "The tenant the role applies in (roles never reach another tenant
 
 @click.group(epilog=f"Default roles and the capabilities they allow: {_ROLE_HELP}.")
 def roles() -> None:
-    """Grant, revoke and list principals' roles in a tenant."""
+    """Grant, revoke and list principals' roles in a tenant.
+
+    Example: tenantry roles list --tenant acme --json
+    """
 
 
 @roles.command("grant")
@@ -34,6 +37,8 @@ async def roles_grant(tenant_id: str, principal: str, role: str) -> None:
 
     PRINCIPAL is a principal id as the platform link maps it (e.g. slack:T123:U456);
     ROLE is owner, admin, member or guest. The next run of PRINCIPAL has the role.
+
+    Example: tenantry roles grant --tenant acme slack:T123:U456 admin
     """
     async with open_admin() as admin:
         added = await admin.grant(tenant_id, principal, role)
@@ -51,6 +56,8 @@ async def roles_revoke(tenant_id: str, principal: str, role: str) -> None:
 
     Runs already under way keep the policy they started with; the next run of
     PRINCIPAL no longer has the role.
+
+    Example: tenantry roles revoke --tenant acme slack:T123:U456 admin
     """
     async with open_admin() as admin:
         removed = await admin.revoke(tenant_id, principal, role)
@@ -67,6 +74,8 @@ async def roles_list(tenant_id: str) -> None:
 
     Each line is 'PRINCIPAL ROLE', by principal, so the output pipes well; a tenant
     without grants prints nothing on stdout and says so on stderr.
+
+    Example: tenantry roles list --tenant acme
     """
     async with open_database() as db:
         grants = await db.run(list_grants, tenant_id)

@@ -17,10 +17,12 @@ from bots.cli_support import (
 )
 from bots.runtime import open_runtime
 from core.agent import RunOutcome
+from core.authz import list_grants
 from core.context import PrincipalKind
 from core.db.schema import runs as runs_table
 from core.prices import format_microcents
 from core.runs import find_run_tenant, get_run
+from core.tenants import Tenant, get_tenant
 
 _USAGE_SHAPE = ('{"input_tokens": int, "output_tokens": int, "cache_read_tokens": int, '
                 '"cache_write_tokens": int, "tokens": int, "tool_calls": int, '
@@ -46,8 +48,24 @@ def outcome_json(outcome: RunOutcome) -> dict[str, Any]:
             "usage": asdict(outcome.usage)}
 
 
-def print_outcome(outcome: RunOutcome, as_json: bool = False) -> None:
-    """Print a run's outcome: its answer, halt or error, and what it used."""
+def refusal_line(capability: str, reason: str, principal: str, tenant: Tenant,
+                 roles: list[str]) -> str:
+    """Why a run was refused a capability, in words, with the command that fixes it."""
+    if reason == "forbidden" and not roles:
+        return (f"{principal} has no role in {tenant.id}: grant one with `tenantry roles "
+                f"grant --tenant {tenant.id} {principal} member` ({capability} was refused)")
+    if reason == "forbidden":
+        return (f"{capability} is not allowed to {principal}'s roles in {tenant.id} "
+                f"({', '.join(roles)}): `tenantry roles --help` lists what each role allows")
+    if reason == "not_licensed":
+        return (f"{capability} is not in plan {tenant.plan_id}: add it with `tenantry plans "
+                f"set {tenant.plan_id} --capability {capability}` (listing the others too)")
+    return f"{capability} was refused: {reason.replace('_', ' ')}"
+
+
+def print_outcome(outcome: RunOutcome, as_json: bool = False,
+                  refusals: list[str] | None = None) -> None:
+    """Print a run's outcome: its answer, halt or error, refusals, and what it used."""
     if as_json:
         echo_json(outcome_json(outcome))
         return
@@ -61,8 +79,9 @@ def print_outcome(outcome: RunOutcome, as_json: bool = False) -> None:
                    f"resume with: tenantry runs resume {outcome.run_id}")
     if outcome.error:
         click.echo(f"error: {outcome.error}")
-    for capability, reason in outcome.refused_tools:
-        click.echo(f"refused: {capability} ({reason.replace('_', ' ')})")
+    for line in refusals or [f"{c} was refused: {r.replace('_', ' ')}"
+                             for c, r in outcome.refused_tools]:
+        click.echo(f"refused: {line}")
     u = outcome.usage
     cached = (f" ({u.cache_read_tokens} read from / {u.cache_write_tokens} written to the "
               "prompt cache)" if u.cache_read_tokens or u.cache_write_tokens else "")
@@ -101,7 +120,12 @@ async def run_command(tenant_id: str, principal_id: str, principal_kind: Princip
         grant = await rt.agent.open(tenant_id=tenant_id, principal_id=principal_id,
                                     principal_kind=principal_kind, initiator="user",
                                     extra_roles=roles_)
-        print_outcome(await rt.agent.start(grant, prompt, model=model), as_json)
+        outcome = await rt.agent.start(grant, prompt, model=model)
+        tenant = await rt.db.run(get_tenant, tenant_id)
+        held = [role for who, role in await rt.db.run(list_grants, tenant_id)
+                if who == principal_id] + list(roles_)
+    print_outcome(outcome, as_json, [refusal_line(c, r, principal_id, tenant, held)
+                                     for c, r in outcome.refused_tools])
 
 
 @click.group()

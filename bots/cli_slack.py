@@ -21,7 +21,10 @@ DEFAULT_TTL_HOURS = 72
 
 @click.group()
 def slack() -> None:
-    """Link Slack workspaces to tenants."""
+    """Link Slack workspaces to tenants.
+
+    Example: tenantry slack install-link --tenant acme
+    """
 
 
 @slack.command("install-link")
@@ -37,6 +40,8 @@ async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> 
 
     Send it to the tenant's Slack admin; whoever uses it first links their workspace
     (or, for an org-wide install, their Enterprise Grid org) to the tenant.
+
+    Example: tenantry slack install-link --tenant acme --ttl-hours 24
     """
     keyring = Keyring.from_settings(root_settings())
     async with open_database() as db:
@@ -48,7 +53,10 @@ async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> 
 @slack.command("links")
 @run_async
 async def links() -> None:
-    """List every workspace and org link, active and revoked."""
+    """List every workspace and org link, active and revoked.
+
+    Example: tenantry slack links --json
+    """
     async with open_database() as db:
         found = await db.run(list_links)
     if not found:
@@ -69,7 +77,10 @@ async def links() -> None:
 @click.option("--command", "command", default=None,
               help="The slash command (default: TENANTRY_SLACK_COMMAND or /ask).")
 def slack_manifest(base_url: str, command: str | None) -> None:
-    """Print the Slack app manifest filled in for a deployment."""
+    """Print the Slack app manifest filled in for a deployment.
+
+    Example: tenantry slack manifest --url https://tenantry.example.org > manifest.json
+    """
     from bots.slack.manifest import render_manifest
     from bots.slack.settings import SlackSettings
     from core.errors import InvalidInput

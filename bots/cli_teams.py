@@ -32,7 +32,10 @@ DEFAULT_PACKAGE = "tenantry-teams.zip"
 
 @click.group()
 def teams() -> None:
-    """Link Microsoft 365 organisations to tenants; build the Teams app package."""
+    """Link Microsoft 365 organisations to tenants; build the Teams app package.
+
+    Example: tenantry teams link-code --tenant acme
+    """
 
 
 @teams.command("link-code")
@@ -45,6 +48,8 @@ async def link_code(tenant_id: str, ttl_hours: int) -> None:
     """Print a single-use code that links a Microsoft 365 organisation to TENANT.
 
     The code goes to stdout and the instructions to stderr, so the code can be piped.
+
+    Example: tenantry teams link-code --tenant acme --ttl-hours 24
     """
     keyring = Keyring.from_settings(root_settings())
     async with open_database() as db:
@@ -58,7 +63,10 @@ async def link_code(tenant_id: str, ttl_hours: int) -> None:
 @teams.command("links")
 @run_async
 async def links() -> None:
-    """List every Microsoft 365 organisation that installed the app, and its link."""
+    """List every Microsoft 365 organisation that installed the app, and its link.
+
+    Example: tenantry teams links --json
+    """
     async with open_database() as db:
         found = await db.run(list_teams_links)
     if not found:
@@ -92,6 +100,8 @@ async def unlink(entra_tenant_id: str) -> None:
 
     Recorded in the tenant's audit log with the operator. Its conversation references
     are forgotten; its history and runs stay until the tenant is purged.
+
+    Example: tenantry teams unlink 72f988bf-86f1-41af-91ab-2d7cd011db47
     """
     async with open_admin() as admin:
         before, after = await admin.db.run(_unlink, admin.audit, entra_tenant_id, admin.by)
@@ -114,6 +124,9 @@ def package(app_id: str, host: str, out: Path) -> None:
     """Build the Teams app package (manifest and icons) for this deployment.
 
     Upload it in the Teams admin centre, or sideload it for a trial.
+
+    Example: tenantry teams package --app-id 00000000-0000-0000-0000-000000000000 --host
+    tenantry.example.org
     """
     from bots.teams.package import build_package
 
