@@ -10,12 +10,21 @@ from __future__ import annotations
 import asyncio
 import signal
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
 
-from bots.cli_support import echo_table, open_admin, open_database, root_settings, run_async, when
+from bots.cli_support import (
+    echo_json,
+    echo_table,
+    json_option,
+    open_admin,
+    open_database,
+    root_settings,
+    run_async,
+    when,
+)
 from bots.runtime import Runtime
 from core.digests.destinations import Destination, SlackDestination, TeamsDestination
 from core.digests.records import Digest, find_digest, list_digests
@@ -52,6 +61,21 @@ def _destination(slack_channel: str | None, team: str | None, enterprise: str | 
         return TeamsDestination(entra_tenant_id=entra_tenant, conversation_id=teams_conversation)
     raise click.UsageError("give a destination: --slack-channel C --team T, or "
                            "--teams-conversation ID --entra-tenant E")
+
+
+DIGEST_SHAPE = ('{"id": str, "name": str, "cron": str, "time_zone": str, '
+                '"status": "active"|"paused", "paused_reason": str|null, "destination": '
+                '{"kind": "slack"|"teams", ...}, "last_fired_at": ISO 8601|null, '
+                '"next_fire_at": ISO 8601|null, "prompt": str}')
+
+
+def digest_json(digest: Digest, zone: ZoneInfo) -> dict[str, Any]:
+    """A digest as ``--json`` prints it (see ``DIGEST_SHAPE``)."""
+    upcoming = next_after(trigger(digest.cron, zone), datetime.now(UTC))
+    return {"id": digest.id, "name": digest.name, "cron": digest.cron, "time_zone": zone.key,
+            "status": digest.status, "paused_reason": digest.paused_reason,
+            "destination": digest.destination.as_json(), "last_fired_at": digest.last_fired_at,
+            "next_fire_at": upcoming if digest.active else None, "prompt": digest.prompt}
 
 
 def _lines(digest: Digest, zone: ZoneInfo) -> list[str]:
@@ -102,8 +126,9 @@ async def digests_add(tenant_id: str, name: str, cron: str, prompt: str,
 
 @digests.command("list")
 @click.option("--tenant", "tenant_id", metavar="TENANT", required=True, help=_TENANT_HELP)
+@json_option(f"[{DIGEST_SHAPE}]")
 @run_async
-async def digests_list(tenant_id: str) -> None:
+async def digests_list(tenant_id: str, as_json: bool) -> None:
     """List the tenant's digests.
 
     Example: tenantry digests list --tenant acme
@@ -111,6 +136,9 @@ async def digests_list(tenant_id: str) -> None:
     async with open_database() as db:
         zone = (await db.run(get_tenant, tenant_id)).zone
         found = await db.run(list_digests, tenant_id)
+    if as_json:
+        echo_json([digest_json(d, zone) for d in found])
+        return
     if not found:
         click.echo(f"tenant {tenant_id} has no digests", err=True)
         return
@@ -125,8 +153,9 @@ async def digests_list(tenant_id: str) -> None:
 @digests.command("show")
 @click.option("--tenant", "tenant_id", metavar="TENANT", required=True, help=_TENANT_HELP)
 @click.argument("digest")
+@json_option(DIGEST_SHAPE)
 @run_async
-async def digests_show(tenant_id: str, digest: str) -> None:
+async def digests_show(tenant_id: str, digest: str, as_json: bool) -> None:
     """Show DIGEST (its id or name): schedule, destination, next firing, prompt.
 
     Example: tenantry digests show --tenant acme morning --json
@@ -134,6 +163,9 @@ async def digests_show(tenant_id: str, digest: str) -> None:
     async with open_database() as db:
         found = await db.run(find_digest, tenant_id, digest)
         zone = (await db.run(get_tenant, tenant_id)).zone
+    if as_json:
+        echo_json(digest_json(found, zone))
+        return
     click.echo("\n".join(_lines(found, zone)))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from bots.cli_support import open_admin, open_database, run_async
+from bots.cli_support import echo_json, json_option, open_admin, open_database, run_async
 from core.authz import ADMINISTRATIVE, DEFAULT_PERMISSIONS, ROLES, list_grants
 
 _ROLE = click.Choice(ROLES)
@@ -68,8 +68,9 @@ async def roles_revoke(tenant_id: str, principal: str, role: str) -> None:
 @roles.command("list")
 @click.option("--tenant", "tenant_id", metavar="TENANT", required=True,
               help="The tenant whose grants to list.")
+@json_option('[{"principal": str, "role": str}], by principal')
 @run_async
-async def roles_list(tenant_id: str) -> None:
+async def roles_list(tenant_id: str, as_json: bool) -> None:
     """List the tenant's grants, one line each.
 
     Each line is 'PRINCIPAL ROLE', by principal, so the output pipes well; a tenant
@@ -79,6 +80,9 @@ async def roles_list(tenant_id: str) -> None:
     """
     async with open_database() as db:
         grants = await db.run(list_grants, tenant_id)
+    if as_json:
+        echo_json([{"principal": principal, "role": role} for principal, role in grants])
+        return
     for principal, role in grants:
         click.echo(f"{principal} {role}")
     if not grants:

@@ -7,13 +7,23 @@ the deployment's encryption keyring, like Slack install links, and work once.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
 import click
 from sqlalchemy.engine import Connection
 
-from bots.cli_support import echo_table, open_admin, open_database, root_settings, run_async, when
+from bots.cli_support import (
+    echo_json,
+    echo_table,
+    json_option,
+    open_admin,
+    open_database,
+    root_settings,
+    run_async,
+    when,
+)
 from core.audit.log import AuditLog
 from core.crypto import Keyring
 from core.errors import InvalidInput, NotFound
@@ -61,14 +71,20 @@ async def link_code(tenant_id: str, ttl_hours: int) -> None:
 
 
 @teams.command("links")
+@json_option('[{"entra_tenant_id": str, "tenant_id": str|null, "status": str, '
+             '"first_seen_at": ISO 8601, "linked_at": ISO 8601|null, "revoked_at": '
+             'ISO 8601|null, "linked_by": str|null}]')
 @run_async
-async def links() -> None:
+async def links(as_json: bool) -> None:
     """List every Microsoft 365 organisation that installed the app, and its link.
 
     Example: tenantry teams links --json
     """
     async with open_database() as db:
         found = await db.run(list_teams_links)
+    if as_json:
+        echo_json([asdict(link) for link in found])
+        return
     if not found:
         click.echo("no Microsoft 365 organisation has installed the Teams app yet")
         return
