@@ -104,6 +104,14 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
+def _scrubbed_traceback(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A library record's traceback, which ``_ScrubSecrets`` has turned into scrubbed text."""
+    record = event.get("_record")
+    if isinstance(record, logging.LogRecord) and record.exc_text:
+        event.setdefault("exception", record.exc_text)
+    return event
+
+
 def _library_handler(log_format: LogFormat) -> logging.Handler:
     """A root handler that renders library records through Tenantry's chain."""
     handler = _StderrHandler(sys.stderr)
@@ -113,6 +121,7 @@ def _library_handler(log_format: LogFormat) -> logging.Handler:
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _scrubbed_traceback,
         ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,

@@ -93,3 +93,13 @@ def test_every_json_shape_is_in_its_help(tenantry: CliRunner) -> None:
         assert "--json" in text, path
         for key in keys:
             assert f'"{key}"' in text, (path, key)
+
+
+def test_output_goes_to_stdout_and_json_logs_to_stderr(tenantry: CliRunner) -> None:
+    result = tenantry.invoke(cli, ["--log-format", "json", "tenants", "list", "--json"],
+                             env={"TENANTRY_LOG_LEVEL": "DEBUG"})
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == []
+    logged = [json.loads(line) for line in result.stderr.splitlines()]
+    assert logged and all({"event", "level", "timestamp"} <= set(line) for line in logged)
