@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -104,7 +104,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def _scrubbed_traceback(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _scrubbed_traceback(_logger: Any, _name: str,
+                        event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """A library record's traceback, which ``_ScrubSecrets`` has turned into scrubbed text."""
     record = event.get("_record")
     if isinstance(record, logging.LogRecord) and record.exc_text:
