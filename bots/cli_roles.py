@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import click
 
-from bots.cli_support import echo_json, json_option, open_admin, open_database, run_async
+from bots.cli_support import (
+    LimitedText,
+    column_length,
+    echo_json,
+    json_option,
+    open_admin,
+    open_database,
+    run_async,
+)
 from core.authz import ADMINISTRATIVE, DEFAULT_PERMISSIONS, ROLES, list_grants
+from core.db.schema import runs
 
 _ROLE = click.Choice(ROLES)
 _ROLE_HELP = "; ".join(
     f"{role}: {', '.join(patterns)}" for role, patterns in DEFAULT_PERMISSIONS.items()
 ) + f" ('*' covers everything but {' and '.join(ADMINISTRATIVE)})"
 _TENANT_HELP = "The tenant the role applies in (roles never reach another tenant)."
+_PRINCIPAL = LimitedText(column_length(runs.c.principal_id))
+"""A principal id no longer than a run can record."""
 
 
 @click.group(epilog=f"Default roles and the capabilities they allow: {_ROLE_HELP}.")
@@ -29,7 +40,7 @@ def roles() -> None:
 
 @roles.command("grant")
 @click.option("--tenant", "tenant_id", metavar="TENANT", required=True, help=_TENANT_HELP)
-@click.argument("principal")
+@click.argument("principal", type=_PRINCIPAL)
 @click.argument("role", type=_ROLE, metavar="ROLE")
 @run_async
 async def roles_grant(tenant_id: str, principal: str, role: str) -> None:
@@ -48,7 +59,7 @@ async def roles_grant(tenant_id: str, principal: str, role: str) -> None:
 
 @roles.command("revoke")
 @click.option("--tenant", "tenant_id", metavar="TENANT", required=True, help=_TENANT_HELP)
-@click.argument("principal")
+@click.argument("principal", type=_PRINCIPAL)
 @click.argument("role", type=_ROLE, metavar="ROLE")
 @run_async
 async def roles_revoke(tenant_id: str, principal: str, role: str) -> None:

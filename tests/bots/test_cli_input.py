@@ -101,6 +101,9 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "tenant id too long": lambda _: Case(
         ["tenants", "create", "a" * 65, "--name", "Acme", "--plan", "team"], 1,
         "Error: tenant id must be 1-64 characters", before=[plan()]),
+    "granted principal too long": lambda _: Case(
+        ["roles", "grant", "--tenant", "acme", "p" * 201, "member"], 2,
+        "201 characters is longer than the 200 it may have"),
     "principal too long": lambda _: Case(
         ["run", "--tenant", "acme", "--principal", "p" * 201, "hello"], 2,
         "201 characters is longer than the 200 it may have"),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 from click.testing import CliRunner
 
 from bots.cli import cli
@@ -95,6 +98,17 @@ def test_every_json_shape_is_in_its_help(tenantry: CliRunner) -> None:
             assert f'"{key}"' in text, (path, key)
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_output_goes_to_stdout_and_json_logs_to_stderr(tenantry: CliRunner) -> None:
     result = tenantry.invoke(cli, ["--log-format", "json", "tenants", "list", "--json"],
                              env={"TENANTRY_LOG_LEVEL": "DEBUG"})
