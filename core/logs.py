@@ -100,7 +100,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record comes (tests swap it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stderr)
+        # Not setStream: it flushes the previous stream, which may be closed by now.
+        self.stream = sys.stderr
         super().emit(record)
 
 
