@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import click
 
-from bots.cli_support import root_settings, run_async
+from bots.cli_support import echo_json, json_option, root_settings, run_async
 from core.audit.bundle import verify_bundle
 from core.audit.consistency import prove_consistency, verify_against
 from core.audit.keys import load_keys, rotate_keys
@@ -46,7 +46,18 @@ async def with_log(fn: Callable[[AuditLog], Awaitable[T]]) -> T:
         return await fn(log)
 
 
-def _report(report: VerifyReport, source: str) -> None:
+VERIFY_SHAPE = ('{"source": str, "ok": bool, "size": int, "root": str, '
+                '"checkpoints_checked": int, "first_bad_seq": int|null, "reason": str|null}')
+
+
+def _report(report: VerifyReport, source: str, as_json: bool = False) -> None:
+    if as_json:
+        echo_json({"source": source, "ok": report.ok, "size": report.size,
+                   "root": report.root, "checkpoints_checked": report.checkpoints_checked,
+                   "first_bad_seq": report.first_bad_seq, "reason": report.reason})
+        if not report.ok:
+            raise click.exceptions.Exit(1)
+        return
     if report.ok:
         click.echo(f"ok: {source}: {report.size} events, root {report.root}, "
                    f"{report.checkpoints_checked} signed checkpoints hold")
@@ -60,7 +71,10 @@ def _report(report: VerifyReport, source: str) -> None:
 
 @click.group()
 def audit() -> None:
-    """Check and export tenants' tamper-evident audit logs."""
+    """Check and export tenants' tamper-evident audit logs.
+
+    Example: tenantry audit verify --tenant acme
+    """
 
 
 @audit.command("verify")
@@ -73,11 +87,14 @@ def audit() -> None:
 @click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="With --tenant: a signed checkpoint you kept; the log must extend it "
                    "(not rolled back, not rewritten).")
+@json_option(VERIFY_SHAPE + "; exit status 1 when not ok")
 def audit_verify(tenant_id: str | None, bundle: Path | None,
-                 verifier_keys: tuple[str, ...], against: Path | None) -> None:
+                 verifier_keys: tuple[str, ...], against: Path | None, as_json: bool) -> None:
     """Rebuild a log's Merkle tree and check every event, checkpoint and the head.
 
     With --against, also prove that the log extends a checkpoint kept outside it.
+
+    Example: tenantry audit verify --tenant acme --json
     """
     if (tenant_id is None) == (bundle is None):
         raise click.UsageError("give exactly one of --tenant and --bundle")
@@ -88,13 +105,13 @@ def audit_verify(tenant_id: str | None, bundle: Path | None,
             report = verify_bundle(bundle, verifier_keys=list(verifier_keys) or None)
         except TenantryError as exc:
             raise click.ClickException(str(exc)) from None
-        _report(report, str(bundle))
+        _report(report, str(bundle), as_json)
         return
     assert tenant_id is not None
     note = None if against is None else against.read_text(encoding="utf-8")
     report = run_async(_verify_tenant)(tenant_id, note)
-    _report(report, f"tenant {tenant_id}")
-    if note is not None:
+    _report(report, f"tenant {tenant_id}", as_json)
+    if note is not None and not as_json:
         click.echo(f"ok: the log extends the checkpoint in {against}")
 
 
@@ -109,11 +126,20 @@ async def _verify_tenant(tenant_id: str, note: str | None) -> VerifyReport:
 @click.option("--size", type=click.IntRange(min=0), default=None,
               help="Print the signed checkpoint of this size, to keep (e.g. in a file for "
                    "`verify --against`).")
+@json_option('[{"size": int, "created_at": ISO 8601, "root": str, "note": str}], oldest '
+             'first')
 @run_async
-async def audit_checkpoints(tenant_id: str, size: int | None) -> None:
-    """List the log's signed checkpoints: size, time, root; or print one in full."""
+async def audit_checkpoints(tenant_id: str, size: int | None, as_json: bool) -> None:
+    """List the log's signed checkpoints: size, time, root; or print one in full.
+
+    Example: tenantry audit checkpoints --tenant acme --json
+    """
     async def go(log: AuditLog) -> None:
         stored = await log.checkpoints(tenant_id)
+        if as_json and size is None:
+            echo_json([{"size": item.size, "created_at": item.created_at, "root": item.root,
+                        "note": item.note} for item in stored])
+            return
         if size is None:
             for item in stored:
                 click.echo(f"{item.size}\t{item.created_at}\t{item.root}")
@@ -136,7 +162,10 @@ async def audit_checkpoints(tenant_id: str, size: int | None) -> None:
               help="The size of the newer tree (default: the whole log).")
 @run_async
 async def audit_consistency(tenant_id: str, size1: int, size2: int | None) -> None:
-    """Print the RFC 6962 proof that the log at --to extends the log at --from (JSON)."""
+    """Print the RFC 6962 proof that the log at --to extends the log at --from (JSON).
+
+    Example: tenantry audit consistency --tenant acme --from 120
+    """
     async def go(log: AuditLog) -> None:
         proof = await prove_consistency(log, tenant_id, size1, size2)
         click.echo(json.dumps(proof.as_json(), indent=2))
@@ -148,12 +177,18 @@ async def audit_consistency(tenant_id: str, size1: int, size2: int | None) -> No
 
 @audit.group("keys")
 def audit_keys() -> None:
-    """The checkpoint signing keys."""
+    """The checkpoint signing keys.
+
+    Example: tenantry audit keys show --tenant acme
+    """
 
 
 @audit_keys.command("rotate")
 def audit_keys_rotate() -> None:
-    """Make a new signing key; the old ones stay, so older checkpoints still verify."""
+    """Make a new signing key; the old ones stay, so older checkpoints still verify.
+
+    Example: tenantry audit keys rotate
+    """
     try:
         rotate_keys(root_settings())
     except TenantryError as exc:
@@ -167,7 +202,10 @@ def audit_keys_rotate() -> None:
 @click.option("--tenant", "tenant_id", required=True, help="Whose verifier keys.")
 @run_async
 async def audit_keys_show(tenant_id: str) -> None:
-    """Print the verifier keys of a tenant's checkpoints, newest first (public)."""
+    """Print the verifier keys of a tenant's checkpoints, newest first (public).
+
+    Example: tenantry audit keys show --tenant acme
+    """
     async def go(log: AuditLog) -> None:
         for key in log.verifier_keys(tenant_id):
             click.echo(key)
@@ -181,7 +219,10 @@ async def audit_keys_show(tenant_id: str) -> None:
               help="The bundle file to write (JSON).")
 @run_async
 async def audit_export(tenant_id: str, out: Path) -> None:
-    """Write a self-contained bundle: events, signed checkpoints, verifier key."""
+    """Write a self-contained bundle: events, signed checkpoints, verifier key.
+
+    Example: tenantry audit export --tenant acme --out acme-audit.json
+    """
     async def go(log: AuditLog) -> None:
         await log.export(tenant_id, out)
         keys = " ".join(f"--key '{key}'" for key in log.verifier_keys(tenant_id))
@@ -196,7 +237,14 @@ async def audit_export(tenant_id: str, out: Path) -> None:
 @click.option("--seq", type=click.IntRange(min=1), required=True, help="The event to prove.")
 @run_async
 async def audit_proof(tenant_id: str, seq: int) -> None:
-    """Print the inclusion proof of one event and check it."""
+    """Print the inclusion proof of one event (JSON) and check it.
+
+    The JSON: {"tenant_id": str, "seq": int, "event": str, "leaf_hash": str, "index": int,
+    "tree_size": int, "root": str, "proof": [str], "checkpoint": str|null}; whether it
+    verifies goes to stderr, with exit status 1 if it does not.
+
+    Example: tenantry audit proof --tenant acme --seq 42
+    """
     async def go(log: AuditLog) -> None:
         proof = await log.inclusion_proof(tenant_id, seq)
         click.echo(json.dumps({
@@ -220,7 +268,10 @@ async def audit_proof(tenant_id: str, seq: int) -> None:
 @click.option("--tenant", "tenant_id", required=True, help="Whose log.")
 @run_async
 async def audit_checkpoint(tenant_id: str) -> None:
-    """Sign the log's current tree head now, and print the signed checkpoint."""
+    """Sign the log's current tree head now, and print the signed checkpoint.
+
+    Example: tenantry audit checkpoint --tenant acme > acme-checkpoint.txt
+    """
     async def go(log: AuditLog) -> None:
         stored = await log.sign_checkpoint(tenant_id)
         click.echo(stored.note, nl=False)
@@ -232,11 +283,22 @@ async def audit_checkpoint(tenant_id: str) -> None:
 @click.option("--tenant", "tenant_id", required=True, help="Whose log.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--event", "events", multiple=True, help="Only this event type (repeatable).")
+@json_option('[{"seq": int, "time": str, "event": str, "run_id": str|null, "fields": {...}}], '
+             'newest first')
 @run_async
-async def audit_recent(tenant_id: str, limit: int, events: tuple[str, ...]) -> None:
-    """Print the newest events, newest first."""
+async def audit_recent(tenant_id: str, limit: int, events: tuple[str, ...],
+                       as_json: bool) -> None:
+    """Print the newest events, newest first.
+
+    Example: tenantry audit recent --tenant acme --limit 5 --event tool.refused
+    """
     async def go(log: AuditLog) -> None:
-        for item in await log.recent(tenant_id, limit, events or None):
+        found = await log.recent(tenant_id, limit, events or None)
+        if as_json:
+            echo_json([{"seq": item.seq, "time": item.time, "event": item.event,
+                        "run_id": item.run_id, "fields": item.fields} for item in found])
+            return
+        for item in found:
             fields = json.dumps(item.fields, sort_keys=True, ensure_ascii=False)
             click.echo(f"{item.seq}\t{item.time}\t{item.event}\t{item.run_id or '-'}\t{fields}")
 

@@ -50,7 +50,10 @@ def read_secret(name: str) -> str:
 
 @click.group()
 def credentials() -> None:
-    """Store, list and remove tenants' tool credentials (encrypted at rest)."""
+    """Store, list and remove tenants' tool credentials (encrypted at rest).
+
+    Example: tenantry credentials list --tenant acme
+    """
 
 
 @credentials.command("set")
@@ -58,7 +61,10 @@ def credentials() -> None:
 @click.argument("name")
 @run_async
 async def credentials_set(tenant_id: str, name: str) -> None:
-    """Store or replace credential NAME; the secret is read from a prompt or stdin."""
+    """Store or replace credential NAME; the secret is read from a prompt or stdin.
+
+    Example: printf %s "$CRM_TOKEN" | tenantry credentials set --tenant acme crm_token
+    """
     secret = read_secret(name)
     async with open_admin() as admin:
         await admin.set_credential(tenant_id, name, secret)
@@ -69,7 +75,10 @@ async def credentials_set(tenant_id: str, name: str) -> None:
 @click.option("--tenant", "tenant_id", required=True, help="The tenant whose credentials to list.")
 @run_async
 async def credentials_list(tenant_id: str) -> None:
-    """List the names of a tenant's credentials (never their values)."""
+    """List the names of a tenant's credentials (never their values).
+
+    Example: tenantry credentials list --tenant acme
+    """
     async with open_store(root_settings()) as store:
         names = await store.names(tenant_id)
     for name in names:
@@ -83,7 +92,10 @@ async def credentials_list(tenant_id: str) -> None:
 @click.argument("name")
 @run_async
 async def credentials_delete(tenant_id: str, name: str) -> None:
-    """Delete credential NAME of a tenant; its tools stop working at once."""
+    """Delete credential NAME of a tenant; its tools stop working at once.
+
+    Example: tenantry credentials delete --tenant acme crm_token
+    """
     async with open_admin() as admin:
         await admin.remove_credential(tenant_id, name)
     click.echo(f"deleted credential {name} of tenant {tenant_id}")

@@ -10,12 +10,21 @@ from __future__ import annotations
 import asyncio
 import signal
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
 
-from bots.cli_support import echo_table, open_admin, open_database, root_settings, run_async, when
+from bots.cli_support import (
+    echo_json,
+    echo_table,
+    json_option,
+    open_admin,
+    open_database,
+    root_settings,
+    run_async,
+    when,
+)
 from bots.runtime import Runtime
 from core.digests.destinations import Destination, SlackDestination, TeamsDestination
 from core.digests.records import Digest, find_digest, list_digests
@@ -38,7 +47,10 @@ PROBLEMS = {
 
 @click.group()
 def digests() -> None:
-    """Add, list, pause, resume and remove a tenant's scheduled digests."""
+    """Add, list, pause, resume and remove a tenant's scheduled digests.
+
+    Example: tenantry digests list --tenant acme --json
+    """
 
 
 def _destination(slack_channel: str | None, team: str | None, enterprise: str | None,
@@ -49,6 +61,21 @@ def _destination(slack_channel: str | None, team: str | None, enterprise: str | 
         return TeamsDestination(entra_tenant_id=entra_tenant, conversation_id=teams_conversation)
     raise click.UsageError("give a destination: --slack-channel C --team T, or "
                            "--teams-conversation ID --entra-tenant E")
+
+
+DIGEST_SHAPE = ('{"id": str, "name": str, "cron": str, "time_zone": str, '
+                '"status": "active"|"paused", "paused_reason": str|null, "destination": '
+                '{"kind": "slack"|"teams", ...}, "last_fired_at": ISO 8601|null, '
+                '"next_fire_at": ISO 8601|null, "prompt": str}')
+
+
+def digest_json(digest: Digest, zone: ZoneInfo) -> dict[str, Any]:
+    """A digest as ``--json`` prints it (see ``DIGEST_SHAPE``)."""
+    upcoming = next_after(trigger(digest.cron, zone), datetime.now(UTC))
+    return {"id": digest.id, "name": digest.name, "cron": digest.cron, "time_zone": zone.key,
+            "status": digest.status, "paused_reason": digest.paused_reason,
+            "destination": digest.destination.as_json(), "last_fired_at": digest.last_fired_at,
+            "next_fire_at": upcoming if digest.active else None, "prompt": digest.prompt}
 
 
 def _lines(digest: Digest, zone: ZoneInfo) -> list[str]:
@@ -79,7 +106,11 @@ def _lines(digest: Digest, zone: ZoneInfo) -> list[str]:
 async def digests_add(tenant_id: str, name: str, cron: str, prompt: str,
                       slack_channel: str | None, team: str | None, enterprise: str | None,
                       teams_conversation: str | None, entra_tenant: str | None) -> None:
-    """Add a digest: PROMPT runs on CRON and its answer is posted to the destination."""
+    """Add a digest: PROMPT runs on CRON and its answer is posted to the destination.
+
+    Example: tenantry digests add --tenant acme --name morning --cron '30 8 * * mon-fri'
+    --prompt "Summarise yesterday's usage" --slack-channel C0123 --team T0123
+    """
     destination = _destination(slack_channel, team, enterprise, teams_conversation,
                                entra_tenant)
     async with open_admin() as admin:
@@ -95,12 +126,19 @@ async def digests_add(tenant_id: str, name: str, cron: str, prompt: str,
 
 @digests.command("list")
 @click.option("--tenant", "tenant_id", metavar="TENANT", required=True, help=_TENANT_HELP)
+@json_option(f"[{DIGEST_SHAPE}]")
 @run_async
-async def digests_list(tenant_id: str) -> None:
-    """List the tenant's digests."""
+async def digests_list(tenant_id: str, as_json: bool) -> None:
+    """List the tenant's digests.
+
+    Example: tenantry digests list --tenant acme
+    """
     async with open_database() as db:
         zone = (await db.run(get_tenant, tenant_id)).zone
         found = await db.run(list_digests, tenant_id)
+    if as_json:
+        echo_json([digest_json(d, zone) for d in found])
+        return
     if not found:
         click.echo(f"tenant {tenant_id} has no digests", err=True)
         return
@@ -115,12 +153,19 @@ async def digests_list(tenant_id: str) -> None:
 @digests.command("show")
 @click.option("--tenant", "tenant_id", metavar="TENANT", required=True, help=_TENANT_HELP)
 @click.argument("digest")
+@json_option(DIGEST_SHAPE)
 @run_async
-async def digests_show(tenant_id: str, digest: str) -> None:
-    """Show DIGEST (its id or name): schedule, destination, next firing, prompt."""
+async def digests_show(tenant_id: str, digest: str, as_json: bool) -> None:
+    """Show DIGEST (its id or name): schedule, destination, next firing, prompt.
+
+    Example: tenantry digests show --tenant acme morning --json
+    """
     async with open_database() as db:
         found = await db.run(find_digest, tenant_id, digest)
         zone = (await db.run(get_tenant, tenant_id)).zone
+    if as_json:
+        echo_json(digest_json(found, zone))
+        return
     click.echo("\n".join(_lines(found, zone)))
 
 
@@ -143,10 +188,13 @@ def _change_command(name: str, doc: str) -> None:
                    + ("" if changed else " (it already was)"))
 
 
-_change_command("pause", "Pause DIGEST (id or name): it does not fire until resumed.")
+_change_command("pause", "Pause DIGEST (id or name): it does not fire until resumed.\n\n"
+                         "Example: tenantry digests pause --tenant acme morning")
 _change_command("resume", "Resume DIGEST (id or name): it fires from its next time on; "
-                          "what it missed while paused is not made up.")
-_change_command("remove", "Remove DIGEST (id or name); its past runs and audit events stay.")
+                          "what it missed while paused is not made up.\n\n"
+                          "Example: tenantry digests resume --tenant acme morning")
+_change_command("remove", "Remove DIGEST (id or name); its past runs and audit events stay."
+                          "\n\nExample: tenantry digests remove --tenant acme morning")
 
 
 async def run_clock(rt: Runtime, stop: asyncio.Event, reload_s: float,

@@ -19,7 +19,10 @@ from installs.slack_store import SlackInstallationStore
 
 @click.group()
 def keys() -> None:
-    """Generate and rotate the encryption keys of stored secrets."""
+    """Generate and rotate the encryption keys of stored secrets.
+
+    Example: tenantry keys rotate
+    """
 
 
 @keys.command("generate")
@@ -28,7 +31,10 @@ def keys() -> None:
                    "instead of an encryption key.")
 def keys_generate(audit: bool) -> None:
     """Print a fresh Fernet key, for TENANTRY_ENCRYPTION_KEYS (or, with --audit, a
-    signing key)."""
+    signing key).
+
+    Example: tenantry keys generate --audit
+    """
     click.echo(generate_signing_key(KEY_NAME)[0] if audit else generate_key())
 
 
@@ -38,7 +44,10 @@ def keys_generate(audit: bool) -> None:
                    "re-encrypts (e.g. to finish an interrupted rotation).")
 @run_async
 async def keys_rotate(new_key: bool) -> None:
-    """Put a new key first, then re-encrypt every stored secret (credentials, Slack tokens)."""
+    """Put a new key first, then re-encrypt every stored secret (credentials, Slack tokens).
+
+    Example: tenantry keys rotate --no-new-key
+    """
     async with open_store(root_settings()) as store:
         keyring = store.keyring
         total = await store.count()

@@ -7,11 +7,20 @@ separate signing secret to configure, and the keyring never reveals its keys.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import timedelta
 
 import click
 
-from bots.cli_support import echo_table, open_database, root_settings, run_async, when
+from bots.cli_support import (
+    echo_json,
+    echo_table,
+    json_option,
+    open_database,
+    root_settings,
+    run_async,
+    when,
+)
 from bots.settings import ServerSettings
 from core.crypto import Keyring
 from installs.links import MAX_TTL, issue_install_link, list_links
@@ -21,7 +30,10 @@ DEFAULT_TTL_HOURS = 72
 
 @click.group()
 def slack() -> None:
-    """Link Slack workspaces to tenants."""
+    """Link Slack workspaces to tenants.
+
+    Example: tenantry slack install-link --tenant acme
+    """
 
 
 @slack.command("install-link")
@@ -37,6 +49,8 @@ async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> 
 
     Send it to the tenant's Slack admin; whoever uses it first links their workspace
     (or, for an org-wide install, their Enterprise Grid org) to the tenant.
+
+    Example: tenantry slack install-link --tenant acme --ttl-hours 24
     """
     keyring = Keyring.from_settings(root_settings())
     async with open_database() as db:
@@ -46,11 +60,20 @@ async def install_link(tenant_id: str, base_url: str | None, ttl_hours: int) -> 
 
 
 @slack.command("links")
+@json_option('[{"enterprise_id": str|null, "team_id": str|null (org-wide), "tenant_id": str, '
+             '"status": "active"|"revoked", "linked_at": ISO 8601, "revoked_at": ISO 8601|null, '
+             '"installer_user_id": str|null}]')
 @run_async
-async def links() -> None:
-    """List every workspace and org link, active and revoked."""
+async def links(as_json: bool) -> None:
+    """List every workspace and org link, active and revoked.
+
+    Example: tenantry slack links --json
+    """
     async with open_database() as db:
         found = await db.run(list_links)
+    if as_json:
+        echo_json([asdict(link) for link in found])
+        return
     if not found:
         click.echo("no Slack workspace is linked yet")
         return
@@ -69,7 +92,10 @@ async def links() -> None:
 @click.option("--command", "command", default=None,
               help="The slash command (default: TENANTRY_SLACK_COMMAND or /ask).")
 def slack_manifest(base_url: str, command: str | None) -> None:
-    """Print the Slack app manifest filled in for a deployment."""
+    """Print the Slack app manifest filled in for a deployment.
+
+    Example: tenantry slack manifest --url https://tenantry.example.org > manifest.json
+    """
     from bots.slack.manifest import render_manifest
     from bots.slack.settings import SlackSettings
     from core.errors import InvalidInput

@@ -7,13 +7,23 @@ the deployment's encryption keyring, like Slack install links, and work once.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
 import click
 from sqlalchemy.engine import Connection
 
-from bots.cli_support import echo_table, open_admin, open_database, root_settings, run_async, when
+from bots.cli_support import (
+    echo_json,
+    echo_table,
+    json_option,
+    open_admin,
+    open_database,
+    root_settings,
+    run_async,
+    when,
+)
 from core.audit.log import AuditLog
 from core.crypto import Keyring
 from core.errors import InvalidInput, NotFound
@@ -32,7 +42,10 @@ DEFAULT_PACKAGE = "tenantry-teams.zip"
 
 @click.group()
 def teams() -> None:
-    """Link Microsoft 365 organisations to tenants; build the Teams app package."""
+    """Link Microsoft 365 organisations to tenants; build the Teams app package.
+
+    Example: tenantry teams link-code --tenant acme
+    """
 
 
 @teams.command("link-code")
@@ -45,6 +58,8 @@ async def link_code(tenant_id: str, ttl_hours: int) -> None:
     """Print a single-use code that links a Microsoft 365 organisation to TENANT.
 
     The code goes to stdout and the instructions to stderr, so the code can be piped.
+
+    Example: tenantry teams link-code --tenant acme --ttl-hours 24
     """
     keyring = Keyring.from_settings(root_settings())
     async with open_database() as db:
@@ -56,11 +71,20 @@ async def link_code(tenant_id: str, ttl_hours: int) -> None:
 
 
 @teams.command("links")
+@json_option('[{"entra_tenant_id": str, "tenant_id": str|null, "status": str, '
+             '"first_seen_at": ISO 8601, "linked_at": ISO 8601|null, "revoked_at": '
+             'ISO 8601|null, "linked_by": str|null}]')
 @run_async
-async def links() -> None:
-    """List every Microsoft 365 organisation that installed the app, and its link."""
+async def links(as_json: bool) -> None:
+    """List every Microsoft 365 organisation that installed the app, and its link.
+
+    Example: tenantry teams links --json
+    """
     async with open_database() as db:
         found = await db.run(list_teams_links)
+    if as_json:
+        echo_json([asdict(link) for link in found])
+        return
     if not found:
         click.echo("no Microsoft 365 organisation has installed the Teams app yet")
         return
@@ -92,6 +116,8 @@ async def unlink(entra_tenant_id: str) -> None:
 
     Recorded in the tenant's audit log with the operator. Its conversation references
     are forgotten; its history and runs stay until the tenant is purged.
+
+    Example: tenantry teams unlink 72f988bf-86f1-41af-91ab-2d7cd011db47
     """
     async with open_admin() as admin:
         before, after = await admin.db.run(_unlink, admin.audit, entra_tenant_id, admin.by)
@@ -114,6 +140,9 @@ def package(app_id: str, host: str, out: Path) -> None:
     """Build the Teams app package (manifest and icons) for this deployment.
 
     Upload it in the Teams admin centre, or sideload it for a trial.
+
+    Example: tenantry teams package --app-id 00000000-0000-0000-0000-000000000000 --host
+    tenantry.example.org
     """
     from bots.teams.package import build_package
 

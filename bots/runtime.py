@@ -161,8 +161,11 @@ def plugin_capabilities(settings: Settings, db: Database) -> list[ToolCapability
             raise ConfigurationError(f"capability module {path!r} must be 'module:factory'")
         try:
             factories.append(getattr(importlib.import_module(module_name), attribute))
-        except (ImportError, AttributeError) as exc:
-            raise ConfigurationError(f"cannot load capability factory {path!r}: {exc}") from None
+        except Exception as exc:  # whatever the module raises while it is imported
+            raise ConfigurationError(
+                f"cannot load capability factory {path!r} (TENANTRY_CAPABILITY_MODULES): "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
     found: list[ToolCapability] = []
     for factory in factories:
         for capability in factory(settings, db):

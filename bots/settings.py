@@ -6,9 +6,11 @@ transport (``bots.slack.settings``), so they live beside the web app that reads 
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RunsIn = Literal["auto", "process", "workers"]
@@ -56,6 +58,17 @@ class ServerSettings(BaseSettings):
     retention_interval_s: float = Field(default=3600, gt=0)
     digest_reload_s: float = Field(default=5, gt=0)
 
+    @field_validator("public_url")
+    @classmethod
+    def _https_unless_loopback(cls, value: str) -> str:
+        """Slack and Teams call a deployment over HTTPS only; plain HTTP is for loopback."""
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+            return value
+        raise ValueError(f"must be an https:// URL (http:// only on loopback), got {value!r}")
+
 
 class WorkerSettings(BaseSettings):
     """How ``tenantry worker`` executes jobs, from ``TENANTRY_WORKER_*`` variables or ``.env``.
@@ -88,3 +101,12 @@ class WorkerSettings(BaseSettings):
     sweep_s: float = Field(default=15, gt=0)
     shutdown_grace_s: float = Field(default=10, ge=0)
     poll_s: float = Field(default=1, gt=0)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

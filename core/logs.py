@@ -1,7 +1,12 @@
-"""JSON logs that carry the tenant and run of the work that wrote them.
+"""Structured logs that carry the tenant and run of the work that wrote them.
 
 The tenant and run ids are bound in a ContextVar for log correlation only; code never
 reads tenancy back from it (the ``TenantContext`` is passed explicitly).
+
+Every line goes to stderr, ours and the libraries' alike (casbin, Bolt, aiohttp, the
+Teams SDK), through the same structlog chain: JSON objects, or readable lines when a
+person watches the terminal. Bolt's multi-line "[Suggestion]" advice about requests
+Tenantry chose not to handle becomes one DEBUG line.
 """
 
 from __future__ import annotations
@@ -9,9 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -54,16 +59,81 @@ def _scrub_rendered(_logger: Any, _name: str, line: Any) -> Any:
     return scrub(line) if isinstance(line, str) else line
 
 
-def processors() -> list[Any]:
-    """Tenantry's structlog chain: context ids, level, time, JSON, then scrubbing."""
+LogFormat = Literal["auto", "json", "console"]
+"""``auto``: JSON unless stderr is a terminal."""
+
+
+def _renderer(log_format: LogFormat) -> Any:
+    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    if as_json:
+        return structlog.processors.JSONRenderer()
+    return structlog.dev.ConsoleRenderer(colors=False)
+
+
+def processors(log_format: LogFormat = "json") -> list[Any]:
+    """Tenantry's structlog chain: context ids, level, time, rendering, then scrubbing."""
     return [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
-        structlog.processors.JSONRenderer(),
+        _renderer(log_format),
         _scrub_rendered,
     ]
+
+
+class _QuietBoltSuggestions(logging.Filter):
+    """Bolt's advice on an unhandled request: its first line only, at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("slack_bolt"):
+            return True
+        message = record.getMessage()
+        if "[Suggestion]" not in message and not message.startswith("Unhandled request"):
+            return True
+        record.msg, record.args = message.splitlines()[0], None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Not setStream: it flushes the previous stream, which may be closed by now.
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _scrubbed_traceback(_logger: Any, _name: str,
+                        event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A library record's traceback, which ``_ScrubSecrets`` has turned into scrubbed text."""
+    record = event.get("_record")
+    if isinstance(record, logging.LogRecord) and record.exc_text:
+        event.setdefault("exception", record.exc_text)
+    return event
+
+
+def _library_handler(log_format: LogFormat) -> logging.Handler:
+    """A root handler that renders library records through Tenantry's chain."""
+    handler = _StderrHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _scrubbed_traceback,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _renderer(log_format),
+            _scrub_rendered,
+        ],
+    ))
+    handler.addFilter(_QuietBoltSuggestions())
+    return handler
 
 
 def scrub_library_logs() -> None:
@@ -73,21 +143,24 @@ def scrub_library_logs() -> None:
             handler.addFilter(_ScrubSecrets())
 
 
-def configure(level: str = "INFO") -> None:
-    """Send structlog and stdlib logging to stderr as one JSON object per line.
+def configure(level: str = "INFO", log_format: LogFormat = "auto") -> None:
+    """Send structlog and stdlib logging to stderr, one line per record.
 
     Every line, whoever writes it and at whatever level, is scrubbed of credentials
     first (slack_sdk, for one, logs the whole ``oauth.v2.access`` answer at DEBUG).
+    Configuring again replaces the previous configuration: the CLI configures at its
+    level, and ``tenantry demo`` must still be able to go quieter.
     """
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
-    # basicConfig leaves a root that already has a handler alone, level included: the
-    # CLI configures at its level, and `tenantry demo` must still be able to go quieter.
-    logging.getLogger().setLevel(level.upper())
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(handler)
+    root.addHandler(_library_handler(log_format))
+    root.setLevel(level.upper())
     scrub_library_logs()
     for chatty in ("alembic", "casbin"):  # each prints its setup at INFO, every run for casbin
         logging.getLogger(chatty).setLevel(logging.WARNING)
     structlog.configure(
-        processors=processors(),
+        processors=processors(log_format),
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),

@@ -70,11 +70,15 @@ def _arguments(tool: ToolDefinition, prompt: str) -> dict[str, object]:
 _TOOL_NAME = re.compile(r"'[a-z0-9_]+__[a-z0-9_]+'")
 
 
-def _summarise(parts: list[ToolReturnPart]) -> str:
+def _summarise(parts: list[ToolReturnPart], offered: set[str]) -> str:
     lines = []
     for part in parts:
         content = part.content
-        if not isinstance(content, str):
+        if part.tool_name not in offered:
+            # pydantic-ai's own answer names the tool as the model sees it
+            # ('budget__status'); a person reads the capability's name.
+            content = "refused: not offered to this run"
+        elif not isinstance(content, str):
             content = json.dumps(content, default=str)
         # A refusal's text names tools as the model sees them; people read capabilities.
         content = _TOOL_NAME.sub(lambda m: m[0].replace("__", "."), content)
@@ -90,12 +94,13 @@ def sandbox_reply(messages: list[ModelMessage], info: AgentInfo) -> ModelRespons
     # A request that only reports refused calls is answered too, or the run would loop.
     only_refusals = bool(answered) and all(isinstance(p, RetryPromptPart) for p in answered)
     prompt = _last_prompt(messages)
+    offered = {tool.name for tool in info.function_tools}
     if returns or only_refusals:
+        summary = _summarise(returns, offered)
         return ModelResponse(
-            parts=[TextPart(f"{LABEL}\nHere is what the tools returned:\n{_summarise(returns)}")]
+            parts=[TextPart(f"{LABEL}\nHere is what the tools returned:\n{summary}")]
         )
     turn = sum(isinstance(m, ModelResponse) for m in messages)
-    offered = {tool.name for tool in info.function_tools}
     # Like a model talked into it, the sandbox also asks for a named tool it was not
     # offered, so refusals can be shown offline.
     unoffered = [

@@ -12,7 +12,9 @@ from bots.cli import cli
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     yield prefix
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
         if isinstance(command, click.Group):
             yield from all_commands(command, (*prefix, name))
         else:
@@ -28,7 +30,10 @@ def test_every_command_has_help(tenantry: CliRunner, path: tuple[str, ...]) -> N
     result = invoke(tenantry, *path, "--help")
     assert result.exit_code == 0
     assert "Usage:" in result.output
-    assert len(result.output.splitlines()) > 3
+    description = result.output.split("\n\n")[1].strip()
+    assert description and not description.startswith("Options:")
+    example = re.search(r"^\s*Example: (.+\n)*?.*\btenantry\b", result.output, re.M)
+    assert example, f"{' '.join(path)} --help has no example"
 
 
 PLAN = ["plans", "create", "team", "--monthly-tokens", "100000",
@@ -144,3 +149,20 @@ def test_serve_refuses_partial_teams_settings_naming_what_is_missing(
 
     assert result.exit_code == 1
     assert "TENANTRY_TEAMS_APP_PASSWORD, TENANTRY_TEAMS_APP_TENANT_ID" in result.output
+
+
+def test_a_principal_without_a_role_is_told_how_to_get_one(tenantry: CliRunner) -> None:
+    assert invoke(tenantry, *PLAN).exit_code == 0
+    assert invoke(tenantry, "tenants", "create", "acme", "--name", "Acme", "--plan",
+                  "team").exit_code == 0
+
+    result = invoke(tenantry, "run", "--tenant", "acme", "--principal", "ops", "--model",
+                    "sandbox", "check budget.status and knowledge.search")
+
+    assert result.exit_code == 0, result.output
+    assert ("refused: ops has no role in acme: grant one with `tenantry roles grant "
+            "--tenant acme ops member` (budget.status was refused)") in result.output
+    assert ("refused: knowledge.search is not in plan team: add it with `tenantry plans set "
+            "team --capability knowledge.search`") in result.output
+    assert "- budget.status: refused: not offered to this run" in result.output
+    assert "__" not in result.output and "Unknown tool name" not in result.output

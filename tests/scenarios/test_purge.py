@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
-from bots.cli import purge_everywhere
+from bots.cli_tenants import purge_everywhere
 from core.credentials import CredentialStore
 from installs.links import slack_links
 from installs.slack_store import slack_bots, slack_installations
