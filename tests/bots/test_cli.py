@@ -32,7 +32,7 @@ def test_every_command_has_help(tenantry: CliRunner, path: tuple[str, ...]) -> N
     assert "Usage:" in result.output
     description = result.output.split("\n\n")[1].strip()
     assert description and not description.startswith("Options:")
-    example = re.search(r"^\s*Example: (.+\n)*?.*\btenantry\b", result.output, re.M)
+    example = re.search(r"^\s*Example:\s(.+\n)*?.*\btenantry\b", result.output, re.M)
     assert example, f"{' '.join(path)} --help has no example"
 
 
