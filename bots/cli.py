@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from core.logs import LogFormat
 
 COMMANDS = {
+    "api-keys": LazyCommand("bots.cli_api_keys:api_keys_group",
+                            "Create, list and revoke a tenant's API keys (HTTP API, MCP)."),
     "audit": LazyCommand("bots.cli_audit:audit",
                          "Check and export tenants' tamper-evident audit logs."),
     "clock": LazyCommand("bots.cli_digests:clock",

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from core.api_keys import ApiKey, IssuedKey, create_key, revoke_key
 from core.audit import events as ev
 from core.audit.log import AuditLog, digest_with, salt
 from core.authz import grant, revoke
@@ -121,6 +123,36 @@ class Admin:
             self._record(conn, tenant_id, ev.CREDENTIAL_REMOVED, {"credential": name})
 
         await self.db.run(work)
+
+    async def create_api_key(self, tenant_id: str, principal_id: str, *,
+                             role: str | None = None,
+                             expires_in: timedelta | None = None) -> IssuedKey:
+        """Issue an API key acting as ``principal_id`` (granting it ``role`` first, if
+        given), recorded by its prefix as ``api_key.created``; the key itself nowhere."""
+        def work(conn: Connection) -> IssuedKey:
+            if role is not None and grant(conn, tenant_id, principal_id, role):
+                self._record(conn, tenant_id, ev.ROLE_GRANTED,
+                             {"principal": principal_id, "role": role})
+            issued = create_key(conn, tenant_id, principal_id, by=self.by,
+                                now=datetime.now(UTC), expires_in=expires_in)
+            self._record(conn, tenant_id, ev.API_KEY_CREATED, {
+                "key": issued.key.prefix, "principal": principal_id,
+                "expires_at": None if issued.key.expires_at is None
+                else issued.key.expires_at.isoformat()})
+            return issued
+
+        return await self.db.run(work)
+
+    async def revoke_api_key(self, tenant_id: str, prefix: str) -> ApiKey:
+        """Revoke a key, recorded as ``api_key.revoked`` (once)."""
+        def work(conn: Connection) -> ApiKey:
+            key, changed = revoke_key(conn, tenant_id, prefix, now=datetime.now(UTC))
+            if changed:
+                self._record(conn, tenant_id, ev.API_KEY_REVOKED,
+                             {"key": key.prefix, "principal": key.principal_id})
+            return key
+
+        return await self.db.run(work)
 
     async def add_digest(self, tenant_id: str, *, name: str, cron: str, prompt: str,
                          destination: Destination) -> Digest:

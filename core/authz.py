@@ -91,6 +91,15 @@ def _is_principal(principal_id: str) -> bool:
     return bool(_PRINCIPAL.match(principal_id)) and not principal_id.startswith(ROLE_PREFIX)
 
 
+def check_principal(principal_id: str) -> None:
+    """Raises ``InvalidInput`` unless ``principal_id`` is a well-formed principal id."""
+    if not _is_principal(principal_id):
+        raise InvalidInput(
+            f"principal id must be 1-200 characters without whitespace, ',', brackets or "
+            f"a leading {ROLE_PREFIX!r}; got {principal_id!r}"
+        )
+
+
 def _role_order(role: str) -> tuple[int, str]:
     return (ROLES.index(role) if role in ROLES else len(ROLES), role)
 
@@ -185,11 +194,7 @@ def grant(conn: Connection, tenant_id: str, principal_id: str, role: str) -> boo
         NotFound: no such tenant.
     """
     subject = _check_role(role)
-    if not _is_principal(principal_id):
-        raise InvalidInput(
-            f"principal id must be 1-200 characters without whitespace, ',', brackets or "
-            f"a leading {ROLE_PREFIX!r}; got {principal_id!r}"
-        )
+    check_principal(principal_id)
     _require_tenant(conn, tenant_id, lock=True)
     return _add(conn, tenant_id, [("g", principal_id, subject, tenant_id)]) == 1
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, update
 from sqlalchemy.engine import Connection
 
+from core.api_keys import purge_keys
 from core.audit import events
 from core.audit.log import AuditLog, shred
 from core.authz import purge_policy
@@ -63,6 +64,7 @@ def _purge(conn: Connection, audit: AuditLog, tenant_id: str, operator: str,
         counts[name] = conn.execute(delete(table).where(table.c.tenant_id == tenant_id)).rowcount
     counts["credentials"] = purge_credentials(conn, tenant_id)
     counts["digests"] = purge_digests(conn, tenant_id)
+    counts["api_keys"] = purge_keys(conn, tenant_id)
     conn.execute(update(usage_ledger).where(usage_ledger.c.tenant_id == tenant_id)
                  .values(response=None))
     purge_policy(conn, tenant_id)

@@ -8,6 +8,8 @@ ledger, the audit head) that an ORM would only hide.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -36,6 +38,13 @@ metadata = MetaData(
 
 Money = BigInteger
 UTCDateTime = DateTime(timezone=True)
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A ``UTCDateTime`` value as read back: SQLite hands it back naive, written in UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 plans = Table(
     "plans",
