@@ -195,10 +195,7 @@ async def run_demo(database_url: str) -> Transcript:
 
 def main() -> int:
     """Run the demo in a scratch SQLite file; exit status 1 if any check failed."""
-    # The transcript is the demo's output: the warnings it provokes on purpose (a
-    # foreign token, Teams left off in the Slack part, local stand-ins) would only
-    # interleave with it. Errors still show.
-    configure("ERROR")
+    configure("WARNING")
     click.echo("Tenantry offline demo (sandbox model: deterministic, no LLM, no network)\n")
     from bots.demo_slack import run_slack_demo
     from bots.demo_teams import run_teams_demo
