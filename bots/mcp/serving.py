@@ -36,18 +36,18 @@ from core.logs import log
 PATH = "/mcp"
 
 
-def create_mcp_app(runtime: Runtime, public_url: str) -> Starlette:
-    """The MCP ASGI application for ``runtime``, naming itself ``public_url + /mcp``."""
+def create_mcp_app(runtime: Runtime, public_url: str,
+                   sessions: StreamableHTTPSessionManager) -> Starlette:
+    """The MCP ASGI application for ``runtime``, naming itself ``public_url + /mcp``.
+
+    ``sessions`` must be running (``sessions.run()``) while the application serves: the
+    task serving it holds it, not an ASGI lifespan, whose task uvicorn would report
+    with a traceback when a shutdown cancels every task at once (aiohttp's on SIGTERM).
+    """
     resource = AnyHttpUrl(public_url.rstrip("/") + PATH)
-    sessions = StreamableHTTPSessionManager(app=create_server(runtime), stateless=True)
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         await sessions.handle_request(scope, receive, send)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with sessions.run():
-            yield
 
     routes = [
         Route(PATH, endpoint=RequireAuthMiddleware(handle, [],
@@ -60,7 +60,7 @@ def create_mcp_app(runtime: Runtime, public_url: str) -> Starlette:
     middleware = [Middleware(AuthenticationMiddleware,
                              backend=BearerAuthBackend(ApiKeyVerifier(runtime.db))),
                   Middleware(AuthContextMiddleware)]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    return Starlette(routes=routes, middleware=middleware)
 
 
 class _Embedded(uvicorn.Server):
@@ -91,11 +91,17 @@ class McpServer:
         sock = _bind(settings.host, settings.port)
         host, port = sock.getsockname()[:2]
         listening = f"http://{host}:{port}"
-        app = create_mcp_app(self.runtime, settings.public_url or listening)
-        self._server = _Embedded(uvicorn.Config(app, log_config=None, lifespan="on",
-                                                access_log=False))
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]),
-                                         name="tenantry-mcp")
+        sessions = StreamableHTTPSessionManager(app=create_server(self.runtime),
+                                                stateless=True)
+        app = create_mcp_app(self.runtime, settings.public_url or listening, sessions)
+        server = self._server = _Embedded(uvicorn.Config(app, log_config=None,
+                                                         lifespan="off", access_log=False))
+
+        async def serve() -> None:
+            async with sessions.run():
+                await server.serve(sockets=[sock])
+
+        self._task = asyncio.create_task(serve(), name="tenantry-mcp")
         while not self._server.started:
             if self._task.done():
                 await self._task
