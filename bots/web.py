@@ -32,6 +32,8 @@ from bots.digests import deliver_digest, fire_digest
 from bots.executor import Executor, QuietGate
 from bots.jobs.claims import ClaimSigner
 from bots.jobs.queue import JobQueue
+from bots.mcp.serving import McpServer, mcp_served
+from bots.mcp.settings import McpSettings
 from bots.metrics import health, metrics_response
 from bots.runner import RUN_JOB, InProcess, Queued
 from bots.runtime import Runtime, open_runtime
@@ -49,6 +51,7 @@ from core.upkeep import sign_unsigned
 RUNTIME = web.AppKey("runtime", Runtime)
 EXECUTOR = web.AppKey("executor", Executor)
 CLOCK = web.AppKey("clock", DigestClock)
+MCP = web.AppKey("mcp", McpServer)
 
 Mount = Callable[[web.Application, Runtime, Executor], Awaitable[None]]
 
@@ -202,16 +205,19 @@ def transports(server: ServerSettings, slack_settings: SlackSettings,
 
 def create_app(settings: Settings, server: ServerSettings | None = None,
                slack: SlackSettings | None = None, teams: TeamsSettings | None = None, *,
-               mounts: list[Mount] | None = None) -> web.Application:
+               mounts: list[Mount] | None = None,
+               mcp: McpSettings | None = None) -> web.Application:
     """The web application with every configured transport (or exactly ``mounts``).
 
-    ``server``, ``slack`` and ``teams`` default to what the environment (or ``.env``) sets.
+    ``server``, ``slack``, ``teams`` and ``mcp`` default to what the environment (or
+    ``.env``) sets; given ``mounts``, MCP is served only if ``mcp`` is given too.
     """
     server = server or ServerSettings()
     workers = on_workers(settings, server)
     app = web.Application(client_max_size=1024 * 1024, middlewares=[serving])
     if mounts is None:
         mounts = transports(server, slack or SlackSettings(), teams or TeamsSettings(), app)
+        mcp = mcp or McpSettings()
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         gate = QuietGate(max_delay_s=server.run_admission_max_delay_ms / 1000)
@@ -230,9 +236,12 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
             resumed = await resume_unfinished(runtime, executor)
             if resumed:
                 log.info("resuming unfinished runs", count=resumed)
-            async with in_process_clock(runtime, executor, server, jobs is None) as clock:
+            async with (in_process_clock(runtime, executor, server, jobs is None) as clock,
+                        mcp_served(runtime, mcp) as mcp_server):
                 if clock is not None:
                     app[CLOCK] = clock
+                if mcp_server is not None:
+                    app[MCP] = mcp_server
                 upkeeping = asyncio.create_task(upkeep(runtime, executor, server),
                                                 name="tenantry-upkeep")
                 # What startup loaded lives as long as the app: keep it out of the

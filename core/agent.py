@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
-from pydantic_ai import Agent
+from pydantic_ai import Agent, RunContext
 from pydantic_ai.messages import (
     ModelMessage,
     ModelMessagesTypeAdapter,
@@ -42,7 +42,8 @@ from pydantic_ai.messages import (
     ToolCallPart,
     UserPromptPart,
 )
-from pydantic_core import ValidationError
+from pydantic_ai.usage import RunUsage
+from pydantic_core import ValidationError, to_json
 from sqlalchemy.engine import Connection
 
 from core.allocation import Allocation, Wiring, allocate, first_call_refusal, unoffered_reason
@@ -73,7 +74,7 @@ from core.resources import ResourceLocator
 from core.run_records import Ending, finish_run, resume_run, start_run
 from core.runs import Lease, RunRecord, claim_run, create_run, get_run, release_run
 from core.settings import Settings
-from core.tools import CapabilityRegistry
+from core.tools import CapabilityRegistry, tool_name
 from core.toolset import (
     ToolStarted,
     audit_refusal,
@@ -101,6 +102,8 @@ class RunOutcome:
     error: str | None = None
     usage: UsageSummary = field(default_factory=UsageSummary)
     refused_tools: tuple[tuple[str, str], ...] = ()
+    result: Any = None
+    """A direct tool call's result (``AgentService.call_tool``), as the tool returned it."""
 
 
 class RunObserver(Protocol):
@@ -270,6 +273,76 @@ class AgentService:
                                          grant.period), on_tool)
         return await self._execute(allocation, prompt, list(history), HistoryEncoder(),
                                    on_text)
+
+    async def call_tool(self, grant: RunGrant, capability: str,
+                        arguments: dict[str, Any]) -> RunOutcome:
+        """One tool call asked for directly (an MCP client's ``tools/call``), as a run of
+        one step: recorded and audited like any run, the call made through the same two
+        wrappers a model's call goes through (authorised first, at most once, metered).
+
+        The run completes with the tool's result (an error the tool reports included),
+        is ``refused`` when the tool is not offered to the grant or the principal may
+        not use it (audited as ``tool.refused``), ``halted`` at a ceiling, ``failed``
+        on arguments that do not fit the tool.
+        """
+        model_id = self.models.check(self.settings.model)
+        prompt = f"call {capability} {to_json(arguments).decode()}"
+        salt = await self.db.run(start_run, grant.ctx, self.audit, prompt=prompt,
+                                 model=model_id, conversation_id=None,
+                                 roles=grant.extra_roles, lease=self._lease(grant))
+        run = allocate(self.wiring, grant, self.models.get(model_id), model_id, salt,
+                       RunAccount(self.db, grant.ctx, RunMeter(grant.ctx), grant.plan,
+                                  grant.period), None)
+        name = tool_name(capability)
+        call = RunContext(deps=grant.ctx, model=run.model, usage=RunUsage(),
+                          tool_call_id="direct", tool_name=name)
+        tool = (await run.authorised.get_tools(call)).get(name)
+        result: Any = None
+        with bound(grant.ctx):
+            ending: Ending
+            try:
+                if tool is None:
+                    reason = unoffered_reason(self.registry, grant, capability)
+                    refusal = ToolRefused(capability, reason, f"{capability!r} is not "
+                                          f"offered to {grant.ctx.principal_id}")
+                    run.authorised.refused.append((capability, reason))
+                    await audit_refusal(self.audit, grant.ctx, refusal, arguments, salt)
+                    raise refusal
+                checked = tool.args_validator.validate_python(arguments)
+                result = await run.authorised.call_tool(name, checked, call, tool)
+            except ValidationError as exc:
+                ending = Ending("failed", error=f"arguments of {capability} do not fit: "
+                                + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                            for e in exc.errors()))
+            except ToolRefused as exc:
+                ending = Ending("refused", error=str(exc))
+            except BudgetExceeded as exc:
+                ending = Ending("halted", halt={"ceiling": exc.ceiling, "limit": exc.limit,
+                                                "used": exc.used, "message": str(exc)})
+            except (ToolError, RunError) as exc:
+                ending = Ending("failed", error=str(exc))
+            except Exception as exc:
+                log.exception("direct tool call failed unexpectedly")
+                ending = Ending("failed", error=f"{type(exc).__name__}: {exc}")
+            except asyncio.CancelledError:
+                # A direct call is not resumed: it ends here, as the caller has gone.
+                await asyncio.shield(self.db.run(finish_run, grant.ctx, self.audit, Ending(
+                    "failed", error="the call was cancelled"), salt))
+                raise
+            else:
+                refused = run.authorised.refused
+                ending = (Ending("refused", error=f"{capability!r} refused: {refused[0][1]}")
+                          if refused else Ending("completed"))
+            ending.refused = tuple(run.authorised.refused)
+            ending.walltime_ms = int((time.monotonic() - run.started) * 1000)
+            usage = await asyncio.shield(
+                self.db.run(finish_run, grant.ctx, self.audit, ending, salt))
+            await self._sign(grant.ctx.tenant_id)
+        return RunOutcome(
+            run_id=grant.ctx.run_id, tenant_id=grant.ctx.tenant_id, status=ending.status,
+            model=model_id, halt=ending.halt, error=ending.error, usage=usage,
+            refused_tools=ending.refused, result=result if ending.status == "completed" else None,
+        )
 
     async def queue(self, grant: RunGrant, prompt: str, *,
                     conversation_id: str | None = None) -> None:

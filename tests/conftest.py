@@ -64,6 +64,9 @@ def no_real_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
     for name in ("ANTHROPIC_API_KEY", "TENANTRY_ANTHROPIC_API_KEY", "PINECONE_API_KEY"):
         monkeypatch.delenv(name, raising=False)
+    # An app started with the environment's settings serves MCP on a free port, never
+    # on one that another test (or a running server) holds.
+    monkeypatch.setenv("TENANTRY_MCP_PORT", "0")
 
 
 @pytest.fixture(scope="session")

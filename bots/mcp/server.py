@@ -1,0 +1,92 @@
+"""The MCP server's tools: the caller's own tools from the run resolver, and ``ask``.
+
+``tools/list`` opens a context from the request's token and lists exactly the
+bindings a run under it would be offered (``core.allocation.offered``): unlicensed or
+forbidden capabilities are never listed. ``tools/call`` of a capability is a one-step
+run (``AgentService.call_tool``); ``ask`` is a full run, with progress notifications
+as its tools are called. Tool names are the capability names (``budget.status``):
+MCP allows dots in tool names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp import types
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.lowlevel import Server
+from starlette.requests import Request
+
+from bots.mcp import wording
+from bots.mcp.auth import Caller
+from bots.runtime import Runtime
+from core.allocation import offered
+from core.builder import RunGrant
+from core.errors import TenantryError
+from core.toolset import build_toolset
+
+ASK = "ask"
+ASK_TOOL = types.Tool(
+    name=ASK,
+    description="Ask Tenantry a question in plain words: it works on it with this "
+    "workspace's tools, within its budget, and answers.",
+    inputSchema={"type": "object", "properties": {"prompt": {"type": "string"}},
+                 "required": ["prompt"]},
+)
+
+
+def create_server(runtime: Runtime) -> Server[Any, Request]:
+    """The low-level MCP server answering for ``runtime``'s tenants."""
+    server: Server[Any, Request] = Server("tenantry")
+
+    async def grant() -> RunGrant:
+        request = server.request_context.request
+        assert request is not None and isinstance(request.user, AuthenticatedUser)
+        caller = Caller.of(request.user.access_token)
+        return await runtime.agent.open(
+            tenant_id=caller.tenant_id, principal_id=caller.principal_id,
+            principal_kind="service", initiator="user")
+
+    @server.list_tools()  # type: ignore[no-untyped-call,untyped-decorator]
+    async def list_tools() -> list[types.Tool]:
+        tools = build_toolset(offered(runtime.registry, await grant())).tools.values()
+        return [ASK_TOOL, *(types.Tool(name=t.tool_def.name.replace("__", "."),
+                                       description=t.tool_def.description,
+                                       inputSchema=t.tool_def.parameters_json_schema)
+                            for t in tools)]
+
+    @server.call_tool(validate_input=False)  # type: ignore[untyped-decorator]
+    async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        try:
+            run = await grant()
+            if name == ASK:
+                return await ask(server, runtime, run, arguments)
+            return wording.tool_result(await runtime.agent.call_tool(run, name, arguments))
+        except TenantryError as exc:
+            return wording.refused(str(exc))
+
+    return server
+
+
+async def ask(server: Server[Any, Request], runtime: Runtime, run: RunGrant,
+              arguments: dict[str, Any]) -> types.CallToolResult:
+    """A full run of ``prompt``; each tool it calls is a progress notification."""
+    prompt = arguments.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        return wording.refused("ask needs a prompt: a non-empty string")
+    context = server.request_context
+    token = context.meta.progressToken if context.meta else None
+    steps = 0
+
+    async def progress(message: str) -> None:
+        nonlocal steps
+        if token is None:
+            return
+        steps += 1
+        await context.session.send_progress_notification(
+            token, steps, message=message, related_request_id=str(context.request_id))
+
+    await progress(f"run {run.ctx.run_id} started")
+    outcome = await runtime.agent.start(
+        run, prompt, on_tool=lambda capability: progress(f"calling {capability}"))
+    return wording.answer(outcome)
