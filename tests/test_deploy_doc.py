@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
+from bots.mcp.settings import McpSettings
 from bots.settings import ServerSettings, WorkerSettings
 from bots.slack.settings import SlackSettings
 from bots.teams.settings import TeamsSettings
@@ -14,7 +15,7 @@ from core.settings import Settings
 
 DEPLOY = Path(__file__).parent.parent / "docs" / "deploy.md"
 SETTINGS: tuple[type[BaseSettings], ...] = (Settings, ServerSettings, WorkerSettings,
-                                            SlackSettings, TeamsSettings)
+                                            SlackSettings, TeamsSettings, McpSettings)
 
 
 def variables() -> set[str]:
