@@ -21,13 +21,14 @@ BURST = 40
 
 def api_app(limit: RateLimit | None = None) -> web.Application:
     """The ``/v1`` sub-application."""
-    from bots.api import runs
+    from bots.api import runs, stream
 
     app = web.Application(middlewares=[problems])
     app[LIMIT] = limit or RateLimit(RATE_PER_S, BURST)
     app.router.add_post("/runs", runs.start_run)
     app.router.add_get("/runs/{run_id}", runs.read_run)
     app.router.add_post("/runs/{run_id}/resume", runs.resume_run)
+    app.router.add_get("/runs/{run_id}/events", stream.run_events)
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from core.audit import events
@@ -123,3 +124,46 @@ async def test_a_budget_halt_shows_in_the_run_and_its_principal_resumes_it(
     assert done["status"] == "completed" and done["answer"]
     again = await call(scenario, "POST", f"/v1/runs/{run_id}/resume", key)
     assert again.status == 409
+
+
+async def sse(scenario: Scenario, key: str, run_id: str,
+              last: str | None = None) -> list[dict[str, str]]:
+    """Every server-sent event of the run's stream, read until the server closes it."""
+    headers = {"Authorization": f"Bearer {key}", **({"Last-Event-ID": last} if last else {})}
+    async with scenario.session.get(f"{scenario.url}/v1/runs/{run_id}/events",
+                                    headers=headers) as response:
+        assert response.status == 200
+        assert response.content_type == "text/event-stream"
+        text = (await response.read()).decode()
+    found = []
+    for block in text.split("\r\n\r\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in fields:
+            found.append(fields)
+    return found
+
+
+async def test_the_events_stream_shows_progress_and_the_answer_and_resumes_after_an_id(
+        scenario: Scenario) -> None:
+    await scenario.tenant("acme", plan("tools", capabilities=frozenset(
+        {"budget.status", "knowledge.search"})))
+    key = await issue_key(scenario, "acme", role="member")
+    run_id = (await call(scenario, "POST", "/v1/runs", key, json={"prompt": TWO_TOOLS})).body["id"]
+
+    streamed = await sse(scenario, key, run_id)
+
+    progress = [e for e in streamed if e["event"] == "progress"]
+    kinds = [json.loads(e["data"])["type"] for e in progress]
+    assert kinds[0] == events.RUN_STARTED and kinds[-1] == events.RUN_COMPLETED
+    assert kinds.count(events.TOOL_INVOKED) == 2
+    ids = [int(e["id"]) for e in progress]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    last = streamed[-1]
+    assert last["event"] == "run" and json.loads(last["data"])["status"] == "completed"
+
+    rest = await sse(scenario, key, run_id, last=str(ids[1]))
+
+    assert [int(e["id"]) for e in rest if e["event"] == "progress"] == ids[2:]
+    assert rest[-1]["data"] == last["data"]
+    other = await issue_key(scenario, await scenario.tenant("globex"))
+    assert (await call(scenario, "GET", f"/v1/runs/{run_id}/events", other)).status == 404
