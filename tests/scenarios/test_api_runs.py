@@ -31,17 +31,19 @@ async def test_a_run_is_accepted_at_once_then_answers_as_the_keys_principal(
     await scenario.tenant("acme")
     key = await issue_key(scenario, "acme", "svc:backend")
 
-    accepted = await call(scenario, "POST", "/v1/runs", key, json={"prompt": "hello"})
+    accepted = await call(scenario, "POST", "/v1/runs", key, json={"prompt": "hello"},
+                          headers={"X-Tenantry-Session": "checkout-7"})
 
     assert accepted.status == 202
     run = await finished(scenario, key, accepted.body["id"])
     assert run["status"] == "completed" and run["answer"]
     assert run["usage"]["input_tokens"] > 0
     [record] = await runs_of(scenario, "acme")
-    assert (record.id, record.principal_id, record.principal_kind) == (
-        accepted.body["id"], "svc:backend", "service")
+    assert (record.id, record.principal_id, record.principal_kind, record.correlation_id) == (
+        accepted.body["id"], "svc:backend", "service", "session:checkout-7")
     [started] = await audit_events(scenario, "acme", events.RUN_STARTED)
     assert started.fields["principal"] == "svc:backend"
+    assert started.fields["correlation_id"] == "session:checkout-7"
 
 
 async def test_two_tenants_keys_never_see_each_others_runs(scenario: Scenario) -> None:
