@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, PrimaryKeyConstraint, String, Table, select
+from sqlalchemy import Column, PrimaryKeyConstraint, String, Table, delete, select
 from sqlalchemy.engine import Connection
 
 from core.db.engine import reads
@@ -57,3 +57,14 @@ def remember(conn: Connection, tenant_id: str, key: str, body_digest: str, run_i
     conn.execute(api_idempotency.insert().values(tenant_id=tenant_id, key=key,
                                                  digest=body_digest, run_id=run_id,
                                                  created_at=now))
+
+
+def purge_idempotency(conn: Connection, tenant_id: str) -> dict[str, int]:
+    """Delete the tenant's stored keys, in a tenant purge's transaction.
+
+    A key is the tenant's own words (an order number, say), so it goes with the
+    tenant's other content; the table is the API's, so the purge reaches it through
+    its ``also`` list rather than from the core.
+    """
+    gone = conn.execute(delete(api_idempotency).where(api_idempotency.c.tenant_id == tenant_id))
+    return {"api_idempotency": gone.rowcount}
