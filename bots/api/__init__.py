@@ -21,7 +21,7 @@ BURST = 40
 
 def api_app(limit: RateLimit | None = None) -> web.Application:
     """The ``/v1`` sub-application."""
-    from bots.api import runs, stream
+    from bots.api import runs, standing, stream
 
     app = web.Application(middlewares=[problems])
     app[LIMIT] = limit or RateLimit(RATE_PER_S, BURST)
@@ -29,6 +29,9 @@ def api_app(limit: RateLimit | None = None) -> web.Application:
     app.router.add_get("/runs/{run_id}", runs.read_run)
     app.router.add_post("/runs/{run_id}/resume", runs.resume_run)
     app.router.add_get("/runs/{run_id}/events", stream.run_events)
+    app.router.add_get("/budget", standing.read_budget)
+    app.router.add_get("/audit/checkpoint", standing.read_checkpoint)
+    app.router.add_get("/audit/proof", standing.read_proof)
     return app
 
 

@@ -52,6 +52,74 @@ class RunView(BaseModel):
     created_at: str
 
 
+class Figure(BaseModel):
+    """One figure of the month: what was charged (open reservations included) against
+    the plan's allowance."""
+
+    used: int
+    allowance: int
+
+
+class RecentRunView(BaseModel):
+    """One of the key principal's newest runs."""
+
+    id: str
+    status: str
+    cost_microcents: int
+    created_at: str
+
+
+class PrincipalUsage(BaseModel):
+    """The key principal's share of the month, and its newest runs (newest first)."""
+
+    principal_id: str
+    runs: int
+    tokens: int
+    cost_microcents: int
+    tool_calls: int
+    recent: list[RecentRunView]
+
+
+class BudgetView(BaseModel):
+    """``GET /v1/budget``: the tenant's month against its plan, and the key's share."""
+
+    tenant_id: str
+    plan_id: str
+    period: str
+    time_zone: str
+    suspended: bool
+    tokens: Figure
+    cost_microcents: Figure
+    tool_calls: Figure
+    principal: PrincipalUsage
+
+
+class CheckpointView(BaseModel):
+    """``GET /v1/audit/checkpoint``: the newest signed head of the tenant's audit log."""
+
+    size: int
+    root: str
+    note: str
+    created_at: str
+
+
+class ProofView(BaseModel):
+    """``GET /v1/audit/proof``: an RFC 6962 proof that event ``seq`` is in the tree.
+
+    ``checkpoint`` is the signed note of that tree, or ``null`` when the proof is
+    against the current, not yet signed head.
+    """
+
+    seq: int
+    event: str
+    leaf_hash: str
+    index: int
+    tree_size: int
+    root: str
+    proof: list[str]
+    checkpoint: str | None
+
+
 class ProblemBody(BaseModel):
     """Every error (RFC 9457)."""
 
