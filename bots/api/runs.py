@@ -30,7 +30,7 @@ from core.api_keys import ApiKey
 from core.builder import RunGrant
 from core.errors import Conflict, NotFound, RunRefused
 from core.logs import log
-from core.runs import RunRecord, create_run, get_run
+from core.runs import RunRecord, create_run, get_run, session_correlation
 
 SESSION_HEADER = "X-Tenantry-Session"
 _TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -103,7 +103,8 @@ async def start_run(request: web.Request) -> web.Response:
     try:
         grant = await runtime.agent.open(
             tenant_id=key.tenant_id, principal_id=key.principal_id, principal_kind="service",
-            initiator="user", correlation_id=None if session is None else f"session:{session}")
+            initiator="user",
+            correlation_id=None if session is None else session_correlation(session))
     except RunRefused as refused:  # audited by the agent service
         raise problem(403, "Run Refused", f"the run was refused: {refused}") from None
     model = runtime.models.check(runtime.settings.model)
