@@ -21,7 +21,7 @@ BURST = 40
 
 def api_app(limit: RateLimit | None = None) -> web.Application:
     """The ``/v1`` sub-application."""
-    from bots.api import runs, standing, stream
+    from bots.api import memory, runs, standing, stream
 
     app = web.Application(middlewares=[problems])
     app[LIMIT] = limit or RateLimit(RATE_PER_S, BURST)
@@ -32,6 +32,9 @@ def api_app(limit: RateLimit | None = None) -> web.Application:
     app.router.add_get("/budget", standing.read_budget)
     app.router.add_get("/audit/checkpoint", standing.read_checkpoint)
     app.router.add_get("/audit/proof", standing.read_proof)
+    app.router.add_post("/memory", memory.add_document)
+    app.router.add_post("/memory/search", memory.search_memory)
+    app.router.add_delete("/memory/{source}", memory.delete_document)
     return app
 
 

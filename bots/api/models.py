@@ -127,3 +127,40 @@ class ProblemBody(BaseModel):
     title: str
     status: int
     detail: str
+
+
+class DocumentRequest(_Body):
+    """``POST /v1/memory``: one document; its ``source`` name replaces any earlier one's."""
+
+    source: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f/]+$")
+    text: str = Field(min_length=1)
+
+
+class DocumentStored(BaseModel):
+    """How many chunks the document was stored as."""
+
+    source: str
+    chunks: int
+
+
+class SearchRequest(_Body):
+    """``POST /v1/memory/search``: in the body, so a query never lands in an access log."""
+
+    query: str = Field(min_length=1, max_length=2_000)
+    top: int = Field(default=5, ge=1, le=20)
+
+
+class MatchView(BaseModel):
+    """One chunk of the tenant's memory that matches, with its score."""
+
+    source: str
+    chunk: int
+    score: float
+    text: str
+
+
+class DocumentDeleted(BaseModel):
+    """How many chunks of the document were deleted."""
+
+    source: str
+    chunks: int
