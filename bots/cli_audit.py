@@ -8,8 +8,10 @@ needs no database, only the file (and, ideally, the published verifier key).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +26,7 @@ from core.audit.verify import VerifyReport
 from core.db.engine import Database
 from core.errors import NotFound, TenantryError
 from core.merkle import ProofError
+from core.runs import session_runs
 
 T = TypeVar("T")
 
@@ -275,6 +278,52 @@ async def audit_checkpoint(tenant_id: str) -> None:
     async def go(log: AuditLog) -> None:
         stored = await log.sign_checkpoint(tenant_id)
         click.echo(stored.note, nl=False)
+
+    await with_log(go)
+
+
+_SESSION = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+SESSION_SHAPE = ('[{"run_id": str, "initiator": str, "principal_id": str, "status": str, '
+                 '"created_at": ISO 8601}], oldest first')
+
+
+def _session_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not _SESSION.match(value):
+        raise click.BadParameter("a session id is 1-100 letters, digits or . _ : -")
+    return value
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive UTC times."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@audit.command("session")
+@click.option("--tenant", "tenant_id", required=True, help="Whose runs.")
+@click.argument("session", callback=_session_id)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option(SESSION_SHAPE)
+@run_async
+async def audit_session(tenant_id: str, session: str, limit: int, as_json: bool) -> None:
+    """List the runs of one session (``X-Tenantry-Session``) across transports.
+
+    A session is stitched here, from the tenant's own runs only: the same session id
+    in another tenant is another session.
+
+    Example: tenantry audit session --tenant acme checkout-7 --json
+    """
+    async def go(log: AuditLog) -> None:
+        found = await log.db.run(session_runs, tenant_id, session, limit)
+        if as_json:
+            echo_json([{"run_id": run.id, "initiator": run.initiator,
+                        "principal_id": run.principal_id, "status": run.status,
+                        "created_at": _utc(run.created_at)} for run in found])
+            return
+        if not found:
+            click.echo(f"no runs of session {session} in tenant {tenant_id}", err=True)
+        for run in found:
+            click.echo(f"{run.id}\t{run.initiator}\t{run.principal_id}\t{run.status}\t"
+                       f"{_utc(run.created_at).isoformat()}")
 
     await with_log(go)
 

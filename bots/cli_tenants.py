@@ -37,13 +37,15 @@ def tenant_json(tenant: Tenant) -> dict[str, Any]:
 
 async def purge_everywhere(rt: Runtime, tenant_id: str, by: str) -> dict[str, int]:
     """Purge a tenant from the core and from every transport, in one transaction."""
+    from bots.api.idempotency import purge_idempotency
     from bots.slack.records import purge_tenant as purge_slack_records
     from core.purge import purge_tenant
     from installs.purge import purge_workspaces
     from installs.teams_links import purge_teams
 
     return await purge_tenant(rt.db, rt.audit, rt.vector_admin, tenant_id, operator=by,
-                              also=(purge_workspaces, purge_slack_records, purge_teams))
+                              also=(purge_workspaces, purge_slack_records, purge_teams,
+                                    purge_idempotency))
 
 
 def admin_of(rt: Runtime) -> Admin:

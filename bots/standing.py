@@ -197,12 +197,23 @@ async def _admin(runtime: Runtime, tenant_id: str, period: str) -> AdminStanding
     )
 
 
+async def principal_share(runtime: Runtime, *, tenant_id: str, principal_id: str,
+                          period: str) -> Share:
+    """One principal's share of the tenant's month (zeros if it spent nothing).
+
+    Read by the same query as the admin's list of shares, so the two never disagree.
+    """
+    found = await runtime.db.run(_by_principal, tenant_id, period, principal_id)
+    return found[0] if found else Share(principal_id, 0, 0, 0, 0)
+
+
 @reads
-def _by_principal(conn: Connection, tenant_id: str, period: str) -> list[Share]:
+def _by_principal(conn: Connection, tenant_id: str, period: str,
+                  principal_id: str | None = None) -> list[Share]:
     """Each principal's share of the month, one more than is shown to tell if there are more.
 
     An open reservation counts at its reserved amount, as the month does, so the
-    shares add up to the tenant's figures.
+    shares add up to the tenant's figures. With ``principal_id``, that one's only.
     """
     led = usage_ledger.c
     held = led.status == "reserved"
@@ -214,7 +225,8 @@ def _by_principal(conn: Connection, tenant_id: str, period: str) -> list[Share]:
                func.sum(case((held, led.reserved_tool_calls), else_=led.tool_calls)))
         .select_from(usage_ledger.join(
             runs, and_(runs.c.id == led.run_id, runs.c.tenant_id == led.tenant_id)))
-        .where(led.tenant_id == tenant_id, led.period == period)
+        .where(led.tenant_id == tenant_id, led.period == period,
+               *(() if principal_id is None else (runs.c.principal_id == principal_id,)))
         .group_by(runs.c.principal_id)
         .order_by(cost.desc(), runs.c.principal_id)
         .limit(TOP_PRINCIPALS + 1)

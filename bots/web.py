@@ -177,14 +177,17 @@ async def in_process_clock(runtime: Runtime, executor: Executor, server: ServerS
 
 def transports(server: ServerSettings, slack_settings: SlackSettings,
                teams_settings: TeamsSettings, app: web.Application) -> list[Mount]:
-    """Add the routes of every configured transport; return their startup halves.
+    """Add the routes of every configured transport, and the HTTP API's (always on);
+    return their startup halves.
 
     Raises:
         ConfigurationError: a transport is half configured (names what is missing).
     """
+    from bots import api
     from bots.slack import app as slack
     from bots.teams import app as teams
 
+    api.add_routes(app)
     mounts: list[Mount] = []
     if slack_settings.enabled():
         slack.add_routes(app)

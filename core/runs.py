@@ -153,6 +153,25 @@ def recent_runs(conn: Connection, tenant_id: str, limit: int = 20,
     return [_record(row) for row in conn.execute(query.order_by(runs.c.id.desc()).limit(limit))]
 
 
+SESSION_PREFIX = "session:"
+"""A session id (``X-Tenantry-Session``) is stored as the correlation id with this prefix,
+so it cannot be confused with a chat thread's correlation."""
+
+
+def session_correlation(session: str) -> str:
+    """The correlation id runs of ``session`` are recorded with."""
+    return SESSION_PREFIX + session
+
+
+@reads
+def session_runs(conn: Connection, tenant_id: str, session: str,
+                 limit: int = 100) -> list[RunRecord]:
+    """The tenant's runs of one session, oldest first; a session id never crosses tenants."""
+    query = select(runs).where(runs.c.tenant_id == tenant_id,
+                               runs.c.correlation_id == session_correlation(session))
+    return [_record(row) for row in conn.execute(query.order_by(runs.c.id).limit(limit))]
+
+
 @reads
 def unfinished_runs(conn: Connection, tenant_id: str | None = None) -> list[RunRecord]:
     """Runs left ``queued`` or ``running`` that nobody holds a lease on: a crash or a

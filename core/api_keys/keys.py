@@ -32,12 +32,15 @@ class KeyRefused(TenantryError):
     """A presented key does not authorise anything; ``reason`` says why.
 
     ``malformed``, ``unknown``, ``revoked``, ``expired`` are the caller's to fix
-    (401); ``tenant_suspended`` is the key's tenant's state (403).
+    (401); ``tenant_suspended`` is the key's tenant's state (403). ``key`` is the
+    stored key when one was found (revoked, expired, suspended), so its use can be
+    audited in its tenant's log.
     """
 
-    def __init__(self, reason: Refusal) -> None:
+    def __init__(self, reason: Refusal, key: ApiKey | None = None) -> None:
         super().__init__(f"API key refused: {reason.replace('_', ' ')}")
         self.reason: Refusal = reason
+        self.key = key
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +150,11 @@ def verify(conn: Connection, presented: str, *, now: datetime) -> ApiKey:
         raise KeyRefused("unknown")
     key = ApiKey.of(row)
     if key.revoked_at is not None:
-        raise KeyRefused("revoked")
+        raise KeyRefused("revoked", key)
     if key.expires_at is not None and key.expires_at <= now:
-        raise KeyRefused("expired")
+        raise KeyRefused("expired", key)
     if get_tenant(conn, key.tenant_id).status != "active":
-        raise KeyRefused("tenant_suspended")
+        raise KeyRefused("tenant_suspended", key)
     if key.last_used_at is None or now - key.last_used_at >= TOUCH_EVERY:
         conn.execute(update(api_keys).where(api_keys.c.id == key.id)
                      .values(last_used_at=now))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,14 @@ from core.audit.events import RUN_STARTED, TOOL_INVOKED, canonical_bytes
 from core.audit.keys import load_keys
 from core.audit.log import AuditLog
 from core.audit.store import encode_range
+from core.context import AuditInfo, Initiator, new_run_id
 from core.db.engine import Database
 from core.merkle import CompactRange, leaf_hash, verify_consistency
+from core.runs import create_run
 from core.settings import Settings
+from tests.core.test_context import context
 from tests.support.databases import execute
+from tests.support.tenancy import plan, tenant_on
 
 
 def invoke(settings: Settings, *args: str) -> Result:
@@ -290,3 +295,51 @@ def test_keys_rotate_keeps_old_checkpoints_verifying(filled: Settings) -> None:
     assert after[0].startswith("tenantry.local/tenants/acme+"), "named for the log's origin"
     verified = invoke(filled, "verify", "--tenant", "acme")
     assert verified.exit_code == 0 and "2 signed checkpoints hold" in verified.output
+
+
+async def _sessions(settings: Settings) -> list[str]:
+    """Runs of session ``checkout-7`` in acme (two transports) and globex, and one
+    unrelated acme run; the acme session's run ids, oldest first."""
+    db = Database(settings.database_url)
+    made = []
+    try:
+        for tenant_id in ("acme", "globex"):
+            await tenant_on(db, tenant_id, plan())
+        sessions: tuple[tuple[str, str, Initiator, str], ...] = (
+                ("acme", "svc:backend", "user", "session:checkout-7"),
+                ("globex", "svc:backend", "user", "session:checkout-7"),
+                ("acme", "slack:T1:U1", "user", "slack:T1:C1:1700000000.0001"),
+                ("acme", "svc:nightly", "cron", "session:checkout-7"))
+        for tenant_id, principal, initiator, correlation in sessions:
+            ctx = context(tenant_id=tenant_id, principal_id=principal, audit=AuditInfo(
+                run_id=new_run_id(), initiated_at=datetime.now(UTC), initiator=initiator,
+                correlation_id=correlation))
+            await db.run(create_run, ctx, prompt="hello", model="sandbox", status="queued")
+            if tenant_id == "acme" and correlation.startswith("session:"):
+                made.append(ctx.run_id)
+    finally:
+        await db.dispose()
+    return made
+
+
+def test_session_lists_that_tenants_runs_of_the_session_only(settings: Settings) -> None:
+    made = asyncio.run(_sessions(settings))
+
+    listed = invoke(settings, "session", "--tenant", "acme", "checkout-7", "--json")
+    text_lines = invoke(settings, "session", "--tenant", "acme", "checkout-7")
+    other = invoke(settings, "session", "--tenant", "globex", "checkout-7", "--json")
+    none = invoke(settings, "session", "--tenant", "acme", "checkout-8")
+    bad = invoke(settings, "session", "--tenant", "acme", "no spaces")
+
+    assert listed.exit_code == 0, listed.output
+    runs = json.loads(listed.stdout)
+    assert [(r["run_id"], r["initiator"], r["principal_id"], r["status"]) for r in runs] == [
+        (made[0], "user", "svc:backend", "queued"), (made[1], "cron", "svc:nightly", "queued")]
+    assert all(datetime.fromisoformat(r["created_at"]).tzinfo is not None for r in runs)
+    assert [line.split("\t")[:4] for line in text_lines.stdout.splitlines()] == [
+        [made[0], "user", "svc:backend", "queued"], [made[1], "cron", "svc:nightly", "queued"]]
+    assert other.exit_code == 0 and len(json.loads(other.stdout)) == 1
+    assert json.loads(other.stdout)[0]["run_id"] not in made
+    assert none.exit_code == 0 and none.stdout == ""
+    assert "no runs of session checkout-8 in tenant acme" in none.stderr
+    assert bad.exit_code == 2 and "a session id is 1-100 letters" in bad.output

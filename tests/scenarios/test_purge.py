@@ -19,7 +19,9 @@ from installs.teams_conversations import (
 )
 from installs.teams_links import issue_link_code, redeem_link_code, teams_tenants
 from standins.slack.api import SlackUser
+from tests.scenarios.api_client import call, issue_key
 from tests.scenarios.harness import Scenario, runs_of, thread
+from tests.scenarios.test_api_runs import finished
 
 ADA = SlackUser("U1ADA")
 GIL = SlackUser("U2GIL")
@@ -76,19 +78,28 @@ async def test_after_a_purge_no_prompt_answer_document_or_token_remains(
         assert thread(scenario.slack, workspace.channel, mention)
         await link_teams(scenario, tenant_id)
     [run] = await runs_of(scenario, "acme")
+    for tenant_id in ("acme", "globex"):
+        key = await issue_key(scenario, tenant_id)
+        accepted = await call(scenario, "POST", "/v1/runs", key, json={"prompt": "hello"},
+                              headers={"Idempotency-Key": f"order-{tenant_id}-9931"})
+        await finished(scenario, key, accepted.body["id"])
     before = await scenario.db.run(dump)
     assert prompt("acme") in before and "acme ZEBRA-7781" in before, "the dump sees content"
     assert before.count("ACME-ELEPHANT-42") > 1, "the tool's arguments and results too"
     assert run.answer and run.answer in before
+    assert "order-acme-9931" in before, "an Idempotency-Key is the tenant's own words"
 
     counts = await purge_everywhere(scenario.runtime, "acme", "cli:ops")
 
     after = await scenario.db.run(dump)
-    for content in ("ACME-ELEPHANT-42", "acme ZEBRA-7781", run.answer, "xoxb-t1"):
+    for content in ("ACME-ELEPHANT-42", "acme ZEBRA-7781", run.answer, "xoxb-t1",
+                    "order-acme-9931"):
         assert content not in after, content
     assert "GLOBEX-ELEPHANT-42" in after and "globex ZEBRA-7781" in after, "others keep theirs"
+    assert "order-globex-9931" in after
     assert counts["slack_workspaces"] == 1 and counts["slack_messages"] == 1
-    assert counts["credentials"] == 1 and counts["runs"] == 1
+    assert counts["credentials"] == 1 and counts["runs"] == 2
+    assert counts["api_keys"] == 1 and counts["api_idempotency"] == 1
     assert (counts["teams_tenants"], counts["teams_conversations"], counts["teams_activities"],
             counts["teams_link_codes"], counts["install_links"]) == (1, 1, 1, 2, 0)
 
