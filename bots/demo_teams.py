@@ -250,21 +250,24 @@ async def _one_log_one_ledger(s: Scenario, t: Transcript) -> None:
     """Acme's runs from every transport: one audit log, one month of usage."""
     rt = s.runtime
     runs = await runs_of(s, "acme")
-    by: dict[str, list[int]] = {name: [0, 0, 0] for name in TRANSPORTS}  # runs, tokens, cost
+    # runs, tokens, cost, tool calls
+    by: dict[str, list[int]] = {name: [0, 0, 0, 0] for name in TRANSPORTS}
     for run in runs:
         usage = await rt.db.run(summary, "acme", run.id)
-        totals = by.setdefault(transport(run.principal_id), [0, 0, 0])
+        totals = by.setdefault(transport(run.principal_id), [0, 0, 0, 0])
         totals[0] += 1
         totals[1] += usage.tokens + usage.retried_tokens
         totals[2] += usage.cost_microcents + usage.retried_cost_microcents
+        totals[3] += usage.tool_calls + usage.retried_tool_calls
     started = {e.run_id for e in await rt.audit.recent("acme", 500, events=[events.RUN_STARTED])}
     checkpoint = await rt.audit.sign_checkpoint("acme")
     report = await rt.audit.verify("acme")
     tenant = await rt.db.run(get_tenant, "acme")
     tokens, cost, calls = await rt.db.run(used, "acme", billing_period(tenant))
-    for name, (count, spent, paid) in by.items():
+    for name, (count, spent, paid, called) in by.items():
         t.say("acme", f"{TRANSPORTS.get(name, name)}: {wording.count(count, 'run')}, "
-                      f"{spent} tokens, {format_microcents(paid)}")
+                      f"{spent} tokens, {format_microcents(paid)}, "
+                      f"{wording.count(called, 'tool call')}")
     t.say("acme", f"one audit log: {checkpoint.size} events, signed checkpoint verified: "
                   f"{report.ok}; one month to date: {tokens} tokens, "
                   f"{format_microcents(cost)}, {calls} tool calls")
@@ -272,7 +275,7 @@ async def _one_log_one_ledger(s: Scenario, t: Transcript) -> None:
             report.ok and all(by[name][0] > 0 for name in TRANSPORTS)
             and {r.id for r in runs} <= started)
     t.check("acme's one monthly ledger holds exactly its Slack, Teams, API and MCP runs",
-            (tokens, cost) == (sum(v[1] for v in by.values()), sum(v[2] for v in by.values())))
+            (tokens, cost, calls) == tuple(sum(v[i] for v in by.values()) for i in (1, 2, 3)))
     t.check("globex's audit log verifies", (await rt.audit.verify("globex")).ok)
     posts = s.teams.connector.calls()
     t.check("every call to the Bot Connector carried the bot's own token",
