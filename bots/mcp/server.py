@@ -25,7 +25,7 @@ from bots.runtime import Runtime
 from core.allocation import offered
 from core.builder import RunGrant
 from core.errors import TenantryError
-from core.runs import SESSION_HEADER, SESSION_RULE, is_session_id, session_correlation
+from core.runs import SESSION_HEADER, is_session_id, session_correlation
 from core.toolset import build_toolset
 
 ASK = "ask"
@@ -65,7 +65,7 @@ def create_server(runtime: Runtime) -> Server[Any, Request]:
     async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
         session = request().headers.get(SESSION_HEADER)
         if session is not None and not is_session_id(session):
-            return wording.refused(f"{SESSION_HEADER} must be {SESSION_RULE}")
+            return wording.bad_session()
         try:
             run = await grant(None if session is None else session_correlation(session))
             if name == ASK:
