@@ -4,7 +4,9 @@ A local token issuer (a generated RSA key, its JWKS on loopback) signs the chann
 tokens, and a local Bot Connector records what the bot would post. Two Entra tenants
 are onboarded as a customer would: the app is installed, the bot says the organisation
 is pending, and an admin sends the operator's link code in a 1:1 chat. Acme is on
-Slack too: its runs from both transports land in one audit log and one monthly ledger.
+Slack too, and its backend and MCP client reach it over the API and MCP
+(``bots.demo_clients``): its runs from all four land in one audit log and one monthly
+ledger.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 from bots import wording
 from bots.demo import DOCUMENTS, PLANS, Transcript, clip
+from bots.demo_clients import api_and_mcp, transport
+from bots.mcp.settings import McpSettings
 from bots.teams import render
 from core.audit import events
 from core.authz import grant as grant_role
@@ -47,6 +51,7 @@ BOB = TeamsUser("Bob")  # a globex member
 MALLORY = TeamsUser("Mallory")
 ALICE = SlackUser("U0ALICE", name="alice", is_admin=True)
 
+TRANSPORTS = {"slack": "Slack", "teams": "Teams", "api": "API", "mcp": "MCP"}
 SURFACES = {"personal": "1:1 chat", "groupChat": "group chat", "channel": "channel thread"}
 _WHEN = re.compile(r"\{\{DATE\((\d{4}-\d\d-\d\d)T(\d\d:\d\d)[^)]*\)\}\} \{\{TIME\([^)]*\)\}\}")
 
@@ -242,32 +247,35 @@ async def _foreign_token(s: Scenario, t: Transcript) -> None:
 
 
 async def _one_log_one_ledger(s: Scenario, t: Transcript) -> None:
-    """Acme's runs from both transports: one audit log, one month of usage."""
+    """Acme's runs from every transport: one audit log, one month of usage."""
     rt = s.runtime
     runs = await runs_of(s, "acme")
-    by: dict[str, list[int]] = {"slack": [0, 0, 0], "teams": [0, 0, 0]}  # runs, tokens, cost
+    # runs, tokens, cost, tool calls
+    by: dict[str, list[int]] = {name: [0, 0, 0, 0] for name in TRANSPORTS}
     for run in runs:
         usage = await rt.db.run(summary, "acme", run.id)
-        totals = by.setdefault(run.principal_id.split(":", 1)[0], [0, 0, 0])
+        totals = by.setdefault(transport(run.principal_id), [0, 0, 0, 0])
         totals[0] += 1
         totals[1] += usage.tokens + usage.retried_tokens
         totals[2] += usage.cost_microcents + usage.retried_cost_microcents
+        totals[3] += usage.tool_calls + usage.retried_tool_calls
     started = {e.run_id for e in await rt.audit.recent("acme", 500, events=[events.RUN_STARTED])}
     checkpoint = await rt.audit.sign_checkpoint("acme")
     report = await rt.audit.verify("acme")
     tenant = await rt.db.run(get_tenant, "acme")
     tokens, cost, calls = await rt.db.run(used, "acme", billing_period(tenant))
-    for transport, (count, spent, paid) in by.items():
-        t.say("acme", f"{transport.title()}: {wording.count(count, 'run')}, {spent} tokens, "
-                      f"{format_microcents(paid)}")
+    for name, (count, spent, paid, called) in by.items():
+        t.say("acme", f"{TRANSPORTS.get(name, name)}: {wording.count(count, 'run')}, "
+                      f"{spent} tokens, {format_microcents(paid)}, "
+                      f"{wording.count(called, 'tool call')}")
     t.say("acme", f"one audit log: {checkpoint.size} events, signed checkpoint verified: "
                   f"{report.ok}; one month to date: {tokens} tokens, "
                   f"{format_microcents(cost)}, {calls} tool calls")
-    t.check("acme's Slack and Teams runs are in one audit log, which verifies",
-            report.ok and by["slack"][0] > 0 and by["teams"][0] > 0
+    t.check("acme's Slack, Teams, API and MCP runs are in one audit log, which verifies",
+            report.ok and all(by[name][0] > 0 for name in TRANSPORTS)
             and {r.id for r in runs} <= started)
-    t.check("acme's one monthly ledger holds exactly its Slack and Teams runs",
-            (tokens, cost) == (sum(v[1] for v in by.values()), sum(v[2] for v in by.values())))
+    t.check("acme's one monthly ledger holds exactly its Slack, Teams, API and MCP runs",
+            (tokens, cost, calls) == tuple(sum(v[i] for v in by.values()) for i in (1, 2, 3)))
     t.check("globex's audit log verifies", (await rt.audit.verify("globex")).ok)
     posts = s.teams.connector.calls()
     t.check("every call to the Bot Connector carried the bot's own token",
@@ -291,6 +299,7 @@ async def _teams_demo(s: Scenario, t: Transcript) -> None:
     await _globex_halts_and_resumes(s, t)
     await _budget_card(s, t, f"slack:{slack.team_id}:{ALICE.id}")
     await _foreign_token(s, t)
+    await api_and_mcp(s, t)
     await _one_log_one_ledger(s, t)
 
 
@@ -299,6 +308,6 @@ async def run_teams_demo(root: Path) -> Transcript:
     settings = Settings(database_url=f"sqlite:///{root / 'teams-demo.db'}",
                         data_dir=root / "teams-data", model="sandbox", embedder="hashing")
     t = Transcript()
-    async with open_scenario(settings, teams=True) as s:
+    async with open_scenario(settings, teams=True, mcp=McpSettings(port=0)) as s:
         await _teams_demo(s, t)
     return t

@@ -9,6 +9,7 @@ transaction (``Database.run``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -156,6 +157,18 @@ def recent_runs(conn: Connection, tenant_id: str, limit: int = 20,
 SESSION_PREFIX = "session:"
 """A session id (``X-Tenantry-Session``) is stored as the correlation id with this prefix,
 so it cannot be confused with a chat thread's correlation."""
+
+
+SESSION_HEADER = "X-Tenantry-Session"
+"""The header an HTTP API or MCP request names its session in."""
+
+SESSION_RULE = "1-100 letters, digits or . _ : -"
+_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+def is_session_id(value: str) -> bool:
+    """Whether ``value`` may name a session: every transport takes the same ids."""
+    return _SESSION_ID.match(value) is not None
 
 
 def session_correlation(session: str) -> str:

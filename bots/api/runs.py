@@ -30,9 +30,16 @@ from core.api_keys import ApiKey
 from core.builder import RunGrant
 from core.errors import Conflict, NotFound, RunRefused
 from core.logs import log
-from core.runs import RunRecord, create_run, get_run, session_correlation
+from core.runs import (
+    SESSION_HEADER,
+    SESSION_RULE,
+    RunRecord,
+    create_run,
+    get_run,
+    is_session_id,
+    session_correlation,
+)
 
-SESSION_HEADER = "X-Tenantry-Session"
 _TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 
@@ -92,7 +99,9 @@ async def start_run(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     key = await authenticate(request, runtime)
     idempotency_key = _header_token(request, "Idempotency-Key")
-    session = _header_token(request, SESSION_HEADER)
+    session = request.headers.get(SESSION_HEADER)
+    if session is not None and not is_session_id(session):
+        raise problem(400, "Bad Request", f"{SESSION_HEADER} must be {SESSION_RULE}")
     body = await read_body(request)
     asked = parse(RunRequest, body)
     sent = digest(body)

@@ -4,8 +4,10 @@
 bindings a run under it would be offered (``core.allocation.offered``): unlicensed or
 forbidden capabilities are never listed. ``tools/call`` of a capability is a one-step
 run (``AgentService.call_tool``); ``ask`` is a full run, with progress notifications
-as its tools are called. Tool names are the capability names (``budget.status``):
-MCP allows dots in tool names.
+as its tools are called. Both record an ``X-Tenantry-Session`` header as the run's
+correlation id, exactly as ``POST /v1/runs`` does, so ``tenantry audit session`` lists
+a session's runs over every transport together. Tool names are the capability names
+(``budget.status``): MCP allows dots in tool names.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bots.runtime import Runtime
 from core.allocation import offered
 from core.builder import RunGrant
 from core.errors import TenantryError
+from core.runs import SESSION_HEADER, is_session_id, session_correlation
 from core.toolset import build_toolset
 
 ASK = "ask"
@@ -39,13 +42,16 @@ def create_server(runtime: Runtime) -> Server[Any, Request]:
     """The low-level MCP server answering for ``runtime``'s tenants."""
     server: Server[Any, Request] = Server("tenantry")
 
-    async def grant() -> RunGrant:
-        request = server.request_context.request
-        assert request is not None and isinstance(request.user, AuthenticatedUser)
-        caller = Caller.of(request.user.access_token)
+    def request() -> Request:
+        found = server.request_context.request
+        assert found is not None and isinstance(found.user, AuthenticatedUser)
+        return found
+
+    async def grant(correlation_id: str | None = None) -> RunGrant:
+        caller = Caller.of(request().user.access_token)
         return await runtime.agent.open(
             tenant_id=caller.tenant_id, principal_id=caller.principal_id,
-            principal_kind="service", initiator="user")
+            principal_kind="service", initiator="user", correlation_id=correlation_id)
 
     @server.list_tools()  # type: ignore[no-untyped-call,untyped-decorator]
     async def list_tools() -> list[types.Tool]:
@@ -57,8 +63,11 @@ def create_server(runtime: Runtime) -> Server[Any, Request]:
 
     @server.call_tool(validate_input=False)  # type: ignore[untyped-decorator]
     async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        session = request().headers.get(SESSION_HEADER)
+        if session is not None and not is_session_id(session):
+            return wording.bad_session()
         try:
-            run = await grant()
+            run = await grant(None if session is None else session_correlation(session))
             if name == ASK:
                 return await ask(server, runtime, run, arguments)
             return wording.tool_result(await runtime.agent.call_tool(run, name, arguments))

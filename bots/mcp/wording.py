@@ -8,6 +8,7 @@ from mcp import types
 from pydantic_core import to_json
 
 from core.agent import RunOutcome
+from core.runs import SESSION_HEADER, SESSION_RULE
 
 
 def _text(text: str, *, error: bool = False,
@@ -19,6 +20,11 @@ def _text(text: str, *, error: bool = False,
 def refused(message: str) -> types.CallToolResult:
     """A call that never ran: its run was refused, or its tool is not the caller's."""
     return _text(f"refused: {message}", error=True)
+
+
+def bad_session() -> types.CallToolResult:
+    """A call naming a session id no transport takes: nothing ran."""
+    return refused(f"{SESSION_HEADER} must be {SESSION_RULE}")
 
 
 def tool_result(outcome: RunOutcome) -> types.CallToolResult:

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from bots.executor import Executor
+from bots.mcp.settings import McpSettings
 from bots.runtime import Runtime
 from bots.serving import Runner
 from bots.settings import ServerSettings
@@ -176,6 +177,7 @@ async def _teams_side(teams: TeamsSide | bool) -> AsyncIterator[TeamsSide | None
 async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *,
                         server: ServerSettings | None = None,
                         teams: TeamsSide | bool = False,
+                        mcp: McpSettings | None = None,
                         first_serial: int = 1) -> AsyncIterator[Scenario]:
     """Run the app against a (fresh, or the given unstarted) stand-in for one scenario.
 
@@ -186,7 +188,9 @@ async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *
     new ones, or those of a ``TeamsSide`` that outlives the app (a restart).
     ``first_serial`` starts the numbering of event and trigger ids: a driver that
     outlives one process (the playground, on a database it keeps) starts it where no
-    earlier process counted, or the app drops its events as Slack's retries.
+    earlier process counted, or the app drops its events as Slack's retries. ``mcp``
+    says where the MCP server listens (``Scenario.app[MCP].url``), if not where the
+    environment says.
     """
     async with (slack or SlackStandIn(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                                       app_id=APP_ID)) as standin, _teams_side(teams) as side:
@@ -200,7 +204,8 @@ async def open_scenario(settings: Settings, slack: SlackStandIn | None = None, *
         runs_in = server.runs_in if "runs_in" in server.model_fields_set else "process"
         server = server.model_copy(update={"public_url": PUBLIC_URL, "runs_in": runs_in})
         off = TeamsSettings(app_id=None, app_password=None, app_tenant_id=None)
-        app = create_app(settings, server, app_settings, side.settings if side else off)
+        app = create_app(settings, server, app_settings, side.settings if side else off,
+                         mcp=mcp)
         runner = Runner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         try:

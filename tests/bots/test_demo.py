@@ -51,6 +51,12 @@ async def test_the_demo_through_teams_passes_every_check(tmp_path: Path) -> None
     assert [name for name, ok in transcript.checks if not ok] == []
     assert any("(streamed)" in line for line in transcript.lines["acme"])
     assert any("[Resume]" in line for line in transcript.lines["globex"])
+    acme = transcript.lines["acme"]
+    assert {"API: 1 run", "MCP: 1 run"} <= {line.split(",")[0] for line in acme}
+    answered = [m[1] for line in acme if line.startswith("  -> ")
+                for m in RUN_ID.finditer(line)]
+    assert len(answered) == 2 and all(len(run_id) == 36 for run_id in answered), (
+        "the API's and the MCP client's runs, their ids whole")
 
 
 def test_a_card_is_printed_as_its_text_facts_and_buttons() -> None:

@@ -2,37 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
+from click.testing import CliRunner
 from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 
+from bots import api
+from bots.cli_audit import audit
 from bots.mcp.settings import McpSettings
 from bots.settings import ServerSettings
 from bots.web import MCP, create_app
 from core.admin import Admin
-from core.audit.events import TOOL_REFUSED
+from core.audit.events import RUN_STARTED, TOOL_REFUSED
 from core.audit.log import recent_events
 from core.crypto import Keyring, generate_key
 from core.db.engine import Database
+from core.runs import recent_runs
 from core.settings import Settings
 from tests.support.auditing import audit_log
 from tests.support.tenancy import plan, tenant_on
 
 
 @pytest.fixture
-async def mcp_url(settings: Settings) -> AsyncIterator[str]:
+async def served(settings: Settings) -> AsyncIterator[TestServer]:
+    """The web app (the HTTP API) with its MCP server beside it."""
     app = create_app(settings, ServerSettings(), mounts=[], mcp=McpSettings(port=0))
+    api.add_routes(app)
     server = TestServer(app)
     await server.start_server()
     try:
-        yield app[MCP].url
+        yield server
     finally:
         await server.close()
+
+
+@pytest.fixture
+def mcp_url(served: TestServer) -> str:
+    return str(served.app[MCP].url)
 
 
 async def key(db: Database, tenant_id: str, role: str = "member") -> str:
@@ -41,9 +53,10 @@ async def key(db: Database, tenant_id: str, role: str = "member") -> str:
 
 
 async def session_call(url: str, secret: str, name: str | None = None,
-                       arguments: dict[str, object] | None = None
+                       arguments: dict[str, object] | None = None,
+                       headers: dict[str, str] | None = None
                        ) -> types.ListToolsResult | types.CallToolResult:
-    async with (bearer(secret) as http,
+    async with (bearer(secret, headers) as http,
                 streamable_http_client(url, http_client=http) as (read, write, _),
                 ClientSession(read, write) as session):
         await session.initialize()
@@ -52,9 +65,10 @@ async def session_call(url: str, secret: str, name: str | None = None,
         return await session.call_tool(name, arguments or {})
 
 
-def bearer(secret: str) -> httpx.AsyncClient:
-    """The HTTP client an MCP client configured with the key's header uses."""
-    return httpx.AsyncClient(headers={"Authorization": f"Bearer {secret}"},
+def bearer(secret: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """The HTTP client an MCP client configured with the key's header (and any other
+    headers, a session's) uses."""
+    return httpx.AsyncClient(headers={"Authorization": f"Bearer {secret}", **(headers or {})},
                              timeout=httpx.Timeout(30, read=60))
 
 
@@ -64,9 +78,9 @@ async def tool_names(url: str, secret: str) -> list[str]:
     return sorted(tool.name for tool in listed.tools)
 
 
-async def call(url: str, secret: str, name: str,
-               arguments: dict[str, object] | None = None) -> types.CallToolResult:
-    result = await session_call(url, secret, name, arguments)
+async def call(url: str, secret: str, name: str, arguments: dict[str, object] | None = None,
+               headers: dict[str, str] | None = None) -> types.CallToolResult:
+    result = await session_call(url, secret, name, arguments, headers)
     assert isinstance(result, types.CallToolResult)
     return result
 
@@ -164,3 +178,51 @@ async def test_a_revoked_key_is_refused_on_the_next_request(db: Database,
             "Accept": "application/json, text/event-stream"},
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
     assert response.status_code == 401
+
+
+async def api_run(served: TestServer, secret: str, headers: dict[str, str]) -> str:
+    """The id of a run started with ``POST /v1/runs`` (accepted: it may still be queued)."""
+    async with httpx.AsyncClient(base_url=str(served.make_url(""))) as client:
+        accepted = await client.post("/v1/runs", json={"prompt": "hello"}, headers={
+            "Authorization": f"Bearer {secret}", **headers})
+    assert accepted.status_code == 202, accepted.text
+    return str(accepted.json()["id"])
+
+
+async def test_a_session_header_stitches_mcp_and_api_runs_together(
+        db: Database, settings: Settings, served: TestServer, mcp_url: str) -> None:
+    await tenant_on(db, "acme", plan("basic", capabilities=frozenset({"budget.status"})))
+    secret = await key(db, "acme")
+    session = {"X-Tenantry-Session": "checkout-7"}
+
+    called = await call(mcp_url, secret, "budget.status", headers=session)
+    asked = await call(mcp_url, secret, "ask", {"prompt": "how much have we used?"},
+                       headers=session)
+    api_run_id = await api_run(served, secret, session)
+    await call(mcp_url, secret, "budget.status")  # no session: not one of its runs
+    listed = await asyncio.to_thread(
+        lambda: CliRunner().invoke(audit, ["session", "--tenant", "acme", "checkout-7",
+                                           "--json"], obj=settings))
+
+    assert not called.isError and not asked.isError
+    runs = await db.run(recent_runs, "acme")
+    in_session = {run.id for run in runs if run.correlation_id == "session:checkout-7"}
+    assert len(runs) == 4 and len(in_session) == 3 and api_run_id in in_session
+    # The MCP runs' own audit events carry the session.
+    started = {e.run_id: e.fields["correlation_id"]
+               for e in await db.run(recent_events, "acme", 50) if e.event == RUN_STARTED}
+    assert [started[run_id] for run_id in sorted(in_session - {api_run_id})] == [
+        "session:checkout-7"] * 2
+    assert listed.exit_code == 0, listed.output
+    assert {run["run_id"] for run in json.loads(listed.stdout)} == in_session
+
+
+async def test_a_malformed_session_header_is_refused_and_runs_nothing(
+        db: Database, mcp_url: str) -> None:
+    await tenant_on(db, "acme", plan("basic", capabilities=frozenset({"budget.status"})))
+    result = await call(mcp_url, await key(db, "acme"), "budget.status",
+                        headers={"X-Tenantry-Session": "no spaces"})
+    assert result.isError
+    assert text(result) == ("refused: X-Tenantry-Session must be "
+                            "1-100 letters, digits or . _ : -")
+    assert await db.run(recent_runs, "acme") == []
