@@ -8,7 +8,6 @@ needs no database, only the file (and, ideally, the published verifier key).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from core.audit.verify import VerifyReport
 from core.db.engine import Database
 from core.errors import NotFound, TenantryError
 from core.merkle import ProofError
-from core.runs import session_runs
+from core.runs import is_session_id, session_runs
 
 T = TypeVar("T")
 
@@ -282,13 +281,12 @@ async def audit_checkpoint(tenant_id: str) -> None:
     await with_log(go)
 
 
-_SESSION = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 SESSION_SHAPE = ('[{"run_id": str, "initiator": str, "principal_id": str, "status": str, '
                  '"created_at": ISO 8601}], oldest first')
 
 
 def _session_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    if not _SESSION.match(value):
+    if not is_session_id(value):
         raise click.BadParameter("a session id is 1-100 letters, digits or . _ : -")
     return value
 
