@@ -33,14 +33,15 @@ from core.logs import log
 from core.runs import RunRecord, create_run, get_run, session_correlation
 
 SESSION_HEADER = "X-Tenantry-Session"
-_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+"""What ``Idempotency-Key`` and ``X-Tenantry-Session`` may be."""
 
 
 def _header_token(request: web.Request, name: str) -> str | None:
     value = request.headers.get(name)
     if value is None:
         return None
-    if not _TOKEN.match(value):
+    if not TOKEN.match(value):
         raise problem(400, "Bad Request",
                       f"{name} must be 1-100 letters, digits or . _ : -")
     return value
@@ -125,7 +126,7 @@ async def start_run(request: web.Request) -> web.Response:
 
 async def own_run(runtime: Runtime, key: ApiKey, run_id: str) -> RunRecord:
     """The key's tenant's run ``run_id``; 404 for any other (another tenant's too)."""
-    if len(run_id) > 36:
+    if len(run_id) > 36 or "\x00" in run_id:  # never a run id; PostgreSQL refuses NUL
         raise problem(404, "Not Found", "no such run")
     try:
         return await runtime.db.run(get_run, key.tenant_id, run_id)
