@@ -69,6 +69,9 @@ class Route:
     public: bool = False
     media: str = "application/json"
     tags: tuple[str, ...] = field(default=())
+    links: tuple[tuple[str, str, str], ...] = ()
+    """``(operation, parameter, field)``: the success body's ``field`` is ``parameter`` of
+    that operation (OpenAPI links, which stateful clients and fuzzers follow)."""
 
 
 class _Schemas:
@@ -107,8 +110,12 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
 
 
 def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
-    success = {"description": HTTPStatus(route.status).phrase,
+    success: dict[str, Any] = {"description": HTTPStatus(route.status).phrase,
                "content": {route.media: {"schema": schemas.of(route.answer, "serialization")}}}
+    if route.links:
+        success["links"] = {operation: {"operationId": operation,
+                                        "parameters": {parameter: f"$response.body#/{name}"}}
+                            for operation, parameter, name in route.links}
     errors = set(route.errors) | (set() if route.public else set(AUTHENTICATED))
     if route.body is not None:
         errors |= {413, 422}
@@ -141,6 +148,11 @@ def document(routes: Sequence[Route]) -> dict[str, Any]:
     for route in routes:
         paths.setdefault("/v1" + route.path, {})[route.method.lower()] = _operation(
             route, schemas)
+    operations = {route.handler.__name__ for route in routes}
+    for route in routes:
+        for operation, _, _ in route.links:
+            if operation not in operations:
+                raise ValueError(f"{route.path} links to no operation {operation}")
     return {
         "openapi": "3.1.0",
         "info": {"title": "Tenantry API", "version": VERSION,

@@ -4,12 +4,20 @@ answers as it says (schemathesis, fuzzing each operation against the real app)."
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from jsonschema import Draft202012Validator
-from schemathesis import APIOperation, Case
+from schemathesis import (
+    APIOperation,
+    AuthContext,
+    Case,
+    CheckFunction,
+    GenerationMode,
+    Response,
+)
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
@@ -117,6 +125,54 @@ async def test_every_operation_answers_as_the_document_says(scenario: Scenario) 
     assert "POST /v1/runs 202" in seen
     assert "POST /v1/memory 201" in seen
     assert "GET /v1/budget 200" in seen
+
+
+def _walk(doc: dict[str, Any], url: str, keys: list[str]) -> list[str]:
+    """Sequences of calls that follow the document's links (a run's id into reading,
+    streaming and resuming it; a document's name into deleting it); what each answered."""
+    seen: list[str] = []
+    pool = itertools.cycle(keys)
+
+    schema = schemathesis.openapi.from_dict(doc)
+    # Valid calls only: a negative case drops the key, and then nothing links.
+    schema.config.generation.update(modes=[GenerationMode.POSITIVE])
+
+    @schema.auth(refresh_interval=None)
+    class Keys:
+        """A key in turn for each call, as the API's own clients present it."""
+
+        def get(self, case: Case[Any], ctx: AuthContext) -> str:
+            return next(pool)
+
+        def set(self, case: Case[Any], data: str, ctx: AuthContext) -> None:
+            case.headers["Authorization"] = f"Bearer {data}"
+
+    class Walk(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Case[Any]) -> dict[str, Any]:
+            return {"base_url": url, "timeout": 10}
+
+        def validate_response(self, response: Response, case: Case[Any],
+                              additional_checks: list[CheckFunction] | None = None,
+                              **kwargs: Any) -> None:
+            seen.append(f"{case.operation.label} {response.status_code}")
+            super().validate_response(response, case, additional_checks, **kwargs)
+
+    Walk.run(settings=settings(max_examples=12, deadline=None, database=None,
+                               phases=[Phase.generate], stateful_step_count=6,
+                               suppress_health_check=list(HealthCheck)))
+    return seen
+
+
+async def test_linked_calls_find_what_the_first_call_made(scenario: Scenario) -> None:
+    await scenario.tenant("acme")
+    doc = (await call(scenario, "GET", "/v1/openapi.json")).body
+    # Keys taken in turn, so no sequence is slowed to one key's rate limit.
+    keys = [await issue_key(scenario, "acme", f"svc:walk{n}") for n in range(8)]
+
+    seen = await asyncio.to_thread(_walk, doc, scenario.url, keys)
+
+    assert "POST /v1/memory 201" in seen
+    assert "DELETE /v1/memory/{source} 200" in seen, "a stored name was followed to delete it"
 
 
 async def test_text_with_a_nul_is_refused_before_it_reaches_the_database(
