@@ -21,20 +21,17 @@ BURST = 40
 
 def api_app(limit: RateLimit | None = None) -> web.Application:
     """The ``/v1`` sub-application."""
-    from bots.api import memory, runs, standing, stream
+    from bots.api.openapi import DOCUMENT, document
+    from bots.api.routes import ROUTES
 
     app = web.Application(middlewares=[problems])
     app[LIMIT] = limit or RateLimit(RATE_PER_S, BURST)
-    app.router.add_post("/runs", runs.start_run)
-    app.router.add_get("/runs/{run_id}", runs.read_run)
-    app.router.add_post("/runs/{run_id}/resume", runs.resume_run)
-    app.router.add_get("/runs/{run_id}/events", stream.run_events)
-    app.router.add_get("/budget", standing.read_budget)
-    app.router.add_get("/audit/checkpoint", standing.read_checkpoint)
-    app.router.add_get("/audit/proof", standing.read_proof)
-    app.router.add_post("/memory", memory.add_document)
-    app.router.add_post("/memory/search", memory.search_memory)
-    app.router.add_delete("/memory/{source}", memory.delete_document)
+    app[DOCUMENT] = document(ROUTES)
+    for route in ROUTES:
+        if route.method == "GET":  # with HEAD, as aiohttp's add_get does
+            app.router.add_get(route.path, route.handler)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
     return app
 
 

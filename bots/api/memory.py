@@ -72,10 +72,13 @@ async def delete_document(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     key = await authenticate(request, runtime)
     source = request.match_info["source"]
-    if len(source) > 200:
+    if len(source) > 200 or "\x00" in source:  # never a stored name
         raise problem(404, "Not Found", "no such document")
     ctx = await _context(runtime, key)
-    removed = await runtime.knowledge.delete(ctx, source)
+    try:
+        removed = await runtime.knowledge.delete(ctx, source)
+    except InvalidInput:  # a name no document can have, as "/" or blank ones
+        raise problem(404, "Not Found", "no such document") from None
     if not removed:
         raise problem(404, "Not Found", "no such document")
     return web.json_response(DocumentDeleted(source=source, chunks=removed).model_dump())

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 PROMPT_MAX = 16_000
 """Characters a prompt may have; a longer one is 422, before anything runs."""
+NO_NUL = r"^[^\x00]*$"
+"""Text the databases can store: PostgreSQL's text holds no NUL character."""
 
 
 class _Body(BaseModel):
@@ -18,7 +20,7 @@ class _Body(BaseModel):
 class RunRequest(_Body):
     """``POST /v1/runs``: what to ask, and optionally which conversation it continues."""
 
-    prompt: str = Field(min_length=1, max_length=PROMPT_MAX)
+    prompt: str = Field(min_length=1, max_length=PROMPT_MAX, pattern=NO_NUL)
     conversation_id: str | None = Field(default=None, min_length=1, max_length=200,
                                         pattern=r"^[A-Za-z0-9._:-]+$")
 
@@ -133,7 +135,7 @@ class DocumentRequest(_Body):
     """``POST /v1/memory``: one document; its ``source`` name replaces any earlier one's."""
 
     source: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f/]+$")
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, pattern=NO_NUL)
 
 
 class DocumentStored(BaseModel):
@@ -146,7 +148,7 @@ class DocumentStored(BaseModel):
 class SearchRequest(_Body):
     """``POST /v1/memory/search``: in the body, so a query never lands in an access log."""
 
-    query: str = Field(min_length=1, max_length=2_000)
+    query: str = Field(min_length=1, max_length=2_000, pattern=NO_NUL)
     top: int = Field(default=5, ge=1, le=20)
 
 

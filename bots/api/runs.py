@@ -40,14 +40,16 @@ from core.runs import (
     session_correlation,
 )
 
-_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+"""What ``Idempotency-Key`` and ``X-Tenantry-Session`` may be (the session rule is
+``core.runs.is_session_id``, the same pattern)."""
 
 
 def _header_token(request: web.Request, name: str) -> str | None:
     value = request.headers.get(name)
     if value is None:
         return None
-    if not _TOKEN.match(value):
+    if not TOKEN.match(value):
         raise problem(400, "Bad Request",
                       f"{name} must be 1-100 letters, digits or . _ : -")
     return value
@@ -134,7 +136,7 @@ async def start_run(request: web.Request) -> web.Response:
 
 async def own_run(runtime: Runtime, key: ApiKey, run_id: str) -> RunRecord:
     """The key's tenant's run ``run_id``; 404 for any other (another tenant's too)."""
-    if len(run_id) > 36:
+    if len(run_id) > 36 or "\x00" in run_id:  # never a run id; PostgreSQL refuses NUL
         raise problem(404, "Not Found", "no such run")
     try:
         return await runtime.db.run(get_run, key.tenant_id, run_id)
