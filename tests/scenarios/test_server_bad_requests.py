@@ -12,6 +12,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import structlog
 
+from bots import serving
 from bots.slack import render
 from core.audit import events
 from installs.links import revoke
@@ -286,9 +287,12 @@ async def test_two_signature_headers_are_refused_whichever_comes_first(
 
 
 async def test_a_header_the_parser_rejects_is_one_log_line_and_not_echoed(
-    scenario: Scenario, caplog: pytest.LogCaptureFixture,
+    scenario: Scenario, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with structlog.testing.capture_logs() as logged:
+        # A fresh logger for the server's module: the shared one may have been bound, and
+        # cached, under an earlier test's configuration, which the capture cannot reach.
+        monkeypatch.setattr(serving, "log", structlog.get_logger("tenantry"))
         status, body = await raw_http(scenario, HEAD + b"X-Bad: " + SECRET_LOOKING.encode()
                                       + b"\x01\r\nContent-Length: 0\r\n\r\n")
 
