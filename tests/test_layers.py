@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_MODULES = {"bots.demo", "bots.demo_slack", "bots.demo_teams", "bots.dev.playground",
+DEMO_MODULES = {"bots.demo", "bots.demo_clients", "bots.demo_slack", "bots.demo_teams",
+                "bots.dev.playground",
                 "bots.dev.shown"}
 """The production modules allowed to use the stand-ins: they run the offline demo and the
 local playground (``tenantry dev``)."""
