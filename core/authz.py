@@ -3,8 +3,10 @@
 pycasbin RBAC with domains, the domain being the tenant. Every rule is a row of the
 ``casbin_rule`` table, written here inside the caller's transaction (so creating a
 tenant and seeding its policy is one transaction). A run loads only its own tenant's
-rules into a fresh enforcer (``Authorizer.for_run``) that dies with the run: no
-decision outlives it, and a revoke takes effect at the next run. The rules, in
+rules, and of the grants only its principal's, into a fresh enforcer
+(``Authorizer.for_run``) that dies with the run: no decision outlives it, a revoke
+takes effect at the next run, and the load costs the same in a tenant of 5 grants as of
+5,000. The rules, in
 casbin's columns::
 
     ptype  v0                v1           v2                   v3
@@ -139,20 +141,25 @@ class Policy:
         return tuple(p_rules + g_rules)
 
 
-def _tenant_rules(conn: Connection, tenant_id: str) -> list[Any]:
+def _tenant_rules(conn: Connection, tenant_id: str, principal_id: str | None = None
+                  ) -> list[Any]:
     c = casbin_rule.c
+    grants = and_(c.ptype == "g", c.v2 == tenant_id)
+    if principal_id is not None:
+        grants = and_(grants, c.v0 == principal_id)
     return list(conn.execute(
         select(c.ptype, c.v0, c.v1, c.v2, c.v3, c.v4, c.v5)
-        .where(or_(and_(c.ptype == "p", c.v1 == tenant_id),
-                   and_(c.ptype == "g", c.v2 == tenant_id)))
+        .where(or_(and_(c.ptype == "p", c.v1 == tenant_id), grants))
         .order_by(c.id)
     ).all())
 
 
 @reads
-def load_policy(conn: Connection, tenant_id: str) -> Policy:
-    """One tenant's rules, and only those, in one query."""
-    return Policy(_tenant_rules(conn, tenant_id), tenant_id)
+def load_policy(conn: Connection, tenant_id: str, principal_id: str | None = None) -> Policy:
+    """One tenant's rules, and only those, in one query; given a principal, of the
+    grants only that principal's (all a run decides with: casbin's role manager costs
+    in proportion to the square of the grants it holds)."""
+    return Policy(_tenant_rules(conn, tenant_id, principal_id), tenant_id)
 
 
 def _require_tenant(conn: Connection, tenant_id: str, *, lock: bool) -> None:
@@ -216,7 +223,7 @@ def revoke(conn: Connection, tenant_id: str, principal_id: str, role: str) -> bo
 def roles_of(conn: Connection, tenant_id: str, principal_id: str) -> list[str]:
     """The roles a principal holds in one tenant, most powerful first."""
     check_id("tenant", tenant_id)
-    grants = load_policy(conn, tenant_id).grants()
+    grants = load_policy(conn, tenant_id, principal_id).grants()
     return [role for principal, role in grants if principal == principal_id]
 
 
@@ -269,7 +276,8 @@ class Authorizer:
                 workspace admin is a tenant admin while acting from that workspace);
                 they are never stored, so they end with the run.
         """
-        return cls(ctx, await db.run(load_policy, ctx.tenant_id), extra_roles)
+        policy = await db.run(load_policy, ctx.tenant_id, ctx.principal_id)
+        return cls(ctx, policy, extra_roles)
 
     @property
     def loaded_rules(self) -> tuple[tuple[str, ...], ...]:

@@ -33,8 +33,9 @@ class RunGrant:
 
 
 @reads
-def _standing_and_policy(conn: Connection, tenant_id: str) -> tuple[Standing, Policy]:
-    return standing(conn, tenant_id), load_policy(conn, tenant_id)
+def _standing_and_policy(conn: Connection, tenant_id: str, principal_id: str
+                         ) -> tuple[Standing, Policy]:
+    return standing(conn, tenant_id), load_policy(conn, tenant_id, principal_id)
 
 
 async def build_context(
@@ -60,7 +61,7 @@ async def build_context(
         NotFound: unknown tenant or plan.
         RunRefused: ``tenant_suspended`` or ``allowance_exhausted``.
     """
-    held, policy = await db.run(_standing_and_policy, tenant_id)
+    held, policy = await db.run(_standing_and_policy, tenant_id, principal_id)
     tenant, plan, period = held.tenant, held.plan, held.period
     if tenant.status != "active":
         raise RunRefused(

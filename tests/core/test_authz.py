@@ -98,9 +98,12 @@ async def test_grants_in_one_tenant_do_not_reach_another(db: Database) -> None:
     assert await permitted(db, "beta", "u2") == frozenset()
 
 
-async def test_a_run_loads_only_its_own_tenants_rules(db: Database) -> None:
+async def test_a_run_loads_only_its_own_tenants_rules_and_its_principals_grants(
+    db: Database,
+) -> None:
     await tenants(db, "alpha", "beta")
     await db.run(grant, "alpha", "u1", "member")
+    await db.run(grant, "alpha", "u3", "owner")
     await db.run(grant, "beta", "u1", "owner")
     await db.run(grant, "beta", "u2", "admin")
     rules = (await Authorizer.for_run(db, ctx_for("alpha", "u1"))).loaded_rules
