@@ -9,15 +9,13 @@ its prefix: never the key itself.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aiohttp import web
 
 from bots.api.limits import RateLimit
 from bots.api.problems import problem
 from bots.runtime import Runtime
-from core.api_keys import ApiKey, KeyRefused, verify
-from core.audit import events
+from core.api_keys import ApiKey, KeyRefused
+from core.api_keys import authenticate as verified
 
 REALM = "tenantry"
 LIMIT = web.AppKey("api_rate_limit", RateLimit)
@@ -59,13 +57,8 @@ async def authenticate(request: web.Request, runtime: Runtime) -> ApiKey:
     if token is None:
         raise problem(401, "Unauthorized", _DETAIL["missing"], headers=challenge("missing"))
     try:
-        key = await runtime.db.run(verify, token, now=datetime.now(UTC))
-    except KeyRefused as refused:
-        if refused.key is not None:
-            await runtime.audit.record(refused.key.tenant_id, events.API_KEY_REFUSED, {
-                "key": refused.key.prefix, "principal": refused.key.principal_id,
-                "reason": refused.reason,
-            })
+        key = await verified(runtime.db, runtime.audit, token)
+    except KeyRefused as refused:  # audited by ``verified`` when it names a stored key
         if refused.reason == "tenant_suspended":
             raise problem(403, "Forbidden", _DETAIL[refused.reason]) from None
         raise problem(401, "Unauthorized", _DETAIL[refused.reason],

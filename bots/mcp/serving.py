@@ -22,18 +22,31 @@ from mcp.server.auth.routes import build_resource_metadata_url, create_protected
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
+from starlette.authentication import AuthCredentials, BaseUser
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from bots.mcp.auth import ApiKeyVerifier
+from bots.mcp.auth import ApiKeyVerifier, refusal
 from bots.mcp.server import create_server
 from bots.mcp.settings import McpSettings
 from bots.runtime import Runtime
 from core.logs import log
 
 PATH = "/mcp"
+
+
+class _Backend(BearerAuthBackend):
+    """The SDK's bearer backend, on ``/mcp`` only: the protected-resource metadata is
+    public, whatever a client sends with it."""
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        if conn.url.path != PATH:
+            return None
+        found: tuple[AuthCredentials, BaseUser] | None = await super().authenticate(conn)
+        return found
 
 
 def create_mcp_app(runtime: Runtime, public_url: str,
@@ -45,20 +58,21 @@ def create_mcp_app(runtime: Runtime, public_url: str,
     with a traceback when a shutdown cancels every task at once (aiohttp's on SIGTERM).
     """
     resource = AnyHttpUrl(public_url.rstrip("/") + PATH)
+    metadata_url = build_resource_metadata_url(resource)
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         await sessions.handle_request(scope, receive, send)
 
     routes = [
-        Route(PATH, endpoint=RequireAuthMiddleware(handle, [],
-                                                   build_resource_metadata_url(resource))),
+        Route(PATH, endpoint=RequireAuthMiddleware(handle, [], metadata_url)),
         # API keys are issued by the deployment's operators (``tenantry api-keys``): the
         # deployment is its own authorisation server.
         *create_protected_resource_routes(resource, [AnyHttpUrl(public_url)],
                                           resource_name="Tenantry"),
     ]
-    middleware = [Middleware(AuthenticationMiddleware,
-                             backend=BearerAuthBackend(ApiKeyVerifier(runtime.db))),
+    verifier = ApiKeyVerifier(runtime.db, runtime.audit)
+    middleware = [Middleware(AuthenticationMiddleware, backend=_Backend(verifier),
+                             on_error=refusal(str(metadata_url))),
                   Middleware(AuthContextMiddleware)]
     return Starlette(routes=routes, middleware=middleware)
 

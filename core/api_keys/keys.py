@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from core.api_keys.tables import api_keys
 from core.authz import check_principal
+from core.db.engine import reads
 from core.db.schema import as_utc
 from core.errors import InvalidInput, NotFound, TenantryError
 from core.tenants import get_tenant
@@ -136,8 +137,10 @@ def revoke_key(conn: Connection, tenant_id: str, prefix_or_id: str, *,
     return ApiKey.of(row), changed
 
 
+@reads
 def verify(conn: Connection, presented: str, *, now: datetime) -> ApiKey:
-    """The key ``presented`` stands for, if it authorises anything now.
+    """The key ``presented`` stands for, if it authorises anything now (a read only:
+    ``touch`` notes its use).
 
     Raises:
         KeyRefused: malformed, unknown, revoked, expired, or its tenant is suspended.
@@ -155,10 +158,13 @@ def verify(conn: Connection, presented: str, *, now: datetime) -> ApiKey:
         raise KeyRefused("expired", key)
     if get_tenant(conn, key.tenant_id).status != "active":
         raise KeyRefused("tenant_suspended", key)
-    if key.last_used_at is None or now - key.last_used_at >= TOUCH_EVERY:
-        conn.execute(update(api_keys).where(api_keys.c.id == key.id)
-                     .values(last_used_at=now))
     return key
+
+
+def touch(conn: Connection, key: ApiKey, *, now: datetime) -> None:
+    """Note that ``key`` was used at ``now``."""
+    conn.execute(update(api_keys).where(api_keys.c.tenant_id == key.tenant_id,
+                                        api_keys.c.id == key.id).values(last_used_at=now))
 
 
 def purge_keys(conn: Connection, tenant_id: str) -> int:

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from core.admin import Admin
-from core.api_keys import KeyRefused, list_keys, revoke_key, verify
+from core.api_keys import KeyRefused, authenticate, list_keys, revoke_key, verify
 from core.api_keys.tables import api_keys
 from core.crypto import Keyring, generate_key
 from core.db.engine import Database
@@ -99,10 +99,10 @@ async def test_bad_requests_for_keys_are_refused(admin: Admin) -> None:
 async def test_last_use_is_recorded_at_most_once_a_minute(db: Database, admin: Admin) -> None:
     issued = await admin.create_api_key("acme", "svc:billing")
     now = datetime.now(UTC)
-    await db.run(verify, issued.secret, now=now)
-    await db.run(verify, issued.secret, now=now + timedelta(seconds=30))
+    await authenticate(db, audit_log(db), issued.secret, now=now)
+    await authenticate(db, audit_log(db), issued.secret, now=now + timedelta(seconds=30))
     [key] = await db.run(list_keys, "acme")
     assert key.last_used_at == now
-    await db.run(verify, issued.secret, now=now + timedelta(minutes=2))
+    await authenticate(db, audit_log(db), issued.secret, now=now + timedelta(minutes=2))
     [key] = await db.run(list_keys, "acme")
     assert key.last_used_at == now + timedelta(minutes=2)

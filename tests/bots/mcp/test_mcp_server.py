@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from bots.mcp.settings import McpSettings
 from bots.settings import ServerSettings
 from bots.web import MCP, create_app
 from core.admin import Admin
-from core.audit.events import RUN_STARTED, TOOL_REFUSED
+from core.audit.events import API_KEY_REFUSED, RUN_STARTED, TOOL_REFUSED
 from core.audit.log import recent_events
 from core.crypto import Keyring, generate_key
 from core.db.engine import Database
@@ -147,22 +148,64 @@ async def test_ask_answers_with_progress(db: Database, mcp_url: str) -> None:
     assert seen and seen[0].startswith("run ") and seen[0].endswith(" started")
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer tnt_000000000000_" + "A" * 43,
-                                           "Bearer not-a-key", "Basic abc"])
-async def test_a_missing_or_bad_key_is_401_with_www_authenticate(
-        mcp_url: str, authorization: str | None) -> None:
+async def raw_list(url: str, authorization: str | None) -> httpx.Response:
+    """``tools/list`` posted by hand, as a client with this ``Authorization`` would."""
     headers = {"Accept": "application/json, text/event-stream"}
     if authorization is not None:
         headers["Authorization"] = authorization
     async with httpx.AsyncClient() as client:
-        response = await client.post(mcp_url, headers=headers, json={
+        return await client.post(url, headers=headers, json={
             "jsonrpc": "2.0", "id": 1, "method": "tools/list"})
-        assert response.status_code == 401
+
+
+async def bad_credential(db: Database, case: str) -> str | None:
+    """The ``Authorization`` header of each kind of bad credential, for tenant acme."""
+    await tenant_on(db, "acme", plan("basic", capabilities=frozenset({"budget.status"})))
+    admin = Admin(db, audit_log(db), Keyring([generate_key()]), by="cli:ops")
+    good = (await admin.create_api_key("acme", "svc:desk")).secret
+    if case == "revoked":
+        await admin.revoke_api_key("acme", good[:16])
+    elif case == "expired":
+        good = (await admin.create_api_key("acme", "svc:desk",
+                                           expires_in=timedelta(milliseconds=20))).secret
+        await asyncio.sleep(0.05)
+    elif case == "tenant_suspended":
+        await admin.set_status("acme", "suspended")
+    return {"missing": None, "basic": "Basic abc", "malformed": "Bearer not-a-key",
+            "unknown": "Bearer tnt_000000000000_" + "A" * 43}.get(case, f"Bearer {good}")
+
+
+@pytest.mark.parametrize(("case", "status", "reason"), [
+    ("missing", 401, "Authentication required"),
+    ("basic", 401, "Authentication required"),
+    ("malformed", 401, "the bearer token is not a Tenantry API key"),
+    ("unknown", 401, "the API key is not known"),
+    ("revoked", 401, "the API key was revoked"),
+    ("expired", 401, "the API key has expired"),
+    ("tenant_suspended", 403, "the API key's tenant is suspended"),
+])
+async def test_a_bad_credential_is_refused_with_its_reason_and_nothing_runs(
+        db: Database, mcp_url: str, case: str, status: int, reason: str) -> None:
+    authorization = await bad_credential(db, case)
+
+    response = await raw_list(mcp_url, authorization)
+
+    assert response.status_code == status
+    assert response.json()["error_description"] == reason
+    if status == 401:
         challenge = response.headers["WWW-Authenticate"]
-        assert challenge.startswith("Bearer ") and "resource_metadata=" in challenge
+        assert challenge.startswith("Bearer ") and f'error_description="{reason}"' in challenge
         metadata_url = challenge.split('resource_metadata="')[1].split('"')[0]
-        metadata = (await client.get(metadata_url)).json()
-    assert metadata["resource"] == mcp_url
+        async with httpx.AsyncClient(headers={"Authorization": authorization or ""}) as client:
+            metadata = (await client.get(metadata_url)).json()  # public, whatever is sent
+        assert metadata["resource"] == mcp_url
+    else:
+        assert "WWW-Authenticate" not in response.headers
+    assert await db.run(recent_runs, "acme", 10) == []
+    refusals = await db.run(recent_events, "acme", 50, [API_KEY_REFUSED])
+    stored = case in ("revoked", "expired", "tenant_suspended")
+    assert [e.fields["reason"] for e in refusals] == ([case] if stored else [])
+    assert all(authorization not in str(e.fields) for e in refusals)
 
 
 async def test_a_revoked_key_is_refused_on_the_next_request(db: Database,
@@ -172,12 +215,7 @@ async def test_a_revoked_key_is_refused_on_the_next_request(db: Database,
     assert await tool_names(mcp_url, secret)
     admin = Admin(db, audit_log(db), Keyring([generate_key()]), by="cli:ops")
     await admin.revoke_api_key("acme", secret[:16])
-    async with httpx.AsyncClient() as client:
-        response = await client.post(mcp_url, headers={
-            "Authorization": f"Bearer {secret}",
-            "Accept": "application/json, text/event-stream"},
-            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
-    assert response.status_code == 401
+    assert (await raw_list(mcp_url, f"Bearer {secret}")).status_code == 401
 
 
 async def api_run(served: TestServer, secret: str, headers: dict[str, str]) -> str:
