@@ -3,14 +3,16 @@
 A key is the tenant's own: it is stored with the SHA-256 of the request body and the
 run it started, in the same transaction that records the run as ``queued``, so two
 tries racing each other start one run. The same key with another body is a conflict,
-never a second run.
+never a second run. A key is kept for ``KEPT`` (24 hours, as payment APIs keep theirs):
+long enough for any client's retries, after which the key is free again and its row is
+deleted by ``forget_expired``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Column, PrimaryKeyConstraint, String, Table, delete, select
 from sqlalchemy.engine import Connection
@@ -30,6 +32,10 @@ api_idempotency = Table(
 )
 
 
+KEPT = timedelta(hours=24)
+"""How long a key finds the run it started."""
+
+
 def digest(body: bytes) -> str:
     """What a key is stored with: the request exactly as sent."""
     return hashlib.sha256(body).hexdigest()
@@ -44,19 +50,33 @@ class Remembered:
 
 
 @reads
-def remembered(conn: Connection, tenant_id: str, key: str) -> Remembered | None:
-    """The run an earlier request with ``key`` started in the tenant, if any."""
-    row = conn.execute(select(api_idempotency.c.run_id, api_idempotency.c.digest).where(
-        api_idempotency.c.tenant_id == tenant_id, api_idempotency.c.key == key)).first()
+def remembered(conn: Connection, tenant_id: str, key: str, *,
+               now: datetime) -> Remembered | None:
+    """The run an earlier request with ``key`` started in the tenant within ``KEPT``."""
+    t = api_idempotency.c
+    row = conn.execute(select(t.run_id, t.digest).where(
+        t.tenant_id == tenant_id, t.key == key, t.created_at > now - KEPT)).first()
     return None if row is None else Remembered(row.run_id, row.digest)
 
 
 def remember(conn: Connection, tenant_id: str, key: str, body_digest: str, run_id: str, *,
              now: datetime) -> None:
-    """Store ``key`` for ``run_id``; a second insert of the key raises IntegrityError."""
+    """Store ``key`` for ``run_id`` (over its expired row, if one is left); a second
+    insert of a key still kept raises IntegrityError."""
+    t = api_idempotency.c
+    conn.execute(delete(api_idempotency).where(t.tenant_id == tenant_id, t.key == key,
+                                               t.created_at <= now - KEPT))
     conn.execute(api_idempotency.insert().values(tenant_id=tenant_id, key=key,
                                                  digest=body_digest, run_id=run_id,
                                                  created_at=now))
+
+
+def forget_expired(conn: Connection, *, now: datetime) -> int:
+    """Delete every tenant's keys older than ``KEPT`` (housekeeping, no tenant's
+    content read); how many."""
+    gone = conn.execute(delete(api_idempotency).where(
+        api_idempotency.c.created_at <= now - KEPT))
+    return int(gone.rowcount)
 
 
 def purge_idempotency(conn: Connection, tenant_id: str) -> dict[str, int]:

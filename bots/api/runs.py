@@ -108,7 +108,8 @@ async def start_run(request: web.Request) -> web.Response:
     asked = parse(RunRequest, body)
     sent = digest(body)
     if idempotency_key is not None:
-        found = await runtime.db.run(remembered, key.tenant_id, idempotency_key)
+        found = await runtime.db.run(remembered, key.tenant_id, idempotency_key,
+                                     now=datetime.now(UTC))
         if found is not None:
             return _replayed(found.digest, sent, found.run_id)
     try:
@@ -124,7 +125,8 @@ async def start_run(request: web.Request) -> web.Response:
                              None if idempotency_key is None else (idempotency_key, sent))
     except IntegrityError:  # the same key, sent twice at once: the other one won
         assert idempotency_key is not None
-        found = await runtime.db.run(remembered, key.tenant_id, idempotency_key)
+        found = await runtime.db.run(remembered, key.tenant_id, idempotency_key,
+                                     now=datetime.now(UTC))
         if found is None:
             raise
         return _replayed(found.digest, sent, found.run_id)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
+from sqlalchemy.engine import Connection
+
+from bots.api.idempotency import KEPT, api_idempotency, forget_expired
 from core.audit import events
 from core.tenants import update_plan
 from tests.scenarios.api_client import Answer, call, issue_key
@@ -82,6 +87,34 @@ async def test_the_same_idempotency_key_starts_one_run_and_another_body_conflict
     assert elsewhere.status == 202 and elsewhere.body["id"] != answers[0].body["id"]
     await scenario.idle()
     assert len(await runs_of(scenario, "acme")) == 1
+
+
+async def test_an_idempotency_key_is_kept_for_a_day_then_starts_a_new_run(
+        scenario: Scenario) -> None:
+    await scenario.tenant("acme")
+    key = await issue_key(scenario, "acme")
+    once = {"Idempotency-Key": "order-42"}
+    first = await call(scenario, "POST", "/v1/runs", key, json={"prompt": "hello"}, headers=once)
+    kept = await call(scenario, "POST", "/v1/runs", key, json={"prompt": "bye"}, headers=once)
+    assert (first.status, kept.status) == (202, 409)
+
+    def age(conn: Connection, by: timedelta) -> None:
+        conn.execute(update(api_idempotency).values(
+            created_at=api_idempotency.c.created_at - by))
+
+    await scenario.db.run(age, KEPT + timedelta(seconds=1))
+    again = await call(scenario, "POST", "/v1/runs", key, json={"prompt": "bye"}, headers=once)
+    assert again.status == 202 and again.body["id"] != first.body["id"]
+    await call(scenario, "POST", "/v1/runs", key, json={"prompt": "x"},
+               headers={"Idempotency-Key": "order-43"})
+
+    await scenario.db.run(age, KEPT + timedelta(seconds=1))
+    await call(scenario, "POST", "/v1/runs", key, json={"prompt": "y"},
+               headers={"Idempotency-Key": "order-44"})
+    assert await scenario.db.run(forget_expired, now=datetime.now(UTC)) == 2
+    assert await scenario.db.run(forget_expired, now=datetime.now(UTC)) == 0
+    await scenario.idle()
+    assert len(await runs_of(scenario, "acme")) == 4
 
 
 async def test_bad_bodies_are_refused_with_one_problem_shape(scenario: Scenario) -> None:
