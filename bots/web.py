@@ -240,7 +240,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
             if resumed:
                 log.info("resuming unfinished runs", count=resumed)
             async with (in_process_clock(runtime, executor, server, jobs is None) as clock,
-                        mcp_served(runtime, mcp) as mcp_server):
+                        mcp_served(runtime, executor, mcp) as mcp_server):
                 if clock is not None:
                     app[CLOCK] = clock
                 if mcp_server is not None:

@@ -4,10 +4,13 @@
 bindings a run under it would be offered (``core.allocation.offered``): unlicensed or
 forbidden capabilities are never listed. ``tools/call`` of a capability is a one-step
 run (``AgentService.call_tool``); ``ask`` is a full run, with progress notifications
-as its tools are called. Both record an ``X-Tenantry-Session`` header as the run's
-correlation id, exactly as ``POST /v1/runs`` does, so ``tenantry audit session`` lists
-a session's runs over every transport together. Tool names are the capability names
-(``budget.status``): MCP allows dots in tool names.
+as its tools are called. Both execute in this process's executor slots, as every run
+the web process executes does: no tenant's MCP clients take more than its places, nor
+all of the process's, whatever they send at once. Both record an
+``X-Tenantry-Session`` header as the run's correlation id, exactly as ``POST /v1/runs``
+does, so ``tenantry audit session`` lists a session's runs over every transport
+together. Tool names are the capability names (``budget.status``): MCP allows dots in
+tool names.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.lowlevel import Server
 from starlette.requests import Request
 
+from bots.executor import Executor
 from bots.mcp import wording
 from bots.mcp.auth import Caller
 from bots.runtime import Runtime
@@ -38,8 +42,9 @@ ASK_TOOL = types.Tool(
 )
 
 
-def create_server(runtime: Runtime) -> Server[Any, Request]:
-    """The low-level MCP server answering for ``runtime``'s tenants."""
+def create_server(runtime: Runtime, executor: Executor) -> Server[Any, Request]:
+    """The low-level MCP server answering for ``runtime``'s tenants, its runs in
+    ``executor``'s slots."""
     server: Server[Any, Request] = Server("tenantry")
 
     def request() -> Request:
@@ -68,9 +73,10 @@ def create_server(runtime: Runtime) -> Server[Any, Request]:
             return wording.bad_session()
         try:
             run = await grant(None if session is None else session_correlation(session))
-            if name == ASK:
-                return await ask(server, runtime, run, arguments)
-            return wording.tool_result(await runtime.agent.call_tool(run, name, arguments))
+            async with executor.slot(run.ctx.tenant_id):
+                if name == ASK:
+                    return await ask(server, runtime, run, arguments)
+                return wording.tool_result(await runtime.agent.call_tool(run, name, arguments))
         except TenantryError as exc:
             return wording.refused(str(exc))
 

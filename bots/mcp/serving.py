@@ -29,6 +29,7 @@ from starlette.requests import HTTPConnection
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from bots.executor import Executor
 from bots.mcp.auth import ApiKeyVerifier, refusal
 from bots.mcp.server import create_server
 from bots.mcp.settings import McpSettings
@@ -92,8 +93,9 @@ class McpServer:
         url: Where clients connect (``http://host:port/mcp``), once started.
     """
 
-    def __init__(self, runtime: Runtime, settings: McpSettings) -> None:
+    def __init__(self, runtime: Runtime, executor: Executor, settings: McpSettings) -> None:
         self.runtime = runtime
+        self.executor = executor
         self.settings = settings
         self.url = ""
         self._server: _Embedded | None = None
@@ -105,7 +107,7 @@ class McpServer:
         sock = _bind(settings.host, settings.port)
         host, port = sock.getsockname()[:2]
         listening = f"http://{host}:{port}"
-        sessions = StreamableHTTPSessionManager(app=create_server(self.runtime),
+        sessions = StreamableHTTPSessionManager(app=create_server(self.runtime, self.executor),
                                                 stateless=True)
         app = create_mcp_app(self.runtime, settings.public_url or listening, sessions)
         server = self._server = _Embedded(uvicorn.Config(app, log_config=None,
@@ -141,11 +143,11 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def mcp_served(runtime: Runtime, settings: McpSettings | None) -> AsyncIterator[
-        McpServer | None]:
+async def mcp_served(runtime: Runtime, executor: Executor,
+                     settings: McpSettings | None) -> AsyncIterator[McpServer | None]:
     """The MCP server for as long as the context lasts, if ``settings`` enable it."""
     if settings is None or not settings.enabled:
         yield None
         return
-    async with McpServer(runtime, settings) as server:
+    async with McpServer(runtime, executor, settings) as server:
         yield server

@@ -148,6 +148,35 @@ async def test_ask_answers_with_progress(db: Database, mcp_url: str) -> None:
     assert seen and seen[0].startswith("run ") and seen[0].endswith(" started")
 
 
+async def test_a_tenants_mcp_runs_wait_for_its_places(settings: Settings, db: Database) -> None:
+    """Four asks and calls at once, with one place per tenant: one run at a time."""
+    app = create_app(settings, ServerSettings(runs_per_tenant=1), mounts=[],
+                     mcp=McpSettings(port=0))
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        await tenant_on(db, "acme", plan("basic", capabilities=frozenset({"budget.status"})))
+        secret = await key(db, "acme")
+        url = str(app[MCP].url)
+        await asyncio.gather(call(url, secret, "ask", {"prompt": "how much have we used?"}),
+                             call(url, secret, "ask", {"prompt": "and now?"}),
+                             call(url, secret, "budget.status"),
+                             call(url, secret, "budget.status"))
+    finally:
+        await server.close()
+    log = sorted(await db.run(recent_events, "acme", 500), key=lambda e: e.seq)
+    running: set[str] = set()
+    for event in log:
+        if event.run_id is None:
+            continue
+        if event.event == RUN_STARTED:
+            assert not running, f"{event.run_id} started while {running} ran"
+            running.add(event.run_id)
+        elif event.event.startswith("run.") and event.event != RUN_STARTED:
+            running.discard(event.run_id)
+    assert len([e for e in log if e.event == RUN_STARTED]) == 4
+
+
 async def raw_list(url: str, authorization: str | None) -> httpx.Response:
     """``tools/list`` posted by hand, as a client with this ``Authorization`` would."""
     headers = {"Accept": "application/json, text/event-stream"}
