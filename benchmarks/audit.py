@@ -31,9 +31,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 
-import psycopg
+from figures import scratch_database
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 
 from core.audit.events import TOOL_INVOKED, canonical_bytes, canonical_json
 from core.audit.log import AuditLog
@@ -78,13 +78,16 @@ async def bench_appends(db: Database, log: AuditLog, label: str, count: int, rou
                 await log.record(tenant, TOOL_INVOKED, FIELDS, run_id=row["run_id"])
         await asyncio.gather(*(worker(count // workers) for _ in range(workers)))
 
+    def insert_plain(conn: Connection, values: dict[str, object]) -> None:
+        conn.execute(_plain.insert(), values)
+
     async def plain_round(tenant: str) -> None:
         seqs = iter(range(1, count + 1))
 
         async def worker(n: int) -> None:
             for _ in range(n):
                 values = {"tenant_id": tenant, "seq": next(seqs), **row}
-                await db.run(lambda conn, v=values: conn.execute(_plain.insert(), v))
+                await db.run(insert_plain, values)
         await asyncio.gather(*(worker(count // workers) for _ in range(workers)))
 
     audit: list[float] = []
@@ -223,17 +226,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.database_url:
-        server = make_url(args.database_url)
-        admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-        name = f"tenantry_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"'.encode())
-        try:
-            url = server.set(drivername="postgresql+psycopg", database=name)
-            asyncio.run(run(url.render_as_string(hide_password=False), "postgresql", args))
-        finally:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        with scratch_database(args.database_url) as url:
+            asyncio.run(run(url, "postgresql", args))
     else:
         print("postgresql skipped: no --database-url and no TENANTRY_TEST_DATABASE_URL")
     if not args.skip_sqlite:

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from figures import percentile
 
 from core.context import MonthlyRemaining, RunCeilings, TenantContext, derive_context
 from core.db.engine import Database
@@ -55,10 +56,6 @@ def ctx_for(tenant_id: str) -> TenantContext:
         ceilings=RunCeilings(1, 1, 1, 1), remaining=MonthlyRemaining(1, 1, 1), initiator="cron",
     )
 
-
-def percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def document(rng: np.random.Generator, paragraphs: int) -> str:
@@ -133,12 +130,12 @@ async def retrieval(args: argparse.Namespace) -> None:
             numpy_ms.append((time.perf_counter() - t0) * 1000)
         await db.dispose()
 
-    base_med, base_p99 = statistics.median(numpy_ms), percentile(numpy_ms, 0.99)
+    base_med, base_p99 = statistics.median(numpy_ms), percentile(numpy_ms, 99)
     print(f"top-10 search, one partition of {args.per_tenant:,} ({args.queries} warm queries, "
           f"{args.writes} writes):")
     print(f"  store, first search (cold)  {cold_ms:8.2f} ms")
     for name, samples in (("store, warm", warm_ms), ("store, cold after write", after_write_ms)):
-        med, p99 = statistics.median(samples), percentile(samples, 0.99)
+        med, p99 = statistics.median(samples), percentile(samples, 99)
         print(f"  {name:<26} median {med:8.2f} ms   p99 {p99:8.2f} ms   "
               f"(/ numpy: median {med / base_med:6.1f} x, p99 {p99 / base_p99:6.1f} x)")
     print(f"  numpy scoring alone        median {base_med:8.2f} ms   p99 {base_p99:8.2f} ms")

@@ -31,7 +31,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -39,13 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from figures import scratch_database
 from pydantic_ai import Agent, RunContext, Tool
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models import Model
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
 from core.agent import AgentService
 from core.audit.keys import load_keys
@@ -223,27 +221,6 @@ async def sqlite_database() -> AsyncIterator[str]:
         yield f"sqlite:///{Path(tmp) / 'bench.db'}"
 
 
-def _admin(url: str, sql: str) -> None:
-    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(libpq, autocommit=True) as conn:
-        conn.execute(sql.encode())
-
-
-@asynccontextmanager
-async def postgres_database(server_url: str) -> AsyncIterator[str]:
-    """A scratch database on ``server_url``'s server, dropped afterwards."""
-    name = f"tenantry_bench_{uuid.uuid4().hex[:12]}"
-    await asyncio.to_thread(_admin, server_url, f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server_url).set(
-            drivername="postgresql+psycopg", database=name
-        ).render_as_string(hide_password=False)
-    finally:
-        await asyncio.to_thread(
-            _admin, server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        )
-
-
 def quartiles(values: list[float]) -> tuple[float, float, float]:
     """First quartile, median and third quartile: the spread shows how noisy a run was."""
     q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
@@ -399,7 +376,7 @@ async def main(argv: list[str] | None = None) -> int:
         async with sqlite_database() as url:
             results.append(await bench_database("sqlite", url, args, Path(data)))
         if args.database_url:
-            async with postgres_database(args.database_url) as url:
+            with scratch_database(args.database_url) as url:
                 results.append(await bench_database("postgresql", url, args, Path(data)))
         else:
             print(f"PostgreSQL skipped: pass --database-url or set {PG_ENV}", file=sys.stderr)

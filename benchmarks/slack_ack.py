@@ -45,7 +45,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -54,6 +54,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from figures import percentile
 from pydantic import SecretStr
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
@@ -155,12 +156,6 @@ def command_request(serial: int, response_base: str) -> tuple[bytes, dict[str, s
     body = urlencode(form).encode()
     return body, sign(body, int(time.time()) - serial % WINDOW_S)
 
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (nearest rank) of ``samples``."""
-    ordered = sorted(samples)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 async def one(session: aiohttp.ClientSession, url: str, body: bytes,

@@ -58,7 +58,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -67,6 +67,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from figures import percentile
 from microsoft_agents.activity import ActivityTypes
 from microsoft_agents.hosting.aiohttp import CloudAdapter, jwt_authorization_decorator
 from microsoft_agents.hosting.core import (
@@ -180,12 +181,6 @@ class Channel:
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
         return str(activity["id"]), (json.dumps(activity).encode(), headers)
 
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (nearest rank) of ``samples``."""
-    ordered = sorted(samples)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 async def one(session: aiohttp.ClientSession, url: str, body: bytes,

@@ -32,18 +32,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
-import psycopg
+from figures import create_database, drop_database
 from pydantic import SecretStr
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models import Model
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 import bots.runtime
 from bots.jobs.queue import JobQueue
@@ -88,21 +86,6 @@ def worker_main() -> None:
     configure("WARNING")
     bots.runtime.ModelFactory = SlowModels  # type: ignore[attr-defined]
     asyncio.run(work(Settings()))
-
-
-def create_database(server_url: str) -> str:
-    name = f"tenantry_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_url(server_url).set(drivername="postgresql").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(server_url: str, url: str) -> None:
-    admin = make_url(server_url).set(drivername="postgresql").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        name = make_url(url).database
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
 class Bench:
@@ -166,6 +149,7 @@ class Bench:
             "SELECT EXTRACT(EPOCH FROM max(r.updated_at) - min(e.time::timestamptz)) "
             "FROM runs r JOIN audit_events e ON e.run_id = r.id AND e.tenant_id = r.tenant_id "
             "AND e.event = 'run.started' WHERE r.id = ANY(:ids)"), {"ids": run_ids}).scalar())
+        assert value is not None, "no run of the benchmark finished"
         return float(value)
 
     async def wait_done(self, run_ids: list[str]) -> float:
