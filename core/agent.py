@@ -265,7 +265,7 @@ class AgentService:
         one step, recorded and audited like any run (``core.direct.call_tool``).
 
         It completes with the tool's result, or is ``refused``, ``halted`` at a ceiling,
-        or ``failed``.
+        or ``failed``; a process that dies during it leaves it to ``resume`` to end.
         """
         return await direct.call_tool(self, grant, capability, arguments)
 
@@ -288,15 +288,23 @@ class AgentService:
         A ``queued`` run (recorded but never started, as a transport parks a request at
         shutdown) starts here for the first time: it is audited as started, not as a
         second attempt. A run without a checkpoint starts from its prompt, with its
-        conversation's history as ``start`` gives it.
+        conversation's history as ``start`` gives it. A direct call left ``running`` by
+        a process that died during it is ended ``failed``, its tool not called again
+        (``core.direct.end_interrupted``).
 
         Raises:
             NotFound: the run does not exist in this tenant.
             CheckpointError: its checkpoint is another tenant's or corrupt.
-            Conflict: the run already ended, or another process holds its lease.
+            Conflict: the run already ended, is a halted direct call, or another
+                process holds its lease.
         """
         resumed = await self.db.run(resume_run, grant.ctx, self.audit, self.lease(grant))
         record, checkpoint = resumed.record, resumed.checkpoint
+        capability = record.detail.get("direct")
+        if capability is not None:
+            # Its process died during the call: a model must not take "call <capability>"
+            # for a question, nor may the tool's effect be applied twice.
+            return await direct.end_interrupted(self, grant, resumed, str(capability))
         account = RunAccount(self.db, grant.ctx, RunMeter(grant.ctx), grant.plan, grant.period,
                              resumed.replay)
         allocation = allocate(self.wiring, grant, self.models.get(record.model), record.model,
