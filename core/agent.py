@@ -1,7 +1,8 @@
 """The agent loop: one run of the model with its tools, metered, audited, resumable.
 
 ``AgentService.open`` derives a run's context (or refuses it, audited);
-``AgentService.start`` and ``AgentService.resume`` are the only ways a run executes.
+``AgentService.start`` and ``AgentService.resume`` are the only ways a model's run
+executes; ``AgentService.call_tool`` runs one tool asked for directly (``core.direct``).
 What a run writes, and where:
 
 - ``start`` / ``resume``: the run's record and its ``run.started`` event, one
@@ -25,11 +26,10 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
-from pydantic_ai import Agent, RunContext
+from pydantic_ai import Agent
 from pydantic_ai.messages import (
     ModelMessage,
     ModelMessagesTypeAdapter,
@@ -42,10 +42,10 @@ from pydantic_ai.messages import (
     ToolCallPart,
     UserPromptPart,
 )
-from pydantic_ai.usage import RunUsage
-from pydantic_core import ValidationError, to_json
+from pydantic_core import ValidationError
 from sqlalchemy.engine import Connection
 
+from core import direct
 from core.allocation import Allocation, Wiring, allocate, first_call_refusal, unoffered_reason
 from core.audit import events
 from core.audit.events import AuditError
@@ -70,11 +70,12 @@ from core.errors import (
 from core.logs import bound, log
 from core.memory import conversation_window
 from core.models import ModelFactory
+from core.outcome import RunOutcome as RunOutcome  # named from here by the transports
 from core.resources import ResourceLocator
 from core.run_records import Ending, finish_run, resume_run, start_run
 from core.runs import Lease, RunRecord, claim_run, create_run, get_run, release_run
 from core.settings import Settings
-from core.tools import CapabilityRegistry, tool_name
+from core.tools import CapabilityRegistry
 from core.toolset import (
     ToolStarted,
     audit_refusal,
@@ -87,23 +88,6 @@ INSTRUCTIONS = (
     "You are Tenantry, an assistant working inside a customer's workspace. Use only the "
     "tools you are given; answer briefly and say when you do not know."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    """How a run (or one allocation of it) ended."""
-
-    run_id: str
-    tenant_id: str
-    status: str
-    model: str
-    answer: str | None = None
-    halt: dict[str, Any] | None = None
-    error: str | None = None
-    usage: UsageSummary = field(default_factory=UsageSummary)
-    refused_tools: tuple[tuple[str, str], ...] = ()
-    result: Any = None
-    """A direct tool call's result (``AgentService.call_tool``), as the tool returned it."""
 
 
 class RunObserver(Protocol):
@@ -217,10 +201,11 @@ class AgentService:
     async def claim(self, grant: RunGrant) -> bool:
         """Lease an unfinished run to this service before resuming it; ``False`` if another
         process (or an earlier press of a button here) holds it."""
-        return await self.db.run(claim_run, grant.ctx, self._lease(grant))
+        return await self.db.run(claim_run, grant.ctx, self.lease(grant))
 
-    def _lease(self, grant: RunGrant) -> Lease:
-        """A lease that outlives the allocation: its walltime ceiling, plus a margin."""
+    def lease(self, grant: RunGrant) -> Lease:
+        """A lease on ``grant``'s run for this service that outlives the allocation: its
+        walltime ceiling, plus a margin."""
         seconds = grant.ctx.budget.walltime_ceiling_ms / 1000 + LEASE_MARGIN_S
         return Lease(self.worker, datetime.now(UTC) + timedelta(seconds=seconds))
 
@@ -267,7 +252,7 @@ class AgentService:
             raise refused
         salt = await self.db.run(start_run, grant.ctx, self.audit, prompt=prompt,
                                  model=model_id, conversation_id=conversation_id,
-                                 roles=grant.extra_roles, lease=self._lease(grant))
+                                 roles=grant.extra_roles, lease=self.lease(grant))
         allocation = allocate(self.wiring, grant, self.models.get(model_id), model_id, salt,
                               RunAccount(self.db, grant.ctx, RunMeter(grant.ctx), grant.plan,
                                          grant.period), on_tool)
@@ -277,72 +262,12 @@ class AgentService:
     async def call_tool(self, grant: RunGrant, capability: str,
                         arguments: dict[str, Any]) -> RunOutcome:
         """One tool call asked for directly (an MCP client's ``tools/call``), as a run of
-        one step: recorded and audited like any run, the call made through the same two
-        wrappers a model's call goes through (authorised first, at most once, metered).
+        one step, recorded and audited like any run (``core.direct.call_tool``).
 
-        The run completes with the tool's result (an error the tool reports included),
-        is ``refused`` when the tool is not offered to the grant or the principal may
-        not use it (audited as ``tool.refused``), ``halted`` at a ceiling, ``failed``
-        on arguments that do not fit the tool.
+        It completes with the tool's result, or is ``refused``, ``halted`` at a ceiling,
+        or ``failed``; a process that dies during it leaves it to ``resume`` to end.
         """
-        model_id = self.models.check(self.settings.model)
-        prompt = f"call {capability} {to_json(arguments).decode()}"
-        salt = await self.db.run(start_run, grant.ctx, self.audit, prompt=prompt,
-                                 model=model_id, conversation_id=None,
-                                 roles=grant.extra_roles, lease=self._lease(grant))
-        run = allocate(self.wiring, grant, self.models.get(model_id), model_id, salt,
-                       RunAccount(self.db, grant.ctx, RunMeter(grant.ctx), grant.plan,
-                                  grant.period), None)
-        name = tool_name(capability)
-        call = RunContext(deps=grant.ctx, model=run.model, usage=RunUsage(),
-                          tool_call_id="direct", tool_name=name)
-        tool = (await run.authorised.get_tools(call)).get(name)
-        result: Any = None
-        with bound(grant.ctx):
-            ending: Ending
-            try:
-                if tool is None:
-                    reason = unoffered_reason(self.registry, grant, capability)
-                    refusal = ToolRefused(capability, reason, f"{capability!r} is not "
-                                          f"offered to {grant.ctx.principal_id}")
-                    run.authorised.refused.append((capability, reason))
-                    await audit_refusal(self.audit, grant.ctx, refusal, arguments, salt)
-                    raise refusal
-                checked = tool.args_validator.validate_python(arguments)
-                result = await run.authorised.call_tool(name, checked, call, tool)
-            except ValidationError as exc:
-                ending = Ending("failed", error=f"arguments of {capability} do not fit: "
-                                + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                            for e in exc.errors()))
-            except ToolRefused as exc:
-                ending = Ending("refused", error=str(exc))
-            except BudgetExceeded as exc:
-                ending = Ending("halted", halt={"ceiling": exc.ceiling, "limit": exc.limit,
-                                                "used": exc.used, "message": str(exc)})
-            except (ToolError, RunError) as exc:
-                ending = Ending("failed", error=str(exc))
-            except Exception as exc:
-                log.exception("direct tool call failed unexpectedly")
-                ending = Ending("failed", error=f"{type(exc).__name__}: {exc}")
-            except asyncio.CancelledError:
-                # A direct call is not resumed: it ends here, as the caller has gone.
-                await asyncio.shield(self.db.run(finish_run, grant.ctx, self.audit, Ending(
-                    "failed", error="the call was cancelled"), salt))
-                raise
-            else:
-                refused = run.authorised.refused
-                ending = (Ending("refused", error=f"{capability!r} refused: {refused[0][1]}")
-                          if refused else Ending("completed"))
-            ending.refused = tuple(run.authorised.refused)
-            ending.walltime_ms = int((time.monotonic() - run.started) * 1000)
-            usage = await asyncio.shield(
-                self.db.run(finish_run, grant.ctx, self.audit, ending, salt))
-            await self._sign(grant.ctx.tenant_id)
-        return RunOutcome(
-            run_id=grant.ctx.run_id, tenant_id=grant.ctx.tenant_id, status=ending.status,
-            model=model_id, halt=ending.halt, error=ending.error, usage=usage,
-            refused_tools=ending.refused, result=result if ending.status == "completed" else None,
-        )
+        return await direct.call_tool(self, grant, capability, arguments)
 
     async def queue(self, grant: RunGrant, prompt: str, *,
                     conversation_id: str | None = None) -> None:
@@ -363,15 +288,23 @@ class AgentService:
         A ``queued`` run (recorded but never started, as a transport parks a request at
         shutdown) starts here for the first time: it is audited as started, not as a
         second attempt. A run without a checkpoint starts from its prompt, with its
-        conversation's history as ``start`` gives it.
+        conversation's history as ``start`` gives it. A direct call left ``running`` by
+        a process that died during it is ended ``failed``, its tool not called again
+        (``core.direct.end_interrupted``).
 
         Raises:
             NotFound: the run does not exist in this tenant.
             CheckpointError: its checkpoint is another tenant's or corrupt.
-            Conflict: the run already ended, or another process holds its lease.
+            Conflict: the run already ended, is a halted direct call, or another
+                process holds its lease.
         """
-        resumed = await self.db.run(resume_run, grant.ctx, self.audit, self._lease(grant))
+        resumed = await self.db.run(resume_run, grant.ctx, self.audit, self.lease(grant))
         record, checkpoint = resumed.record, resumed.checkpoint
+        capability = record.detail.get("direct")
+        if capability is not None:
+            # Its process died during the call: a model must not take "call <capability>"
+            # for a question, nor may the tool's effect be applied twice.
+            return await direct.end_interrupted(self, grant, resumed, str(capability))
         account = RunAccount(self.db, grant.ctx, RunMeter(grant.ctx), grant.plan, grant.period,
                              resumed.replay)
         allocation = allocate(self.wiring, grant, self.models.get(record.model), record.model,
@@ -437,7 +370,7 @@ class AgentService:
             ending.refused = tuple(run.authorised.refused)
             ending.walltime_ms = int((time.monotonic() - run.started) * 1000)
             usage = await self.db.run(finish_run, ctx, self.audit, ending, run.salt)
-            await self._sign(ctx.tenant_id)
+            await self.sign_head(ctx.tenant_id)
         outcome = RunOutcome(
             run_id=ctx.run_id, tenant_id=ctx.tenant_id, status=ending.status,
             model=run.model_id, answer=ending.answer, halt=ending.halt, error=ending.error,
@@ -447,7 +380,7 @@ class AgentService:
             observer.finished(outcome, ending.walltime_ms / 1000)
         return outcome
 
-    async def _sign(self, tenant_id: str) -> None:
+    async def sign_head(self, tenant_id: str) -> None:
         """Sign the tenant's head: the run's events are vouched for as soon as it ends.
 
         A head that cannot be signed is logged for a person; the run's outcome stands.

@@ -47,10 +47,11 @@ def _started(ctx: TenantContext, model: str) -> dict[str, Any]:
 
 
 def start_run(conn: Connection, ctx: TenantContext, audit: AuditLog, *, prompt: str, model: str,
-              conversation_id: str | None, roles: Iterable[str], lease: Lease) -> bytes:
+              conversation_id: str | None, roles: Iterable[str], lease: Lease,
+              detail: dict[str, Any] | None = None) -> bytes:
     """Record a new run, leased to this process, and ``run.started``; the tenant's salt."""
     create_run(conn, ctx, prompt=prompt, model=model, conversation_id=conversation_id,
-               granted_roles=roles, lease=lease)
+               detail=detail, granted_roles=roles, lease=lease)
     tenant_salt = salt(conn, ctx.tenant_id)
     audit.append(conn, ctx.tenant_id, events.RUN_STARTED, _started(ctx, model) | {
         "prompt_digest": digest_with(tenant_salt, prompt), "scope": sorted(ctx.scope),
@@ -74,14 +75,23 @@ def resume_run(conn: Connection, ctx: TenantContext, audit: AuditLog, lease: Lea
     A ``queued`` run (recorded, never started) starts here for the first time and is
     audited as started, not as a second attempt.
 
+    A direct call that halted answered its caller with the halt, and has no model's
+    work to go on with: it is not resumed (a ``running`` one is taken up here, to be
+    ended by ``core.direct.end_interrupted``).
+
     Raises:
         NotFound: the run does not exist in this tenant.
         CheckpointError: its checkpoint is another tenant's or corrupt.
-        Conflict: the run already ended, or another process holds its lease.
+        Conflict: the run already ended, is a halted direct call, or another process
+            holds its lease.
     """
     record = get_run(conn, ctx.tenant_id, ctx.run_id)
     if record.status in FINAL_STATUSES:
         raise Conflict(f"run {ctx.run_id} is {record.status}; only unfinished runs resume")
+    direct = record.detail.get("direct")
+    if direct is not None and record.status == "halted":
+        raise Conflict(f"run {ctx.run_id} was a direct call of {direct} that halted and "
+                       "answered its caller so; a direct call is not resumed: call again")
     if not claim_run(conn, ctx, lease, or_mine=True):
         raise Conflict(f"run {ctx.run_id} is being executed elsewhere; it was not resumed")
     checkpoint = load_checkpoint(conn, ctx, ctx.run_id)
@@ -110,6 +120,9 @@ class Ending:
     error: str | None = None
     refused: tuple[tuple[str, str], ...] = ()
     walltime_ms: int = 0
+    direct: str | None = None
+    """The capability a direct call asked for (``core.direct``), kept in the run's
+    detail when it ends so that a resume never takes it for a model's run."""
 
 
 def finish_run(conn: Connection, ctx: TenantContext, audit: AuditLog, ending: Ending,
@@ -122,6 +135,8 @@ def finish_run(conn: Connection, ctx: TenantContext, audit: AuditLog, ending: En
             append_turn(conn, ctx, record.conversation_id, "user", record.prompt)
             append_turn(conn, ctx, record.conversation_id, "assistant", ending.answer)
     detail: dict[str, Any] = {}
+    if ending.direct:
+        detail["direct"] = ending.direct
     if ending.halt:
         detail["halt"] = ending.halt
     if ending.error:
