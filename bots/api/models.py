@@ -32,6 +32,16 @@ class RunAccepted(BaseModel):
     status: str
 
 
+class ServerSentEvent(BaseModel):
+    """One event of ``GET /v1/runs/{id}/events``, as a client's event source reads it:
+    an audit event (``event`` its type, ``id`` its sequence number, ``data`` its JSON)
+    or the closing ``run`` event (no ``id``; ``data`` the run as ``GET`` shows it)."""
+
+    event: str
+    data: str
+    id: str | None = None
+
+
 class Usage(BaseModel):
     """What a run has used so far."""
 

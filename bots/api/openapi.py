@@ -61,7 +61,8 @@ class Route:
     handler: Handler
     status: int
     answer: Any
-    """The success body's type (a model, or ``list[Model]``); ``str`` for a stream."""
+    """The success body's type (a model, or ``list[Model]``); for a stream of server-sent
+    events, the model of one event."""
     body: type[BaseModel] | None = None
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()

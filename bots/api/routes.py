@@ -18,6 +18,7 @@ from bots.api.models import (
     RunRequest,
     RunView,
     SearchRequest,
+    ServerSentEvent,
 )
 from bots.api.openapi import Param, Route, serve_document
 from core.runs import SESSION_HEADER
@@ -39,7 +40,7 @@ ROUTES: tuple[Route, ...] = (
           tags=("runs",)),
     Route("POST", "/runs/{run_id}/resume", runs.resume_run, 202, RunAccepted,
           errors=(404, 409), tags=("runs",)),
-    Route("GET", "/runs/{run_id}/events", stream.run_events, 200, str, params=(
+    Route("GET", "/runs/{run_id}/events", stream.run_events, 200, ServerSentEvent, params=(
         Param("Last-Event-ID", "header", {"type": "string", "pattern": r"^[0-9]{1,18}$"},
               "the id of the last event received: the stream resumes after it"),
     ), errors=(400, 404), media="text/event-stream", tags=("runs",)),
