@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +22,7 @@ from core.audit.keys import load_keys, rotate_keys
 from core.audit.log import AuditLog
 from core.audit.verify import VerifyReport
 from core.db.engine import Database
+from core.db.schema import as_utc
 from core.errors import NotFound, TenantryError
 from core.merkle import ProofError
 from core.runs import is_session_id, session_runs
@@ -291,11 +291,6 @@ def _session_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str
     return value
 
 
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands back naive UTC times."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 @audit.command("session")
 @click.option("--tenant", "tenant_id", required=True, help="Whose runs.")
 @click.argument("session", callback=_session_id)
@@ -315,13 +310,13 @@ async def audit_session(tenant_id: str, session: str, limit: int, as_json: bool)
         if as_json:
             echo_json([{"run_id": run.id, "initiator": run.initiator,
                         "principal_id": run.principal_id, "status": run.status,
-                        "created_at": _utc(run.created_at)} for run in found])
+                        "created_at": as_utc(run.created_at)} for run in found])
             return
         if not found:
             click.echo(f"no runs of session {session} in tenant {tenant_id}", err=True)
         for run in found:
             click.echo(f"{run.id}\t{run.initiator}\t{run.principal_id}\t{run.status}\t"
-                       f"{_utc(run.created_at).isoformat()}")
+                       f"{as_utc(run.created_at).isoformat()}")
 
     await with_log(go)
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from core.context import TenantContext
 from core.db.engine import reads
+from core.db.schema import as_utc
 from core.errors import InvalidInput
 from core.vectors.tables import conversation_turns
 
@@ -75,7 +76,7 @@ def conversation_window(
         select(c.role, c.text, c.created_at).filter_by(**key).order_by(c.id.desc()).limit(limit)
     ).all()
     return [
-        Turn(role=row.role, text=row.text, created_at=_utc(row.created_at))
+        Turn(role=row.role, text=row.text, created_at=as_utc(row.created_at))
         for row in reversed(rows)
     ]
 
@@ -85,7 +86,3 @@ def purge_history(conn: Connection, tenant_id: str) -> int:
     result = conn.execute(delete(conversation_turns).filter_by(tenant_id=tenant_id))
     return int(result.rowcount)
 
-
-def _utc(value: datetime) -> datetime:
-    """SQLite hands timestamps back naive; they were written in UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -22,6 +22,7 @@ from core.audit.events import AuditError
 from core.audit.tables import audit_checkpoints, audit_events, audit_heads
 from core.audit.verify import EventRow, LogChecker, StoredCheckpoint
 from core.db.engine import Database, dialect_insert, reads
+from core.db.schema import as_utc
 from core.merkle import CompactRange
 
 BATCH_SIZE = 50_000
@@ -75,10 +76,7 @@ _CHECKPOINT_COLUMNS = (
 
 def _checkpoint(tenant_id: str, row: Any) -> StoredCheckpoint:
     """A row of ``_CHECKPOINT_COLUMNS`` as a ``StoredCheckpoint``."""
-    created_at: datetime = row.created_at
-    if created_at.tzinfo is None:
-        created_at = created_at.replace(tzinfo=UTC)  # SQLite hands back naive datetimes
-    iso = created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    iso = as_utc(row.created_at).isoformat().replace("+00:00", "Z")
     return StoredCheckpoint(tenant_id, int(row.size), row.root, row.note, iso)
 
 

@@ -9,6 +9,7 @@ ledger, the audit head) that an ORM would only hide.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 from sqlalchemy import (
     JSON,
@@ -38,6 +39,14 @@ metadata = MetaData(
 
 Money = BigInteger
 UTCDateTime = DateTime(timezone=True)
+
+
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+
+
+@overload
+def as_utc(moment: None) -> None: ...
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

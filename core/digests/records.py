@@ -20,7 +20,7 @@ from uuid6 import uuid7
 
 from core.context import check_id
 from core.db.engine import reads
-from core.db.schema import tenants
+from core.db.schema import as_utc, tenants
 from core.digests.destinations import Destination, destination_from_json
 from core.digests.schedule import check_cron
 from core.digests.tables import MAX_NAME, MAX_PROMPT, digests
@@ -28,12 +28,6 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.tenants import get_tenant
 
 DigestStatus = Literal["active", "paused"]
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
 
 @dataclass(frozen=True, slots=True)
 class Digest:
@@ -65,12 +59,12 @@ class Digest:
 
 
 def _digest(row: Any) -> Digest:
-    created, updated = _utc(row.created_at), _utc(row.updated_at)
+    created, updated = as_utc(row.created_at), as_utc(row.updated_at)
     assert created is not None and updated is not None
     return Digest(id=row.id, tenant_id=row.tenant_id, name=row.name, cron=row.cron,
                   prompt=row.prompt, destination=destination_from_json(row.destination),
                   status=row.status, paused_reason=row.paused_reason, created_at=created,
-                  updated_at=updated, last_fired_at=_utc(row.last_fired_at))
+                  updated_at=updated, last_fired_at=as_utc(row.last_fired_at))
 
 
 def check_name(name: str) -> str:
@@ -170,7 +164,7 @@ def schedule_version(conn: Connection) -> tuple[int, str]:
     count, changed = conn.execute(select(func.count(), func.max(digests.c.updated_at))
                                   .select_from(digests)).one()
     tenant_changed = conn.scalar(select(func.max(tenants.c.updated_at)))
-    return int(count), f"{_utc(changed)}|{_utc(tenant_changed)}"
+    return int(count), f"{as_utc(changed)}|{as_utc(tenant_changed)}"
 
 
 def set_digest_status(conn: Connection, tenant_id: str, digest_id: str, status: DigestStatus,
