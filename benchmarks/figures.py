@@ -1,5 +1,6 @@
-"""What the benchmarks share: the percentile they report, and a scratch PostgreSQL
-database for those that run on it.
+"""What the benchmarks share: the percentile they report, the batches of an
+acknowledgement benchmark and how they are printed, and a scratch PostgreSQL database
+for those that run on it.
 
 The scripts run as ``python benchmarks/<name>.py``, so this module is imported by its
 own name (``from figures import percentile``), from the scripts' directory.
@@ -7,9 +8,12 @@ own name (``from figures import percentile``), from the scripts' directory.
 
 from __future__ import annotations
 
+import os
+import statistics
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -20,6 +24,50 @@ def percentile(samples: Sequence[float], q: float) -> float:
     ordered = sorted(samples)
     rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[rank]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The answer times of one batch, in milliseconds.
+
+    Attributes:
+        failures: Answers other than the one expected (200 from Slack's, 202 from Teams').
+        waits: Per request, from its answer to its run's start (tenantry only).
+        first_start: From the last answer to the first run's start.
+    """
+
+    p50: float
+    p99: float
+    failures: int
+    waits: tuple[float, ...] = ()
+    first_start: float | None = None
+
+
+def report(name: str, level: int, batches: list[Batch]) -> tuple[float, float]:
+    """Print one side's figures at one level; the medians of its p50s and p99s."""
+    p50 = statistics.median(b.p50 for b in batches)
+    p99 = statistics.median(b.p99 for b in batches)
+    failures = sum(b.failures for b in batches)
+    each = ", ".join(f"{b.p50:.1f}/{b.p99:.1f}" for b in batches)
+    print(f"  {name:<9} N={level:<4} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
+          f"  (batches p50/p99: {each}; failed: {failures})")
+    return p50, p99
+
+
+def report_waits(level: int, batches: list[Batch]) -> None:
+    """Print how long the level's runs waited after their answers."""
+    waits = [wait for b in batches for wait in b.waits]
+    firsts = [b.first_start for b in batches if b.first_start is not None]
+    if not waits or not firsts:
+        return
+    print(f"  run start N={level:<4} after its answer: median {statistics.median(waits):.0f}"
+          f" ms, max {max(waits):.0f} ms ({len(waits)} runs); first run after the last"
+          f" answer: {', '.join(f'{first:.0f}' for first in firsts)} ms")
+
+
+def load() -> str:
+    """The 1-, 5- and 15-minute load averages."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def create_database(server_url: str) -> str:

@@ -41,8 +41,6 @@ import hashlib
 import hmac
 import itertools
 import multiprocessing
-import os
-import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -54,7 +52,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from figures import percentile
+from figures import Batch, load, percentile, report, report_waits
 from pydantic import SecretStr
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
@@ -111,21 +109,6 @@ class Server:
     executor: Executor | None = None
     runtime: Runtime | None = None
 
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """The acknowledgement times of one batch, in milliseconds.
-
-    Attributes:
-        waits: Per command, from its acknowledgement to its run's start (tenantry only).
-        first_start: From the last acknowledgement to the first run's start.
-    """
-
-    p50: float
-    p99: float
-    failures: int
-    waits: tuple[float, ...] = ()
-    first_start: float | None = None
 
 
 def sign(body: bytes, timestamp: int) -> dict[str, str]:
@@ -278,32 +261,6 @@ async def link_workspace(runtime: Runtime, slack: SlackStandIn) -> None:
         user_id=USER, is_enterprise_install=False, installed_at=time.time()))
     await runtime.db.run(link, None, TEAM, TENANT, USER)
 
-
-def report(name: str, level: int, batches: list[Batch]) -> tuple[float, float]:
-    """Print one side's figures at one level; the medians of its p50s and p99s."""
-    p50 = statistics.median(b.p50 for b in batches)
-    p99 = statistics.median(b.p99 for b in batches)
-    failures = sum(b.failures for b in batches)
-    each = ", ".join(f"{b.p50:.1f}/{b.p99:.1f}" for b in batches)
-    print(f"  {name:<9} N={level:<4} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
-          f"  (batches p50/p99: {each}; non-200: {failures})")
-    return p50, p99
-
-
-def report_waits(level: int, batches: list[Batch]) -> None:
-    """Print how long the level's runs waited after their acknowledgements."""
-    waits = [wait for b in batches for wait in b.waits]
-    firsts = [b.first_start for b in batches if b.first_start is not None]
-    if not waits or not firsts:
-        return
-    print(f"  run start N={level:<4} after its ack: median {statistics.median(waits):.0f} ms,"
-          f" max {max(waits):.0f} ms ({len(waits)} runs); first run after the last ack:"
-          f" {', '.join(f'{first:.0f}' for first in firsts)} ms")
-
-
-def load() -> str:
-    """The 1-, 5- and 15-minute load averages."""
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 async def main(levels: list[int], repeats: int) -> int:

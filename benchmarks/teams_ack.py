@@ -53,8 +53,6 @@ import gc
 import itertools
 import json
 import multiprocessing
-import os
-import statistics
 import tempfile
 import time
 import warnings
@@ -67,7 +65,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from figures import percentile
+from figures import Batch, load, percentile, report, report_waits
 from microsoft_agents.activity import ActivityTypes
 from microsoft_agents.hosting.aiohttp import CloudAdapter, jwt_authorization_decorator
 from microsoft_agents.hosting.core import (
@@ -137,21 +135,6 @@ class Server:
     executor: Executor | None = None
     runtime: Runtime | None = None
 
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """The answer times of one batch, in milliseconds.
-
-    Attributes:
-        waits: Per message, from its answer to its run's start (tenantry only).
-        first_start: From the last answer to the first run's start.
-    """
-
-    p50: float
-    p99: float
-    failures: int
-    waits: tuple[float, ...] = ()
-    first_start: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,32 +293,6 @@ async def link_organisations(runtime: Runtime) -> None:
         await runtime.db.run(redeem_link_code, runtime.audit, runtime.keyring, code,
                              organisation, "teams:operator")
 
-
-def report(name: str, level: int, batches: list[Batch]) -> tuple[float, float]:
-    """Print one side's figures at one level; the medians of its p50s and p99s."""
-    p50 = statistics.median(b.p50 for b in batches)
-    p99 = statistics.median(b.p99 for b in batches)
-    failures = sum(b.failures for b in batches)
-    each = ", ".join(f"{b.p50:.1f}/{b.p99:.1f}" for b in batches)
-    print(f"  {name:<9} N={level:<4} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
-          f"  (batches p50/p99: {each}; non-202: {failures})")
-    return p50, p99
-
-
-def report_waits(level: int, batches: list[Batch]) -> None:
-    """Print how long the level's runs waited after their answers."""
-    waits = [wait for b in batches for wait in b.waits]
-    firsts = [b.first_start for b in batches if b.first_start is not None]
-    if not waits or not firsts:
-        return
-    print(f"  run start N={level:<4} after its answer: median {statistics.median(waits):.0f}"
-          f" ms, max {max(waits):.0f} ms ({len(waits)} runs); first run after the last"
-          f" answer: {', '.join(f'{first:.0f}' for first in firsts)} ms")
-
-
-def load() -> str:
-    """The 1-, 5- and 15-minute load averages."""
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 async def main(levels: list[int], repeats: int) -> int:
