@@ -8,13 +8,17 @@ own name (``from figures import percentile``), from the scripts' directory.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
+import aiohttp
 import psycopg
 from sqlalchemy.engine import make_url
 
@@ -68,6 +72,36 @@ def report_waits(level: int, batches: list[Batch]) -> None:
 def load() -> str:
     """The 1-, 5- and 15-minute load averages."""
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+KEEPALIVE_S = 600
+"""How long the client keeps an idle connection: longer than the whole benchmark, where
+aiohttp's default (15 s) would close the warm-up's connections before the last level."""
+
+
+async def one(session: aiohttp.ClientSession, url: str, body: bytes,
+              headers: dict[str, str]) -> tuple[float, int, float]:
+    """Post one request; milliseconds until its response was read, its status, and when.
+
+    The last is wall-clock time (``time.time()``), comparable with the server's
+    timestamps: client and server run on the same machine.
+    """
+    started = time.perf_counter()
+    async with session.post(url, data=body, headers=headers) as resp:
+        await resp.read()
+        return (time.perf_counter() - started) * 1000, resp.status, time.time()
+
+
+async def client_loop(conn: Connection, limit: int) -> None:
+    """Serve batches sent by the parent until it sends ``None``; answer their timings."""
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0,
+                                     keepalive_timeout=KEEPALIVE_S)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        while (job := await loop.run_in_executor(None, conn.recv)) is not None:
+            url, requests = job
+            conn.send(await asyncio.gather(*(one(session, url, body, headers)
+                                             for body, headers in requests)))
 
 
 def create_database(server_url: str) -> str:

@@ -50,9 +50,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import urlencode
 
-import aiohttp
 from aiohttp import web
-from figures import Batch, load, percentile, report, report_waits
+from figures import Batch, client_loop, load, percentile, report, report_waits
 from pydantic import SecretStr
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
@@ -92,9 +91,6 @@ TARGET_RATIO = 1.5
 """Most the tenantry side may take relative to bare Bolt (p50 and p99)."""
 WINDOW_S = 60
 """Timestamps are spread over this many seconds back from now (Slack allows 300)."""
-KEEPALIVE_S = 600
-"""How long the client keeps an idle connection: longer than the whole benchmark, where
-aiohttp's default (15 s) would close the warm-up's connections before the last level."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +104,6 @@ class Server:
     url: str
     executor: Executor | None = None
     runtime: Runtime | None = None
-
 
 
 def sign(body: bytes, timestamp: int) -> dict[str, str]:
@@ -138,32 +133,6 @@ def command_request(serial: int, response_base: str) -> tuple[bytes, dict[str, s
     }
     body = urlencode(form).encode()
     return body, sign(body, int(time.time()) - serial % WINDOW_S)
-
-
-
-async def one(session: aiohttp.ClientSession, url: str, body: bytes,
-              headers: dict[str, str]) -> tuple[float, int, float]:
-    """Post one request; milliseconds until its response was read, its status, and when.
-
-    The last is wall-clock time (``time.time()``), comparable with the server's
-    timestamps: client and server run on the same machine.
-    """
-    started = time.perf_counter()
-    async with session.post(url, data=body, headers=headers) as resp:
-        await resp.read()
-        return (time.perf_counter() - started) * 1000, resp.status, time.time()
-
-
-async def client_loop(conn: Connection, limit: int) -> None:
-    """Serve batches sent by the parent until it sends ``None``; answer their timings."""
-    loop = asyncio.get_running_loop()
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0,
-                                     keepalive_timeout=KEEPALIVE_S)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        while (job := await loop.run_in_executor(None, conn.recv)) is not None:
-            url, requests = job
-            conn.send(await asyncio.gather(*(one(session, url, body, headers)
-                                             for body, headers in requests)))
 
 
 def client_process(conn: Connection, limit: int) -> None:
@@ -260,7 +229,6 @@ async def link_workspace(runtime: Runtime, slack: SlackStandIn) -> None:
         bot_id=made.bot_id, bot_user_id=made.bot_user_id, bot_scopes=list(made.scopes),
         user_id=USER, is_enterprise_install=False, installed_at=time.time()))
     await runtime.db.run(link, None, TEAM, TENANT, USER)
-
 
 
 async def main(levels: list[int], repeats: int) -> int:

@@ -54,7 +54,6 @@ import itertools
 import json
 import multiprocessing
 import tempfile
-import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -63,9 +62,8 @@ from datetime import timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
-from figures import Batch, load, percentile, report, report_waits
+from figures import Batch, client_loop, load, percentile, report, report_waits
 from microsoft_agents.activity import ActivityTypes
 from microsoft_agents.hosting.aiohttp import CloudAdapter, jwt_authorization_decorator
 from microsoft_agents.hosting.core import (
@@ -114,9 +112,6 @@ TARGET_P99_MS = 100.0
 """Most milliseconds to the answer at p99, at the highest concurrency."""
 TARGET_RATIO = 1.5
 """Most the tenantry side may take relative to the bare SDK app (p50 and p99)."""
-KEEPALIVE_S = 600
-"""How long the client keeps an idle connection: longer than the whole benchmark, where
-aiohttp's default (15 s) would close the warm-up's connections before the last level."""
 SDK_CONFIGURATION = "agent_configuration"
 """Where the SDK's JWT decorator looks for the bot's identity (a plain string key)."""
 
@@ -134,7 +129,6 @@ class Server:
     url: str
     executor: Executor | None = None
     runtime: Runtime | None = None
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,32 +157,6 @@ class Channel:
         token = self.issuer.channel_token(APP_ID, self.activities.service_url)
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
         return str(activity["id"]), (json.dumps(activity).encode(), headers)
-
-
-
-async def one(session: aiohttp.ClientSession, url: str, body: bytes,
-              headers: dict[str, str]) -> tuple[float, int, float]:
-    """Post one request; milliseconds until its response was read, its status, and when.
-
-    The last is wall-clock time (``time.time()``), comparable with the server's
-    timestamps: client and server run on the same machine.
-    """
-    started = time.perf_counter()
-    async with session.post(url, data=body, headers=headers) as resp:
-        await resp.read()
-        return (time.perf_counter() - started) * 1000, resp.status, time.time()
-
-
-async def client_loop(conn: Connection, limit: int) -> None:
-    """Serve batches sent by the parent until it sends ``None``; answer their timings."""
-    loop = asyncio.get_running_loop()
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0,
-                                     keepalive_timeout=KEEPALIVE_S)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        while (job := await loop.run_in_executor(None, conn.recv)) is not None:
-            url, requests = job
-            conn.send(await asyncio.gather(*(one(session, url, body, headers)
-                                             for body, headers in requests)))
 
 
 def client_process(conn: Connection, limit: int) -> None:
@@ -292,7 +260,6 @@ async def link_organisations(runtime: Runtime) -> None:
                                     timedelta(hours=1))
         await runtime.db.run(redeem_link_code, runtime.audit, runtime.keyring, code,
                              organisation, "teams:operator")
-
 
 
 async def main(levels: list[int], repeats: int) -> int:
