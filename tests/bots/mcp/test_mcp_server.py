@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
@@ -14,7 +13,6 @@ from click.testing import CliRunner
 from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 
-from bots import api
 from bots.cli_audit import audit
 from bots.mcp.settings import McpSettings
 from bots.settings import ServerSettings
@@ -28,24 +26,6 @@ from core.runs import recent_runs
 from core.settings import Settings
 from tests.support.auditing import audit_log
 from tests.support.tenancy import plan, tenant_on
-
-
-@pytest.fixture
-async def served(settings: Settings) -> AsyncIterator[TestServer]:
-    """The web app (the HTTP API) with its MCP server beside it."""
-    app = create_app(settings, ServerSettings(), mounts=[], mcp=McpSettings(port=0))
-    api.add_routes(app)
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-def mcp_url(served: TestServer) -> str:
-    return str(served.app[MCP].url)
 
 
 async def key(db: Database, tenant_id: str, role: str = "member") -> str:
