@@ -233,6 +233,10 @@ def create_app(settings: Settings, server: ServerSettings | None = None,
             runtime.jobs = jobs
             runtime.runner = (InProcess(runtime.agent, executor) if jobs is None
                               else Queued(runtime.agent, jobs))
+            try:
+                runtime.models.check(settings.model)
+            except ConfigurationError as exc:
+                log.error("every run will fail until the model is configured", error=str(exc))
             for mount in mounts:
                 await mount(app, runtime, executor)
             runtime.deliverers.append(functools.partial(deliver_digest, runtime))

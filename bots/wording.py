@@ -33,6 +33,10 @@ REFUSALS = {
 adds its own words for a chat space that is not linked, or no longer is."""
 
 REFUSED = "I can't take this request right now."
+MODEL_UNAVAILABLE = ("this deployment cannot run requests now: it is misconfigured, and "
+                     "its operators have been told")
+"""What an API or MCP caller is told when the deployment, not the request, is at fault
+(the server logged what is missing)."""
 """A refusal for a reason no transport has words for yet."""
 
 TOOL_REASONS = {

@@ -28,7 +28,7 @@ DOCUMENT = web.AppKey("api_openapi_document", dict)
 
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            409: "Conflict", 413: "Content Too Large", 422: "Unprocessable Content",
-           429: "Too Many Requests"}
+           429: "Too Many Requests", 503: "Service Unavailable"}
 _HEADERS = {
     401: {"WWW-Authenticate": {"description": "the Bearer challenge (RFC 6750)",
                                "schema": {"type": "string"}}},

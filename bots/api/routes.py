@@ -33,7 +33,7 @@ ROUTES: tuple[Route, ...] = (
               "retried with the same key and body, the request finds the run it started"),
         Param(SESSION_HEADER, "header", _TOKEN,
               "the caller's session, to list its runs across transports"),
-    ), errors=(400, 409), tags=("runs",), links=(
+    ), errors=(400, 409, 503), tags=("runs",), links=(
         ("read_run", "run_id", "id"), ("run_events", "run_id", "id"),
         ("resume_run", "run_id", "id"))),
     Route("GET", "/runs/{run_id}", runs.read_run, 200, RunView, errors=(404,),

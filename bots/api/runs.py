@@ -26,9 +26,10 @@ from bots.jobs.runs import finish_run
 from bots.runner import RUN_JOB
 from bots.runtime import Runtime
 from bots.web import EXECUTOR, RUNTIME
+from bots.wording import MODEL_UNAVAILABLE
 from core.api_keys import ApiKey
 from core.builder import RunGrant
-from core.errors import Conflict, NotFound, RunRefused
+from core.errors import ConfigurationError, Conflict, NotFound, RunRefused
 from core.logs import log
 from core.runs import (
     SESSION_HEADER,
@@ -119,7 +120,11 @@ async def start_run(request: web.Request) -> web.Response:
             correlation_id=None if session is None else session_correlation(session))
     except RunRefused as refused:  # audited by the agent service
         raise problem(403, "Run Refused", f"the run was refused: {refused}") from None
-    model = runtime.models.check(runtime.settings.model)
+    try:
+        model = runtime.models.check(runtime.settings.model)
+    except ConfigurationError as exc:  # the deployment's to fix, not the caller's
+        log.error("api run refused: the model is not usable", error=str(exc))
+        raise problem(503, "Service Unavailable", MODEL_UNAVAILABLE) from None
     try:
         await runtime.db.run(_record_accepted, grant, asked, model,
                              None if idempotency_key is None else (idempotency_key, sent))

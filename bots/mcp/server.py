@@ -26,9 +26,11 @@ from bots.executor import Executor
 from bots.mcp import wording
 from bots.mcp.auth import Caller
 from bots.runtime import Runtime
+from bots.wording import MODEL_UNAVAILABLE
 from core.allocation import offered
 from core.builder import RunGrant
-from core.errors import TenantryError
+from core.errors import ConfigurationError, TenantryError
+from core.logs import log
 from core.runs import SESSION_HEADER, is_session_id, session_correlation
 from core.toolset import build_toolset
 
@@ -77,6 +79,9 @@ def create_server(runtime: Runtime, executor: Executor) -> Server[Any, Request]:
                 if name == ASK:
                     return await ask(server, runtime, run, arguments)
                 return wording.tool_result(await runtime.agent.call_tool(run, name, arguments))
+        except ConfigurationError as exc:  # the deployment's to fix, not the caller's
+            log.error("mcp call refused: the deployment is misconfigured", error=str(exc))
+            return wording.refused(MODEL_UNAVAILABLE)
         except TenantryError as exc:
             return wording.refused(str(exc))
 
