@@ -14,30 +14,16 @@ import json
 
 from aiohttp import web
 from aiohttp_sse import sse_response
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
 
 from bots.api.auth import authenticate
 from bots.api.problems import problem
 from bots.api.runs import own_run, view
 from bots.web import RUNTIME
-from core.audit.tables import audit_events
-from core.db.engine import reads
+from core.audit.log import run_events_after
 from core.runs import FINAL_STATUSES
 
 POLL_S = 0.2
 """How often an open stream looks for the run's new events."""
-
-
-@reads
-def _events_after(conn: Connection, tenant_id: str, run_id: str,
-                  after: int) -> list[tuple[int, str, str, str]]:
-    rows = conn.execute(select(audit_events.c.seq, audit_events.c.event, audit_events.c.time,
-                               audit_events.c.fields)
-                        .where(audit_events.c.tenant_id == tenant_id,
-                               audit_events.c.run_id == run_id, audit_events.c.seq > after)
-                        .order_by(audit_events.c.seq).limit(500))
-    return [(int(r.seq), str(r.event), str(r.time), str(r.fields)) for r in rows]
 
 
 def _last_event_id(request: web.Request) -> int:
@@ -58,11 +44,12 @@ async def run_events(request: web.Request) -> web.StreamResponse:
             # Read the status first: events written before it ended are all found below.
             record = await own_run(runtime, key, record.id)
             ended = record.status in FINAL_STATUSES or record.status == "halted"
-            for seq, event, at, fields in await runtime.db.run(
-                    _events_after, key.tenant_id, record.id, after):
-                data = json.dumps({"type": event, "time": at, "fields": json.loads(fields)})
-                await stream.send(data, id=str(seq), event="progress")
-                after = seq
+            for event in await runtime.db.run(run_events_after, key.tenant_id, record.id,
+                                              after):
+                data = json.dumps({"type": event.event, "time": event.time,
+                                   "fields": dict(event.fields)})
+                await stream.send(data, id=str(event.seq), event="progress")
+                after = event.seq
             if ended:
                 await stream.send(view(record).model_dump_json(), event="run")
                 break

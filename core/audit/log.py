@@ -267,6 +267,17 @@ def recent_events(
     return [_audit_event(row) for row in conn.execute(query)]
 
 
+@reads
+def run_events_after(conn: Connection, tenant_id: str, run_id: str, after: int,
+                     limit: int = 500) -> list[AuditEvent]:
+    """One run's events after sequence number ``after``, oldest first: for following a
+    run as it goes (``after`` the last one seen)."""
+    c = audit_events.c
+    return [_audit_event(row) for row in conn.execute(
+        select(audit_events).where(c.tenant_id == tenant_id, c.run_id == run_id,
+                                   c.seq > after).order_by(c.seq).limit(limit))]
+
+
 def _audit_event(row: Any) -> AuditEvent:
     return AuditEvent(row.tenant_id, int(row.seq), row.run_id, row.event, row.time,
                       json.loads(row.fields), row.leaf_hash)

@@ -16,8 +16,10 @@ from core.settings import Settings
 
 @pytest.fixture
 async def served(settings: Settings) -> AsyncIterator[TestServer]:
-    """The web app (the HTTP API) with its MCP server beside it."""
-    app = create_app(settings, ServerSettings(), mounts=[], mcp=McpSettings(port=0))
+    """The web app (the HTTP API) with its MCP server beside it, executing its runs
+    itself on either database (``tests/scenarios/test_mcp_workers.py`` has the workers)."""
+    app = create_app(settings, ServerSettings(runs_in="process"), mounts=[],
+                     mcp=McpSettings(port=0))
     api.add_routes(app)
     server = TestServer(app)
     await server.start_server()

@@ -130,7 +130,7 @@ async def test_ask_answers_with_progress(db: Database, mcp_url: str) -> None:
 
 async def test_a_tenants_mcp_runs_wait_for_its_places(settings: Settings, db: Database) -> None:
     """Four asks and calls at once, with one place per tenant: one run at a time."""
-    app = create_app(settings, ServerSettings(runs_per_tenant=1), mounts=[],
+    app = create_app(settings, ServerSettings(runs_in="process", runs_per_tenant=1), mounts=[],
                      mcp=McpSettings(port=0))
     server = TestServer(app)
     await server.start_server()
