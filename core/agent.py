@@ -72,7 +72,7 @@ from core.memory import conversation_window
 from core.models import ModelFactory
 from core.outcome import RunOutcome as RunOutcome  # named from here by the transports
 from core.resources import ResourceLocator
-from core.run_records import Ending, finish_run, resume_run, start_run
+from core.run_records import Ending, finish_run, request_resume, resume_run, start_run
 from core.runs import Lease, RunRecord, claim_run, create_run, get_run, release_run
 from core.settings import Settings
 from core.tools import CapabilityRegistry
@@ -282,13 +282,27 @@ class AgentService:
         log.info("request queued for the next start", run_id=grant.ctx.run_id,
                  tenant_id=grant.ctx.tenant_id)
 
+    async def request_resume(self, tenant_id: str, run_id: str, *, by: str) -> None:
+        """Put a halted run back as ``queued``, audited as asked for by ``by``: for a
+        deployment whose workers execute runs, a Resume pressed in a web process is then
+        resumed by a worker (``resume``, audited as a resumption, not a first start).
+
+        Raises:
+            NotFound: the run does not exist in this tenant.
+            Conflict: it is not halted any more (another press came first), or is a
+                halted direct call.
+        """
+        await self.db.run(request_resume, self.audit, tenant_id, run_id, by=by)
+        log.info("halted run queued to resume", run_id=run_id, tenant_id=tenant_id)
+
     async def resume(self, grant: RunGrant, *, on_tool: ToolStarted | None = None) -> RunOutcome:
         """Continue ``grant.ctx.run_id`` from its checkpoint with the grant's fresh budget.
 
         A ``queued`` run (recorded but never started, as a transport parks a request at
         shutdown) starts here for the first time: it is audited as started, not as a
-        second attempt. A run without a checkpoint starts from its prompt, with its
-        conversation's history as ``start`` gives it. A direct call left ``running`` by
+        second attempt; one queued again after a halt (``request_resume``) is resumed.
+        A run without a checkpoint starts from its prompt, with its conversation's
+        history as ``start`` gives it. A direct call left ``running`` by
         a process that died during it is ended ``failed``, its tool not called again
         (``core.direct.end_interrupted``).
 

@@ -1,6 +1,7 @@
 """The transactions that open and close a run allocation, each with its audit event.
 
-``start_run`` records a new run and ``run.started``; ``resume_run`` moves an
+``start_run`` records a new run and ``run.started``; ``request_resume`` puts a
+halted run back on the queue with ``run.resume_requested``; ``resume_run`` moves an
 unfinished run back to ``running``, closes the reservations its last allocation left
 open, records ``run.started`` (resumed) and reads what the run recorded so far;
 ``finish_run`` stores the outcome with the run's totals, keeps the exchange in the
@@ -25,12 +26,14 @@ from core.errors import Conflict
 from core.memory import append_turn
 from core.runs import (
     FINAL_STATUSES,
+    RESUME_REQUESTED,
     Lease,
     RunRecord,
     RunStatus,
     claim_run,
     create_run,
     get_run,
+    requeue_halted,
     update_run,
 )
 from core.toolset import recorded_effects
@@ -59,6 +62,30 @@ def start_run(conn: Connection, ctx: TenantContext, audit: AuditLog, *, prompt: 
     return tenant_salt
 
 
+def request_resume(conn: Connection, audit: AuditLog, tenant_id: str, run_id: str, *,
+                   by: str) -> None:
+    """Put a halted run back as ``queued`` for a worker to resume, and record who asked
+    (``run.resume_requested``), in one transaction.
+
+    Raises:
+        NotFound: the run does not exist in this tenant.
+        Conflict: the run is not halted any more (another press came first, or it was
+            resumed already), or is a halted direct call, which is never resumed.
+    """
+    record = get_run(conn, tenant_id, run_id)
+    direct = record.detail.get("direct")
+    if direct is not None:
+        raise Conflict(f"run {run_id} was a direct call of {direct} that halted and "
+                       "answered its caller so; a direct call is not resumed: call again")
+    if not requeue_halted(conn, tenant_id, run_id):
+        raise Conflict("the run is being resumed already" if record.status == "halted"
+                       else f"the run is {record.status}, not halted")
+    halt = record.detail.get("halt") or {}
+    audit.append(conn, tenant_id, events.RUN_RESUME_REQUESTED, {
+        "principal": by, "ceiling": halt.get("ceiling"), "attempt": record.attempts + 1,
+    }, run_id=run_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Resumed:
     """What a resumed allocation starts from."""
@@ -73,7 +100,10 @@ def resume_run(conn: Connection, ctx: TenantContext, audit: AuditLog, lease: Lea
     """Take up an unfinished run again: leased, ``running``, orphans closed, ``run.started``.
 
     A ``queued`` run (recorded, never started) starts here for the first time and is
-    audited as started, not as a second attempt.
+    audited as started, not as a second attempt. A halted run put back on the queue
+    (``request_resume``) is ``queued`` too, but is a resumption: it is told apart by the
+    ``RESUME_REQUESTED`` mark its requeueing wrote, not by a checkpoint (a run can halt
+    before its first one) nor by its attempts (a first start counts one as well).
 
     A direct call that halted answered its caller with the halt, and has no model's
     work to go on with: it is not resumed (a ``running`` one is taken up here, to be
@@ -95,7 +125,7 @@ def resume_run(conn: Connection, ctx: TenantContext, audit: AuditLog, lease: Lea
     if not claim_run(conn, ctx, lease, or_mine=True):
         raise Conflict(f"run {ctx.run_id} is being executed elsewhere; it was not resumed")
     checkpoint = load_checkpoint(conn, ctx, ctx.run_id)
-    first = record.status == "queued"
+    first = record.status == "queued" and RESUME_REQUESTED not in record.detail
     update_run(conn, ctx, status="running", new_attempt=not first)
     abandon_open(conn, ctx.tenant_id, ctx.run_id)
     tenant_salt = salt(conn, ctx.tenant_id)

@@ -326,6 +326,29 @@ def usage_by_tenant(conn: Connection, since: datetime) -> list[TenantUsage]:
             for tenant, used, cost in rows]
 
 
+RESUME_REQUESTED = "resume_requested_at"
+"""The key of a run's detail that marks it ``queued`` again after a halt (``requeue_halted``),
+holding when the resume was asked for (ISO-8601 UTC)."""
+
+
+def requeue_halted(conn: Connection, tenant_id: str, run_id: str) -> bool:
+    """Move a halted run that nobody holds back to ``queued``, for a worker to resume;
+    ``False`` if it is not halted (or is leased) any more.
+
+    One conditional UPDATE, so of two presses of a Resume button one moves the run.
+    The halt's detail gives way to ``RESUME_REQUESTED``: the run shows no halt while it
+    waits, and its resume is told from a first start by that mark.
+    """
+    now = datetime.now(UTC)
+    moved = conn.execute(
+        update(runs)
+        .where(runs.c.tenant_id == tenant_id, runs.c.id == run_id, runs.c.status == "halted",
+               _lease_free())
+        .values(status="queued", detail={RESUME_REQUESTED: now.isoformat()}, updated_at=now)
+    )
+    return moved.rowcount == 1
+
+
 def refuse_queued(conn: Connection, tenant_id: str, run_id: str, reason: str) -> bool:
     """End a ``queued`` run as ``refused`` before it started (its tenant's allowance was
     spent by the time it was taken up); ``False`` if it was not queued any more."""

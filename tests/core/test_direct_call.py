@@ -175,6 +175,8 @@ async def test_a_direct_call_that_halted_is_not_resumed(
     assert halted.status == "halted"
     with pytest.raises(Conflict, match=r"direct call of counter\.bump"):
         await svc.resume(await svc.reopen("acme", halted.run_id))
+    with pytest.raises(Conflict, match=r"direct call of counter\.bump"):
+        await svc.request_resume("acme", halted.run_id, by="svc:ci")
     assert model.requests == [] and counter.executions == {}
     assert (await db.run(get_run, "acme", halted.run_id)).status == "halted"
 
