@@ -11,7 +11,9 @@ context, the answer message), then hands the run to the runtime's ``Runner``:
   deliverers there render its outcome where it was asked.
 
 Transports never ask which: they pass what executing here would be (``execute``), and
-what to record if it must wait (``queue``), the same call either way.
+what to record if it must wait (``queue``), the same call either way. A Resume pressed
+on a halted run goes the same way where the deployment has workers
+(``queue_resume``): the web process only puts the run back on the queue.
 """
 
 from __future__ import annotations
@@ -90,3 +92,21 @@ class Queued:
         await self.agent.queue(grant, prompt, conversation_id=conversation_id)
         await self.jobs.enqueue(RUN_JOB, grant.ctx.tenant_id, run_id=grant.ctx.run_id)
         log.debug("run queued for the workers", run_id=grant.ctx.run_id)
+
+
+async def queue_resume(agent: AgentService, jobs: JobQueue, tenant_id: str, run_id: str, *,
+                       by: str) -> None:
+    """Put a halted run back on the queue for the workers, as asked for by ``by`` (a
+    Resume pressed in a web process): a worker resumes it and its deliverers render the
+    outcome where the run was asked, as for a new run.
+
+    Between the two writes a process can die: the run is then ``queued`` without a job,
+    and the web processes' upkeep queues a job for it, as for a new run.
+
+    Raises:
+        NotFound: the run does not exist in this tenant.
+        Conflict: it is not halted any more (another press came first), or is a halted
+            direct call.
+    """
+    await agent.request_resume(tenant_id, run_id, by=by)
+    await jobs.enqueue(RUN_JOB, tenant_id, run_id=run_id)

@@ -23,7 +23,7 @@ from bots.api.idempotency import digest, remember, remembered
 from bots.api.models import RunAccepted, RunRequest, RunView, Usage
 from bots.api.problems import problem
 from bots.jobs.runs import finish_run
-from bots.runner import RUN_JOB
+from bots.runner import RUN_JOB, queue_resume
 from bots.runtime import Runtime
 from bots.web import EXECUTOR, RUNTIME
 from bots.wording import MODEL_UNAVAILABLE
@@ -161,7 +161,11 @@ async def read_run(request: web.Request) -> web.Response:
 
 async def resume_run(request: web.Request) -> web.Response:
     """``POST /v1/runs/{id}/resume``: a halted run, by its own principal only, as it was
-    asked (its principal, roles and correlation), with the tenant's budget of now."""
+    asked (its principal, roles and correlation), with the tenant's budget of now.
+
+    Where the deployment has workers, the run is queued again for them (202,
+    ``queued``), as a new run is; otherwise this process executes it (202, ``running``).
+    """
     runtime = request.config_dict[RUNTIME]
     key = await authenticate(request, runtime)
     record = await own_run(runtime, key, request.match_info["run_id"])
@@ -171,12 +175,18 @@ async def resume_run(request: web.Request) -> web.Response:
         raise problem(409, "Conflict", f"the run is {record.status}, not halted")
     try:
         grant = await runtime.agent.reopen(key.tenant_id, record.id)
-        if not await runtime.agent.claim(grant):
+        if runtime.jobs is not None:
+            await queue_resume(runtime.agent, runtime.jobs, key.tenant_id, record.id,
+                               by=key.principal_id)
+        elif not await runtime.agent.claim(grant):
             raise Conflict("the run is being resumed already")
     except RunRefused as refused:
         raise problem(403, "Run Refused", f"the resume was refused: {refused}") from None
     except Conflict as exc:
         raise problem(409, "Conflict", str(exc)) from None
+    if runtime.jobs is not None:
+        return web.json_response(RunAccepted(id=record.id, status="queued").model_dump(),
+                                 status=202)
     executor = request.config_dict[EXECUTOR]
 
     async def job() -> None:

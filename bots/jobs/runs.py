@@ -3,9 +3,10 @@
 The run was recorded ``queued`` with everything it was asked with (principal, vouched
 roles, conversation, correlation id); the job carries only its id. The worker reopens
 it (the tenant's plan and policy of now), leases it, resumes it (a ``queued`` run
-starts; a ``running`` one, whose worker died or stopped, continues from its
-checkpoint with its settled calls and tool effects replayed, never repeated), and
-hands the outcome to the runtime's deliverers once.
+starts, or goes on after its halt if a Resume queued it again; a ``running`` one,
+whose worker died or stopped, continues from its checkpoint with its settled calls
+and tool effects replayed, never repeated), and hands the outcome to the runtime's
+deliverers once.
 
 Delivery is recorded on the run (``core.runs.mark_delivered``) after the deliverers
 return. A worker killed between the two makes the retried job deliver again: Slack's
@@ -24,7 +25,13 @@ from bots.runner import RUN_JOB
 from core.agent import RunOutcome
 from core.errors import Conflict, NotFound, RunRefused
 from core.logs import log
-from core.runs import FINAL_STATUSES, get_run, mark_delivered, refuse_queued
+from core.runs import (
+    FINAL_STATUSES,
+    RESUME_REQUESTED,
+    get_run,
+    mark_delivered,
+    refuse_queued,
+)
 
 if TYPE_CHECKING:
     from bots.runtime import Runtime
@@ -55,7 +62,9 @@ async def finish_run(runtime: Runtime, tenant_id: str, run_id: str, *,
             await deliver(runtime, await runtime.agent.outcome(tenant_id, run_id))
         return True
     if record.status == "queued" and first_attempt:
-        waited = datetime.now(UTC) - record.created_at
+        asked = record.detail.get(RESUME_REQUESTED)  # a halted run queued again: since then
+        waited = datetime.now(UTC) - (record.created_at if asked is None
+                                      else datetime.fromisoformat(str(asked)))
         runtime.metrics.queue_wait.observe(max(0.0, waited.total_seconds()))
     try:
         grant = await runtime.agent.reopen(tenant_id, run_id)

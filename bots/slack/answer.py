@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.executor import Executor
+from bots.runner import RUN_JOB
 from bots.runtime import Runtime
 from bots.slack import render
 from bots.slack.answer_message import AnswerMessage
@@ -337,7 +338,11 @@ class SlackAnswers(SlackDelivery):
             log.info("slack reply not delivered", error=str(exc.response.get("error")))
 
     async def resume(self, origin: Origin, run_id: str, channel: str) -> None:
-        """The Resume button: only the run's principal or a tenant admin may press it."""
+        """The Resume button: only the run's principal or a tenant admin may press it.
+
+        Where the deployment has workers, the halted run is queued again (once, however
+        many presses) and a worker finishes its answer message; otherwise it resumes here.
+        """
         served = await self._served(origin)
         if served is None:
             return
@@ -354,9 +359,13 @@ class SlackAnswers(SlackDelivery):
             return
         # The resumed run acts as it was asked: its own principal, with the roles Slack
         # vouched for then, never the presser's.
+        jobs = self.runtime.jobs
         try:
             grant = await self.runtime.agent.reopen(link.tenant_id, run_id)
-            if not await self.runtime.agent.claim(grant):
+            if jobs is not None:
+                await self.runtime.agent.request_resume(link.tenant_id, run_id,
+                                                        by=origin.principal)
+            elif not await self.runtime.agent.claim(grant):
                 raise Conflict("already resumed")
         except (RunRefused, Conflict, NotFound) as exc:
             log.info("resume not started", run_id=run_id, reason=str(exc))
@@ -364,6 +373,10 @@ class SlackAnswers(SlackDelivery):
         answer = AnswerMessage(client, message.channel, message.answer_ts)
         await client.chat_update(channel=message.channel, ts=message.answer_ts,
                                  text=render.resume_started(), blocks=[])
+        if jobs is not None:
+            # A worker resumes it and finishes this message (``SlackDelivery.deliver``).
+            await jobs.enqueue(RUN_JOB, link.tenant_id, run_id=run_id)
+            return
         try:
             async with self.executor.slot(grant.ctx.tenant_id):
                 outcome = await self.runtime.agent.resume(grant)

@@ -24,6 +24,7 @@ from microsoft_agents.hosting.core.app.streaming import StreamingResponse
 from microsoft_agents.hosting.core.app.typing_indicator import TypingIndicator, TypingOptions
 
 from bots.executor import Executor
+from bots.runner import queue_resume
 from bots.runtime import Runtime
 from bots.standing import tenant_standing
 from bots.teams import render
@@ -340,7 +341,8 @@ class TeamsAnswers(TeamsDelivery):
         """The Resume action: only the run's principal or a tenant admin; once.
 
         Answered at once with the card that replaces the pressed one; the resumed run
-        posts its outcome into the conversation from the executor.
+        posts its outcome into the conversation from the executor, or, where the
+        deployment has workers, from the worker that resumes it.
         """
         link = await self.runtime.db.run(resolve_teams, request.entra_tenant_id)
         if link is None or not link.active or link.tenant_id is None:
@@ -354,13 +356,20 @@ class TeamsAnswers(TeamsDelivery):
                 or await self._is_admin(tenant_id, request.principal)):
             return render.invoke_reply(render.resume_denied())
         # The resumed run acts as it was asked: its own principal and roles, never the presser's.
+        jobs = self.runtime.jobs
         try:
             grant = await self.runtime.agent.reopen(tenant_id, run_id)
-            if not await self.runtime.agent.claim(grant):
+            if jobs is not None:
+                # A worker resumes it and posts its outcome here (``TeamsDelivery.deliver``).
+                await queue_resume(self.runtime.agent, jobs, tenant_id, run_id,
+                                   by=request.principal)
+            elif not await self.runtime.agent.claim(grant):
                 raise Conflict("already resumed")
         except (RunRefused, Conflict, NotFound) as exc:
             log.info("resume not started", run_id=run_id, reason=str(exc))
             return render.invoke_reply(render.already_resumed())
+        if jobs is not None:
+            return render.invoke_reply(render.resume_started())
 
         async def job() -> None:
             async with self.executor.slot(tenant_id):
