@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import structlog
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
@@ -18,7 +19,6 @@ from bots.wording import MODEL_UNAVAILABLE
 from core.admin import Admin
 from core.crypto import Keyring, generate_key
 from core.db.engine import Database
-from core.logs import log
 from core.runs import recent_runs
 from core.settings import Settings
 from tests.bots.mcp.test_mcp_server import call, text
@@ -30,9 +30,10 @@ async def test_a_run_asked_for_without_model_credentials_is_503_and_logged(
         settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ANTHROPIC_API_KEY", "TENANTRY_ANTHROPIC_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    # The shared logger may be cached under an earlier test's configuration.
-    monkeypatch.setattr(bots.api.runs, "log", log.bind())
-    monkeypatch.setattr(bots.mcp.server, "log", log.bind())
+    # The shared logger may be bound and cached under an earlier test's configuration,
+    # out of the capture's reach: these modules log through a fresh one.
+    monkeypatch.setattr(bots.api.runs, "log", structlog.get_logger("tenantry"))
+    monkeypatch.setattr(bots.mcp.server, "log", structlog.get_logger("tenantry"))
     unusable = settings.model_copy(update={"model": "anthropic:claude-sonnet-4-5",
                                            "anthropic_api_key": None})
     app = create_app(unusable, ServerSettings(), mounts=[], mcp=McpSettings(port=0))
