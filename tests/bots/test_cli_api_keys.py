@@ -14,6 +14,7 @@ from core.authz import roles_of
 from core.db.engine import Database
 from core.db.migrate import upgrade
 from core.settings import Settings
+from tests.support.databases import run_once
 from tests.support.tenancy import plan, tenant_on
 
 
@@ -26,21 +27,6 @@ async def _prepare(url: str) -> None:
     finally:
         await db.dispose()
 
-
-async def _principal_of(url: str, key: str) -> str:
-    db = Database(url)
-    try:
-        return (await db.run(verify, key, now=datetime.now(UTC))).principal_id
-    finally:
-        await db.dispose()
-
-
-async def _roles(url: str, tenant_id: str, principal_id: str) -> list[str]:
-    db = Database(url)
-    try:
-        return await db.run(roles_of, tenant_id, principal_id)
-    finally:
-        await db.dispose()
 
 
 @pytest.fixture
@@ -60,13 +46,14 @@ def test_a_key_is_printed_once_listed_by_prefix_and_revoked(settings: Settings) 
     assert created.exit_code == 0, created.output
     key = created.stdout.strip()
     assert key.startswith("tnt_") and "shown only this once" in created.stderr
-    assert asyncio.run(_principal_of(settings.database_url, key)) == "svc:billing"
+    presented = run_once(settings.database_url, verify, key, now=datetime.now(UTC))
+    assert presented.principal_id == "svc:billing"
     listed = invoke(settings, "list", "--tenant", "acme", "--json")
     [entry] = json.loads(listed.stdout)
     assert key.startswith(entry["prefix"]) and key not in listed.stdout
     assert entry["principal"] == "svc:billing" and entry["expires_at"] is not None
     assert entry["revoked_at"] is None
-    assert asyncio.run(_roles(settings.database_url, "acme", "svc:billing")) == \
+    assert run_once(settings.database_url, roles_of, "acme", "svc:billing") == \
         ["member"]
     assert json.loads(invoke(settings, "list", "--tenant", "globex", "--json").stdout) == []
 

@@ -11,6 +11,7 @@ from core.authz import roles_of, seed_policy
 from core.db.engine import Database
 from core.db.migrate import upgrade
 from core.settings import Settings
+from tests.support.databases import run_once
 from tests.support.tenancy import plan, tenant_on
 
 
@@ -24,13 +25,6 @@ async def _prepare(url: str, *tenant_ids: str) -> None:
     finally:
         await db.dispose()
 
-
-async def _roles_of(url: str, tenant_id: str, principal_id: str) -> list[str]:
-    db = Database(url)
-    try:
-        return await db.run(roles_of, tenant_id, principal_id)
-    finally:
-        await db.dispose()
 
 
 @pytest.fixture
@@ -63,8 +57,8 @@ def test_grant_list_revoke(cli_settings: Settings) -> None:
     again = invoke(cli_settings, "revoke", "--tenant", "acme", "slack:T1:U1", "admin")
     assert again.exit_code == 0 and "did not have" in again.stdout
     url = cli_settings.database_url
-    assert asyncio.run(_roles_of(url, "acme", "slack:T1:U1")) == []
-    assert asyncio.run(_roles_of(url, "beta", "slack:T1:U1")) == ["guest"]
+    assert run_once(url, roles_of, "acme", "slack:T1:U1") == []
+    assert run_once(url, roles_of, "beta", "slack:T1:U1") == ["guest"]
 
 
 def test_an_empty_tenant_lists_nothing_on_stdout(cli_settings: Settings) -> None:

@@ -11,8 +11,9 @@ import asyncio
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 from sqlalchemy import Executable, Row
@@ -127,3 +128,21 @@ async def execute(db: Database, *statements: Executable) -> int:
         return sum(max(0, conn.execute(s).rowcount) for s in statements)
 
     return await db.run(run_all)
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def run_once(url: str, work: Callable[Concatenate[Connection, P], T], *args: P.args,
+             **kwargs: P.kwargs) -> T:
+    """One transaction on the database at ``url``, from synchronous code (a CLI test
+    reading what a command wrote)."""
+    async def once() -> T:
+        db = Database(url)
+        try:
+            return await db.run(work, *args, **kwargs)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(once())
