@@ -362,8 +362,7 @@ class AgentService:
                 answer = await self._loop(run, prompt, history, encoder, on_text)
             except BudgetExceeded as exc:
                 log.info("run halted", ceiling=exc.ceiling, limit=exc.limit, used=exc.used)
-                ending = Ending("halted", halt={"ceiling": exc.ceiling, "limit": exc.limit,
-                                                "used": exc.used, "message": str(exc)})
+                ending = Ending.halted(exc)
             except ToolUnconfirmed as exc:
                 log.warning("run halted for a person", capability=exc.capability)
                 ending = Ending("halted", halt={"ceiling": "unconfirmed_tool", "limit": 0,

@@ -17,7 +17,7 @@ from pydantic_ai import RunContext
 from pydantic_ai.usage import RunUsage
 from pydantic_core import ValidationError, to_json
 
-from core.allocation import allocate, unoffered_reason
+from core.allocation import Allocation, allocate, unoffered_reason
 from core.budget.account import RunAccount
 from core.budget.meter import RunMeter
 from core.builder import RunGrant
@@ -48,46 +48,8 @@ async def call_tool(agent: AgentService, grant: RunGrant, capability: str,
     run = allocate(agent.wiring, grant, agent.models.get(model_id), model_id, salt,
                    RunAccount(agent.db, grant.ctx, RunMeter(grant.ctx), grant.plan,
                               grant.period), None)
-    name = tool_name(capability)
-    call = RunContext(deps=grant.ctx, model=run.model, usage=RunUsage(),
-                      tool_call_id="direct", tool_name=name)
-    tool = (await run.authorised.get_tools(call)).get(name)
-    result: Any = None
     with bound(grant.ctx):
-        ending: Ending
-        try:
-            if tool is None:
-                reason = unoffered_reason(agent.registry, grant, capability)
-                refusal = ToolRefused(capability, reason, f"{capability!r} is not "
-                                      f"offered to {grant.ctx.principal_id}")
-                run.authorised.refused.append((capability, reason))
-                await audit_refusal(agent.audit, grant.ctx, refusal, arguments, salt)
-                raise refusal
-            checked = tool.args_validator.validate_python(arguments)
-            result = await run.authorised.call_tool(name, checked, call, tool)
-        except ValidationError as exc:
-            ending = Ending("failed", error=f"arguments of {capability} do not fit: "
-                            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                        for e in exc.errors()))
-        except ToolRefused as exc:
-            ending = Ending("refused", error=str(exc))
-        except BudgetExceeded as exc:
-            ending = Ending("halted", halt={"ceiling": exc.ceiling, "limit": exc.limit,
-                                            "used": exc.used, "message": str(exc)})
-        except (ToolError, RunError) as exc:
-            ending = Ending("failed", error=str(exc))
-        except Exception as exc:
-            log.exception("direct tool call failed unexpectedly")
-            ending = Ending("failed", error=f"{type(exc).__name__}: {exc}")
-        except asyncio.CancelledError:
-            # A direct call is not resumed: it ends here, as the caller has gone.
-            await asyncio.shield(agent.db.run(finish_run, grant.ctx, agent.audit, Ending(
-                "failed", error="the call was cancelled", direct=capability), salt))
-            raise
-        else:
-            refused = run.authorised.refused
-            ending = (Ending("refused", error=f"{capability!r} refused: {refused[0][1]}")
-                      if refused else Ending("completed"))
+        ending, result = await _one_step(agent, grant, run, capability, arguments, salt)
         ending.direct = capability
         ending.refused = tuple(run.authorised.refused)
         ending.walltime_ms = int((time.monotonic() - run.started) * 1000)
@@ -99,6 +61,46 @@ async def call_tool(agent: AgentService, grant: RunGrant, capability: str,
         model=model_id, halt=ending.halt, error=ending.error, usage=usage,
         refused_tools=ending.refused, result=result if ending.status == "completed" else None,
     )
+
+
+async def _one_step(agent: AgentService, grant: RunGrant, run: Allocation, capability: str,
+                    arguments: dict[str, Any], salt: bytes) -> tuple[Ending, Any]:
+    """The call through the run's authorised toolset, and how it ended (with its result)."""
+    name = tool_name(capability)
+    call = RunContext(deps=grant.ctx, model=run.model, usage=RunUsage(),
+                      tool_call_id="direct", tool_name=name)
+    tool = (await run.authorised.get_tools(call)).get(name)
+    try:
+        if tool is None:
+            reason = unoffered_reason(agent.registry, grant, capability)
+            refusal = ToolRefused(capability, reason, f"{capability!r} is not "
+                                  f"offered to {grant.ctx.principal_id}")
+            run.authorised.refused.append((capability, reason))
+            await audit_refusal(agent.audit, grant.ctx, refusal, arguments, salt)
+            raise refusal
+        checked = tool.args_validator.validate_python(arguments)
+        result = await run.authorised.call_tool(name, checked, call, tool)
+    except ValidationError as exc:
+        return Ending("failed", error=f"arguments of {capability} do not fit: " + "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())), None
+    except ToolRefused as exc:
+        return Ending("refused", error=str(exc)), None
+    except BudgetExceeded as exc:
+        return Ending.halted(exc), None
+    except (ToolError, RunError) as exc:
+        return Ending("failed", error=str(exc)), None
+    except Exception as exc:
+        log.exception("direct tool call failed unexpectedly")
+        return Ending("failed", error=f"{type(exc).__name__}: {exc}"), None
+    except asyncio.CancelledError:
+        # A direct call is not resumed: it ends here, as the caller has gone.
+        await asyncio.shield(agent.db.run(finish_run, grant.ctx, agent.audit, Ending(
+            "failed", error="the call was cancelled", direct=capability), salt))
+        raise
+    refused = run.authorised.refused
+    if refused:
+        return Ending("refused", error=f"{capability!r} refused: {refused[0][1]}"), None
+    return Ending("completed"), result
 
 
 async def end_interrupted(agent: AgentService, grant: RunGrant, resumed: Resumed,

@@ -22,7 +22,7 @@ from core.budget.ledger import UsageSummary, abandon_open, run_rows, summary
 from core.budget.replay import Replay
 from core.checkpoints import Checkpoint, load_checkpoint
 from core.context import TenantContext
-from core.errors import Conflict
+from core.errors import BudgetExceeded, Conflict
 from core.memory import append_turn
 from core.runs import (
     FINAL_STATUSES,
@@ -153,6 +153,12 @@ class Ending:
     direct: str | None = None
     """The capability a direct call asked for (``core.direct``), kept in the run's
     detail when it ends so that a resume never takes it for a model's run."""
+
+    @classmethod
+    def halted(cls, exc: BudgetExceeded) -> Ending:
+        """A run stopped at a ceiling, with what the halt message shows."""
+        return cls("halted", halt={"ceiling": exc.ceiling, "limit": exc.limit,
+                                   "used": exc.used, "message": str(exc)})
 
 
 def finish_run(conn: Connection, ctx: TenantContext, audit: AuditLog, ending: Ending,
